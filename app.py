@@ -1,0 +1,14 @@
+"""Noisy Label Lab: entry point. `streamlit run app.py`"""
+import streamlit as st
+
+st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data & noise", icon=":material/shuffle:", url_path="data"),
+]
+
+page = st.navigation(PAGES)
+with st.sidebar:
+    st.caption("Noisy Label Lab: train on noisy labels, see what the noise does, find and fix wrong labels.")
+page.run()

@@ -1,0 +1,163 @@
+"""Data & noise: choose images, corrupt their labels in a well-defined way, and see exactly what changed."""
+import hashlib
+
+import streamlit as st
+
+from noisycore import charts
+from noisycore.config import ConfigError, DataConfig, NoiseConfig, NOISE_MODEL_NAMES, default_data_dir
+from noisycore.datasets import cifar10_available, download_cifar10
+from noisycore.noise import NOISE_HELP, class_counts, describe, flipped_examples, save_label_set, validate_matrix
+from ui.common import (cached_dataset, cached_noise, guard, labels_root, set_current_labels_path, upscale)
+
+SOURCES = {
+    "builtin": "Built-in shapes (offline)",
+    "cifar10": "CIFAR-10",
+    "path": "Folder or CSV on this computer",
+    "upload": "Upload a zip",
+}
+BIND = dict(bind="query-params")
+
+st.title("Data & noise")
+st.caption("Pick a dataset, choose how its labels get corrupted, and see exactly which labels were flipped. "
+           "The settings are in the page address, so you can share an exact setup.")
+
+# ---- Inputs: dataset --------------------------------------------------------------------------
+with st.container(border=True):
+    st.subheader("1. Images", anchor=False)
+    kind = st.segmented_control("Dataset", list(SOURCES), format_func=SOURCES.get, default="builtin",
+                                required=True, key="dataset", **BIND,
+                                help="The built-in shapes need no download and train in about a minute on a laptop.")
+    source = "builtin"
+    if kind == "cifar10":
+        source = "cifar10"
+        if not cifar10_available():
+            st.info("CIFAR-10 is not on this computer yet. Download it once (163 MB), or use the built-in dataset, "
+                    "or point the environment variable NOISYLAB_CIFAR10 at a local copy.")
+            if st.button("Download CIFAR-10 (163 MB)", icon=":material/download:"):
+                bar = st.progress(0.0, text="Downloading CIFAR-10…")
+                guard(download_cifar10, progress=lambda done, total: bar.progress(
+                    min(done / total, 1.0) if total else 0.0, text=f"Downloading CIFAR-10… {done / 1e6:.0f} MB"))
+                st.rerun()
+            st.stop()
+    elif kind == "path":
+        source = st.text_input("Path to an image folder (class sub-folders) or a CSV manifest (path,label)",
+                               key="path", **BIND, placeholder="/home/me/photos or /home/me/labels.csv").strip()
+        if not source:
+            st.info("Enter a folder laid out as `<class>/<image>` (or `train/<class>/…` and `test/<class>/…`), "
+                    "or a CSV file with columns `path,label` (paths relative to the CSV).")
+            st.stop()
+    elif kind == "upload":
+        upload = st.file_uploader("A zip of an image folder (class sub-folders inside)", type=["zip"])
+        if upload is None:
+            st.info("Upload a .zip whose folders are the classes. It is unpacked safely into the app's data folder.")
+            st.stop()
+        data = upload.getvalue()
+        target = default_data_dir() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}.zip"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        source = str(target)
+
+    c1, c2, c3 = st.columns(3)
+    size = c1.selectbox("Image size (pixels)", ["auto", 16, 24, 32, 48, 64, 96], key="size", **BIND,
+                        help="Every image is resized to this square size. Auto: the most common size, at most 64.")
+    max_train = c2.number_input("Max. training images (0 = all)", 0, 1_000_000, 0, step=1000, key="max_train", **BIND,
+                                help="Train on a stratified subset to keep demos fast.")
+    label_column = None
+    if source.lower().endswith(".csv"):
+        label_column = c3.text_input("Label column (CSV)", key="label_column", **BIND,
+                                     help="The CSV column with the labels you were given (default: label).") or None
+
+data_cfg = guard(DataConfig, source=source, image_size=None if size == "auto" else int(size),
+                 max_train=int(max_train) or None, label_column=label_column)
+dataset = guard(cached_dataset, data_cfg.to_json())
+names = list(dataset.class_names)
+K = dataset.num_classes
+st.caption(f"**{dataset.name}**: {len(dataset.y_train):,} training and {len(dataset.y_test):,} test images of "
+           f"{dataset.image_shape[0]}×{dataset.image_shape[1]} pixels, {K} classes: {', '.join(names)}.")
+
+# ---- Inputs: noise ----------------------------------------------------------------------------
+with st.container(border=True):
+    st.subheader("2. Label noise", anchor=False)
+    models = [m for m in NOISE_MODEL_NAMES if m != "human" or dataset.label_sets or source == "cifar10"
+              or kind != "builtin"]
+    c1, c2, c3 = st.columns([2, 2, 1])
+    model = c1.selectbox("Noise model", models, index=models.index("symmetric"), key="noise", **BIND,
+                         format_func=lambda m: f"{m}: {NOISE_HELP[m]}")
+    rate = c2.slider("Noise rate", 0.0, 0.95, 0.4, step=0.01, key="rate", **BIND, format="%.2f",
+                     disabled=model in ("none", "matrix", "human"),
+                     help="Share of labels to corrupt (of each source class for asymmetric and pair).")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed", **BIND, help="Same seed, same labels.")
+    extra = {}
+    if model == "symmetric":
+        extra["per_example"] = st.toggle("Flip each label independently with probability = rate", key="per_example",
+                                         **BIND, help="Off: exactly round(rate × N) labels are flipped.")
+    elif model == "matrix":
+        import pandas as pd  # the editor needs a frame; no math here
+
+        st.markdown("Edit the noise matrix: row = true class, column = given class, each row sums to 1.")
+        start = pd.DataFrame([[1.0 if i == j else 0.0 for j in range(K)] for i in range(K)], index=names, columns=names)
+        edited = st.data_editor(start, key=f"matrix_{K}", width="stretch")
+        extra["matrix"] = tuple(tuple(float(v) for v in row) for row in edited.to_numpy().tolist())
+        guard(validate_matrix, extra["matrix"], K)
+    elif model == "human":
+        sets = sorted(dataset.label_sets)
+        human_file = st.text_input("Human label file (CSV manifest or CIFAR-10_human.pt); empty = the dataset's own CSV",
+                                   key="human_labels", **BIND).strip() or None
+        choices = sets if human_file is None else ["aggre", "worst", "random1", "random2", "random3"]
+        if human_file and human_file.lower().endswith(".csv"):
+            choices = None
+        if choices:
+            label_set = st.selectbox("Label set", choices, key="label_set", **BIND)
+        else:
+            label_set = st.text_input("Label set (a column of the CSV)", key="label_set_text", **BIND)
+        if not label_set:
+            st.info("This dataset has no other label columns. Give a CSV manifest or a CIFAR-10N file above.")
+            st.stop()
+        extra.update(human_labels=human_file, label_set=label_set)
+
+noise_cfg = guard(NoiseConfig, model=model, rate=rate if model not in ("none", "matrix", "human") else 0.0,
+                  seed=int(seed), **extra)
+noisy = guard(cached_noise, data_cfg.to_json(), noise_cfg.to_json())
+
+# ---- Render ------------------------------------------------------------------------------------
+st.subheader("3. What the noise did", anchor=False)
+st.markdown(guard(describe, noise_cfg, K))
+if noisy.realized_rate is None:
+    st.warning("The true labels of this data are unknown, so nobody can say which labels are wrong yet. "
+               "Train a model and use the Review page to find the suspicious ones.")
+else:
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Requested rate", f"{noise_cfg.rate:.0%}" if model not in ("none", "matrix", "human") else "—")
+    m2.metric("Realized rate", f"{noisy.realized_rate:.2%}", help="Share of training labels that differ from the truth.")
+    m3.metric("Labels changed", f"{int(noisy.is_noisy.sum()):,} of {len(noisy.labels):,}")
+
+c1, c2 = st.columns(2)
+c1.altair_chart(charts.class_counts_chart(class_counts(noisy, names)), width="stretch")
+if noisy.realized_matrix is not None:
+    c2.altair_chart(charts.noise_matrix_heatmap(noisy.realized_matrix, names), width="stretch")
+
+if noisy.is_noisy is not None and noisy.is_noisy.any():
+    st.markdown("**Flipped examples** (true → given label)")
+    f1, f2 = st.columns(2)
+    true_pick = f1.selectbox("True class", ["any"] + names, key="flip_true")
+    given_pick = f2.selectbox("Given class", ["any"] + names, key="flip_given")
+    idx = flipped_examples(noisy, true_class=None if true_pick == "any" else names.index(true_pick),
+                           given_class=None if given_pick == "any" else names.index(given_pick), limit=48)
+    if len(idx) == 0:
+        st.info("No flipped example for this pair of classes.")
+    else:
+        st.image([upscale(dataset.x_train[i]) for i in idx], width=96,
+                 caption=[f"{names[noisy.true_labels[i]]} → {names[noisy.labels[i]]}" for i in idx])
+
+# ---- Action: save the label set ---------------------------------------------------------------
+with st.container(border=True):
+    st.subheader("4. Use these labels", anchor=False)
+    default_name = f"{dataset.name}-{model}" + (f"-{round(noise_cfg.rate * 100)}" if noise_cfg.rate else "") + f"-s{seed}"
+    name = st.text_input("Name of the label set", value=default_name,
+                         help="Saved as labels.csv + noise.json; the Train page and the CLI can use it.")
+    if st.button("Use these labels", type="primary", icon=":material/check:"):
+        clean = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name.strip()) or default_name
+        out = guard(save_label_set, labels_root() / clean, dataset, noisy)
+        set_current_labels_path(str(out))
+        st.success(f"Saved to `{out}`. The Train page will use this label set.")

@@ -1,0 +1,24 @@
+"""Home: what the app is for and the loop it walks a user through."""
+import streamlit as st
+
+st.title("Noisy Label Lab")
+st.markdown(
+    "Real labelled data is noisy: annotators err, automatic labellers err, some images are ambiguous. "
+    "This lab lets you **see what wrong labels do to a classifier, what helps against them, and fix them**."
+)
+
+STEPS = [
+    ("pages/data.py", "1. Data & noise", ":material/shuffle:",
+     "Load the built-in shapes, CIFAR-10 or your own images; corrupt a chosen share of labels "
+     "(symmetric, pair, asymmetric, instance-dependent, your own matrix) or bring real human labels; "
+     "see exactly which labels were flipped."),
+]
+for path, title, icon, text in STEPS:
+    with st.container(border=True):
+        st.page_link(path, label=title, icon=icon)
+        st.caption(text)
+
+st.markdown(
+    "**New here?** Open *Data & noise*, keep the built-in shapes, pick *symmetric* noise at 40% and look at the "
+    "noise matrix and the flipped examples. Everything runs offline on a laptop CPU."
+)
