@@ -617,8 +617,9 @@ def _human_from_pt(dataset, path: Path, label_set: str) -> np.ndarray:
         raise DataError(f"these labels are not for this CIFAR-10 copy: {e}") from None
     wrong = np.flatnonzero(clean[rows] != np.asarray(dataset.y_train))
     if wrong.size:
+        examples = _examples(np.asarray(dataset.ids_train)[wrong])
         raise DataError(f"these labels are not for this CIFAR-10 copy: the file's clean label differs from "
-                        f"the dataset's for {wrong.size} image(s) (e.g. {_examples(np.asarray(dataset.ids_train)[wrong])})")
+                        f"the dataset's for {wrong.size} image(s) (e.g. {examples})")
     return chosen[rows].astype(np.int64)
 
 
@@ -790,7 +791,10 @@ def _matrix_json(m) -> Optional[list]:
 
 
 def save_label_set(out_dir, dataset, noisy: NoisyLabels) -> Path:
-    """Write ``labels.csv`` (id, label, true_label, is_noisy; class names) and ``noise.json``; return the folder."""
+    """Write ``labels.csv`` (id, label, true_label, is_noisy; class names) and ``noise.json``; return the folder.
+
+    Both files are written atomically (temp file + os.replace). Labels (N,) follow ``dataset.ids_train``.
+    """
     names = np.asarray(dataset.class_names, dtype=object)
     ids = np.asarray(dataset.ids_train)
     labels = _check_labels(noisy.labels, len(names), "labels")
@@ -852,7 +856,8 @@ def load_label_set(path, dataset) -> NoisyLabels:
     labels = _require_complete(labels, dataset.ids_train, what=f"{csv_path} column 'label'")
     true = None
     if "true_label" in df.columns and (df["true_label"].str.strip() != "").any():
-        true = _labels_from_values(df["true_label"].to_numpy()[rows], names, what=f"{csv_path} column 'true_label'")
+        true = _labels_from_values(df["true_label"].to_numpy()[rows], names,
+                                   what=f"{csv_path} column 'true_label'")
         true = _require_complete(true, dataset.ids_train, what=f"{csv_path} column 'true_label'")
     meta = _read_noise_json(csv_path.parent / "noise.json")
     config = NoiseConfig.from_dict(meta["config"]) if "config" in meta else NoiseConfig(model="none", rate=0.0)

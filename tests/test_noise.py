@@ -468,7 +468,8 @@ def test_flipped_examples_and_class_counts():
 # ----------------------------------------------------------------------------- real CIFAR-10N labels
 
 @pytest.mark.shared
-@pytest.mark.skipif(not CIFAR_CSV.is_file(), reason=f"CIFAR-10N labels not found at {CIFAR_CSV} (shared data absent)")
+@pytest.mark.skipif(not CIFAR_CSV.is_file(),
+                    reason=f"CIFAR-10N labels not found at {CIFAR_CSV} (shared data absent)")
 def test_cifar10n_worst_label_set_has_40_21_percent_noise():
     table = pd.read_csv(CIFAR_CSV, dtype=str)
     lookup = {n: i for i, n in enumerate(CIFAR10_CLASS_NAMES)}
@@ -477,3 +478,16 @@ def test_cifar10n_worst_label_set_has_40_21_percent_noise():
     assert round(worst.realized_rate, 4) == 0.4021
     aggre = apply_noise(ds, NoiseConfig(model="human", human_labels=str(CIFAR_CSV), label_set="aggre"))
     assert round(aggre.realized_rate, 4) == 0.0901
+
+
+def test_works_with_the_real_dataset_class(tmp_path):
+    datasets = pytest.importorskip("noisycore.datasets")
+    y = balanced(10, 4)
+    x = np.random.default_rng(0).integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    ids = np.array([f"train/{CIFAR10_CLASS_NAMES[c]}/{i:04d}.jpg" for i, c in enumerate(y)])
+    ds = datasets.Dataset(name="cifar10", class_names=CIFAR10_CLASS_NAMES, x_train=x, y_train=y, ids_train=ids,
+                          x_test=x[:2], y_test=y[:2], ids_test=ids[:2], source="cifar10")
+    for model in ("asymmetric", "instance"):
+        noisy = apply_noise(ds, NoiseConfig(model=model, rate=0.5, seed=1))
+        back = load_label_set(save_label_set(tmp_path / model, ds, noisy), ds)
+        assert np.array_equal(back.labels, noisy.labels) and back.config.model == model
