@@ -327,7 +327,7 @@ def aum_margins(logits_or_probs_per_epoch, labels, *, kind: str = "auto") -> np.
     Input (E, N, K) or (N, K) for one epoch -> (E, N). ``kind="probs"`` (or "auto" when every row is
     a probability vector) uses ``z = log p``, which equals the logit margin (softmax only shifts a row).
     """
-    z = np.asarray(logits_or_probs_per_epoch, dtype=np.float64)
+    z = np.array(logits_or_probs_per_epoch, dtype=np.float64)  # a copy: modified below
     if z.ndim == 2:
         z = z[None]
     if z.ndim != 3:
