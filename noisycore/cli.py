@@ -96,9 +96,10 @@ def cmd_inject(args) -> int:
     from noisycore.noise import apply_noise, describe, save_label_set
 
     ncfg = noise_config(args)  # validate before the (slow) load
-    dataset = load_dataset(data_config(args))
+    dcfg = data_config(args)
+    dataset = load_dataset(dcfg)
     noisy = apply_noise(dataset, ncfg)
-    out = save_label_set(args.out, dataset, noisy)
+    out = save_label_set(args.out, dataset, noisy, data_config=dcfg)
     print(describe(ncfg, dataset.num_classes))
     n = len(noisy.labels)
     if noisy.realized_rate is None:

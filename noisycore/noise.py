@@ -319,7 +319,7 @@ def instance_noise(true_labels, images, *, rate: float, num_classes: int, seed: 
     """Instance-dependent noise (Xia et al., 2020, "Part-dependent label noise", their generator).
 
     q_n ~ N(rate, std^2) truncated to [0, 1]; W_y ~ N(0, 1) of shape (D, K) per class y;
-    s = x_n W_y with x_n the flattened image (/255 if uint8), s[y] = -inf;
+    s = x_n W_y with x_n the flattened image (uint8: /255 - 0.5), s[y] = -inf;
     p = q_n softmax(s), p[y] = 1 - q_n; given ~ p. Images (N, ...) -> D = prod(...); labels (N,).
     Images are converted to float32 in chunks of ``chunk_rows`` (never the whole set at once).
     """
@@ -348,6 +348,7 @@ def instance_noise(true_labels, images, *, rate: float, num_classes: int, seed: 
             x = x_all[rows].reshape(rows.size, d).astype(np.float32)
             if x_all.dtype == np.uint8:
                 x /= 255.0
+                x -= 0.5  # centred, as Xia's generator sees normalized images: the flip target depends on the image
             s = (x @ w).astype(np.float64)
             s[:, c] = -np.inf
             p = np.exp(s - s.max(axis=1, keepdims=True))
@@ -720,6 +721,17 @@ NOISE_MODELS: dict[str, Callable] = {
     "human": _apply_human,
 }
 
+NOISE_HELP: dict[str, str] = {
+    "none": "keep the labels as given",
+    "symmetric": "flip to a random other class",
+    "uniform": "redraw at random, may land on the true class",
+    "pair": "class i becomes class i+1",
+    "asymmetric": "similar classes swap (cat↔dog, truck→automobile…)",
+    "matrix": "you set P(given | true) per class pair",
+    "instance": "harder-looking images flip more (Xia et al. 2020)",
+    "human": "real annotators' labels (e.g. CIFAR-10N)",
+}
+
 
 def apply_noise(dataset, config: NoiseConfig) -> NoisyLabels:
     """Make the given labels for ``dataset``'s training set with the model named in ``config``."""
@@ -790,10 +802,11 @@ def _matrix_json(m) -> Optional[list]:
     return None if m is None else np.asarray(m, dtype=float).tolist()
 
 
-def save_label_set(out_dir, dataset, noisy: NoisyLabels) -> Path:
+def save_label_set(out_dir, dataset, noisy: NoisyLabels, *, data_config=None) -> Path:
     """Write ``labels.csv`` (id, label, true_label, is_noisy; class names) and ``noise.json``; return the folder.
 
     Both files are written atomically (temp file + os.replace). Labels (N,) follow ``dataset.ids_train``.
+    ``data_config`` (a DataConfig) is stored too, so the label set names the exact images it belongs to.
     """
     names = np.asarray(dataset.class_names, dtype=object)
     ids = np.asarray(dataset.ids_train)
@@ -805,6 +818,7 @@ def save_label_set(out_dir, dataset, noisy: NoisyLabels) -> Path:
                           "true_label": names[noisy.true_labels] if known else "",
                           "is_noisy": np.where(noisy.is_noisy, "true", "false") if known else ""})
     meta = {"config": noisy.config.to_dict(),
+            "data_config": data_config.to_dict() if data_config is not None else None,
             "dataset": {"name": getattr(dataset, "name", None), "source": getattr(dataset, "source", None),
                         "class_names": list(dataset.class_names), "num_train": int(ids.size)},
             "requested_matrix": _matrix_json(noisy.requested_matrix),

@@ -158,6 +158,6 @@ with st.container(border=True):
                          help="Saved as labels.csv + noise.json; the Train page and the CLI can use it.")
     if st.button("Use these labels", type="primary", icon=":material/check:"):
         clean = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name.strip()) or default_name
-        out = guard(save_label_set, labels_root() / clean, dataset, noisy)
+        out = guard(save_label_set, labels_root() / clean, dataset, noisy, data_config=data_cfg)
         set_current_labels_path(str(out))
         st.success(f"Saved to `{out}`. The Train page will use this label set.")
