@@ -1,0 +1,407 @@
+"""Review decisions: an append-only SQLite log in the run folder, undo, and exports.
+
+Every decision a reviewer makes is one row, written in its own transaction and committed (WAL
+journal, ``synchronous=FULL``) before :meth:`ReviewStore.record` returns, so a page that confirms a
+decision after ``record`` returns never loses it: not on a browser refresh, a server restart or a
+killed process. Nothing is ever updated or deleted: an undo is a new row (decision ``"undo"``) that
+cancels an earlier one, so the table is the full audit trail.
+
+The *effective* decision of an item is its latest row that no undo cancelled, whoever made it.
+Two reviewers can work on one store at once; each row carries its reviewer's name.
+
+Decisions: ``accept`` (take the proposed label), ``keep`` (the given label is right), ``relabel``
+(the reviewer picked a class), ``exclude`` (drop the image from training).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import zipfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from noisycore.errors import DataError, UserError
+
+DECISIONS = ("accept", "keep", "relabel", "exclude")
+UNDO = "undo"
+NO_DECISION = "unreviewed"         # the decision column of an item nobody has decided yet
+REVIEW_DB_NAME = "review.sqlite"   # file name inside a run folder
+_BUSY_TIMEOUT_S = 30.0             # wait this long for another writer (second tab, second reviewer)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,  -- order of the audit trail
+    time           TEXT    NOT NULL,                   -- UTC, ISO 8601
+    item_id        TEXT    NOT NULL,                   -- the dataset id (e.g. relative image path)
+    idx            INTEGER NOT NULL,                   -- position in the training set
+    decision       TEXT    NOT NULL CHECK (decision IN ('accept', 'keep', 'relabel', 'exclude', 'undo')),
+    previous_label INTEGER,                            -- the given label the reviewer saw
+    new_label      INTEGER,                            -- NULL for exclude and undo
+    proposed_label INTEGER,                            -- what the detector proposed (if any)
+    score          REAL,                               -- the detector's label_quality (if any)
+    reviewer       TEXT    NOT NULL,
+    undoes         INTEGER REFERENCES decisions(id)    -- undo rows: the row they cancel
+);
+CREATE INDEX IF NOT EXISTS decisions_item ON decisions(item_id);
+CREATE INDEX IF NOT EXISTS decisions_undoes ON decisions(undoes);
+"""
+
+# rows no undo has cancelled (undo rows themselves excluded)
+_LIVE = """SELECT * FROM decisions d WHERE d.decision != 'undo'
+           AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)"""
+_EFFECTIVE = f"""WITH live AS ({_LIVE})
+    SELECT * FROM live WHERE id IN (SELECT MAX(id) FROM live GROUP BY item_id) ORDER BY id"""
+_COLUMNS = ["id", "time", "item_id", "index", "decision", "previous_label", "new_label",
+            "proposed_label", "score", "reviewer", "undoes"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _text(name: str, value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{name}={value!r} must be a non-empty string")
+    return value.strip()
+
+
+def _label(name: str, value, *, optional: bool = False, what: str = "a class index") -> Optional[int]:
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise UserError(f"{name}={value!r} must be {what} (an integer >= 0)")
+    return int(value)
+
+
+class ReviewStore:
+    """The review decisions of one run: a SQLite file opened per call (safe across threads).
+
+    ``path``: the database file (created with its folder); see :meth:`for_run`.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a folder; pass the database file, e.g. "
+                            f"{self.path / REVIEW_DB_NAME} (or use ReviewStore.for_run)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # one writer per process at a time; SQLite locks across processes
+        try:
+            with self._connect() as con:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+                con.execute("SELECT COUNT(*) FROM decisions").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise DataError(f"{self.path} is not a usable review database ({e}); move it away "
+                            "to start a new review") from None
+
+    @classmethod
+    def for_run(cls, run_dir) -> "ReviewStore":
+        """The store of a run folder: ``<run_dir>/review.sqlite``."""
+        return cls(Path(run_dir) / REVIEW_DB_NAME)
+
+    def __repr__(self):
+        return f"ReviewStore({str(self.path)!r})"
+
+    @contextmanager
+    def _connect(self):
+        con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _write(self):
+        """One write transaction: BEGIN IMMEDIATE takes the write lock up front, COMMIT before exit."""
+        with self._lock, self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _query(self, sql: str, args=()) -> list[dict]:
+        with self._connect() as con:
+            return [dict(r) for r in con.execute(sql, args).fetchall()]
+
+    # ------------------------------------------------------------------------- writing
+
+    def record(self, *, item_id: str, index: int, decision: str, previous_label: int,
+               new_label: Optional[int], reviewer: str, proposed_label: Optional[int] = None,
+               score: Optional[float] = None) -> int:
+        """Append one decision and commit it; returns its row id.
+
+        accept: new_label defaults to proposed_label; keep: new_label = previous_label;
+        relabel: new_label required; exclude: new_label must be None.
+        """
+        if decision not in DECISIONS:
+            raise UserError(f"decision={decision!r} is not valid; choose one of: {', '.join(DECISIONS)} "
+                            "(use undo() to cancel a decision)")
+        row = {"item_id": _text("item_id", item_id), "idx": _label("index", index, what="a position in the training set"),
+               "decision": decision, "previous_label": _label("previous_label", previous_label),
+               "proposed_label": _label("proposed_label", proposed_label, optional=True),
+               "score": None if score is None else float(score),
+               "reviewer": _text("reviewer", reviewer)}
+        row["new_label"] = self._new_label(decision, row, new_label)
+        with self._write() as con:
+            cur = con.execute(
+                "INSERT INTO decisions (time, item_id, idx, decision, previous_label, new_label, "
+                "proposed_label, score, reviewer) VALUES (:time, :item_id, :idx, :decision, "
+                ":previous_label, :new_label, :proposed_label, :score, :reviewer)",
+                {**row, "time": _now()})
+            return int(cur.lastrowid)
+
+    @staticmethod
+    def _new_label(decision, row, new_label) -> Optional[int]:
+        if decision == "exclude":
+            if new_label is not None:
+                raise UserError(f"exclude takes no new_label (got {new_label!r})")
+            return None
+        if decision == "keep":
+            if new_label is not None and new_label != row["previous_label"]:
+                raise UserError(f"keep means new_label = previous_label ({row['previous_label']}), "
+                                f"got {new_label!r}; use relabel to change the label")
+            return row["previous_label"]
+        if decision == "accept" and new_label is None:
+            if row["proposed_label"] is None:
+                raise UserError("accept needs proposed_label (or new_label): there is no proposal")
+            return row["proposed_label"]
+        return _label("new_label", new_label)
+
+    def undo(self, *, reviewer: str, item_id: Optional[str] = None) -> Optional[dict]:
+        """Cancel the latest live decision of ``reviewer`` (or, given ``item_id``, of that item,
+        whoever made it) by appending an ``undo`` row. Returns the cancelled decision (with
+        ``undo_id``), or None when there is nothing to undo."""
+        reviewer = _text("reviewer", reviewer)
+        where, arg = ("item_id = ?", _text("item_id", item_id)) if item_id is not None \
+            else ("reviewer = ?", reviewer)
+        with self._write() as con:
+            target = con.execute(f"WITH live AS ({_LIVE}) SELECT * FROM live WHERE {where} "
+                                 "ORDER BY id DESC LIMIT 1", (arg,)).fetchone()
+            if target is None:
+                return None
+            cur = con.execute(
+                "INSERT INTO decisions (time, item_id, idx, decision, previous_label, new_label, "
+                "reviewer, undoes) VALUES (?, ?, ?, 'undo', ?, NULL, ?, ?)",
+                (_now(), target["item_id"], target["idx"], target["previous_label"], reviewer,
+                 target["id"]))
+            undone = _public(dict(target))
+            undone["undo_id"] = int(cur.lastrowid)
+            return undone
+
+    # ------------------------------------------------------------------------- reading
+
+    def latest(self) -> pd.DataFrame:
+        """The effective decision per item (latest row not undone), in the order they were made.
+
+        Columns: id, time, item_id, index, decision, previous_label, new_label, proposed_label,
+        score, reviewer (new_label / proposed_label are nullable Int64).
+        """
+        return _frame(self._query(_EFFECTIVE), undoes=False)
+
+    def history(self) -> pd.DataFrame:
+        """Every row ever written, undo rows included, in order (the audit trail)."""
+        return _frame(self._query("SELECT * FROM decisions ORDER BY id"), undoes=True)
+
+    def decision_of(self, item_id: str) -> Optional[dict]:
+        """The effective decision of one item as a dict, or None if it has none."""
+        rows = self._query(f"WITH live AS ({_LIVE}) SELECT * FROM live WHERE item_id = ? "
+                           "ORDER BY id DESC LIMIT 1", (item_id,))
+        return _public(rows[0]) if rows else None
+
+    def tally(self) -> dict:
+        """Counts of effective decisions: accepted, kept, relabelled, excluded, reviewed (= total)."""
+        rows = self._query(_EFFECTIVE)
+        counts = pd.Series([r["decision"] for r in rows], dtype=object).value_counts()
+        names = {"accept": "accepted", "keep": "kept", "relabel": "relabelled", "exclude": "excluded"}
+        out = {names[d]: int(counts.get(d, 0)) for d in DECISIONS}
+        out["reviewed"] = len(rows)
+        return out
+
+    def first_unreviewed(self, order: Sequence[str]) -> int:
+        """Position in ``order`` (a queue of item ids) of the first item without an effective
+        decision; ``len(order)`` when every item is decided."""
+        done = {r["item_id"] for r in self._query(f"WITH live AS ({_LIVE}) SELECT DISTINCT item_id FROM live")}
+        for pos, item in enumerate(order):
+            if str(item) not in done:
+                return pos
+        return len(order)
+
+
+def _public(row: dict) -> dict:
+    """A database row as the public dict: ``idx`` renamed ``index``, keys in _COLUMNS order."""
+    row = dict(row, index=row["idx"])
+    return {c: row[c] for c in _COLUMNS if c in row and not (c == "undoes" and row[c] is None)}
+
+
+def _frame(rows: list[dict], *, undoes: bool) -> pd.DataFrame:
+    cols = _COLUMNS if undoes else _COLUMNS[:-1]
+    frame = pd.DataFrame([_public(r) for r in rows], columns=cols)
+    for c in ("id", "index", "previous_label", "new_label", "proposed_label") + (("undoes",) if undoes else ()):
+        frame[c] = frame[c].astype("Int64")
+    frame["score"] = frame["score"].astype("float64")
+    return frame
+
+
+# ----------------------------------------------------------------------------- applying decisions
+
+def _check_items(ids, given_labels, class_names=None):
+    ids = np.asarray([str(i) for i in ids], dtype=object)
+    y = np.asarray(given_labels)
+    if y.ndim != 1 or len(y) != len(ids) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"given_labels must be {len(ids)} integer labels (one per id), "
+                        f"got shape {y.shape} dtype {y.dtype}")
+    if len(set(ids)) != len(ids):
+        dup = pd.Series(ids).value_counts().index[0]
+        raise DataError(f"ids must be unique; {dup!r} appears more than once")
+    if class_names is not None and len(y) and (y.min() < 0 or y.max() >= len(class_names)):
+        raise DataError(f"given label {y.max() if y.max() >= len(class_names) else y.min()} has no "
+                        f"class name ({len(class_names)} classes)")
+    return ids, y.astype(np.int64)
+
+
+def final_labels(given_labels, ids, store: ReviewStore):
+    """Apply the effective decisions to the given labels.
+
+    Returns ``(final, excluded, decision)``, each (N,): final int labels (an excluded item keeps
+    its given label here: drop it with the mask), excluded bool, decision str per item
+    (``"unreviewed"`` where nobody decided). Decisions are matched by item id.
+    """
+    ids, y = _check_items(ids, given_labels)
+    position = {item: i for i, item in enumerate(ids)}
+    final, excluded = y.copy(), np.zeros(len(y), dtype=bool)
+    decision = np.full(len(y), NO_DECISION, dtype=object)
+    effective = store.latest()
+    unknown = sorted(set(effective["item_id"]) - set(position))
+    if unknown:
+        raise DataError(f"{len(unknown)} reviewed item(s) are not in this dataset, e.g. {unknown[0]!r}; "
+                        "was the review made on another dataset or label set?")
+    for row in effective.itertuples(index=False):
+        i = position[row.item_id]
+        decision[i] = row.decision
+        if row.decision == "exclude":
+            excluded[i] = True
+        else:
+            final[i] = int(row.new_label)
+    return final, excluded, decision
+
+
+def _atomic_write(path, write) -> Path:
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def review_frame(*, ids, given_labels, class_names: Sequence[str], store: ReviewStore,
+                 scores=None) -> pd.DataFrame:
+    """One row per item: id, given_label, final_label ("" if excluded), decision, score, reviewer."""
+    names = np.asarray(list(class_names), dtype=object)
+    ids, y = _check_items(ids, given_labels, names)
+    final, excluded, decision = final_labels(y, ids, store)
+    effective = store.latest().set_index("item_id")
+    if scores is not None:
+        score = np.asarray(scores, dtype=np.float64)
+        if score.shape != (len(ids),):
+            raise DataError(f"scores must have one value per id ({len(ids)}), got shape {score.shape}")
+    else:
+        score = effective["score"].reindex(ids).to_numpy(dtype=np.float64, na_value=np.nan)
+    if len(final) and final.max() >= len(names):
+        raise DataError(f"a decision sets label {final.max()} but there are only {len(names)} classes")
+    return pd.DataFrame({
+        "id": ids, "given_label": names[y],
+        "final_label": np.where(excluded, "", names[final]),
+        "decision": decision, "score": score,
+        "reviewer": effective["reviewer"].reindex(ids).fillna("").to_numpy(dtype=object),
+    })
+
+
+def export_csv(path, *, ids, given_labels, class_names: Sequence[str], store: ReviewStore,
+               scores=None, drop_excluded: bool = False) -> Path:
+    """Write the reviewed labels: columns id, given_label, final_label, decision, score, reviewer
+    (class names; final_label empty for an excluded item, or the row dropped with drop_excluded)."""
+    frame = review_frame(ids=ids, given_labels=given_labels, class_names=class_names,
+                         store=store, scores=scores)
+    if drop_excluded:
+        frame = frame[frame["decision"] != "exclude"]
+    return _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def export_manifest(path, *, ids, given_labels, class_names: Sequence[str], store: ReviewStore) -> Path:
+    """Write a CSV manifest ``path,label`` (label = final class name, excluded items dropped, path =
+    id) that ``datasets.load_csv_manifest`` reads back; put it where the ids are relative to."""
+    frame = review_frame(ids=ids, given_labels=given_labels, class_names=class_names, store=store)
+    frame = frame[frame["decision"] != "exclude"]
+    out = pd.DataFrame({"path": frame["id"], "label": frame["final_label"]})
+    return _atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def _safe_name(text: str, fallback: str) -> str:
+    name = _UNSAFE.sub("_", str(text)).strip(" .")
+    return name or fallback
+
+
+def export_folder(path_zip, *, images, ids, given_labels, class_names: Sequence[str],
+                  store: ReviewStore) -> Path:
+    """Write a zip of an image-folder tree ``<final class>/<name>.png`` (excluded items dropped).
+
+    images: uint8 (N, H, W, 3) (or (N, H, W) grey). name = the id's file name without extension,
+    made filesystem-safe; a repeated name in one folder gets ``-2``, ``-3``... appended.
+    """
+    x = np.asarray(images)
+    names = list(class_names)
+    frame = review_frame(ids=ids, given_labels=given_labels, class_names=names, store=store)
+    if x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(frame):
+        raise DataError(f"images must be uint8 (N, H, W, 3) with N={len(frame)}, "
+                        f"got {x.dtype} {x.shape}")
+    folders = {c: _safe_name(c, f"class_{i}") for i, c in enumerate(names)}
+    if len(set(folders.values())) != len(folders):
+        raise DataError(f"class names {names} give clashing folder names; rename the classes")
+    keep = np.flatnonzero(frame["decision"].to_numpy() != "exclude")
+
+    def write(tmp):
+        used = set()
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:  # PNG is compressed
+            for i in keep:
+                folder = folders[frame["final_label"].iat[i]]
+                stem = _safe_name(Path(str(frame["id"].iat[i]).replace("\\", "/")).stem, f"item_{i}")
+                member, n = f"{folder}/{stem}.png", 1
+                while member in used:
+                    n += 1
+                    member = f"{folder}/{stem}-{n}.png"
+                used.add(member)
+                zf.writestr(member, _png(x[i]))
+
+    return _atomic_write(path_zip, write)
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(buf, "PNG")
+    return buf.getvalue()
