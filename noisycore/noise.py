@@ -905,7 +905,7 @@ def flipped_examples(noisy: NoisyLabels, *, true_class: Optional[int] = None,
 
 
 def class_counts(noisy: NoisyLabels, class_names) -> pd.DataFrame:
-    """One row per class: class, true_count (<NA> when the truth is unknown), given_count."""
+    """One row per class: class, true (count; <NA> when the truth is unknown), given (count)."""
     names = list(class_names)
     k = len(names)
     labels = _check_labels(noisy.labels, k, "labels")
@@ -914,4 +914,4 @@ def class_counts(noisy: NoisyLabels, class_names) -> pd.DataFrame:
         true = pd.array([pd.NA] * k, dtype="Int64")
     else:
         true = pd.array(np.bincount(_check_labels(noisy.true_labels, k), minlength=k), dtype="Int64")
-    return pd.DataFrame({"class": names, "true_count": true, "given_count": pd.array(given, dtype="Int64")})
+    return pd.DataFrame({"class": names, "true": true, "given": pd.array(given, dtype="Int64")})

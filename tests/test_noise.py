@@ -460,9 +460,9 @@ def test_flipped_examples_and_class_counts():
     with pytest.raises(UserError, match="true_class=3"):
         flipped_examples(noisy, true_class=3)
     table = class_counts(noisy, ("a", "b", "c"))
-    assert table["true_count"].tolist() == [2, 2, 2] and table["given_count"].tolist() == [3, 3, 0]
+    assert table["true"].tolist() == [2, 2, 2] and table["given"].tolist() == [3, 3, 0]
     unknown = NoisyLabels(labels, None, None, None, None, None, NoiseConfig(model="none", rate=0.0))
-    assert class_counts(unknown, ("a", "b", "c"))["true_count"].isna().all()
+    assert class_counts(unknown, ("a", "b", "c"))["true"].isna().all()
     with pytest.raises(UserError, match="unknown"):
         flipped_examples(unknown)
 
