@@ -133,3 +133,207 @@ class NoiseConfig(JsonConfig):
             raise ConfigError(f"instance_std={self.instance_std} must be in [0, 0.5]")
         if self.matrix is not None:
             object.__setattr__(self, "matrix", _tupleize([list(r) for r in self.matrix]))
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+METHOD_NAMES = ("standard", "confidence_weighting", "coteaching", "label_correction")
+OPTIMIZERS = ("adam", "sgd")                      # sgd uses Nesterov-free momentum 0.9
+LR_SCHEDULES = ("plateau", "constant", "cosine", "onecycle")
+AUGMENTATIONS = ("none", "blog", "strong")
+
+
+def _freeze_params(name: str, value) -> tuple:
+    """A dict, a frozen mapping or (key, value) pairs -> a sorted tuple of (str, value) pairs.
+
+    Lists inside values (e.g. a K x K matrix) become tuples so the config stays hashable.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        try:
+            items = [tuple(pair) for pair in value]
+        except TypeError:
+            raise ConfigError(f"{name}={value!r} must be a dict or a list of (key, value) pairs") from None
+        if any(len(pair) != 2 for pair in items):
+            raise ConfigError(f"{name}={value!r} must be a dict or a list of (key, value) pairs")
+    keys = [k for k, _ in items]
+    if not all(isinstance(k, str) and k for k in keys):
+        raise ConfigError(f"{name} keys must be non-empty strings, got {keys!r}")
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{name} has a repeated key: {keys!r}")
+    return tuple(sorted((k, _tupleize(v)) for k, v in items))
+
+
+def _thaw(value):
+    """Tuples back to lists (for JSON and for the functions that receive the parameters)."""
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig(JsonConfig):
+    """Everything needed to rerun one training experiment (saved as config.json in the run folder).
+
+    Model and loss names are checked against the registries when training starts
+    (``noisycore.train.check_config``), so that building a config stays free of TensorFlow.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)     # which images
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # how the given labels are made (ignored with labels_path)
+    labels_path: Optional[str] = None   # a labels.csv (or its folder) to train on instead of applying `noise`
+    model: str = "compact_cnn"          # a name in noisycore.models.MODELS
+    loss: str = "ce"                    # a name in noisycore.losses.LOSSES
+    loss_params: tuple = ()             # loss hyper-parameters, e.g. {"q": 0.7}; see LOSS_DEFAULTS
+    method: str = "standard"            # one of METHOD_NAMES (see noisycore.methods.METHOD_HELP)
+    method_params: tuple = ()           # method hyper-parameters; see noisycore.methods.METHOD_DEFAULTS
+    epochs: int = 20                    # passes over the training split (the maximum with early stopping)
+    batch_size: int = 128               # images per gradient step
+    optimizer: str = "adam"             # adam | sgd (momentum 0.9)
+    learning_rate: float = 1e-3         # initial / peak learning rate
+    lr_schedule: str = "plateau"        # plateau (ReduceLROnPlateau on val_loss) | constant | cosine | onecycle
+    weight_decay: float = 0.0           # L2 penalty on the kernels (0 = off)
+    dropout: float = 1.0                # scale of the model's dropout rates (1 = as designed, 0 = no dropout)
+    batchnorm: bool = True              # batch normalization after convolutions
+    augment: str = "none"               # none | blog (rotate 15 deg, shift 10%, flip) | strong (crop + flip)
+    cutout: bool = False                # cut a random square out of each training image
+    mixup_alpha: float = 0.0            # mixup Beta(alpha, alpha) (0 = off; standard method only)
+    val_fraction: float = 0.1           # share of the training images held out (stratified) for validation
+    trusted_val: bool = False           # score validation against the true labels (a trusted subset; needs the truth)
+    early_stopping_patience: int = 15   # epochs without a better val_accuracy before stopping (0 = off); restores the best
+    plateau_patience: int = 5           # epochs without a lower val_loss before the lr is cut (lr_schedule=plateau)
+    plateau_factor: float = 0.5         # the lr is multiplied by this on a plateau
+    min_lr: float = 1e-7                # lower bound of the learning rate (plateau and cosine)
+    mixed_precision: bool = False       # mixed_bfloat16 compute (faster on recent CPUs / GPUs)
+    tensorboard: bool = False           # write TensorBoard logs into the run folder
+    seed: int = 0                       # weights, shuffling, augmentation and the validation split
+    max_train: Optional[int] = None     # train on a stratified subset of this many images (None = all)
+    record_margins: Optional[bool] = None  # margins.npy each epoch (AUM); None = on when N <= 60,000
+    preset: Optional[str] = None        # the preset this config started from (for the record only)
+
+    def __post_init__(self):
+        self._coerce_nested()
+        _choice("method", self.method, METHOD_NAMES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("augment", self.augment, AUGMENTATIONS)
+        for name in ("model", "loss"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be a name (see the registry)")
+        self._check_numbers()
+        if self.mixup_alpha > 0 and self.method != "standard":
+            raise ConfigError(f"mixup_alpha={self.mixup_alpha} works only with method 'standard' "
+                              f"(method={self.method!r} needs the given label of each image); set mixup_alpha=0")
+        from noisycore.methods import method_params  # light import (no TensorFlow); avoids a cycle
+
+        method_params(self.method, self.method_kwargs)
+        if self.preset is not None:
+            _choice("preset", self.preset, tuple(PRESETS))
+        if self.labels_path is not None and not str(self.labels_path).strip():
+            raise ConfigError("labels_path is empty; give a labels.csv path or None")
+
+    def _coerce_nested(self):
+        """Accept dicts for data / noise and dicts or pairs for the parameter mappings."""
+        for name, cls in (("data", DataConfig), ("noise", NoiseConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, cls.from_dict(value))
+            elif not isinstance(value, cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
+        object.__setattr__(self, "loss_params", _freeze_params("loss_params", self.loss_params))
+        object.__setattr__(self, "method_params", _freeze_params("method_params", self.method_params))
+
+    def _check_numbers(self):
+        def between(name, lo, hi, kind=float):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+                raise ConfigError(f"{name}={value!r} must be {'an integer' if kind is int else 'a number'}")
+            if not (lo <= value <= hi):
+                raise ConfigError(f"{name}={value} is outside [{lo}, {hi}]")
+            object.__setattr__(self, name, kind(value))
+
+        between("epochs", 1, 10_000, int)
+        between("batch_size", 1, 8192, int)
+        between("learning_rate", 1e-8, 10.0)
+        between("weight_decay", 0.0, 0.1)
+        between("dropout", 0.0, 2.0)
+        between("mixup_alpha", 0.0, 10.0)
+        between("val_fraction", 0.01, 0.5)
+        between("early_stopping_patience", 0, 10_000, int)
+        between("plateau_patience", 1, 10_000, int)
+        between("plateau_factor", 0.01, 0.99)
+        between("min_lr", 0.0, 1.0)
+        between("seed", 0, 2**31 - 1, int)
+        if self.max_train is not None:
+            between("max_train", 20, 10**8, int)
+
+    @property
+    def loss_kwargs(self) -> dict:
+        """The loss hyper-parameters as a dict (lists for nested values such as a matrix)."""
+        return {k: _thaw(v) for k, v in self.loss_params}
+
+    @property
+    def method_kwargs(self) -> dict:
+        """The method hyper-parameters as a dict."""
+        return {k: _thaw(v) for k, v in self.method_params}
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["loss_params"] = self.loss_kwargs
+        d["method_params"] = self.method_kwargs
+        return d
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "TrainConfig":
+        """A preset (see PRESETS) with some fields overridden; data / noise may be partial dicts."""
+        _choice("preset", name, tuple(PRESETS))
+        values = {**PRESETS[name], "preset": name}
+        for key in ("data", "noise"):
+            if isinstance(overrides.get(key), dict):
+                overrides[key] = {**values.get(key, {}), **overrides[key]}
+        values.update(overrides)
+        return cls(**values)
+
+
+# Presets list only what differs from the TrainConfig defaults (nanoGPT style).
+PRESETS: dict = {
+    # CPU demo on the built-in dataset: a plain CNN with constant lr and no early stopping, so the
+    # test accuracy rises and then falls while the network memorizes the 40% wrong labels.
+    "quick": {
+        "max_train": 2000,
+        "epochs": 20,
+        "lr_schedule": "constant",
+        "early_stopping_patience": 0,
+        "dropout": 0.0,
+    },
+    # The blog post's recipe, with validation on a noisy split of the training data instead of the test set.
+    "blog": {
+        "model": "blog_cnn",
+        "loss": "label_smoothing",
+        "loss_params": {"epsilon": 0.1},
+        "augment": "blog",
+        "epochs": 100,
+    },
+    # A GPU-sized recipe: ResNet, SGD with momentum 0.9, cosine lr from 0.1, weight decay 5e-4.
+    "full": {
+        "model": "resnet",
+        "optimizer": "sgd",
+        "learning_rate": 0.1,
+        "lr_schedule": "cosine",
+        "weight_decay": 5e-4,
+        "augment": "strong",
+        "epochs": 200,
+        "early_stopping_patience": 0,
+    },
+}
+
+PRESET_HELP: dict = {
+    "quick": "Quick demo: CPU, about a minute on the built-in dataset; shows the network memorizing wrong labels.",
+    "blog": "The blog post's recipe: blog CNN, label smoothing 0.1, augmentation, Adam, early stopping, 100 epochs.",
+    "full": "GPU-sized: ResNet, SGD 0.1 cosine, weight decay 5e-4, strong augmentation, 200 epochs.",
+}

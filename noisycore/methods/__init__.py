@@ -1,0 +1,69 @@
+"""Training methods, looked up by name: how the network(s) learn from the given labels.
+
+``METHODS`` maps a name to a class (see ``standard.StandardMethod`` for the interface that
+``noisycore.train`` drives). ``METHOD_HELP`` and ``METHOD_DEFAULTS`` are plain data, so importing
+this package stays free of TensorFlow (the app and ``TrainConfig`` read them); ``METHODS`` imports
+the method modules (and Keras) on first use.
+"""
+from __future__ import annotations
+
+from noisycore.config import METHOD_NAMES, ConfigError
+
+METHOD_HELP = {
+    "standard": "One network trained on the given labels with the chosen loss.",
+    "confidence_weighting": "After a warm-up, weight each image by the model's confidence in its given label "
+                            "(p[label]^gamma), so images the model doubts count less.",
+    "coteaching": "Two networks; each learns only from the images its peer finds easiest (small loss), "
+                  "dropping a growing share of likely-wrong labels (Han et al. 2018).",
+    "label_correction": "Self-training: train, replace labels the model contradicts with high confidence, "
+                        "continue on the corrected labels; reports how many corrections were right.",
+}
+
+# Hyper-parameters each method accepts (TrainConfig.method_params), with defaults and units.
+METHOD_DEFAULTS = {
+    "standard": {},
+    "confidence_weighting": {
+        "warmup_epochs": 5,    # epochs with weight 1 before the weights switch on
+        "gamma": 1.0,          # w = p[given]^gamma; 0 = no weighting, larger = harsher
+    },
+    "coteaching": {
+        "forget_rate": None,   # tau, share of each batch dropped; None = the (estimated / requested) noise rate
+        "t_k": 10,             # epochs over which the forget rate ramps linearly from 0 to tau
+    },
+    "label_correction": {
+        "threshold": 0.9,      # relabel when the predicted class has probability above this (the blog's 0.9)
+        "rounds": 2,           # relabelling rounds; the epochs are split into rounds + 1 equal phases
+    },
+}
+
+assert tuple(METHOD_HELP) == METHOD_NAMES == tuple(METHOD_DEFAULTS)
+
+
+def method_params(name: str, params: dict) -> dict:
+    """The defaults of method ``name`` updated with ``params``; unknown keys raise ConfigError."""
+    if name not in METHOD_DEFAULTS:
+        raise ConfigError(f"method={name!r} is not valid; choose one of: {', '.join(METHOD_NAMES)}")
+    defaults = METHOD_DEFAULTS[name]
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"method {name!r} has no parameter {', '.join(unknown)}; "
+                          f"valid: {', '.join(defaults) or 'none'}")
+    return {**defaults, **params}
+
+
+def _load_methods() -> dict:
+    from noisycore.methods.confidence_weighting import ConfidenceWeightingMethod
+    from noisycore.methods.coteaching import CoTeachingMethod
+    from noisycore.methods.label_correction import LabelCorrectionMethod
+    from noisycore.methods.standard import StandardMethod
+
+    return {"standard": StandardMethod, "confidence_weighting": ConfidenceWeightingMethod,
+            "coteaching": CoTeachingMethod, "label_correction": LabelCorrectionMethod}
+
+
+def __getattr__(name):
+    if name == "METHODS":
+        methods = _load_methods()
+        globals()["METHODS"] = methods
+        return methods
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

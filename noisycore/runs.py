@@ -1,0 +1,268 @@
+"""Run folders: one folder per training run under ``default_runs_dir()``.
+
+    <run_id>/config.json      the TrainConfig (everything needed to rerun it)
+             status.json      state queued | running | finished | stopped | failed, progress, pid, times
+             labels.csv       the labels trained on (noise module format) + noise.json
+             metrics.csv      one row per epoch, appended (and fsynced) as each epoch ends
+             margins.npy      (E, N) float16 margins log p[given] - max_{k != given} log p[k] (AUM)
+             best.keras, last.keras, predictions.npz, summary.json, log.txt, corrections.csv
+
+Run ids sort by creation time: ``20261128-071530-ce-symmetric40``. Files that other processes
+read while a run is live (status.json, config.json, summary.json) are written atomically (temp
+file + os.replace), so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from noisycore.config import ConfigError, TrainConfig, default_runs_dir
+from noisycore.errors import UserError
+
+STATES = ("queued", "running", "finished", "stopped", "failed")
+ACTIVE_STATES = ("queued", "running")
+METRIC_COLUMNS = ("epoch", "loss", "accuracy", "train_acc_true", "train_acc_given", "memorized",
+                  "val_loss", "val_accuracy", "test_accuracy", "lr", "seconds")
+STOP_FILE = "stop.request"
+LIST_COLUMNS = ("id", "state", "model", "loss", "method", "noise", "rate", "epochs_done", "epochs",
+                "best_val_acc", "test_acc", "created", "path")
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """A run folder as read from disk."""
+
+    path: Path
+    config: TrainConfig
+    status: dict
+    metrics: pd.DataFrame     # one row per finished epoch (columns METRIC_COLUMNS + method extras)
+    summary: Optional[dict]   # summary.json once the run has ended, else None
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "unknown")
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and os.replace (atomic)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    if hasattr(value, "item"):       # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+# ------------------------------------------------------------------------------ creating runs
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:40]
+
+
+def describe(config: TrainConfig) -> str:
+    """Short description for the run id, e.g. ``ce-symmetric40`` or ``coteaching-gce-pair20``."""
+    if config.labels_path:
+        noise = "labels-" + _slug(Path(config.labels_path).parent.name or "file")
+    elif config.noise.model in ("none", "matrix", "human"):
+        noise = config.noise.model + (f"-{config.noise.label_set}" if config.noise.label_set else "")
+    else:
+        noise = f"{config.noise.model}{round(config.noise.rate * 100)}"
+    parts = ([] if config.method == "standard" else [config.method]) + [config.loss, noise]
+    return _slug("-".join(parts))
+
+
+def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) -> Path:
+    """Make a new run folder holding config.json and a queued status.json; return its path."""
+    if not isinstance(config, TrainConfig):
+        raise UserError(f"create_run needs a TrainConfig, got {type(config).__name__}")
+    root = Path(root) if root is not None else default_runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    desc = _slug(name) if name else describe(config)
+    if name is not None and not desc:
+        raise UserError(f"run name {name!r} has no letters or digits; use e.g. 'gce-test'")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        run_id = f"{stamp}-{desc}" + (f"-{attempt + 1}" if attempt else "")
+        path = root / run_id
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise UserError(f"could not create a unique run folder under {root}")
+    atomic_write_text(path / "config.json", config.to_json())
+    write_status(path, {"state": "queued", "error": None, "epoch": 0, "epochs": config.epochs,
+                        "batch": 0, "batches": None, "created": now_iso(), "started": None,
+                        "finished": None, "pid": None})
+    return path
+
+
+# ------------------------------------------------------------------------------ status
+def read_status(run_dir) -> dict:
+    """status.json as a dict; a missing or unreadable file gives ``{"state": "unknown", ...}``."""
+    path = Path(run_dir) / "status.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    except (OSError, ValueError):
+        pass
+    return {"state": "unknown", "error": f"no readable status.json in {run_dir}"}
+
+
+def write_status(run_dir, status: dict) -> dict:
+    """Write status.json atomically (adds ``updated``); returns what was written."""
+    state = status.get("state")
+    if state not in STATES:
+        raise UserError(f"state={state!r} is not valid; choose one of: {', '.join(STATES)}")
+    status = {**status, "updated": now_iso(), "updated_ts": time.time()}
+    write_json(Path(run_dir) / "status.json", status)
+    return status
+
+
+def update_status(run_dir, **changes) -> dict:
+    """Read status.json, apply ``changes`` and write it back atomically."""
+    status = read_status(run_dir)
+    if status.get("state") == "unknown":
+        status = {"state": "queued"}
+    status.pop("updated", None)
+    return write_status(run_dir, {**status, **changes})
+
+
+# ------------------------------------------------------------------------------ metrics
+def append_metrics_row(run_dir, row: dict, columns) -> None:
+    """Append one epoch row to metrics.csv (header on first write), flushed and fsynced."""
+    path = Path(run_dir) / "metrics.csv"
+    new_file = not path.exists() or path.stat().st_size == 0
+    fmt = lambda v: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))  # noqa: E731
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        if new_file:
+            f.write(",".join(columns) + "\n")
+        f.write(",".join(fmt(row.get(c)) for c in columns) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_metrics(run_dir) -> pd.DataFrame:
+    """metrics.csv as a DataFrame; a truncated last line (a crash mid-write) is dropped."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    if not lines:
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    width = lines[0].count(",")
+    if not text.endswith("\n") or (len(lines) > 1 and lines[-1].count(",") != width):
+        lines = lines[:-1]          # the last row was being written when the process died
+    lines = [lines[0]] + [ln for ln in lines[1:] if ln.count(",") == width]
+    try:
+        df = pd.read_csv(io.StringIO("\n".join(lines) + "\n"))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    for col in df.columns:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+# ------------------------------------------------------------------------------ loading runs
+def read_config(run_dir) -> TrainConfig:
+    """config.json of a run; a missing or corrupt file raises UserError naming it."""
+    path = Path(run_dir) / "config.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror or e}); is {Path(run_dir).name} a run folder?") from None
+    try:
+        return TrainConfig.from_json(text)
+    except ConfigError as e:
+        raise UserError(f"{path} is corrupt or from another version: {e}") from None
+
+
+def read_summary(run_dir) -> Optional[dict]:
+    path = Path(run_dir) / "summary.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def load_run(path) -> Run:
+    """Read a run folder (config, status, metrics, summary)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"run folder {path} does not exist")
+    return Run(path=path, config=read_config(path), status=read_status(path),
+               metrics=read_metrics(path), summary=read_summary(path))
+
+
+def run_dirs(root=None) -> list:
+    """Run folders under ``root`` (those holding config.json or status.json), oldest first."""
+    root = Path(root) if root is not None else default_runs_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and ((p / "config.json").exists() or (p / "status.json").exists()))
+
+
+def _list_row(path: Path) -> dict:
+    status = read_status(path)
+    row = {c: None for c in LIST_COLUMNS}
+    row.update(id=path.name, state=status.get("state", "unknown"), created=status.get("created"), path=str(path))
+    try:
+        c = read_config(path)
+    except UserError:
+        row["state"] = "corrupt" if row["state"] == "unknown" else row["state"]
+        return row
+    row.update(model=c.model, loss=c.loss, method=c.method, epochs=c.epochs,
+               noise="labels file" if c.labels_path else c.noise.model,
+               rate=None if c.labels_path or c.noise.model in ("none", "matrix", "human") else c.noise.rate)
+    metrics = read_metrics(path)
+    row["epochs_done"] = int(len(metrics))
+    if len(metrics) and "val_accuracy" in metrics:
+        row["best_val_acc"] = float(metrics["val_accuracy"].max())
+    summary = read_summary(path)
+    if summary and summary.get("test_accuracy") is not None:
+        row["test_acc"] = float(summary["test_accuracy"])
+    return row
+
+
+def list_runs(root=None) -> pd.DataFrame:
+    """One row per run folder, newest first (columns LIST_COLUMNS)."""
+    rows = [_list_row(p) for p in reversed(run_dirs(root))]
+    return pd.DataFrame(rows, columns=list(LIST_COLUMNS))
+
+
+def stop_requested(run_dir) -> bool:
+    return (Path(run_dir) / STOP_FILE).exists()

@@ -1,0 +1,459 @@
+"""Run one training experiment from a TrainConfig and write its run folder (see runs.py).
+
+    prepared = prepare(config)            # images + given labels (a labels.csv or injected noise)
+    summary = run(config, run_dir)        # trains, writing status / metrics / models / predictions
+
+Validation always comes from the training data (a stratified, seeded split of ``val_fraction``),
+scored against the given (noisy) labels, or against the true ones with ``trusted_val``. The test
+set is only reported: never used for early stopping, learning-rate changes or model selection.
+After every epoch one un-augmented ``predict`` pass over the training set (batch 512) fills the
+extra metric columns (accuracy against the given and the true labels, memorization of the wrong
+labels) and the AUM margins; a second pass over the test set gives ``test_accuracy``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from noisycore import runs  # noqa: E402
+from noisycore.config import ConfigError, TrainConfig  # noqa: E402
+from noisycore.methods import METHOD_DEFAULTS, method_params  # noqa: E402
+from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
+
+MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
+STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
+STOP_EVENT = threading.Event()    # set by a SIGTERM handler (jobs.py): stop like a stop request
+
+
+def request_stop() -> None:
+    """Ask the run in this process to stop at the next batch end (safe from a signal handler)."""
+    STOP_EVENT.set()
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """The dataset and the given labels a run trains on."""
+
+    dataset: object               # noisycore.datasets.Dataset
+    noisy: object                 # noisycore.noise.NoisyLabels
+
+
+# ------------------------------------------------------------------------------ preparing data
+def check_config(config: TrainConfig) -> None:
+    """Check the model, loss and method names and parameters against the registries."""
+    from noisycore.losses import LOSS_DEFAULTS
+    from noisycore.models import MODELS
+
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"expected a TrainConfig, got {type(config).__name__}")
+    if config.model not in MODELS:
+        raise ConfigError(f"model={config.model!r} is not valid; choose one of: {', '.join(MODELS)}")
+    if config.loss not in LOSS_DEFAULTS:
+        raise ConfigError(f"loss={config.loss!r} is not valid; choose one of: {', '.join(LOSS_DEFAULTS)}")
+    unknown = sorted(set(config.loss_kwargs) - set(LOSS_DEFAULTS[config.loss]))
+    if unknown:
+        raise ConfigError(f"loss {config.loss!r} has no parameter {', '.join(unknown)}; "
+                          f"valid: {', '.join(LOSS_DEFAULTS[config.loss]) or 'none'}")
+    method_params(config.method, config.method_kwargs)
+
+
+def _stratified(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of about ``fraction`` of each class (at least 1 per class of >= 2 examples)."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 2:
+            continue
+        n = min(max(int(round(fraction * len(idx))), 1), len(idx) - 1)
+        picked.append(rng.choice(idx, n, replace=False))
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+
+
+def validation_split(labels, *, fraction: float, seed: int) -> tuple:
+    """(fit_idx, val_idx): a stratified (by given label), seeded split of the training indices."""
+    labels = np.asarray(labels)
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"val_fraction={fraction} must be in (0, 1)")
+    val = _stratified(labels, fraction, seed)
+    if len(val) == 0:
+        raise ConfigError(f"the training set ({len(labels)} images) is too small to hold out a validation split")
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def _subset_labels(dataset, noisy, n: int, seed: int):
+    """Stratified subset of n training images, applied to the dataset and its label set together."""
+    from noisycore.noise import realized_matrix
+
+    keep = np.sort(_stratified(noisy.labels, n / len(noisy.labels), seed))
+    ds = dataclasses.replace(dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep],
+                             ids_train=dataset.ids_train[keep],
+                             label_sets={k: v[keep] for k, v in dataset.label_sets.items()})
+    true = None if noisy.true_labels is None else noisy.true_labels[keep]
+    changes = dict(labels=noisy.labels[keep], true_labels=true,
+                   is_noisy=None if true is None else noisy.labels[keep] != true)
+    if true is not None:
+        changes.update(realized_rate=float(changes["is_noisy"].mean()),
+                       realized_matrix=realized_matrix(true, changes["labels"], dataset.num_classes))
+    return ds, dataclasses.replace(noisy, **changes)
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Load the dataset (``config.data``, ``max_train`` applied) and the given labels
+    (``labels_path`` if set, else ``apply_noise(dataset, config.noise)``)."""
+    from noisycore.datasets import load_dataset
+    from noisycore.noise import apply_noise, load_label_set
+
+    data = config.data
+    if config.max_train is not None and not config.labels_path:
+        data = data.replace(max_train=min(config.max_train, data.max_train or config.max_train))
+    dataset = load_dataset(data)
+    if config.labels_path:
+        noisy = load_label_set(config.labels_path, dataset)
+        if config.max_train is not None and config.max_train < len(noisy.labels):
+            dataset, noisy = _subset_labels(dataset, noisy, config.max_train, config.seed)
+    else:
+        noisy = apply_noise(dataset, config.noise)
+    if config.trusted_val and noisy.true_labels is None:
+        raise ConfigError("trusted_val=True needs the true labels, but they are unknown for this label set; "
+                          "turn trusted_val off (validation then uses the given labels)")
+    return Prepared(dataset=dataset, noisy=noisy)
+
+
+def _loss_kwargs(config: TrainConfig, noisy) -> dict:
+    """The loss hyper-parameters; the forward loss gets the noise model's matrix when none is given."""
+    kw = config.loss_kwargs
+    if config.loss == "forward" and kw.get("noise_matrix") is None:
+        if config.labels_path or noisy.requested_matrix is None:
+            raise ConfigError("the forward loss needs loss_params noise_matrix (K x K, T[i][j] = P(given j | "
+                              "true i)) for these labels; estimate it with noisycore.losses.estimate_noise_matrix "
+                              "from a standard run's predictions")
+        kw["noise_matrix"] = np.asarray(noisy.requested_matrix, dtype=np.float64).tolist()
+    return kw
+
+
+def _noise_rate(config: TrainConfig, noisy) -> Optional[float]:
+    """The realized noise rate when the truth is known, else the requested rate (if meaningful)."""
+    if noisy.realized_rate is not None:
+        return float(noisy.realized_rate)
+    if config.noise.model in ("none", "matrix", "human"):
+        return None
+    return float(config.noise.rate)
+
+
+# ------------------------------------------------------------------------------ callbacks
+class RunMonitor(keras.callbacks.Callback):
+    """Writes progress to status.json (at most every STATUS_INTERVAL s) and stops the run within
+    one batch when RUN_DIR/stop.request appears or STOP_EVENT is set (SIGTERM)."""
+
+    def __init__(self, run_dir: Path, *, epochs: int, batches: int, progress: Optional[Callable] = None):
+        super().__init__()
+        self.run_dir, self.epochs, self.batches, self.progress = run_dir, epochs, batches, progress
+        self.stopped = False          # a stop was requested
+        self.interrupted = False      # ... in the middle of an epoch (that epoch is not recorded)
+        self.epoch = 0
+        self._last = 0.0
+
+    def _stop_requested(self) -> bool:
+        return STOP_EVENT.is_set() or runs.stop_requested(self.run_dir)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.stopped and self._stop_requested():
+            self.stopped = True
+            self.interrupted = batch + 1 < self.batches
+            self.model.stop_training = True
+        now = time.monotonic()
+        if now - self._last >= STATUS_INTERVAL or batch + 1 == self.batches:
+            self._last = now
+            info = {"epoch": self.epoch, "epochs": self.epochs, "batch": batch + 1, "batches": self.batches}
+            runs.update_status(self.run_dir, **info)
+            if self.progress is not None:
+                self.progress({"state": "running", **info})
+
+    def on_epoch_end(self, epoch, logs=None):
+        # A stop requested during validation still ends the run after this (complete) epoch.
+        if not self.stopped and self._stop_requested():
+            self.stopped = True
+            self.model.stop_training = True
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """After each complete epoch: predict the training and test sets (un-augmented, batch 512),
+    append a metrics.csv row and the margins, and let the method react (weights, relabelling)."""
+
+    def __init__(self, *, run_dir, method, monitor: RunMonitor, evaluation: dict, progress=None):
+        super().__init__()
+        self.run_dir, self.method, self.monitor, self.ev, self.progress = run_dir, method, monitor, evaluation, progress
+        self.columns = None
+        self.margins: list = []
+        self.last_probs = None
+        self._t0, self._lr = 0.0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.monotonic()
+        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor.interrupted:
+            return
+        ev, logs = self.ev, logs or {}
+        net = self.method.predictor(self.model)
+        probs = net.predict(ev["train_ds"], verbose=0)
+        test_probs = net.predict(ev["test_ds"], verbose=0)
+        self.last_probs = probs
+        row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
+               **training_set_metrics(probs[ev["fit_idx"]], ev["given_fit"], ev["true_fit"]),
+               "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
+               "test_accuracy": float((probs_argmax(test_probs) == ev["y_test"]).mean()), "lr": self._lr}
+        extras = self.method.after_epoch(epoch, probs[ev["fit_idx"]], self.model)
+        extras.update({k: logs[k] for k in ("val_accuracy_2",) if k in logs})
+        row.update(extras)
+        row["seconds"] = round(time.monotonic() - self._t0, 3)
+        if self.columns is None:
+            self.columns = list(runs.METRIC_COLUMNS) + [k for k in extras if k not in runs.METRIC_COLUMNS]
+        runs.append_metrics_row(self.run_dir, row, self.columns)
+        if ev["record_margins"]:
+            self.margins.append(margins(probs, ev["given_all"]).astype(np.float16))
+            _save_npy(self.run_dir / "margins.npy", np.stack(self.margins))
+        runs.update_status(self.run_dir, epoch=epoch + 1, epochs_done=epoch + 1)
+        if self.progress is not None:
+            self.progress({"state": "running", "epoch": epoch + 1, "metrics": row})
+
+
+class CompleteEpochCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that ignores an epoch cut short by a stop request (its metrics are not recorded)."""
+
+    def __init__(self, *args, monitor_run: RunMonitor, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.monitor_run = monitor_run
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.monitor_run.interrupted:
+            super().on_epoch_end(epoch, logs)
+
+
+class LastModelSaver(keras.callbacks.Callback):
+    """Saves last.keras when training ends, before EarlyStopping restores the best weights."""
+
+    def __init__(self, path: Path, method):
+        super().__init__()
+        self.path, self.method = path, method
+
+    def on_train_end(self, logs=None):
+        self.method.predictor(self.model).save(self.path)
+
+
+# ------------------------------------------------------------------------------ metrics helpers
+def probs_argmax(probs) -> np.ndarray:
+    return np.asarray(probs).argmax(axis=1)
+
+
+def training_set_metrics(probs, given, true=None) -> dict:
+    """Accuracy against the given and the true labels, and the share of wrong labels memorized.
+
+    memorized = mean over examples with given != true of [argmax p == given]. probs (N, K), labels (N,).
+    """
+    pred = probs_argmax(probs)
+    out = {"train_acc_given": float((pred == given).mean()), "train_acc_true": None, "memorized": None}
+    if true is not None:
+        out["train_acc_true"] = float((pred == true).mean())
+        noisy = given != true
+        if noisy.any():
+            out["memorized"] = float((pred[noisy] == given[noisy]).mean())
+    return out
+
+
+def margins(probs, labels) -> np.ndarray:
+    """AUM margin per example: log p[y] - max_{k != y} log p[k] (Pleiss et al. 2020). (N, K), (N,) -> (N,)."""
+    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
+    rows = np.arange(len(labels))
+    given = logp[rows, labels]
+    logp[rows, labels] = -np.inf
+    return (given - logp.max(axis=1)).astype(np.float32)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ the run
+def run(config: TrainConfig, run_dir, *, progress: Optional[Callable] = None, verbose: int = 0) -> dict:
+    """Train one experiment in this process, writing the run folder; return the summary.
+
+    Status goes running -> finished | stopped (stop.request or SIGTERM) | failed (exception,
+    re-raised). ``progress(dict)`` is called with batch / epoch progress; ``verbose`` is fit()'s.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_config(config)
+    if not (run_dir / "config.json").exists():
+        runs.atomic_write_text(run_dir / "config.json", config.to_json())
+    runs.update_status(run_dir, state="running", started=runs.now_iso(), pid=os.getpid(), error=None,
+                       epoch=0, epochs=config.epochs, batch=0, finished=None)
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        return _train(config, run_dir, progress=progress, verbose=verbose, t_start=time.monotonic())
+    except KeyboardInterrupt:
+        runs.update_status(run_dir, state="stopped", error="interrupted", finished=runs.now_iso())
+        raise
+    except Exception as e:
+        runs.update_status(run_dir, state="failed", error=one_line(e), finished=runs.now_iso())
+        raise
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, ValueError) else f"{type(err).__name__}: {text}"
+
+
+def _context(config: TrainConfig, prepared: Prepared, run_dir: Path):
+    """Split off validation and build the TrainContext (+ index arrays for evaluation)."""
+    ds, noisy = prepared.dataset, prepared.noisy
+    given, true = np.asarray(noisy.labels), noisy.true_labels
+    fit_idx, val_idx = validation_split(given, fraction=config.val_fraction, seed=config.seed)
+    y_val = true[val_idx] if config.trusted_val else given[val_idx]
+    ctx = TrainContext(config=config, x_fit=ds.x_train[fit_idx], y_fit=given[fit_idx], x_val=ds.x_train[val_idx],
+                       y_val=np.asarray(y_val), num_classes=ds.num_classes, loss_kwargs=_loss_kwargs(config, noisy),
+                       noise_rate=_noise_rate(config, noisy), run_dir=run_dir,
+                       report_truth=None if true is None else np.asarray(true)[fit_idx])
+    return ctx, fit_idx, val_idx
+
+
+def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) -> list:
+    from noisycore.schedules import lr_at
+
+    cbs = [monitor, recorder,
+           CompleteEpochCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
+                                   save_best_only=True, save_weights_only=True, monitor_run=monitor),
+           LastModelSaver(run_dir / "last.keras", method)]  # before EarlyStopping restores the best
+    if config.early_stopping_patience > 0:
+        cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
+                                                 patience=config.early_stopping_patience))
+    if config.lr_schedule == "plateau":
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.plateau_factor,
+                                                     patience=config.plateau_patience, min_lr=config.min_lr))
+    else:
+        cbs.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch, lr: lr_at(config.lr_schedule, epoch, lr=config.learning_rate, epochs=config.epochs,
+                                    min_lr=config.min_lr)))
+    if config.tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    return cbs + method.callbacks()
+
+
+def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
+    from noisycore.methods import METHODS
+    from noisycore.noise import save_label_set
+    from noisycore.pipeline import make_dataset
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    prepared = prepare(config)
+    ds, noisy = prepared.dataset, prepared.noisy
+    save_label_set(run_dir, ds, noisy)
+    ctx, fit_idx, val_idx = _context(config, prepared, run_dir)
+    method = METHODS[config.method](ctx, **config.method_kwargs)
+    model = method.build()
+    batches = -(-len(fit_idx) // config.batch_size)
+    k = ds.num_classes
+    true = None if noisy.true_labels is None else np.asarray(noisy.true_labels)
+    record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
+    evaluation = {"train_ds": make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
+                  "test_ds": make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
+                  "fit_idx": fit_idx, "given_fit": ctx.y_fit, "true_fit": ctx.report_truth,
+                  "given_all": np.asarray(noisy.labels), "y_test": np.asarray(ds.y_test), "record_margins": record}
+    monitor = RunMonitor(run_dir, epochs=config.epochs, batches=batches, progress=progress)
+    recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
+    runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx))
+    model.fit(method.train_data(), validation_data=method.val_data(), epochs=config.epochs,
+              callbacks=_callbacks(config, run_dir, method, monitor, recorder), verbose=verbose,
+              shuffle=False)  # the pipeline already reshuffles each epoch
+    return _finish(config, run_dir, model=model, method=method, prepared=prepared, evaluation=evaluation,
+                   val_idx=val_idx, stopped=monitor.stopped, t_start=t_start)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    """np.savez without pickle (ids as fixed-width unicode), written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _best_epoch(metrics) -> tuple:
+    """(epoch, val_accuracy) of the first epoch with the highest val_accuracy, or (None, None)."""
+    if not len(metrics) or "val_accuracy" not in metrics or metrics["val_accuracy"].isna().all():
+        return None, None
+    row = metrics.loc[metrics["val_accuracy"].idxmax()]
+    return int(row["epoch"]), float(row["val_accuracy"])
+
+
+def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, stopped, t_start) -> dict:
+    """Restore the best weights, save best.keras, predictions.npz and summary.json; set the final state."""
+    ds, noisy = prepared.dataset, prepared.noisy
+    best = run_dir / "best.weights.h5"
+    if best.exists():  # else no epoch completed: the current weights are the best we have
+        model.load_weights(best)
+    net = method.predictor(model)
+    net.save(run_dir / "best.keras")
+    train_probs = net.predict(evaluation["train_ds"], verbose=0).astype(np.float32)
+    test_probs = net.predict(evaluation["test_ds"], verbose=0).astype(np.float32)
+    given, fit_idx = evaluation["given_all"], evaluation["fit_idx"]
+    final_labels = given.copy()
+    final_labels[fit_idx] = method.final_fit_labels()
+    is_val = np.zeros(len(given), bool)
+    is_val[val_idx] = True
+    _save_npz(run_dir / "predictions.npz", train_probs=train_probs, test_probs=test_probs,
+              train_ids=np.asarray(ds.ids_train).astype(str), test_ids=np.asarray(ds.ids_test).astype(str),
+              train_labels=given, test_labels=evaluation["y_test"], is_val=is_val, train_labels_final=final_labels)
+    metrics = runs.read_metrics(run_dir)
+    best_epoch, best_val = _best_epoch(metrics)
+    fit = training_set_metrics(train_probs[fit_idx], evaluation["given_fit"], evaluation["true_fit"])
+    last = metrics.iloc[-1] if len(metrics) else None
+    state = "stopped" if stopped else "finished"
+    summary = {
+        "state": state, "epochs_done": int(len(metrics)), "epochs": config.epochs,
+        "best_epoch": best_epoch, "best_val_accuracy": best_val,
+        "test_accuracy": float((test_probs.argmax(1) == evaluation["y_test"]).mean()),
+        "train_acc_noisy": fit["train_acc_given"], "train_acc_true": fit["train_acc_true"],
+        "memorized": fit["memorized"],
+        "last_test_accuracy": None if last is None else _num(last.get("test_accuracy")),
+        "last_memorized": None if last is None else _num(last.get("memorized")),
+        "num_fit": int(len(fit_idx)), "num_val": int(len(val_idx)), "num_test": int(len(ds.y_test)),
+        "num_classes": ds.num_classes, "truth_known": noisy.true_labels is not None,
+        "noise_rate": noisy.realized_rate, "trusted_val": config.trusted_val,
+        "seconds": round(time.monotonic() - t_start, 2), **method.summary(),
+    }
+    runs.write_json(run_dir / "summary.json", summary)
+    best.unlink(missing_ok=True)
+    runs.update_status(run_dir, state=state, finished=runs.now_iso(), error=None)
+    return summary
+
+
+def _num(value):
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+
+
+def print_traceback(err: BaseException) -> None:
+    """The full traceback on stderr (the worker's log.txt)."""
+    traceback.print_exception(type(err), err, err.__traceback__)
