@@ -119,14 +119,8 @@ def confident_thresholds(labels, pred_probs) -> np.ndarray:
 
 
 def _thresholds(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    k = p.shape[1]
-    counts = np.bincount(y, minlength=k)
-    sums = np.zeros(k)
-    np.add.at(sums, y, p[np.arange(len(y)), y])
-    t = np.where(counts > 0, sums / np.maximum(counts, 1), _MISSING_CLASS_THRESHOLD)
-    # recompute present classes with np.mean so the float rounding equals cleanlab's exactly
-    for j in np.flatnonzero(counts):
-        t[j] = np.mean(p[y == j, j])
+    t = np.array([np.mean(p[y == j, j]) if np.any(y == j) else _MISSING_CLASS_THRESHOLD
+                  for j in range(p.shape[1])])
     return np.clip(t, _MIN_THRESHOLD, None)
 
 
@@ -446,6 +440,9 @@ def rank(issues: LabelIssues) -> np.ndarray:
 
 
 def _check_truth(is_noisy, n) -> np.ndarray:
+    if is_noisy is None:
+        raise DataError("is_noisy is unknown (no true labels for this label set); detectors can "
+                        "only be scored on injected noise or a benchmark with clean labels")
     t = np.asarray(is_noisy)
     if t.shape != (n,):
         raise DataError(f"is_noisy must have shape ({n},) like the labels, got {t.shape}")

@@ -151,7 +151,8 @@ class ReviewStore:
         if decision not in DECISIONS:
             raise UserError(f"decision={decision!r} is not valid; choose one of: {', '.join(DECISIONS)} "
                             "(use undo() to cancel a decision)")
-        row = {"item_id": _text("item_id", item_id), "idx": _label("index", index, what="a position in the training set"),
+        row = {"item_id": _text("item_id", item_id),
+               "idx": _label("index", index, what="a position in the training set"),
                "decision": decision, "previous_label": _label("previous_label", previous_label),
                "proposed_label": _label("proposed_label", proposed_label, optional=True),
                "score": None if score is None else float(score),
@@ -235,7 +236,8 @@ class ReviewStore:
     def first_unreviewed(self, order: Sequence[str]) -> int:
         """Position in ``order`` (a queue of item ids) of the first item without an effective
         decision; ``len(order)`` when every item is decided."""
-        done = {r["item_id"] for r in self._query(f"WITH live AS ({_LIVE}) SELECT DISTINCT item_id FROM live")}
+        live = self._query(f"WITH live AS ({_LIVE}) SELECT DISTINCT item_id FROM live")
+        done = {r["item_id"] for r in live}
         for pos, item in enumerate(order):
             if str(item) not in done:
                 return pos
@@ -251,7 +253,8 @@ def _public(row: dict) -> dict:
 def _frame(rows: list[dict], *, undoes: bool) -> pd.DataFrame:
     cols = _COLUMNS if undoes else _COLUMNS[:-1]
     frame = pd.DataFrame([_public(r) for r in rows], columns=cols)
-    for c in ("id", "index", "previous_label", "new_label", "proposed_label") + (("undoes",) if undoes else ()):
+    ints = ["id", "index", "previous_label", "new_label", "proposed_label"] + (["undoes"] if undoes else [])
+    for c in ints:
         frame[c] = frame[c].astype("Int64")
     frame["score"] = frame["score"].astype("float64")
     return frame
