@@ -14,6 +14,7 @@ our ``noise_matrix`` convention; the functions below say which one they return.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -428,7 +429,6 @@ def find_label_issues(labels, pred_probs=None, *, detector: str = "confident_lea
 
 
 def _options(fn) -> list[str]:
-    import inspect
     return [n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY]
 
 
