@@ -4,8 +4,8 @@ import streamlit as st
 st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/data.py", title="Data & noise", icon=":material/shuffle:", url_path="data"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/data.py", title="Data & noise", icon=":material/shuffle:", url_path="data"),
 ]
 
 page = st.navigation(PAGES)

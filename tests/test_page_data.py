@@ -21,7 +21,7 @@ def test_home_renders_without_errors():
 
 def _data_page() -> AppTest:
     at = _app().run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     assert not at.exception, at.exception
     return at
 

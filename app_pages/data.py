@@ -82,8 +82,10 @@ with st.container(border=True):
     models = [m for m in NOISE_MODEL_NAMES if m != "human" or dataset.label_sets or source == "cifar10"
               or kind != "builtin"]
     c1, c2, c3 = st.columns([2, 2, 1])
+    # plain names: a bound widget stores its shown text in the URL
     model = c1.selectbox("Noise model", models, index=models.index("symmetric"), key="noise", **BIND,
-                         format_func=lambda m: f"{m}: {NOISE_HELP[m]}")
+                         help="; ".join(f"{m}: {NOISE_HELP[m]}" for m in models))
+    c1.caption(NOISE_HELP[model])
     rate = c2.slider("Noise rate", 0.0, 0.95, 0.4, step=0.01, key="rate", **BIND, format="%.2f",
                      disabled=model in ("none", "matrix", "human"),
                      help="Share of labels to corrupt (of each source class for asymmetric and pair).")

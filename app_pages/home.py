@@ -8,7 +8,7 @@ st.markdown(
 )
 
 STEPS = [
-    ("pages/data.py", "1. Data & noise", ":material/shuffle:",
+    ("app_pages/data.py", "1. Data & noise", ":material/shuffle:",
      "Load the built-in shapes, CIFAR-10 or your own images; corrupt a chosen share of labels "
      "(symmetric, pair, asymmetric, instance-dependent, your own matrix) or bring real human labels; "
      "see exactly which labels were flipped."),
