@@ -1,0 +1,179 @@
+"""Image classifiers, looked up by name in ``MODELS``.
+
+Every model maps float images in [0, 1] (B, H, W, C) to softmax probabilities (B, K) in float32
+(the last layer is ``Activation("softmax", dtype="float32")`` so mixed precision stays safe).
+The penultimate representation is the layer named ``"features"`` (see ``feature_extractor``).
+Build models inside ``tf.distribute.get_strategy().scope()``; the builders create no variables
+outside the layers, so they work under MirroredStrategy.
+
+Regularization switches shared by all builders: ``dropout`` scales every dropout rate (0 removes
+the Dropout layers), ``batchnorm`` toggles BatchNormalization, ``weight_decay`` is the L2
+coefficient added to the loss for conv and dense kernels (loss += wd * sum(w^2)).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+
+from noisycore.errors import UserError  # noqa: E402
+
+
+class _Blocks:
+    """Layer factory holding the regularization switches and a seed counter for initializers."""
+
+    def __init__(self, *, dropout, batchnorm, weight_decay, seed):
+        self.dropout, self.batchnorm = float(dropout), bool(batchnorm)
+        self.reg = keras.regularizers.L2(weight_decay) if weight_decay > 0 else None
+        self.seed, self.count = seed, 0
+
+    def _next_seed(self):
+        self.count += 1
+        return None if self.seed is None else (int(self.seed) * 1000 + self.count) % (2**31 - 1)
+
+    def conv(self, x, filters, *, kernel=3, strides=1, use_bias=True, name=None):
+        return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=use_bias,
+                             kernel_initializer=keras.initializers.GlorotUniform(self._next_seed()),
+                             kernel_regularizer=self.reg, name=name)(x)
+
+    def conv_he(self, x, filters, *, kernel=3, strides=1, name=None):
+        """ResNet convolutions: He init, no bias when a BatchNorm follows."""
+        return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=not self.batchnorm,
+                             kernel_initializer=keras.initializers.HeNormal(self._next_seed()),
+                             kernel_regularizer=self.reg, name=name)(x)
+
+    def dense(self, x, units, *, name=None):
+        return layers.Dense(units, kernel_initializer=keras.initializers.GlorotUniform(self._next_seed()),
+                            kernel_regularizer=self.reg, name=name)(x)
+
+    def bn(self, x):
+        return layers.BatchNormalization()(x) if self.batchnorm else x
+
+    def drop(self, x, rate):
+        rate = min(rate * self.dropout, 0.9)
+        return layers.Dropout(rate, seed=self._next_seed())(x) if rate > 0 else x
+
+    def head(self, x, num_classes):
+        x = self.dense(x, num_classes, name="logits")
+        return layers.Activation("softmax", dtype="float32", name="probs")(x)
+
+
+def build_blog_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0, seed=None):
+    """The blog post's CNN: 3 blocks of [conv3x3-BN-ReLU] x 2 (32, 64, 128 filters) + max-pool +
+    dropout 0.2/0.3/0.4, then flatten, dense 256-BN-ReLU ("features"), dropout 0.5, softmax.
+
+    816,938 parameters for 32x32x3 inputs and K = 10 (with BatchNorm).
+    """
+    b = _Blocks(dropout=dropout, batchnorm=batchnorm, weight_decay=weight_decay, seed=seed)
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = inputs
+    for filters, rate in ((32, 0.2), (64, 0.3), (128, 0.4)):
+        for _ in range(2):
+            x = layers.Activation("relu")(b.bn(b.conv(x, filters)))
+        x = b.drop(layers.MaxPooling2D(2)(x), rate)
+    x = b.dense(layers.Flatten()(x), 256)
+    x = layers.Activation("relu", name="features")(b.bn(x))
+    outputs = b.head(b.drop(x, 0.5), num_classes)
+    return keras.Model(inputs, outputs, name="blog_cnn")
+
+
+def build_compact_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0, seed=None):
+    """A small fast CNN for CPU demos: a stride-2 stem (32 px -> 16 px at once), conv 32, pool,
+    conv 64 x 2, pool, conv 128, global average pooling, dense 128 ("features"), softmax.
+    Every conv is 3x3-BN-ReLU; dropout 0.1 / 0.2 after the pools and 0.3 before the head.
+
+    About 1/5 of the blog CNN's multiply-adds and activations at 32x32 (7M vs 39M per image).
+    """
+    b = _Blocks(dropout=dropout, batchnorm=batchnorm, weight_decay=weight_decay, seed=seed)
+    conv = lambda x, f, **kw: layers.Activation("relu")(b.bn(b.conv(x, f, **kw)))  # noqa: E731
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = conv(conv(inputs, 32, strides=2), 32)
+    x = b.drop(layers.MaxPooling2D(2)(x), 0.1)
+    x = b.drop(layers.MaxPooling2D(2)(conv(conv(x, 64), 64)), 0.2)
+    x = layers.GlobalAveragePooling2D()(conv(x, 128))
+    x = layers.Activation("relu", name="features")(b.bn(b.dense(x, 128)))
+    outputs = b.head(b.drop(x, 0.3), num_classes)
+    return keras.Model(inputs, outputs, name="compact_cnn")
+
+
+def _basic_block(b, x, filters, strides):
+    """ResNet basic block: conv-BN-ReLU-conv-BN + shortcut (1x1 conv when the shape changes), ReLU."""
+    shortcut = x
+    y = layers.Activation("relu")(b.bn(b.conv_he(x, filters, strides=strides)))
+    y = b.bn(b.conv_he(y, filters))
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = b.bn(b.conv_he(x, filters, kernel=1, strides=strides))
+    return layers.Activation("relu")(layers.Add()([y, shortcut]))
+
+
+def build_resnet(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0, seed=None,
+                 width=32, blocks=(2, 2, 2, 2)):
+    """ResNet-18 layout for small images (He et al. 2016): 3x3 stem (no max-pool), four stages of
+    ``blocks`` basic blocks with width, 2x, 4x, 8x filters (strides 1, 2, 2, 2), global average
+    pooling ("features"), dropout 0.2, softmax. ``width=64`` is the usual CIFAR ResNet-18 (11.2M
+    parameters); the default 32 has about a quarter of that. For GPUs.
+    """
+    if not isinstance(width, (int, np.integer)) or width < 4:
+        raise UserError(f"resnet width={width!r} must be an integer >= 4 (32 or 64 are usual)")
+    b = _Blocks(dropout=dropout, batchnorm=batchnorm, weight_decay=weight_decay, seed=seed)
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = layers.Activation("relu")(b.bn(b.conv_he(inputs, width)))
+    for stage, count in enumerate(blocks):
+        for i in range(count):
+            x = _basic_block(b, x, width * 2 ** stage, 2 if stage > 0 and i == 0 else 1)
+    x = layers.GlobalAveragePooling2D(name="features")(x)
+    outputs = b.head(b.drop(x, 0.2), num_classes)
+    return keras.Model(inputs, outputs, name="resnet")
+
+
+MODELS = {"blog_cnn": build_blog_cnn, "compact_cnn": build_compact_cnn, "resnet": build_resnet}
+MODEL_HELP = {
+    "blog_cnn": "The blog post's CNN (817k parameters): accurate, slow on a CPU.",
+    "compact_cnn": "A small fast CNN for CPU demos: several times faster, a little less accurate.",
+    "resnet": "A ResNet-18 for 32x32 images: best accuracy, needs a GPU.",
+}
+
+
+def _check_number(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not low <= value <= high:
+        raise UserError(f"{name}={value!r} must be a number in [{low}, {high}]")
+
+
+def build_model(name, *, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0,
+                seed=None, **options) -> keras.Model:
+    """Build model ``name`` from ``MODELS``: images (B, H, W, C) float [0, 1] -> probabilities (B, K).
+
+    ``options`` go to the builder (resnet: ``width``, ``blocks``). Seeded initializers: the same
+    seed gives the same initial weights.
+    """
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if shape is None or len(shape) != 3 or not all(isinstance(s, (int, np.integer)) for s in shape) \
+            or min(shape[:2]) < 8 or shape[2] not in (1, 3):
+        raise UserError(f"input_shape={input_shape!r} must be (H, W, C) with H, W >= 8 and C in (1, 3)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise UserError(f"num_classes={num_classes!r} must be an integer >= 2")
+    _check_number("dropout", dropout, 0.0, 2.0)
+    _check_number("weight_decay", weight_decay, 0.0, 0.1)
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        raise UserError(f"seed={seed!r} must be an integer or None")
+    if name != "resnet" and options:
+        raise UserError(f"model {name!r} takes no options {sorted(options)}; only resnet has width, blocks")
+    return MODELS[name](input_shape=tuple(int(s) for s in shape), num_classes=int(num_classes),
+                        dropout=dropout, batchnorm=bool(batchnorm), weight_decay=float(weight_decay),
+                        seed=seed, **options)
+
+
+def feature_extractor(model) -> keras.Model:
+    """A model sharing ``model``'s weights that maps images (float [0, 1]) to its "features" layer (B, D)."""
+    try:
+        features = model.get_layer("features")
+    except (ValueError, AttributeError):
+        raise UserError(f"model {getattr(model, 'name', model)!r} has no layer named 'features'; "
+                        "build it with noisycore.models.build_model") from None
+    return keras.Model(model.inputs, features.output, name=f"{model.name}_features")
