@@ -6,6 +6,7 @@ st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/data.py", title="Data & noise", icon=":material/shuffle:", url_path="data"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
 ]
 
 page = st.navigation(PAGES)

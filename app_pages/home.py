@@ -12,6 +12,10 @@ STEPS = [
      "Load the built-in shapes, CIFAR-10 or your own images; corrupt a chosen share of labels "
      "(symmetric, pair, asymmetric, instance-dependent, your own matrix) or bring real human labels; "
      "see exactly which labels were flipped."),
+    ("app_pages/train.py", "2. Train", ":material/model_training:",
+     "Pick a preset (the Quick demo takes about a minute on a CPU), a model, a robust loss (label smoothing, "
+     "symmetric CE, GCE, bootstrapping, …) and a method (co-teaching, confidence weighting, label correction); "
+     "watch the curves live while it trains in the background."),
 ]
 for path, title, icon, text in STEPS:
     with st.container(border=True):

@@ -1,0 +1,148 @@
+"""Train: pick a preset, override any option, start a background run and watch it learn."""
+from pathlib import Path
+
+import streamlit as st
+
+from noisycore import jobs, runs
+from noisycore.catalog import AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, MIXUP_HELP, MODEL_HELP
+from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HELP, PRESETS, DataConfig, NoiseConfig,
+                              TrainConfig)
+from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
+from ui.common import current_labels_path, guard
+from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run
+
+DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
+TEST_SET_NOTE = (
+    "The blog post stops training and picks its model by accuracy on the **test** set. That leaks the test set "
+    "into training decisions, so its test accuracy is optimistic. Here validation always comes from the "
+    "training data (a held-out share of the given, noisy labels, or a trusted clean subset if you have one); "
+    "the test set is only ever reported.")
+
+st.title("Train")
+st.caption("Train a classifier on the noisy labels. Training runs in the background: you can leave this page, "
+           "close the tab or start more runs; nothing is lost.")
+
+# ---- Inputs: labels ----------------------------------------------------------------------------
+with st.container(border=True):
+    st.subheader("1. Labels to train on", anchor=False)
+    sets = saved_label_sets()
+    names = [DEFAULT_LABELS] + [s["name"] for s in sets]
+    current = current_labels_path()
+    start_index = next((i + 1 for i, s in enumerate(sets) if s["path"] == current), 1 if sets else 0)
+    choice = st.selectbox("Label set", names, index=start_index,
+                          help="Label sets are made on the Data & noise page with “Use these labels”.")
+    if choice == DEFAULT_LABELS:
+        data_cfg, noise_cfg, labels_path = DataConfig(), NoiseConfig(model="symmetric", rate=0.4), None
+        truth_known = True
+    else:
+        chosen = next(s for s in sets if s["name"] == choice)
+        meta = chosen["meta"]
+        data_cfg = guard(DataConfig.from_dict, meta.get("data_config") or {"source": meta["dataset"]["source"]})
+        noise_cfg, labels_path = guard(NoiseConfig.from_dict, meta["config"]), chosen["path"]
+        truth_known = meta.get("realized_rate") is not None
+        rate = meta.get("realized_rate")
+        st.caption(f"{meta['dataset'].get('name')}: {meta['counts']['labels']:,} labels, noise model "
+                   f"{meta['config']['model']}" + (f", {rate:.1%} wrong" if rate is not None else ", truth unknown"))
+
+# ---- Inputs: preset and options -----------------------------------------------------------------
+with st.container(border=True):
+    st.subheader("2. Recipe", anchor=False)
+    preset = st.segmented_control("Preset", list(PRESETS), default="quick", required=True, key="preset",
+                                  bind="query-params", help="A starting point; every option below overrides it.")
+    st.caption(PRESET_HELP[preset])
+    base = TrainConfig.from_preset(preset)
+    k = f"opt.{preset}."   # widget keys per preset, so switching preset resets the options to its values
+
+    with st.expander("Model and regularization", expanded=False):
+        c = st.columns(4)
+        model = c[0].selectbox("Model", list(MODEL_HELP), index=list(MODEL_HELP).index(base.model), key=k + "model",
+                               help=" ".join(f"{n}: {h}" for n, h in MODEL_HELP.items()))
+        dropout = c[1].number_input("Dropout scale", 0.0, 2.0, base.dropout, 0.25, key=k + "dropout",
+                                    help="Multiplies the model's dropout rates; 0 turns dropout off.")
+        wd = c[2].number_input("Weight decay", 0.0, 0.1, base.weight_decay, 1e-4, format="%.4f", key=k + "wd",
+                               help="Penalty on large weights (L2); 5e-4 is common, 0 = off.")
+        bn = c[3].toggle("Batch normalization", base.batchnorm, key=k + "bn",
+                         help="Normalizes activations per batch: faster, steadier training.")
+    with st.expander("Loss and method", expanded=True):
+        c = st.columns(2)
+        loss = c[0].selectbox("Loss", list(LOSS_HELP), index=list(LOSS_HELP).index(base.loss), key=k + "loss",
+                              help="How wrong predictions are penalized; robust losses resist wrong labels.")
+        c[0].caption(LOSS_HELP[loss])
+        method = c[1].selectbox("Method", METHOD_NAMES, index=METHOD_NAMES.index(base.method), key=k + "method",
+                                help="How the network(s) use the labels during training.")
+        c[1].caption(METHOD_HELP[method])
+        loss_params = {}
+        for name, default in LOSS_DEFAULTS[loss].items():
+            if default is None:   # the forward loss: the noise matrix is known or estimated, not typed in
+                continue
+            lo, hi = LOSS_RANGES[loss].get(name, (0.0, 100.0))
+            value = base.loss_kwargs.get(name, default) if base.loss == loss else default
+            loss_params[name] = c[0].number_input(f"{loss}: {name}", float(lo), float(hi), float(value),
+                                                  key=k + f"loss.{loss}.{name}")
+        method_params = {}
+        for name, default in METHOD_DEFAULTS[method].items():
+            if default is None:
+                continue
+            method_params[name] = c[1].number_input(f"{method}: {name}", value=default, key=k + f"m.{method}.{name}")
+    with st.expander("Optimization", expanded=False):
+        c = st.columns(5)
+        epochs = c[0].number_input("Epochs", 1, 1000, base.epochs, key=k + "epochs",
+                                   help="Passes over the training images (the maximum, with early stopping).")
+        batch = c[1].number_input("Batch size", 8, 4096, base.batch_size, key=k + "batch")
+        opt = c[2].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer), key=k + "opt")
+        lr = c[3].number_input("Learning rate", 1e-6, 1.0, base.learning_rate, format="%.4f", key=k + "lr")
+        sched = c[4].selectbox("LR schedule", LR_SCHEDULES, index=LR_SCHEDULES.index(base.lr_schedule),
+                               key=k + "sched", help="plateau: halve when validation loss stalls; cosine and "
+                               "onecycle: smooth decay; constant: never changes.")
+    with st.expander("Augmentation", expanded=False):
+        c = st.columns(3)
+        augment = c[0].selectbox("Augmentation", list(AUGMENT_HELP), index=list(AUGMENT_HELP).index(base.augment),
+                                 key=k + "aug", help=" ".join(f"{n}: {h}" for n, h in AUGMENT_HELP.items()))
+        cutout = c[1].toggle("Cutout", base.cutout, key=k + "cutout", help=CUTOUT_HELP)
+        mixup = c[2].number_input("Mixup alpha", 0.0, 10.0, base.mixup_alpha, 0.1, key=k + "mixup", help=MIXUP_HELP)
+    with st.expander("Validation and early stopping", expanded=False):
+        st.info(TEST_SET_NOTE, icon=":material/info:")
+        c = st.columns(4)
+        val = c[0].number_input("Validation share", 0.01, 0.5, base.val_fraction, 0.05, key=k + "val",
+                                help="Share of the training images held out to choose the best epoch.")
+        trusted = c[1].toggle("Trusted (clean) validation", base.trusted_val, key=k + "trusted",
+                              disabled=not truth_known, help="Score validation against the true labels, as if you "
+                              "had a small hand-checked subset. Needs known true labels.")
+        patience = c[2].number_input("Early stopping patience (0 = off)", 0, 1000, base.early_stopping_patience,
+                                     key=k + "patience", help="Stop after this many epochs without a better "
+                                     "validation accuracy, and keep the best model.")
+        max_train = c[3].number_input("Max. training images (0 = all)", 0, 10**7, base.max_train or 0, 500,
+                                      key=k + "max_train", help="A smaller stratified subset trains faster.")
+    with st.expander("Speed", expanded=False):
+        mp = st.toggle("Mixed precision (bfloat16)", base.mixed_precision, key=k + "mp",
+                       help="Faster on recent CPUs and GPUs, with the same accuracy in most cases.")
+        seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", help="Same seed, same run.")
+
+config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=noise_cfg.to_dict(),
+               labels_path=labels_path, model=model, dropout=dropout, weight_decay=wd, batchnorm=bn, loss=loss,
+               loss_params=loss_params, method=method, method_params=method_params, epochs=int(epochs),
+               batch_size=int(batch), optimizer=opt, learning_rate=lr, lr_schedule=sched, augment=augment,
+               cutout=cutout, mixup_alpha=mixup, val_fraction=val, trusted_val=trusted and truth_known,
+               early_stopping_patience=int(patience), max_train=int(max_train) or None, mixed_precision=mp,
+               seed=int(seed))
+
+# ---- Action -------------------------------------------------------------------------------------
+active = guard(jobs.active_runs, runs_root())
+if active:
+    st.caption(f"{len(active)} run(s) queued or training; a new run waits its turn (one trains at a time).")
+if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+    run_dir = guard(jobs.start, config, root=runs_root())
+    set_current_run(run_dir)
+    st.toast(f"Started {run_dir.name}")
+
+# ---- Render: the current run, or any earlier one ----------------------------------------------------
+st.subheader("3. Runs", anchor=False)
+table = guard(runs.list_runs, runs_root())
+if table.empty:
+    st.info("No runs yet. Press **Start training**: the Quick demo takes about a minute on a laptop CPU.")
+    st.stop()
+ids = table["id"].tolist()
+mine = Path(current_run() or "").name
+states = dict(zip(table["id"], table["state"]))
+pick = st.selectbox("Run", ids, index=ids.index(mine) if mine in ids else 0, format_func=lambda i: f"{i} ({states[i]})")
+run_panel(str(runs_root() / pick), key="train")

@@ -1,0 +1,115 @@
+"""Run panels shared by the Train and Curves pages: progress, live curves, stop."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from noisycore import charts, jobs, runs
+from noisycore.config import default_runs_dir
+from ui.common import guard, labels_root
+
+RUN_KEY = "lab.run_dir"       # str: the run the user last started or selected
+STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
+               "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
+               "failed": ":material/error:"}
+
+
+def runs_root() -> Path:
+    return default_runs_dir()
+
+
+def current_run() -> str | None:
+    return st.session_state.get(RUN_KEY)
+
+
+def set_current_run(path) -> None:
+    st.session_state[RUN_KEY] = str(path)
+
+
+def saved_label_sets() -> list[dict]:
+    """Label sets saved by the Data page (newest first): name, path, noise.json contents."""
+    out = []
+    root = labels_root()
+    for meta_path in sorted(root.glob("*/noise.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        out.append({"name": meta_path.parent.name, "path": str(meta_path.parent), "meta": meta})
+    return out
+
+
+def progress_text(status: dict) -> tuple[float, str]:
+    """Fraction done and a line like 'epoch 3 of 15, batch 12 of 16, about 40 s left'."""
+    epochs = status.get("epochs") or 0
+    epoch = status.get("epoch") or 0          # epochs finished
+    batch, batches = status.get("batch") or 0, status.get("batches") or 0
+    if not epochs:
+        return 0.0, status.get("state", "")
+    done = (epoch + (batch / batches if batches else 0.0)) / epochs
+    text = f"epoch {min(epoch + 1, epochs)} of {epochs}"
+    if batches:
+        text += f", batch {batch} of {batches}"
+    started, updated = status.get("started"), status.get("updated")
+    if started and updated and 0 < done < 1:
+        try:
+            elapsed = (datetime.fromisoformat(updated) - datetime.fromisoformat(started)).total_seconds()
+            text += f", about {max(elapsed / done - elapsed, 0):.0f} s left"
+        except ValueError:
+            pass
+    return min(max(done, 0.0), 1.0), text
+
+
+def run_panel(run_dir: str, *, key: str) -> None:
+    """Status, progress, stop button and learning curves of one run; live while it trains."""
+    state = jobs.poll(run_dir).get("state")
+    live = state in runs.ACTIVE_STATES
+
+    @st.fragment(run_every=1.0 if live else None)
+    def _panel():
+        status = jobs.poll(run_dir)
+        run = guard(runs.load_run, run_dir)
+        st.markdown(f"{STATE_ICONS.get(status.get('state'), '')} **{run.id}**: {status.get('state')}")
+        if status.get("state") == "failed":
+            st.error(f"The run failed: {status.get('error', 'unknown error')}. The log is in `{Path(run_dir) / 'log.txt'}`.")
+        if status.get("state") in runs.ACTIVE_STATES:
+            frac, text = progress_text(status)
+            st.progress(frac, text=text if status.get("state") == "running" else "queued: waiting for the run before it")
+            if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
+                         help="Ends the run within one batch; its curves and best model so far are kept."):
+                guard(jobs.stop, run_dir)
+                st.toast("Stop requested; the run ends after the current batch.")
+        elif live:  # it just ended: redraw once without the timer
+            st.rerun()
+        metrics = run.metrics
+        if len(metrics):
+            best = _best_epoch(run)
+            c1, c2 = st.columns(2)
+            c1.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy"), width="stretch")
+            c2.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
+        else:
+            st.caption("The curves appear when the first epoch ends.")
+        if run.summary:
+            s = run.summary
+            m = st.columns(3)
+            m[0].metric("Test accuracy (best model)", _pct(s.get("test_accuracy")))
+            m[1].metric("Train accuracy on given labels", _pct(s.get("train_acc_noisy")))
+            m[2].metric("Train accuracy on true labels", _pct(s.get("train_acc_true")))
+
+    _panel()
+
+
+def _best_epoch(run):
+    if run.summary and run.summary.get("best_epoch"):
+        return int(run.summary["best_epoch"])
+    m = run.metrics
+    if "val_accuracy" in m and m["val_accuracy"].notna().any():
+        return int(m.loc[m["val_accuracy"].idxmax(), "epoch"])
+    return None
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{float(v):.1%}"
