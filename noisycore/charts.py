@@ -15,7 +15,7 @@ Conventions, so that charts read the same everywhere:
 from __future__ import annotations
 
 import json
-import math
+import textwrap
 from collections.abc import Mapping
 
 import altair as alt
@@ -66,9 +66,14 @@ PERCENT_FIELDS = frozenset({
     "test_accuracy", "memorized", "precision", "recall", "noise_rate", "best_val_accuracy",
 })
 
+PCT_TICKS = alt.Axis(values=list(range(0, 101, 10)))   # 0, 10, ..., 100 on horizontal % axes
 MAX_POINTS = 400            # per series; longer curves are thinned evenly (first and last kept)
 MAX_HEATMAP_CLASSES = 50    # 2,500 cells; larger matrices are unreadable and heavy in the browser
-CURVE_HEIGHT = 300          # pixels
+CURVE_HEIGHT = 260          # pixels of plot area (title, axes and legend come on top)
+# Streamlit defaults to autosize "fit", which squeezes title, axes and legend into `height` and can
+# collapse a plot to nothing; "fit-x" fits the width to the page and keeps the plot height.
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
+PAD = alt.AutoSizeParams(type="pad", contains="padding")   # natural size: heatmaps with square cells
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -138,15 +143,20 @@ def _legend(title=None) -> alt.Legend:
     return alt.Legend(title=title, orient="bottom", labelLimit=320)
 
 
-def _title(text: str, subtitle=None) -> alt.TitleParams:
-    return alt.TitleParams(text, subtitle=subtitle or [], anchor="start")
+def _title(text: str, subtitle=None, *, width: int = 72) -> alt.TitleParams:
+    """Title with the subtitle wrapped into short lines (long ones get cut off and squeeze the plot)."""
+    return alt.TitleParams(text, subtitle=textwrap.wrap(subtitle or "", width), anchor="start")
+
+
+def _finish(chart, title: str, subtitle=None, *, height=CURVE_HEIGHT):
+    """Title, plot height and Streamlit-proof autosize (see ``FIT_X``) on a finished chart."""
+    return chart.properties(autosize=FIT_X, title=_title(title, subtitle), height=height)
 
 
 def _placeholder(message: str, title: str) -> alt.Chart:
     """A chart that only says why there is nothing to draw yet (e.g. no epoch finished)."""
-    return alt.Chart(pd.DataFrame({"message": [message]})).mark_text(
-        fontSize=14, color="gray").encode(text="message:N").properties(
-        title=_title(title), height=80)
+    chart = alt.Chart(pd.DataFrame({"message": [message]})).mark_text(fontSize=14, color="gray")
+    return _finish(chart.encode(text="message:N"), title, height=80)
 
 
 def _check_best_epoch(best_epoch):
@@ -213,19 +223,19 @@ def class_counts_chart(counts: pd.DataFrame, *, title="Training examples per cla
     series = [("true", "True labels")] if _has_values(counts, "true") else []
     series.append(("given", "Given labels"))
     order = [str(c) for c in counts["class"]]
-    long = pd.concat([pd.DataFrame({"class": order, "labels": name,
-                                    "count": pd.to_numeric(counts[col], errors="coerce").to_numpy()})
+    long = pd.concat([pd.DataFrame({"class": order, "labels": name, "count": pd.to_numeric(
+                          counts[col], errors="coerce").astype("float64").to_numpy()})
                       for col, name in series], ignore_index=True)
     names = [name for _, name in series]
-    return alt.Chart(long).mark_bar().encode(
+    chart = alt.Chart(long).mark_bar().encode(
         x=alt.X("class:N", sort=order, title="Class", axis=alt.Axis(labelAngle=-45 if len(order) > 6 else 0)),
         xOffset=alt.XOffset("labels:N", sort=names),
         y=alt.Y("count:Q", title="Number of training examples"),
         color=alt.Color("labels:N", scale=_colors(names), legend=_legend()),
         tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("labels:N", title="Counted by"),
                  alt.Tooltip("count:Q", title="Examples", format=",")],
-    ).properties(title=_title(title, "Bars differ where noise moved examples from one class to another."),
-                 height=CURVE_HEIGHT)
+    )
+    return _finish(chart, title, "Bars differ where noise moved examples from one class to another.")
 
 
 def _heatmap(cells: pd.DataFrame, names, *, x_title, y_title, color_field, color_title,
@@ -236,9 +246,12 @@ def _heatmap(cells: pd.DataFrame, names, *, x_title, y_title, color_field, color
     white on dark cells, and an outline on the diagonal so it reads at a glance.
     """
     k = len(names)
-    side = int(min(max(40 * k, 160), 520))
+    # Band sizes as steps, not pixels: Streamlit collapses discrete axes given a fixed pixel size.
+    step = 40 if k <= 12 else max(480 // k, 10)
     base = alt.Chart(cells).encode(
-        x=alt.X("col:N", sort=names, title=x_title, axis=alt.Axis(labelAngle=-45 if k > 6 else 0, orient="top")),
+        x=alt.X("col:N", sort=names, title=x_title,
+                axis=alt.Axis(labelAngle=-45 if k * max(map(len, names)) > 40 else 0, orient="top",
+                              labelOverlap=False)),
         y=alt.Y("row:N", sort=names, title=y_title))
     rect = base.mark_rect(stroke="#333333").encode(
         color=alt.Color(f"{color_field}:Q", title=color_title,
@@ -251,7 +264,8 @@ def _heatmap(cells: pd.DataFrame, names, *, x_title, y_title, color_field, color
             text="text:N",
             color=alt.condition(f"datum.{color_field} > {0.4 * domain_max}", alt.value("white"),
                                 alt.value("black"))))
-    return alt.layer(*layers).properties(title=_title(title, subtitle), width=side, height=side)
+    return alt.layer(*layers).properties(autosize=PAD, title=_title(title, subtitle), width=alt.Step(step),
+                                         height=alt.Step(step))
 
 
 def _check_square(matrix, name: str) -> np.ndarray:
@@ -284,7 +298,8 @@ def noise_matrix_heatmap(matrix: np.ndarray, class_names, *, title="Realized noi
     cells = pd.DataFrame({"true_class": [names[a] for a in i], "given_class": [names[b] for b in j],
                           "row": [names[a] for a in i], "col": [names[b] for b in j],
                           "diagonal": i == j, "percent": pct, "text": [_fmt_pct(p) for p in pct]})
-    tooltip = [alt.Tooltip("true_class:N", title="True class"), alt.Tooltip("given_class:N", title="Given label"),
+    tooltip = [alt.Tooltip("true_class:N", title="True class"),
+               alt.Tooltip("given_class:N", title="Given label"),
                alt.Tooltip("percent:Q", title="% of the true class", format=".1f")]
     if counts is not None:
         c = np.asarray(counts)
@@ -296,7 +311,8 @@ def noise_matrix_heatmap(matrix: np.ndarray, class_names, *, title="Realized noi
     return _heatmap(cells, names, x_title="Given label", y_title="True class", color_field="percent",
                     color_title="% of true class", domain_max=100, tooltip=tooltip, title=title,
                     subtitle="Row = true class, column = given label: the share of each true class that "
-                             "received each label. The diagonal is kept correctly; off-diagonal cells are noise.")
+                             "received each label. The diagonal is kept correctly; off-diagonal "
+                             "cells are noise.")
 
 
 def noise_rate_bar(requested: float, realized: float | None, *, title="Noise rate") -> alt.Chart:
@@ -310,14 +326,15 @@ def noise_rate_bar(requested: float, realized: float | None, *, title="Noise rat
     data["text"] = [_fmt_pct(p) for p in data["percent"]]
     base = alt.Chart(data).encode(
         y=alt.Y("rate:N", sort=list(data["rate"]), title=None),
-        x=alt.X("percent:Q", title="Training labels changed (%)", scale=alt.Scale(domain=[0, 100])))
+        x=alt.X("percent:Q", title="Training labels changed (%)", scale=alt.Scale(domain=[0, 100]),
+                axis=PCT_TICKS))
     bars = base.mark_bar().encode(
         color=alt.Color("rate:N", scale=_colors(data["rate"]), legend=None),
         tooltip=[alt.Tooltip("rate:N", title="Noise rate"), alt.Tooltip("percent:Q", title="%", format=".2f")])
     text = base.mark_text(align="left", dx=4).encode(text="text:N")
-    return alt.layer(bars, text).properties(
-        title=_title(title, "Realized = share of labels actually changed; random flips make it differ slightly."),
-        height=30 * len(rows) + 20)
+    return _finish(alt.layer(bars, text), title,
+                   "Realized = share of labels actually changed; random flips make it differ slightly.",
+                   height=30 * len(rows))
 
 
 # ----------------------------------------------------------------------------- training curves
@@ -373,7 +390,7 @@ def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy") 
         tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title=y_title, format=".2f" if kind == "accuracy" else ".4f")])
     chart = lines if best_epoch is None else alt.layer(lines, _best_rule(best_epoch))
-    return chart.properties(title=_title(title, subtitle), height=CURVE_HEIGHT)
+    return _finish(chart, title, subtitle)
 
 
 def memorization_chart(metrics: pd.DataFrame, *, best_epoch=None) -> alt.Chart | alt.LayerChart:
@@ -414,9 +431,10 @@ def memorization_chart(metrics: pd.DataFrame, *, best_epoch=None) -> alt.Chart |
         tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title="%", format=".1f")])
     layers = [area, lines] + ([_best_rule(best_epoch)] if best_epoch is not None else [])
-    subtitle = ("Shaded: accuracy on the given (partly wrong) labels minus accuracy against the true labels; "
-                "it widens when the network starts memorizing wrong labels (dashed: share of wrong labels it repeats).")
-    return alt.layer(*layers).properties(title=_title(title, subtitle), height=CURVE_HEIGHT)
+    subtitle = ("Shaded: accuracy on the given (partly wrong) labels minus accuracy against the true "
+                "labels; it widens when the network starts memorizing wrong labels (dashed: share of "
+                "wrong labels it repeats).")
+    return _finish(alt.layer(*layers), title, subtitle)
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -480,16 +498,16 @@ def per_class_accuracy_chart(true, pred, class_names, *, split="Test") -> alt.La
     overall = 100.0 * correct.sum() / max(int(n.sum()), 1)
     bars = alt.Chart(data).mark_bar(color=PALETTE.get(split, PALETTE["Test"])).encode(
         y=alt.Y("class:N", sort=names, title="True class"),
-        x=alt.X("accuracy:Q", title=f"{split} accuracy (%)", scale=alt.Scale(domain=[0, 100])),
-        tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("accuracy:Q", title="Accuracy (%)", format=".1f"),
+        x=alt.X("accuracy:Q", title=f"{split} accuracy (%)", scale=alt.Scale(domain=[0, 100]), axis=PCT_TICKS),
+        tooltip=[alt.Tooltip("class:N", title="Class"),
+                 alt.Tooltip("accuracy:Q", title="Accuracy (%)", format=".1f"),
                  alt.Tooltip("correct:Q", title="Correct"), alt.Tooltip("examples:Q", title="Examples")])
     rule = alt.Chart(pd.DataFrame({"accuracy": [overall], "label": ["overall"]})).mark_rule(
         strokeDash=[4, 4], color=PALETTE["Best model"]).encode(
         x="accuracy:Q", tooltip=[alt.Tooltip("accuracy:Q", title="Overall accuracy (%)", format=".1f")])
-    return alt.layer(bars, rule).properties(
-        title=_title(f"{split} accuracy per class",
-                     f"Share of each true class predicted correctly; dashed line: overall ({overall:.1f}%)."),
-        height=max(20 * len(names), 120))
+    return _finish(alt.layer(bars, rule), f"{split} accuracy per class",
+                   f"Share of each true class predicted correctly; dashed line: overall ({overall:.1f}%).",
+                   height=max(20 * len(names), 120))
 
 
 def top_k_chart(probs: np.ndarray, class_names, *, k=5, highlight: dict | None = None,
@@ -503,7 +521,8 @@ def top_k_chart(probs: np.ndarray, class_names, *, k=5, highlight: dict | None =
     p = np.asarray(probs, dtype=float).squeeze()
     names = _class_names(class_names)
     if p.ndim != 1 or p.size != len(names):
-        raise UserError(f"probs must have one probability per class ({len(names)}), got shape {np.shape(probs)}")
+        raise UserError(f"probs must have one probability per class ({len(names)}), "
+                        f"got shape {np.shape(probs)}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise UserError(f"k={k!r} must be a positive integer")
     roles: dict[int, list[str]] = {}
@@ -516,20 +535,21 @@ def top_k_chart(probs: np.ndarray, class_names, *, k=5, highlight: dict | None =
     data = pd.DataFrame({"class": [names[c] for c in shown], "probability": 100.0 * p[shown],
                          "role": [" & ".join(roles.get(c, ["Other classes"])) for c in shown]})
     data["text"] = [_fmt_pct(v) for v in data["probability"]]
+    data = data.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
     role_names = list(dict.fromkeys(data["role"]))
     base = alt.Chart(data).encode(
-        y=alt.Y("class:N", sort="-x", title=None),
-        x=alt.X("probability:Q", title="Predicted probability (%)", scale=alt.Scale(domain=[0, 100])))
+        y=alt.Y("class:N", sort=list(data["class"]), title=None),
+        x=alt.X("probability:Q", title="Predicted probability (%)", scale=alt.Scale(domain=[0, 100]),
+                axis=PCT_TICKS))
     bars = base.mark_bar().encode(
         color=alt.Color("role:N", legend=_legend(), scale=alt.Scale(
             domain=role_names, range=[PALETTE.get(r.split(" & ")[0], "#7F3C8D") for r in role_names])),
-        tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("probability:Q", title="Probability (%)",
-                                                                  format=".1f"), alt.Tooltip("role:N", title="Role")])
+        tooltip=[alt.Tooltip("class:N", title="Class"),
+                 alt.Tooltip("probability:Q", title="Probability (%)", format=".1f"),
+                 alt.Tooltip("role:N", title="Role")])
     text = base.mark_text(align="left", dx=3).encode(text="text:N")
-    return alt.layer(bars, text).properties(
-        title=_title(title or f"Model's top {min(int(k), p.size)} classes",
-                     "How sure the model is about each class for this image."),
-        height=22 * len(shown) + 20)
+    return _finish(alt.layer(bars, text), title or f"Model's top {min(int(k), p.size)} classes",
+                   "How sure the model is about each class for this image.", height=22 * len(shown))
 
 
 # ----------------------------------------------------------------------------- comparing runs
@@ -595,7 +615,8 @@ def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
     if not isinstance(runs, Mapping) or not runs:
         raise UserError("runs must be a non-empty dict run id -> metrics DataFrame; pick at least one run")
     if not any(isinstance(df, pd.DataFrame) and metric in df.columns for df in runs.values()):
-        known = sorted({c for df in runs.values() if isinstance(df, pd.DataFrame) for c in df.columns} - {"epoch"})
+        known = sorted({c for df in runs.values() if isinstance(df, pd.DataFrame)
+                        for c in df.columns} - {"epoch"})
         raise UserError(f"metric={metric!r} is in none of the runs; choose one of: {', '.join(known)}")
     labels = dict(labels or {})
     parts, used = [], []
@@ -607,7 +628,8 @@ def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
         label = f"{label} [{run_id}]" if label in used else label
         used.append(label)
         m = _downsample(df.sort_values("epoch"))
-        parts.append(pd.DataFrame({"run_id": str(run_id), "run": label, "epoch": pd.to_numeric(m["epoch"]).to_numpy(),
+        parts.append(pd.DataFrame({"run_id": str(run_id), "run": label,
+                                   "epoch": pd.to_numeric(m["epoch"]).to_numpy(),
                                    "value": _scaled(m[metric], metric).to_numpy()}))
     title = f"{_axis_title(metric).split(' (')[0]} per epoch, by run"
     if not parts:
@@ -615,13 +637,15 @@ def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
     data = pd.concat(parts, ignore_index=True).dropna(subset=["value"])
     y_title = _axis_title(metric)
     y_scale = alt.Scale(domain=[0, 100]) if _is_percent(metric) else alt.Scale(zero=False)
-    return alt.Chart(data).mark_line(point=True).encode(
+    chart = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=y_title, scale=y_scale),
-        color=alt.Color("run:N", sort=used, legend=_legend("Run")),
+        color=alt.Color("run:N", sort=used, scale=alt.Scale(domain=used, scheme="tableau10"),
+                        legend=_legend("Run")),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("run_id:N", title="Run id"),
                  alt.Tooltip("epoch:Q", title="Epoch"), alt.Tooltip("value:Q", title=y_title, format=".2f")],
-    ).properties(title=_title(title, "Legend: what differs between the runs."), height=CURVE_HEIGHT)
+    )
+    return _finish(chart, title, "Legend: what differs between the runs.")
 
 
 def sweep_chart(summary: pd.DataFrame, *, x="rate", y="test_accuracy", group="recipe",
@@ -654,14 +678,14 @@ def sweep_chart(summary: pd.DataFrame, *, x="rate", y="test_accuracy", group="re
     points = base.mark_point(filled=True, size=50).encode(y="mean:Q", tooltip=[
         alt.Tooltip(f"{group}:N", title=group.capitalize()), alt.Tooltip(f"{x}:Q", title=x_title, format=".3g"),
         alt.Tooltip("mean:Q", title=f"Mean {y_title}", format=".2f"),
-        alt.Tooltip("low:Q", title="Band low", format=".2f"), alt.Tooltip("high:Q", title="Band high", format=".2f"),
+        alt.Tooltip("low:Q", title="Band low", format=".2f"),
+        alt.Tooltip("high:Q", title="Band high", format=".2f"),
         alt.Tooltip("seeds:Q", title="Seeds")])
     seeds = agg["seeds"]
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     spread = "min to max over seeds" if band == "minmax" else "mean ± 1 standard deviation over seeds"
-    return alt.layer(area, line, points).properties(
-        title=_title(f"{y_title.split(' (')[0]} vs {x_title.split(' (')[0].lower()}",
-                     f"Line: mean over {n} seed(s); shaded band: {spread}."), height=CURVE_HEIGHT)
+    title = f"{y_title.split(' (')[0]} vs {x_title.split(' (')[0].lower()}"
+    return _finish(alt.layer(area, line, points), title, f"Line: mean over {n} seed(s); shaded band: {spread}.")
 
 
 def precision_recall_chart(curves: pd.DataFrame) -> alt.Chart:
@@ -674,19 +698,23 @@ def precision_recall_chart(curves: pd.DataFrame) -> alt.Chart:
     parts = []
     for name, df in curves.groupby("detector", sort=False):
         df = _downsample(df.sort_values("threshold"))
-        parts.append(pd.DataFrame({"detector": str(name), "threshold": pd.to_numeric(df["threshold"]).to_numpy(),
+        parts.append(pd.DataFrame({"detector": str(name),
+                                   "threshold": pd.to_numeric(df["threshold"]).to_numpy(),
                                    "precision": _as_percent(df["precision"], "precision").to_numpy(),
                                    "recall": _as_percent(df["recall"], "recall").to_numpy()}))
     if not parts:
         return _placeholder("No detector results yet.", "Finding wrong labels: precision vs recall")
     data = pd.concat(parts, ignore_index=True).dropna(subset=["precision", "recall"])
-    return alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
+    chart = alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
         x=alt.X("recall:Q", title="Recall: wrong labels found (%)", scale=alt.Scale(domain=[0, 100])),
-        y=alt.Y("precision:Q", title="Precision: flagged labels really wrong (%)", scale=alt.Scale(domain=[0, 100])),
+        y=alt.Y("precision:Q", title="Precision: flagged labels really wrong (%)",
+                scale=alt.Scale(domain=[0, 100])),
         order=alt.Order("threshold:Q"),
-        color=alt.Color("detector:N", legend=_legend("Detector")),
-        tooltip=[alt.Tooltip("detector:N", title="Detector"), alt.Tooltip("threshold:Q", title="Threshold", format=".3g"),
+        color=alt.Color("detector:N", scale=alt.Scale(scheme="tableau10"), legend=_legend("Detector")),
+        tooltip=[alt.Tooltip("detector:N", title="Detector"),
+                 alt.Tooltip("threshold:Q", title="Threshold", format=".3g"),
                  alt.Tooltip("precision:Q", title="Precision (%)", format=".1f"),
                  alt.Tooltip("recall:Q", title="Recall (%)", format=".1f")],
-    ).properties(title=_title("Finding wrong labels: precision vs recall",
-                              "Each point is one threshold; up and right is better."), height=CURVE_HEIGHT)
+    )
+    return _finish(chart, "Finding wrong labels: precision vs recall",
+                   "Each point is one threshold; up and right is better.")

@@ -239,7 +239,7 @@ def test_top_k_chart_always_shows_highlighted_classes():
     probs = np.array([0.1, 0.5, 0.05, 0.3, 0.05])
     chart = charts.top_k_chart(probs, list("abcde"), k=2, highlight={"given": 2, "proposed": "b"})
     enc, df = _one(chart, "bar")
-    assert list(df["class"]) == ["b", "d", "c"]  # top 2, then the given label outside the top 2
+    assert list(df["class"]) == ["b", "d", "c"]  # top 2, then the given label outside the top 2, by probability
     assert list(df["probability"]) == pytest.approx([50, 30, 5])
     assert list(df["role"]) == ["Proposed label", "Other classes", "Given label"]
     assert enc["x"]["title"] == "Predicted probability (%)"
