@@ -306,7 +306,7 @@ PRESETS: dict = {
     # test accuracy rises and then falls while the network memorizes the 40% wrong labels.
     "quick": {
         "max_train": 2000,
-        "epochs": 20,
+        "epochs": 15,
         "lr_schedule": "constant",
         "early_stopping_patience": 0,
         "dropout": 0.0,

@@ -205,11 +205,13 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.monotonic()
-        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor.interrupted:
             return
+        # The lr this epoch used: schedulers set it at epoch begin; ReduceLROnPlateau (later in the
+        # callback list) lowers it only after this runs.
+        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         ev, logs = self.ev, logs or {}
         net = self.method.predictor(self.model)
         probs = net.predict(ev["train_ds"], verbose=0)
@@ -300,15 +302,17 @@ def run(config: TrainConfig, run_dir, *, progress: Optional[Callable] = None, ve
     Status goes running -> finished | stopped (stop.request or SIGTERM) | failed (exception,
     re-raised). ``progress(dict)`` is called with batch / epoch progress; ``verbose`` is fit()'s.
     """
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"run needs a TrainConfig, got {type(config).__name__}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_config(config)
     if not (run_dir / "config.json").exists():
         runs.atomic_write_text(run_dir / "config.json", config.to_json())
-    runs.update_status(run_dir, state="running", started=runs.now_iso(), pid=os.getpid(), error=None,
-                       epoch=0, epochs=config.epochs, batch=0, finished=None)
     policy = keras.mixed_precision.global_policy().name
     try:
+        check_config(config)
+        runs.update_status(run_dir, state="running", started=runs.now_iso(), pid=os.getpid(), error=None,
+                           epoch=0, epochs=config.epochs, batch=0, finished=None)
         return _train(config, run_dir, progress=progress, verbose=verbose, t_start=time.monotonic())
     except KeyboardInterrupt:
         runs.update_status(run_dir, state="stopped", error="interrupted", finished=runs.now_iso())

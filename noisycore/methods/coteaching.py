@@ -44,6 +44,12 @@ def select_small_loss(peer_losses, forget_rate):
     return tf.argsort(losses, stable=True)[:keep]
 
 
+def coteaching_selection(loss1, loss2, forget_rate) -> tuple:
+    """(keep_for_1, keep_for_2): network 1 trains on the small-loss examples of network 2's loss
+    and vice versa (the cross update of Han et al. 2018). loss1, loss2: (B,) per-example losses."""
+    return select_small_loss(loss2, forget_rate), select_small_loss(loss1, forget_rate)
+
+
 class CoTeachingModel(keras.Model):
     """Two networks trained by co-teaching; ``call`` returns network 1's probabilities."""
 
@@ -71,8 +77,8 @@ class CoTeachingModel(keras.Model):
             p2 = self.net2(x, training=True)
             l1 = self.per_example_loss(y, p1)
             l2 = self.per_example_loss(y, p2)
-            keep_for_1 = select_small_loss(tf.stop_gradient(l2), self.forget_rate)  # chosen by the peer
-            keep_for_2 = select_small_loss(tf.stop_gradient(l1), self.forget_rate)
+            keep_for_1, keep_for_2 = coteaching_selection(tf.stop_gradient(l1), tf.stop_gradient(l2),
+                                                          self.forget_rate)
             loss1 = tf.reduce_mean(tf.gather(l1, keep_for_1))
             loss2 = tf.reduce_mean(tf.gather(l2, keep_for_2))
             penalty = sum(self.net1.losses, 0.0) + sum(self.net2.losses, 0.0)  # weight decay, if any
@@ -131,6 +137,7 @@ class CoTeachingMethod(StandardMethod):
 
     def build(self) -> keras.Model:
         model = CoTeachingModel(self.network(), self.network(seed_offset=1), self.per_example_loss())
+        model(np.zeros((1, *self.ctx.input_shape), np.float32))  # build it (train_step never calls it)
         model.compile(optimizer=self.optimizer())
         return model
 

@@ -1,0 +1,284 @@
+"""Start, poll and stop training runs as detached background processes.
+
+    run_dir = start(config)        # creates the run folder (queued) and spawns
+                                   #   python -m noisycore.jobs worker RUN_DIR   (output -> RUN_DIR/log.txt)
+    poll(run_dir)                  # status dict; a dead worker of a live-looking run is marked failed
+    stop(run_dir)                  # RUN_DIR/stop.request: ends within one batch, keeps the partial run
+
+Queue: any number of runs can be queued; by default ONE trains at a time. A worker waits (polling
+every 0.5 s) until no older queued run is waiting (first come, first served) and it holds a slot
+lock ``<root>/.train.lock`` (``.train.lock.1`` ... for ``max_parallel`` > 1). The lock is an OS
+file lock (``fcntl.flock`` on Linux / macOS, ``msvcrt.locking`` on Windows), which the OS releases
+when the holder exits, even by kill -9, so a crashed run never blocks the queue and there is no
+stale lock file to clean up.
+
+Signals: SIGTERM to a worker stops the run like a stop request (state "stopped"). On Windows there
+is no SIGTERM to catch (``TerminateProcess`` is a hard kill: the run is marked failed on the next
+poll), so use ``stop()``; workers there start in a new process group, detached from the console.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from noisycore import runs
+from noisycore.config import TrainConfig, default_runs_dir
+from noisycore.errors import UserError
+
+LOCK_NAME = ".train.lock"
+WAIT_SECONDS = 0.5            # how often a queued worker checks whether it may start
+MAX_PARALLEL = 16
+DEAD_WORKER_ERROR = "the training process ended unexpectedly (killed?)"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]   # the folder holding the noisycore package
+
+_CHILDREN: dict = {}          # pid -> Popen of workers started by this process (reaped by poll)
+_TERM = threading.Event()     # SIGTERM received by this worker
+
+
+# ------------------------------------------------------------------------------ processes
+def pid_alive(pid) -> bool:
+    """Whether process ``pid`` is running (a zombie or a reaped child counts as dead)."""
+    if not pid:
+        return False
+    pid = int(pid)
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
+    if os.name == "nt":
+        return _windows_pid_alive(pid)
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:   # our own child that already exited
+            return False
+    except (ChildProcessError, OSError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # Linux: a zombie (exited, not yet reaped by its parent) is dead for us
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _windows_pid_alive(pid: int) -> bool:
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    code = ctypes.c_ulong()
+    try:
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def _worker_pid(run_dir: Path, status: dict) -> Optional[int]:
+    pid = status.get("pid")
+    if pid:
+        return int(pid)
+    try:
+        return int((run_dir / "worker.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------------------ slot locks
+class SlotLock:
+    """A held OS lock on one slot file; ``release()`` (or process exit) frees it."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        if os.name == "nt":
+            import msvcrt
+
+            try:
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                msvcrt.locking(self.fd, msvcrt.LK_UNLCK, 1)
+            except OSError:
+                pass
+        os.close(self.fd)  # closing also drops a flock
+        self.fd = None
+
+
+def try_lock(path: Path) -> Optional[SlotLock]:
+    """Take the lock on ``path`` without waiting; None if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return SlotLock(path, fd)
+
+
+def _try_slots(root: Path, max_parallel: int) -> Optional[SlotLock]:
+    for i in range(max_parallel):
+        lock = try_lock(root / (LOCK_NAME if i == 0 else f"{LOCK_NAME}.{i}"))
+        if lock is not None:
+            return lock
+    return None
+
+
+def _older_run_waiting(run_dir: Path) -> bool:
+    """Whether an older run in the same root is queued with a live worker (it goes first)."""
+    for other in runs.run_dirs(run_dir.parent):
+        if other.name >= run_dir.name:
+            break
+        status = runs.read_status(other)
+        if status.get("state") == "queued" and not runs.stop_requested(other) \
+                and pid_alive(_worker_pid(other, status)):
+            return True
+    return False
+
+
+# ------------------------------------------------------------------------------ public API
+def _check_parallel(max_parallel) -> int:
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or not 1 <= max_parallel <= MAX_PARALLEL:
+        raise UserError(f"max_parallel={max_parallel!r} must be an integer in 1..{MAX_PARALLEL}")
+    return max_parallel
+
+
+def start(config: TrainConfig, *, root=None, name: Optional[str] = None, max_parallel: int = 1) -> Path:
+    """Create a queued run and spawn its detached worker process; return the run folder."""
+    _check_parallel(max_parallel)
+    run_dir = runs.create_run(config, root=Path(root).resolve() if root is not None else default_runs_dir().resolve(),
+                              name=name)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "noisycore.jobs", "worker", str(run_dir), "--max-parallel", str(max_parallel)]
+    if os.name == "nt":
+        detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
+    else:
+        detach = {"start_new_session": True}  # Ctrl-C in the app's terminal does not kill training
+    with open(run_dir / "log.txt", "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, close_fds=True, **detach)
+    _CHILDREN[proc.pid] = proc
+    runs.atomic_write_text(run_dir / "worker.pid", str(proc.pid))
+    return run_dir
+
+
+def poll(run_dir) -> dict:
+    """The run's status; a queued / running run whose worker is gone is marked failed first."""
+    run_dir = Path(run_dir)
+    status = runs.read_status(run_dir)
+    if status.get("state") not in runs.ACTIVE_STATES:
+        return status
+    pid = _worker_pid(run_dir, status)
+    if pid is None or pid_alive(pid):
+        return status
+    status = runs.read_status(run_dir)   # it may have written its final state just before exiting
+    if status.get("state") in runs.ACTIVE_STATES:
+        status = runs.update_status(run_dir, state="failed", error=DEAD_WORKER_ERROR, finished=runs.now_iso())
+    return status
+
+
+def stop(run_dir) -> dict:
+    """Ask a queued or running run to stop (RUN_DIR/stop.request); returns the current status.
+
+    A running run ends within one batch with state "stopped", keeping its metrics, last.keras and
+    the best model's predictions; a queued run never starts.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist")
+    status = poll(run_dir)
+    if status.get("state") in runs.ACTIVE_STATES:
+        runs.atomic_write_text(run_dir / runs.STOP_FILE, runs.now_iso())
+    return runs.read_status(run_dir)
+
+
+def active_runs(root=None) -> list:
+    """Run folders under ``root`` that are queued or running (after poll), oldest first."""
+    return [p for p in runs.run_dirs(root) if poll(p).get("state") in runs.ACTIVE_STATES]
+
+
+# ------------------------------------------------------------------------------ the worker
+def _on_sigterm(signum, frame) -> None:
+    _TERM.set()
+    train = sys.modules.get("noisycore.train")
+    if train is not None:
+        train.request_stop()
+
+
+def _wait_for_slot(run_dir: Path, max_parallel: int) -> Optional[SlotLock]:
+    """Block until this run may train (returns its lock) or is stopped while queued (None)."""
+    while True:
+        if _TERM.is_set() or runs.stop_requested(run_dir):
+            return None
+        if not _older_run_waiting(run_dir):
+            lock = _try_slots(run_dir.parent, max_parallel)
+            if lock is not None:
+                return lock
+        time.sleep(WAIT_SECONDS)
+
+
+def worker(run_dir, *, max_parallel: int = 1) -> int:
+    """Wait for a slot, then train the run in this process. Returns the exit code."""
+    run_dir = Path(run_dir).resolve()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    runs.update_status(run_dir, pid=os.getpid())
+    lock = _wait_for_slot(run_dir, max_parallel)
+    if lock is None:
+        runs.update_status(run_dir, state="stopped", error="stopped before it started", finished=runs.now_iso())
+        print("stopped while queued", flush=True)
+        return 0
+    try:
+        print(f"training {run_dir.name} (pid {os.getpid()})", flush=True)
+        try:
+            config = runs.read_config(run_dir)
+            from noisycore import train  # TensorFlow loads only once the run may start
+        except Exception as e:
+            runs.update_status(run_dir, state="failed", error=" ".join(str(e).split()), finished=runs.now_iso())
+            raise
+        if _TERM.is_set():
+            train.request_stop()
+        try:
+            train.run(config, run_dir, verbose=2)
+        except Exception as e:
+            train.print_traceback(e)
+            return 1
+        return 0
+    finally:
+        lock.release()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m noisycore.jobs", description="Noisy Label Lab training worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="train one queued run folder (started by jobs.start)")
+    w.add_argument("run_dir")
+    w.add_argument("--max-parallel", type=int, default=1)
+    args = parser.parse_args(argv)
+    return worker(args.run_dir, max_parallel=_check_parallel(args.max_parallel))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

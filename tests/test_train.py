@@ -1,0 +1,158 @@
+"""train.run writes a complete run folder; validation comes from the training data; stops and failures."""
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+keras = pytest.importorskip("keras")
+
+from noisycore import runs, train  # noqa: E402
+from noisycore.config import ConfigError, DataConfig, NoiseConfig, TrainConfig  # noqa: E402
+from noisycore.schedules import lr_at  # noqa: E402
+
+
+def quadrant_folder(root, *, n_per_class=100, size=16, seed=0):
+    """Image folder of 4 classes q0..q3: class c has its quadrant c bright on a dark noisy background."""
+    rng = np.random.default_rng(seed)
+    half = size // 2
+    for c in range(4):
+        (root / f"q{c}").mkdir(parents=True, exist_ok=True)
+        r, col = divmod(c, 2)
+        for i in range(n_per_class):
+            img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
+            img[r * half:(r + 1) * half, col * half:(col + 1) * half] += np.uint8(150)
+            Image.fromarray(img).save(root / f"q{c}" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def quadrants(tmp_path_factory):
+    return quadrant_folder(tmp_path_factory.mktemp("quadrants"))
+
+
+def tiny_config(folder, **overrides):
+    values = dict(data=DataConfig(source=str(folder), image_size=16, test_fraction=0.25),
+                  noise=NoiseConfig(model="symmetric", rate=0.2, seed=1), batchnorm=False, dropout=0.0,
+                  epochs=2, batch_size=32, learning_rate=3e-3, lr_schedule="constant",
+                  early_stopping_patience=0, val_fraction=0.15)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+# ------------------------------------------------------------------------------ pure helpers
+def test_training_set_metrics_by_hand():
+    probs = np.eye(3)[[0, 1, 2, 2, 0]]          # predictions 0 1 2 2 0
+    given = np.array([0, 1, 1, 2, 2])
+    true = np.array([0, 1, 2, 2, 0])            # examples 2 and 4 are mislabelled; neither is memorized
+    m = train.training_set_metrics(probs, given, true)
+    assert m == {"train_acc_given": 0.6, "train_acc_true": 1.0, "memorized": 0.0}
+    m = train.training_set_metrics(np.eye(3)[[0, 1, 1, 2, 0]], given, true)   # example 2 memorized
+    assert m["memorized"] == 0.5 and m["train_acc_true"] == 0.8
+    assert train.training_set_metrics(probs, given)["train_acc_true"] is None
+
+
+def test_margins_by_hand():
+    probs = np.array([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1]])
+    np.testing.assert_allclose(train.margins(probs, np.array([0, 2])),
+                               [np.log(0.7 / 0.2), np.log(0.1 / 0.7)], rtol=1e-6)
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    fit, val = train.validation_split(labels, fraction=0.1, seed=3)
+    assert np.bincount(labels[val]).tolist() == [5, 3, 2]
+    assert len(np.intersect1d(fit, val)) == 0 and len(fit) + len(val) == 100
+    again = train.validation_split(labels, fraction=0.1, seed=3)[1]
+    assert again.tolist() == val.tolist()
+    assert train.validation_split(labels, fraction=0.1, seed=4)[1].tolist() != val.tolist()
+
+
+def test_context_validates_on_noisy_or_trusted_labels(quadrants, tmp_path):
+    config = tiny_config(quadrants)
+    prepared = train.prepare(config)
+    noisy = prepared.noisy
+    ctx, fit, val = train._context(config, prepared, tmp_path)
+    assert ctx.y_val.tolist() == noisy.labels[val].tolist()                 # default: noisy labels
+    assert (noisy.labels[val] != noisy.true_labels[val]).any()
+    trusted, _, val2 = train._context(config.replace(trusted_val=True), prepared, tmp_path)
+    assert val2.tolist() == val.tolist() and trusted.y_val.tolist() == noisy.true_labels[val].tolist()
+    assert len(ctx.y_fit) + len(ctx.y_val) == len(prepared.dataset.y_train) == 300   # never the test images
+
+
+def test_labels_file_without_truth_and_max_train(quadrants, tmp_path):
+    from noisycore.noise import save_label_set
+
+    prepared = train.prepare(tiny_config(quadrants))
+    unknown = dataclasses.replace(prepared.noisy, true_labels=None, is_noisy=None, realized_rate=None,
+                                  realized_matrix=None)
+    save_label_set(tmp_path, prepared.dataset, unknown)
+    config = tiny_config(quadrants, labels_path=str(tmp_path / "labels.csv"), max_train=100)
+    p = train.prepare(config)
+    assert len(p.noisy.labels) == len(p.dataset.ids_train) == 100 and p.noisy.true_labels is None
+    by_id = dict(zip(prepared.dataset.ids_train, prepared.noisy.labels))
+    assert [by_id[i] for i in p.dataset.ids_train] == p.noisy.labels.tolist()
+    with pytest.raises(ConfigError, match="trusted_val"):
+        train.prepare(config.replace(trusted_val=True))
+    with pytest.raises(ConfigError, match="noise_matrix"):
+        train._loss_kwargs(config.replace(loss="forward"), p.noisy)
+    kw = train._loss_kwargs(tiny_config(quadrants, loss="forward"), prepared.noisy)
+    np.testing.assert_allclose(np.asarray(kw["noise_matrix"]).sum(axis=1), 1.0)
+
+
+# ------------------------------------------------------------------------------ full runs
+def test_run_writes_a_complete_run_folder(quadrants, tmp_path):
+    config = tiny_config(quadrants, lr_schedule="cosine", epochs=2)
+    run_dir = runs.create_run(config, root=tmp_path)
+    seen = []
+    summary = train.run(config, run_dir, progress=seen.append)
+    assert runs.read_status(run_dir)["state"] == "finished" and summary["state"] == "finished"
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    for name in ("config.json", "labels.csv", "noise.json", "metrics.csv", "best.keras", "last.keras",
+                 "predictions.npz", "margins.npy"):
+        assert (run_dir / name).exists(), name
+    labels = pd.read_csv(run_dir / "labels.csv")
+    assert list(labels.columns[:4]) == ["id", "label", "true_label", "is_noisy"]
+
+    metrics = runs.read_metrics(run_dir)
+    assert list(metrics.columns) == list(runs.METRIC_COLUMNS)
+    assert metrics["epoch"].tolist() == [1, 2]
+    assert metrics[["train_acc_true", "train_acc_given", "memorized", "test_accuracy"]].notna().all().all()
+    np.testing.assert_allclose(metrics["lr"], [lr_at("cosine", e, lr=3e-3, epochs=2, min_lr=1e-7) for e in (0, 1)],
+                               rtol=1e-5)
+    assert summary["best_epoch"] == int(metrics.loc[metrics["val_accuracy"].idxmax(), "epoch"])
+
+    pred = np.load(run_dir / "predictions.npz", allow_pickle=False)
+    n = len(labels)
+    assert pred["train_probs"].shape == (n, 4) and pred["test_probs"].shape == (100, 4)
+    assert pred["train_ids"].tolist() == labels["id"].astype(str).tolist()
+    assert pred["is_val"].sum() == summary["num_val"] and summary["num_fit"] + summary["num_val"] == n
+    assert summary["test_accuracy"] == pytest.approx((pred["test_probs"].argmax(1) == pred["test_labels"]).mean())
+    margins = np.load(run_dir / "margins.npy")
+    assert margins.shape == (2, n) and margins.dtype == np.float16
+
+    best = keras.saving.load_model(run_dir / "best.keras")
+    x_test = train.prepare(config).dataset.x_test.astype("float32") / 255.0
+    np.testing.assert_allclose(best.predict(x_test, verbose=0), pred["test_probs"], atol=1e-4)
+    assert any("batch" in p for p in seen) and [p["epoch"] for p in seen if "metrics" in p] == [1, 2]
+
+
+def test_stop_request_ends_the_run_as_stopped(quadrants, tmp_path):
+    config = tiny_config(quadrants, epochs=5)
+    run_dir = runs.create_run(config, root=tmp_path)
+    (run_dir / runs.STOP_FILE).write_text("now")             # requested before the first batch ends
+    summary = train.run(config, run_dir)
+    assert summary["state"] == "stopped" == runs.read_status(run_dir)["state"]
+    assert summary["epochs_done"] == 0 and summary["best_epoch"] is None   # the cut epoch is not recorded
+    assert (run_dir / "last.keras").exists() and (run_dir / "predictions.npz").exists()
+
+
+def test_an_error_marks_the_run_failed(quadrants, tmp_path):
+    config = tiny_config(quadrants, model="no_such_net")
+    run_dir = runs.create_run(config, root=tmp_path)
+    with pytest.raises(ConfigError, match="model='no_such_net'.*compact_cnn"):
+        train.run(config, run_dir)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "no_such_net" in status["error"]
