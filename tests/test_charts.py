@@ -344,3 +344,38 @@ def test_precision_recall_chart():
 def test_config_errors_are_user_errors():
     # pages show every UserError with st.error; charts raise UserError/DataError subclasses only
     assert issubclass(DataError, UserError) and issubclass(ConfigError, UserError)
+
+
+ALL_CHARTS = {
+    "counts": lambda: charts.class_counts_chart(pd.DataFrame({"class": ["a"], "true": [1], "given": [1]})),
+    "noise": lambda: charts.noise_matrix_heatmap(np.eye(2), ["a", "b"]),
+    "rate": lambda: charts.noise_rate_bar(0.4, 0.39),
+    "curves": lambda: charts.learning_curves(METRICS, best_epoch=2),
+    "memorization": lambda: charts.memorization_chart(METRICS.assign(train_acc_true=0.5)),
+    "confusion": lambda: charts.confusion_matrix_chart(TRUE, PRED, ["a", "b", "c"]),
+    "per_class": lambda: charts.per_class_accuracy_chart(TRUE, PRED, ["a", "b", "c"]),
+    "top_k": lambda: charts.top_k_chart(np.array([0.2, 0.8]), ["a", "b"]),
+    "compare": lambda: charts.compare_curves({"r": METRICS}),
+    "sweep": lambda: charts.sweep_chart(SWEEP),
+    "pr": lambda: charts.precision_recall_chart(pd.DataFrame(
+        {"detector": ["d"], "threshold": [0.5], "precision": [0.5], "recall": [0.5]})),
+    "placeholder": lambda: charts.learning_curves(METRICS.iloc[:0]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CHARTS))
+def test_every_chart_sizes_itself_for_streamlit_and_has_a_readable_title(name):
+    # Streamlit's default autosize "fit" squeezes title, axes and legend into the height and can
+    # collapse the plot; every chart states its own autosize and wraps its subtitle.
+    spec = ALL_CHARTS[name]().to_dict()
+    assert spec["autosize"]["type"] in ("fit-x", "pad")
+    assert spec["title"]["text"]
+    assert all(len(line) <= 72 for line in spec["title"].get("subtitle", []))
+
+
+def test_learning_curves_from_a_metrics_csv_round_trip(tmp_path):
+    path = tmp_path / "metrics.csv"
+    METRICS.to_csv(path, index=False)
+    _, df = _one(charts.learning_curves(pd.read_csv(path), best_epoch=4), "line")
+    assert sorted(set(df["series"])) == ["Test", "Train (given labels)", "Validation"]
+    assert df[df["series"] == "Validation"]["value"].tolist() == pytest.approx([25, 45, 55, 50])
