@@ -1,0 +1,135 @@
+"""tf.data pipeline: dtypes and ranges, seeded shuffling, indices, augmentation, cutout, mixup."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from noisycore.errors import DataError, UserError
+from noisycore.pipeline import AUGMENT_HELP, AUGMENTATIONS, augmentation_layers, make_dataset
+
+RNG = np.random.default_rng(0)
+X = RNG.integers(0, 256, (70, 32, 32, 3), dtype=np.uint8)
+Y = RNG.integers(0, 4, 70)
+
+
+def batches(ds):
+    return [tuple(t.numpy() for t in b) if isinstance(b, tuple) else b.numpy() for b in ds]
+
+
+def test_plain_batches_are_float_one_hot_in_order():
+    out = batches(make_dataset(X, Y, num_classes=4, batch_size=32))
+    assert [len(b[0]) for b in out] == [32, 32, 6]
+    x = np.concatenate([b[0] for b in out])
+    y = np.concatenate([b[1] for b in out])
+    assert x.dtype == np.float32 and x.shape == (70, 32, 32, 3) and 0.0 <= x.min() and x.max() <= 1.0
+    np.testing.assert_allclose(x, X / 255.0, atol=1e-6)
+    assert y.dtype == np.float32 and y.shape == (70, 4)
+    np.testing.assert_array_equal(y, np.eye(4)[Y])
+    assert [len(b[0]) for b in batches(make_dataset(X, Y, num_classes=4, batch_size=32, drop_remainder=True))] == [32, 32]
+
+
+def test_without_labels_yields_images_and_optional_index():
+    out = batches(make_dataset(X, num_classes=4, batch_size=50))
+    assert out[0].shape == (50, 32, 32, 3)
+    x, index = batches(make_dataset(X, num_classes=4, batch_size=50, with_index=True))[1]
+    np.testing.assert_array_equal(index, np.arange(50, 70))
+
+
+def test_shuffle_is_seeded_and_with_index_points_at_the_right_rows():
+    def order(seed):
+        ds = make_dataset(X, Y, num_classes=4, batch_size=16, shuffle=True, seed=seed, with_index=True)
+        epochs = []
+        for _ in range(2):
+            rows = batches(ds)
+            for x, y, index in rows:
+                assert index.dtype == np.int64
+                np.testing.assert_allclose(x, X[index] / 255.0, atol=1e-6)
+                np.testing.assert_array_equal(y, np.eye(4)[Y[index]])
+            epochs.append(np.concatenate([r[2] for r in rows]))
+        return epochs
+
+    first, again, other = order(1), order(1), order(2)
+    assert sorted(first[0]) == list(range(70))
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])   # epoch 2 repeats too
+    assert not np.array_equal(first[0], first[1])         # but differs from epoch 1
+    assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("name", ["blog", "strong"])
+def test_augmentation_changes_pixels_keeps_shape_and_range_and_repeats_with_seed(name):
+    ds = make_dataset(X, Y, num_classes=4, batch_size=35, augment=name, seed=3)
+    epoch1, epoch2 = np.concatenate([b[0] for b in batches(ds)]), np.concatenate([b[0] for b in batches(ds)])
+    assert epoch1.shape == X.shape and epoch1.dtype == np.float32
+    assert epoch1.min() >= 0.0 and epoch1.max() <= 1.0
+    changed = np.abs(epoch1 - X / 255.0).mean(axis=(1, 2, 3)) > 1e-3
+    assert changed.mean() > 0.5            # most images moved (a flip or crop may leave a few)
+    assert not np.allclose(epoch1, epoch2)  # a new draw each epoch
+    rerun = np.concatenate([b[0] for b in batches(make_dataset(X, Y, num_classes=4, batch_size=35,
+                                                               augment=name, seed=3))])
+    np.testing.assert_allclose(rerun, epoch1, atol=1e-6)
+
+
+def test_strong_crop_shifts_by_whole_pixels_with_reflect_padding():
+    """A flip + pad-4 crop of an image is a shifted (maybe mirrored) copy: an interior window matches."""
+    x = augmentation_layers("strong", seed=0)(tf.constant(X[:8] / 255.0, tf.float32), training=True).numpy()
+    for original, out in zip(X[:8] / 255.0, x):
+        found = any(np.allclose(out[8:24, 8:24], img[8 + dy:24 + dy, 8 + dx:24 + dx], atol=1e-6)
+                    for img in (original, original[:, ::-1]) for dy in range(-4, 5) for dx in range(-4, 5))
+        assert found
+
+
+def test_cutout_blanks_one_half_side_square():
+    x = np.concatenate([b[0] for b in batches(make_dataset(X, Y, num_classes=4, batch_size=35, cutout=True))])
+    gray = np.all(x == 0.5, axis=-1)  # 0.5 is no k/255 value, so only erased pixels are exactly 0.5
+    assert np.all(gray.sum(axis=(1, 2)) == 16 * 16)
+    small = make_dataset(X[:, :16, :16], Y, num_classes=4, batch_size=70, cutout=True)
+    assert np.all(np.all(batches(small)[0][0] == 0.5, axis=-1).sum(axis=(1, 2)) == 8 * 8)
+
+
+def test_mixup_targets_still_sum_to_one_and_images_are_mixtures():
+    """Every row is lam * own + (1 - lam) * partner, for images and targets alike, one lam per batch."""
+    ds = make_dataset(X, Y, num_classes=4, batch_size=35, mixup_alpha=0.4, seed=5, with_index=True)
+    lams = []
+    for x, y, index in batches(ds):
+        np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-6)
+        own = X[index] / 255.0
+        lam = y[np.arange(len(y)), Y[index]].min()  # rows whose partner has another label show lam
+        lams.append(lam)
+        for r in range(len(x)):
+            mixes = [np.allclose(x[r], lam * own[r] + (1 - lam) * own[j], atol=1e-5)
+                     and np.allclose(y[r], lam * np.eye(4)[Y[index[r]]] + (1 - lam) * np.eye(4)[Y[index[j]]],
+                                     atol=1e-5) for j in range(len(x))]
+            assert any(mixes), f"row {r} is not a mixture with lam={lam:.3f}"
+    assert 0.0 < min(lams) < 1.0 and len(set(np.round(lams, 6))) == len(lams)  # lambdas vary by batch
+    again = batches(make_dataset(X, Y, num_classes=4, batch_size=35, mixup_alpha=0.4, seed=5))
+    first = batches(make_dataset(X, Y, num_classes=4, batch_size=35, mixup_alpha=0.4, seed=5))
+    np.testing.assert_allclose(first[0][0], again[0][0], atol=1e-6)
+
+
+def test_soft_label_probs_pass_through():
+    probs = RNG.dirichlet(np.ones(4), size=70).astype(np.float32)
+    x, y = batches(make_dataset(X, num_classes=4, batch_size=70, label_probs=probs))[0]
+    np.testing.assert_allclose(y, probs, atol=1e-6)
+
+
+def test_presets_and_bad_inputs_are_explained():
+    assert set(AUGMENTATIONS) == set(AUGMENT_HELP) == {"none", "blog", "strong"}
+    with pytest.raises(DataError, match="uint8"):
+        make_dataset(X / 255.0, Y, num_classes=4)
+    with pytest.raises(DataError, match=r"0\.\.3"):
+        make_dataset(X, Y + 1, num_classes=4)
+    with pytest.raises(UserError, match="unknown augmentation 'heavy'.*blog"):
+        make_dataset(X, Y, num_classes=4, augment="heavy")
+    with pytest.raises(UserError, match="batch_size=0"):
+        make_dataset(X, Y, num_classes=4, batch_size=0)
+    with pytest.raises(UserError, match="mixup needs labels"):
+        make_dataset(X, num_classes=4, mixup_alpha=0.2)
+    with pytest.raises(UserError, match="not both"):
+        make_dataset(X, Y, num_classes=4, label_probs=np.full((70, 4), 0.25))
+
+
+def test_blog_augmentation_draws_a_transform_per_image():
+    same = np.repeat(X[:1], 16, axis=0)
+    x = batches(make_dataset(same, num_classes=4, batch_size=16, augment="blog", seed=0))[0]
+    distinct = {tuple(np.round(img[::8, ::8, 0].ravel(), 3)) for img in x}
+    assert len(distinct) >= 12
