@@ -80,6 +80,9 @@ def test_train_and_test_folders_are_used_as_given(tmp_path):
     assert len(ds.y_train) == 5 and len(ds.y_test) == 2
     assert all(i.startswith("train/") for i in ds.ids_train)
     assert sorted(ds.ids_test) == ["test/a/00.png", "test/b/00.png"]
+    make_folder(tmp_path / "t" / "train", {"a": 5, "b": 5})  # train/ without test/: hold out
+    ds = D.load_image_folder(tmp_path / "t")
+    assert len(ds.y_test) == 2 and all(i.startswith("train/") for i in ds.ids_test)
 
 
 def test_cifar_class_set_gets_cifar_order(tmp_path):
@@ -205,7 +208,7 @@ def test_folder_errors(tmp_path):
         D.load_image_folder(tmp_path / "empty")
     loose = tmp_path / "loose"
     save(loose / "x.png")
-    with pytest.raises(DataError, match="1 images lie directly"):
+    with pytest.raises(DataError, match=r"1 image\(s\) lie directly"):
         D.load_image_folder(loose)
     with pytest.raises(DataError, match="need at least 2 classes"):
         D.load_image_folder(make_folder(tmp_path / "one", {"cats": 4}))
