@@ -335,9 +335,9 @@ def test_csv_manifest_bom_crlf_quoted_commas(tmp_path):
     assert sorted(ids) == ["img/a 1.png", "img/b,2.png", "img/c.png", "img/d.png"]
     assert list(ds.label_sets) == ["label"]  # 'note' holds no class names
     assert np.array_equal(ds.label_sets["label"], ds.y_train)
-    b = list(ds.ids_train).index("img/b,2.png") if "img/b,2.png" in ds.ids_train else None
-    if b is not None:
-        assert ds.y_train[b] == 1
+    labels = dict(zip(ids, np.concatenate([ds.y_train, ds.y_test]).tolist()))
+    assert labels == {"img/a 1.png": 0, "img/b,2.png": 1, "img/c.png": 0, "img/d.png": 1}
+    assert np.bincount(ds.y_test).tolist() == [1, 1]  # stratified: one of each class
 
 
 def test_csv_truth_column_and_label_sets(tmp_path):
@@ -356,14 +356,8 @@ def test_csv_truth_column_and_label_sets(tmp_path):
 
 def test_csv_true_label_column_and_given_label_column(tmp_path):
     csv = csv_folder(tmp_path, "path,label,true_label,mine\nimg/c.png,cat,cat,dog\nimg/d.png,cat,dog,dog\n"
-                               "train/x.png,cat,cat,cat\n", files=("c.png", "d.png"))
-    (csv.parent / "train").mkdir()
+                               "train/x.png,dog,dog,cat\nimg/e.png,dog,cat,cat\n", files=("c.png", "d.png", "e.png"))
     save(csv.parent / "train" / "x.png")
-    lines = csv.read_text(encoding="utf-8-sig").replace("train/x.png", "img/c.png")
-    del lines
-    csv.write_text("path,label,true_label,mine\nimg/c.png,cat,cat,dog\nimg/d.png,cat,dog,dog\n"
-                   "train/x.png,dog,dog,cat\nimg/e.png,dog,cat,cat\n")
-    save(csv.parent / "img" / "e.png")
     ds = D.load_csv_manifest(csv, label_column="mine", test_fraction=0.4)
     assert ds.truth_known and set(ds.label_sets) == {"mine", "true_label", "label"}
     all_ids = np.concatenate([ds.ids_train, ds.ids_test])
@@ -454,11 +448,15 @@ def test_load_dataset_csv_is_cached_with_label_sets(tmp_path, isolated_home):
 
 
 def test_load_dataset_max_train_is_stratified(tmp_path):
-    ds = D.load_dataset(DataConfig(source="builtin", max_train=100, max_test=20, seed=1))
-    assert np.bincount(ds.y_train, minlength=10).tolist() == [10] * 10
-    assert np.bincount(ds.y_test, minlength=10).tolist() == [2] * 10
-    again = D.load_dataset(DataConfig(source="builtin", max_train=100, max_test=20, seed=1))
-    assert np.array_equal(ds.ids_train, again.ids_train)
+    root = make_folder(tmp_path / "f", {"a": 10, "b": 20, "c": 30}, size=(8, 8))
+    cfg = DataConfig(source=str(root), max_train=12, max_test=10, seed=1)
+    ds = D.load_dataset(cfg)
+    # after the holdout: train 8/16/24, test 2/4/6; quotas 12 * share, largest remainder for the rest
+    assert np.bincount(ds.y_train, minlength=3).tolist() == [2, 4, 6]
+    assert np.bincount(ds.y_test, minlength=3).tolist() == [2, 3, 5]
+    assert np.array_equal(ds.ids_train, D.load_dataset(cfg).ids_train)
+    other = D.load_dataset(cfg.replace(seed=2))
+    assert not np.array_equal(ds.ids_train, other.ids_train)
 
 
 def test_load_dataset_bad_sources(tmp_path):
