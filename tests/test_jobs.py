@@ -1,0 +1,133 @@
+"""Background runs: start, poll, queue one at a time, stop, SIGTERM, kill -9 (real worker processes)."""
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisycore import jobs, runs
+from noisycore.config import DataConfig, NoiseConfig, TrainConfig
+from noisycore.errors import UserError
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
+TIMEOUT = 240   # seconds; generous because the machine may be shared and TensorFlow imports slowly
+
+
+def quadrant_folder(root, *, n_per_class=60, size=16, seed=0):
+    """Image folder of 4 classes q0..q3: class c has its quadrant c bright on a dark noisy background."""
+    rng = np.random.default_rng(seed)
+    half = size // 2
+    for c in range(4):
+        (root / f"q{c}").mkdir(parents=True, exist_ok=True)
+        r, col = divmod(c, 2)
+        for i in range(n_per_class):
+            img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
+            img[r * half:(r + 1) * half, col * half:(col + 1) * half] += np.uint8(150)
+            Image.fromarray(img).save(root / f"q{c}" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def quadrants(tmp_path_factory):
+    return quadrant_folder(tmp_path_factory.mktemp("quadrants"))
+
+
+def tiny_config(folder, **overrides):
+    values = dict(data=DataConfig(source=str(folder), image_size=16, test_fraction=0.25),
+                  noise=NoiseConfig(model="symmetric", rate=0.2, seed=1), batchnorm=False, dropout=0.0,
+                  epochs=2, batch_size=16, lr_schedule="constant", early_stopping_patience=0, val_fraction=0.15)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def wait_for(run_dir, predicate, what):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        status = jobs.poll(run_dir)
+        if predicate(status):
+            return status
+        time.sleep(0.2)
+    log = (run_dir / "log.txt").read_text(errors="replace")[-3000:] if (run_dir / "log.txt").exists() else ""
+    raise AssertionError(f"{run_dir.name}: not {what} after {TIMEOUT} s; status {jobs.poll(run_dir)}\n{log}")
+
+
+def state_is(*states):
+    return lambda s: s.get("state") in states
+
+
+def epochs_done(n):
+    return lambda s: s.get("state") == "running" and (s.get("epochs_done") or 0) >= n
+
+
+@pytest.mark.slow
+def test_queue_one_at_a_time_kill9_recovery_and_stop(quadrants, tmp_path):
+    root = tmp_path / "runs"
+    a = jobs.start(tiny_config(quadrants, epochs=2), root=root, name="a")
+    b = jobs.start(tiny_config(quadrants, epochs=200), root=root, name="b")
+    c = jobs.start(tiny_config(quadrants, epochs=200), root=root, name="c")
+    d = jobs.start(tiny_config(quadrants, epochs=2), root=root, name="d")
+    assert jobs.poll(b)["state"] == "queued"
+    wait_for(a, state_is("running", "finished"), "running")
+    assert [jobs.poll(r)["state"] for r in (b, c, d)] == ["queued"] * 3
+    jobs.stop(d)                                              # a queued run that is stopped never starts
+    wait_for(d, state_is("stopped"), "stopped")
+    assert runs.read_status(d).get("started") is None and not (d / "metrics.csv").exists()
+
+    done = wait_for(a, state_is("finished"), "finished")     # a: start, run, finish, metrics
+    assert runs.load_run(a).metrics["epoch"].tolist() == [1, 2]
+    running = wait_for(b, state_is("running"), "running")
+    assert running["started"] >= done["finished"]            # b started only after a ended
+    assert [p.name for p in jobs.active_runs(root)] == [b.name, c.name]
+
+    os.kill(running["pid"], signal.SIGKILL)                   # kill -9: detected on the next poll
+    failed = wait_for(b, state_is("failed"), "failed")
+    assert failed["error"] == jobs.DEAD_WORKER_ERROR
+
+    wait_for(c, epochs_done(1), "one epoch in")               # the queue recovers: c starts
+    jobs.stop(c)
+    stopped = wait_for(c, state_is("stopped", "finished", "failed"), "stopped")
+    assert stopped["state"] == "stopped", (c / "log.txt").read_text()[-2000:]
+    run = runs.load_run(c)
+    assert 1 <= len(run.metrics) < 200 and run.summary["state"] == "stopped"
+    assert (c / "last.keras").exists() and (c / "predictions.npz").exists()
+    table = runs.list_runs(root).set_index("id")
+    assert table["state"].to_dict() == {a.name: "finished", b.name: "failed", c.name: "stopped", d.name: "stopped"}
+
+
+@pytest.mark.slow
+def test_sigterm_handler_stops_the_run_like_a_stop_request(quadrants, tmp_path):
+    from noisycore import train
+
+    config = tiny_config(quadrants, epochs=50)
+    run_dir = runs.create_run(config, root=tmp_path)
+    try:
+        jobs._on_sigterm(signal.SIGTERM, None)                # what the worker's handler does
+        summary = train.run(config, run_dir)
+    finally:
+        train.STOP_EVENT.clear()
+        jobs._TERM.clear()
+    assert summary["state"] == "stopped" == runs.read_status(run_dir)["state"]
+
+
+def test_stop_and_poll_validate(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        jobs.stop(tmp_path / "missing")
+    with pytest.raises(UserError, match="max_parallel=0"):
+        jobs.start(TrainConfig(), root=tmp_path, max_parallel=0)
+    run_dir = runs.create_run(TrainConfig(), root=tmp_path)  # queued, but no worker ever started
+    runs.update_status(run_dir, pid=2**22 + 12345)            # a pid that is not running
+    assert jobs.poll(run_dir)["state"] == "failed"
+
+
+def test_slot_lock_is_exclusive(tmp_path):
+    first = jobs.try_lock(tmp_path / ".train.lock")
+    assert first is not None
+    # flock locks belong to the open file: a second open in the same process conflicts too
+    assert jobs.try_lock(tmp_path / ".train.lock") is None
+    first.release()
+    again = jobs.try_lock(tmp_path / ".train.lock")
+    assert again is not None
+    again.release()
