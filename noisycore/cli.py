@@ -5,6 +5,7 @@ Every user error prints one line on stderr and exits with code 2; nothing is wri
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -111,6 +112,138 @@ def cmd_inject(args) -> int:
     return 0
 
 
+def _pairs(text: str) -> dict:
+    """'q=0.7,beta=1' -> {'q': 0.7, 'beta': 1.0} (numbers where they parse, else strings)."""
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE (e.g. q=0.7)")
+        try:
+            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+# TrainConfig fields the train and sweep commands expose; None = keep the preset's value.
+TRAIN_OPTIONS = {
+    "--model": dict(help="compact_cnn, blog_cnn or resnet"),
+    "--loss": dict(help="ce, label_smoothing, sce, gce, bootstrap_soft, bootstrap_hard, nce_rce, forward"),
+    "--loss-params": dict(type=_pairs, help="loss hyper-parameters, e.g. q=0.7 or alpha=0.1,beta=1"),
+    "--method": dict(help="standard, confidence_weighting, coteaching, label_correction"),
+    "--method-params": dict(type=_pairs, help="method hyper-parameters, e.g. forget_rate=0.4,t_k=10"),
+    "--epochs": dict(type=int, help="passes over the training images"),
+    "--batch-size": dict(type=int),
+    "--optimizer": dict(help="adam or sgd"),
+    "--learning-rate": dict(type=float),
+    "--lr-schedule": dict(help="plateau, constant, cosine or onecycle"),
+    "--weight-decay": dict(type=float),
+    "--dropout": dict(type=float, help="scale of the model's dropout rates (0 = off)"),
+    "--augment": dict(help="none, blog or strong"),
+    "--mixup-alpha": dict(type=float),
+    "--val-fraction": dict(type=float, help="share of the training images held out for validation"),
+    "--early-stopping-patience": dict(type=int, help="0 = off"),
+    "--seed": dict(type=int, help="seed of weights, shuffling and the validation split"),
+}
+TRAIN_FLAGS = {"--trusted-val": "validate against the true labels (a trusted subset)",
+               "--mixed-precision": "mixed_bfloat16 compute", "--cutout": "cutout augmentation",
+               "--no-batchnorm": "build the model without batch normalization"}
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """The dataset, labels and every TrainConfig option (used by `train` and `sweep`)."""
+    _add_data_args(p)
+    p.add_argument("--labels", default=None, help="a labels.csv (or its folder) made by `inject` or the app")
+    p.add_argument("--noise", choices=NOISE_MODEL_NAMES, default=None, help="noise model (instead of --labels)")
+    p.add_argument("--rate", type=_rate, default=None, help="noise rate, e.g. 0.4 or 40%%")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise")
+    p.add_argument("--preset", default="quick", help="quick, blog or full; options override it")
+    for flag, kw in TRAIN_OPTIONS.items():
+        p.add_argument(flag, default=None, **kw)
+    for flag, text in TRAIN_FLAGS.items():
+        p.add_argument(flag, action="store_true", help=text)
+
+
+def train_config(args, **changes):
+    """The TrainConfig the options describe (preset first, then every option given)."""
+    from noisycore.config import TrainConfig
+
+    if args.labels and args.noise:
+        raise UserError("give either --labels or --noise, not both")
+    over = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag in TRAIN_OPTIONS}
+    over = {k: v for k, v in over.items() if v is not None}
+    over.update(trusted_val=args.trusted_val or None, mixed_precision=args.mixed_precision or None,
+                cutout=args.cutout or None, batchnorm=False if args.no_batchnorm else None)
+    over = {k: v for k, v in over.items() if v is not None}
+    if args.noise:
+        over["noise"] = dict(model=args.noise, rate=args.rate or 0.0, seed=args.noise_seed)
+    over["data"] = {**data_config(args).to_dict(), "max_train": None}
+    if args.max_train is not None:   # the training subset is the TrainConfig's (the labels stay whole)
+        over["max_train"] = args.max_train
+    over["labels_path"] = args.labels
+    over.update(changes)
+    return TrainConfig.from_preset(args.preset, **over)
+
+
+def cmd_train(args) -> int:
+    from noisycore import runs
+
+    config = train_config(args)
+    run_dir = runs.create_run(config, root=args.out)
+    print(f"run folder: {run_dir}", flush=True)
+    train = import_quietly("noisycore.train")  # TensorFlow loads only after the options are known to be valid
+
+    bar = _ProgressBar()
+    try:
+        summary = train.run(config, run_dir, progress=bar)
+    except KeyboardInterrupt:
+        print(f"\nstopped; the partial run is in {run_dir}", file=sys.stderr)
+        return 130
+    bar.close()
+    print(_summary_line(summary))
+    return 0 if summary.get("state") in ("finished", "stopped") else 1
+
+
+class _ProgressBar:
+    """One updating line on stderr: epoch, batch and a bar."""
+
+    def __init__(self, width: int = 30):
+        self.width, self.shown = width, False
+        self.tty = sys.stderr.isatty()
+        self.last_epoch = 0
+
+    def __call__(self, info: dict) -> None:
+        epoch, epochs = info.get("epoch", 0), info.get("epochs", 0)
+        batch, batches = info.get("batch", 0), info.get("batches", 0)
+        if not epochs or not batches:
+            return
+        done = (epoch - 1 + batch / batches) / epochs
+        fill = int(done * self.width)
+        line = f"[{'#' * fill}{'.' * (self.width - fill)}] epoch {epoch}/{epochs} batch {batch}/{batches}"
+        if self.tty:
+            sys.stderr.write("\r" + line)
+            self.shown = True
+        elif batch == batches and epoch != self.last_epoch:  # logs: one line per epoch
+            sys.stderr.write(line + "\n")
+            self.last_epoch = epoch
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def _summary_line(s: dict) -> str:
+    def pct(key):
+        v = s.get(key)
+        return "n/a" if v is None else f"{v:.2%}"
+
+    return (f"{s.get('state')}: {s.get('epochs_done')} epochs, best epoch {s.get('best_epoch')}; "
+            f"test accuracy {pct('test_accuracy')} (last epoch {pct('last_test_accuracy')}); "
+            f"train accuracy on given labels {pct('train_acc_noisy')}, on true labels {pct('train_acc_true')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="noisycore", description="Noisy Label Lab from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -124,13 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write labels.csv and noise.json into")
     p.set_defaults(func=cmd_inject)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser("train", help="train one model in this terminal and write its run folder")
+    add_train_options(p)
+    p.add_argument("--out", default=None, help="folder that holds the run folders (default: runs/)")
+    p.set_defaults(func=cmd_train)
+
+    for module in _EXTRA_COMMANDS:
+        importlib.import_module(module).add_cli(sub)
     return parser
 
 
-# Later commands (train, sweep, detect, export) register themselves here.
-_EXTRA_COMMANDS: list = []
+# Modules that add their own sub-commands with add_cli(subparsers); one line each.
+_EXTRA_COMMANDS: list = [
+]
 
 
 def main(argv=None) -> int:
@@ -145,6 +284,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"noisycore {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def import_quietly(module: str):
+    """Import a module that loads TensorFlow, hiding the C++ start-up chatter it writes to stderr
+    (CUDA probing on CPU-only machines) that TF_CPP_MIN_LOG_LEVEL does not silence."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        return importlib.import_module(module)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _one_line(err: Exception) -> str:

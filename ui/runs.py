@@ -45,12 +45,12 @@ def saved_label_sets() -> list[dict]:
 def progress_text(status: dict) -> tuple[float, str]:
     """Fraction done and a line like 'epoch 3 of 15, batch 12 of 16, about 40 s left'."""
     epochs = status.get("epochs") or 0
-    epoch = status.get("epoch") or 0          # epochs finished
+    epoch = status.get("epoch") or 0          # the epoch in progress, 1-based (0 = not started)
     batch, batches = status.get("batch") or 0, status.get("batches") or 0
-    if not epochs:
-        return 0.0, status.get("state", "")
-    done = (epoch + (batch / batches if batches else 0.0)) / epochs
-    text = f"epoch {min(epoch + 1, epochs)} of {epochs}"
+    if not epochs or not epoch:
+        return 0.0, "starting: loading the images and building the model"
+    done = (epoch - 1 + (batch / batches if batches else 0.0)) / epochs
+    text = f"epoch {epoch} of {epochs}"
     if batches:
         text += f", batch {batch} of {batches}"
     started, updated = status.get("started"), status.get("updated")
