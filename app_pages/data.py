@@ -137,7 +137,7 @@ else:
 c1, c2 = st.columns(2)
 c1.altair_chart(charts.class_counts_chart(class_counts(noisy, names)), width="stretch")
 if noisy.realized_matrix is not None:
-    c2.altair_chart(charts.noise_matrix_heatmap(noisy.realized_matrix, names), width="stretch")
+    c2.altair_chart(charts.noise_matrix_heatmap(noisy.realized_matrix, names), width="content")
 
 if noisy.is_noisy is not None and noisy.is_noisy.any():
     st.markdown("**Flipped examples** (true → given label)")
