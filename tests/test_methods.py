@@ -147,6 +147,7 @@ def tiny_config(folder, **overrides):
     return TrainConfig(**values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, params", [
     ("standard", {}),
     ("confidence_weighting", {"warmup_epochs": 2}),

@@ -103,6 +103,7 @@ def test_labels_file_without_truth_and_max_train(quadrants, tmp_path):
 
 
 # ------------------------------------------------------------------------------ full runs
+@pytest.mark.slow
 def test_run_writes_a_complete_run_folder(quadrants, tmp_path):
     config = tiny_config(quadrants, lr_schedule="cosine", epochs=2)
     run_dir = runs.create_run(config, root=tmp_path)
@@ -139,6 +140,7 @@ def test_run_writes_a_complete_run_folder(quadrants, tmp_path):
     assert any("batch" in p for p in seen) and [p["epoch"] for p in seen if "metrics" in p] == [1, 2]
 
 
+@pytest.mark.slow
 def test_stop_request_ends_the_run_as_stopped(quadrants, tmp_path):
     config = tiny_config(quadrants, epochs=5)
     run_dir = runs.create_run(config, root=tmp_path)
