@@ -13,6 +13,7 @@ labels) and the AUM margins; a second pass over the test set gives ``test_accura
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -25,10 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from noisycore import runs  # noqa: E402
 from noisycore.config import ConfigError, TrainConfig  # noqa: E402
-from noisycore.methods import METHOD_DEFAULTS, method_params  # noqa: E402
+from noisycore.methods import method_params  # noqa: E402
 from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
@@ -109,6 +111,29 @@ def _subset_labels(dataset, noisy, n: int, seed: int):
     return ds, dataclasses.replace(noisy, **changes)
 
 
+SUBSET_KEY = "subset_of_dataset"   # noise.json flag: the label set lists only some training images
+
+
+def restrict_to_label_set(dataset, labels_path):
+    """The dataset cut to the images a label set lists when its noise.json sets ``subset_of_dataset``
+    (K-fold training folds; reviewed labels without the excluded images); otherwise unchanged."""
+    from noisycore.noise import _norm_ids
+
+    path = Path(labels_path)
+    csv_path = path / "labels.csv" if path.is_dir() else path
+    try:
+        meta = json.loads((csv_path.parent / "noise.json").read_text(encoding="utf-8"))
+        if not (isinstance(meta, dict) and meta.get(SUBSET_KEY)):
+            return dataset
+        ids = pd.read_csv(csv_path, usecols=["id"], dtype=str, keep_default_na=False)["id"]
+    except (OSError, ValueError):
+        return dataset   # load_label_set reports an unreadable label set
+    keep = np.flatnonzero(np.isin(_norm_ids(dataset.ids_train), _norm_ids(ids)))
+    return dataclasses.replace(dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep],
+                               ids_train=dataset.ids_train[keep],
+                               label_sets={k: v[keep] for k, v in dataset.label_sets.items()})
+
+
 def prepare(config: TrainConfig) -> Prepared:
     """Load the dataset (``config.data``, ``max_train`` applied) and the given labels
     (``labels_path`` if set, else ``apply_noise(dataset, config.noise)``)."""
@@ -120,6 +145,7 @@ def prepare(config: TrainConfig) -> Prepared:
         data = data.replace(max_train=min(config.max_train, data.max_train or config.max_train))
     dataset = load_dataset(data)
     if config.labels_path:
+        dataset = restrict_to_label_set(dataset, config.labels_path)
         noisy = load_label_set(config.labels_path, dataset)
         if config.max_train is not None and config.max_train < len(noisy.labels):
             dataset, noisy = _subset_labels(dataset, noisy, config.max_train, config.seed)

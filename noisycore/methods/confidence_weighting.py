@@ -38,7 +38,6 @@ def confidence_weights(p_given, *, gamma: float = 1.0) -> np.ndarray:
     return (w / w.mean()).astype(np.float32)
 
 
-@keras.saving.register_keras_serializable(package="noisycore")
 class ExampleAwareModel(keras.Model):
     """One network whose training batches (x, y, index) look up a weight, and optionally a
     replacement label, per example: sample_weight = weights[index], y = onehot(labels[index]).
