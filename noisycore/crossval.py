@@ -1,0 +1,241 @@
+"""K-fold cross-validation of a run: out-of-sample predicted probabilities for every training image.
+
+    start(run_dir, folds=4)      # background worker (python -m noisycore.crossval RUN --folds 4)
+    poll(run_dir)                # RUN/cv/status.json: state, fold, folds, epoch, epochs, batch, batches
+    stop(run_dir)                # ends the fold in training within one batch; finished folds are kept
+    cross_validate(run_dir, folds=4)   # the same, in this process (the worker and the CLI call it)
+
+The run's training images are split into K stratified folds (by given label, seeded by the run's
+seed). For each fold a run with the same config trains on the other K-1 folds (holding out its own
+validation split from them, as every run does) and its best model predicts the held-out fold, so
+every image is judged by a model that never saw it (Northcutt et al. 2021, Sec. 4). The result is
+RUN/cv_probs.npy (N, K classes). Fold runs live in RUN/cv/fold<i>/; a finished fold is reused when
+the cross-validation is started again. The worker takes the same slot lock as training jobs, so it
+waits for (and blocks) other training runs: one training at a time on a laptop CPU. After the folds
+it computes the nearest-neighbour features and runs every detector on the new probabilities.
+``folds=0`` computes only the features (for in-sample detection).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from noisycore import detect, jobs, runs
+from noisycore.errors import UserError
+
+CV_DIR = "cv"
+MAX_FOLDS = 20
+_TERM = threading.Event()
+
+
+class Stopped(Exception):
+    """The cross-validation was asked to stop."""
+
+
+def fold_assignments(labels, *, folds: int, seed: int) -> np.ndarray:
+    """Fold number 0..folds-1 per example (N,), stratified by label: each class is shuffled (seeded)
+    and dealt round-robin, continuing where the previous class stopped, so fold sizes differ by <= 1."""
+    y = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        out[idx] = (np.arange(len(idx)) + offset) % folds
+        offset += len(idx)
+    return out
+
+
+def _check_folds(folds, n: int, *, allow_zero: bool = False) -> int:
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) \
+            or not ((allow_zero and folds == 0) or 2 <= folds <= MAX_FOLDS):
+        raise UserError(f"folds={folds!r} must be an integer in 2..{MAX_FOLDS}" + (" (or 0: features only)"
+                                                                                     if allow_zero else ""))
+    if folds and n < 10 * folds:
+        raise UserError(f"{n} training images are too few for {folds} folds; use fewer folds (each training "
+                        "fold needs a few images per class)")
+    return int(folds)
+
+
+def _fold_progress(cv_dir: Path, fold: int, folds: int, progress: Optional[Callable]):
+    def report(info: dict) -> None:
+        if runs.stop_requested(cv_dir) or _TERM.is_set():
+            from noisycore import train
+            train.request_stop()
+        keys = {k: info[k] for k in ("epoch", "epochs", "batch", "batches") if k in info}
+        status = runs.update_status(cv_dir, state="running", fold=fold, folds=folds, **keys)
+        if progress is not None:
+            progress(status)
+    return report
+
+
+def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = None) -> np.ndarray:
+    """Train ``folds`` runs on folds of the run's training set; return and save the out-of-sample
+    probabilities RUN/cv_probs.npy, shape (N, K). ``progress(status dict)`` during training."""
+    import keras
+
+    from noisycore import train
+    from noisycore.pipeline import make_dataset
+
+    run = detect._run_dir(run_dir)
+    info = detect.read_run_labels(run)
+    folds = _check_folds(folds, len(info.ids))
+    config = runs.read_config(run)
+    cv_dir = run / CV_DIR
+    cv_dir.mkdir(exist_ok=True)
+    if poll(run).get("state") not in runs.ACTIVE_STATES:   # called directly (CLI), not by the worker
+        runs.write_status(cv_dir, {"state": "running", "task": "cross_validation", "folds": folds,
+                                   "pid": os.getpid(), "started": runs.now_iso(), "error": None})
+    assign = fold_assignments(info.labels, folds=folds, seed=config.seed)
+    images = detect.run_images(run)
+    k = len(info.class_names)
+    probs = np.full((len(info.ids), k), np.nan)
+    for f in range(folds):
+        held = assign == f
+        fold_dir = cv_dir / f"k{folds}-fold{f + 1}"
+        done = fold_dir / "heldout_probs.npy"
+        if done.is_file():
+            probs[held] = np.load(done, allow_pickle=False)
+            continue
+        shutil.rmtree(fold_dir, ignore_errors=True)   # a fold cut short starts again
+        labels_dir = detect.write_label_subset(
+            fold_dir / "labels", run, ids=info.ids[~held], labels=info.labels[~held],
+            true_labels=None if info.true_labels is None else info.true_labels[~held])
+        fold_config = config.replace(labels_path=str(labels_dir.resolve()), max_train=None, record_margins=False)
+        summary = train.run(fold_config, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
+        if summary.get("state") != "finished":
+            raise Stopped(f"stopped during fold {f + 1} of {folds}")
+        model = keras.models.load_model(fold_dir / "run" / "best.keras", compile=False)
+        p = model.predict(make_dataset(images[held], num_classes=k, batch_size=512), verbose=0)
+        keras.backend.clear_session()   # the next fold builds a fresh model
+        p = np.asarray(p, dtype=np.float64)
+        p /= p.sum(axis=1, keepdims=True)
+        np.save(done, p, allow_pickle=False)
+        probs[held] = p
+    tmp = run / f".{detect.CV_PROBS}.tmp"
+    with open(tmp, "wb") as fh:
+        np.save(fh, probs.astype(np.float32), allow_pickle=False)
+    tmp.replace(run / detect.CV_PROBS)
+    return probs
+
+
+# ----------------------------------------------------------------------------- background worker
+def start(run_dir, *, folds: int = 4) -> dict:
+    """Start cross-validation (or, with folds=0, only the neighbour features) in a detached process."""
+    run = detect._run_dir(run_dir)
+    folds = _check_folds(folds, len(detect.read_run_labels(run).ids), allow_zero=True)
+    status = poll(run)
+    if status.get("state") in runs.ACTIVE_STATES:
+        raise UserError(f"{status.get('task', 'cross_validation').replace('_', '-')} is already running for "
+                        f"{run.name}; wait for it or stop it")
+    cv_dir = run / CV_DIR
+    cv_dir.mkdir(exist_ok=True)
+    (cv_dir / runs.STOP_FILE).unlink(missing_ok=True)
+    task = "cross_validation" if folds else "features"
+    runs.write_status(cv_dir, {"state": "queued", "task": task, "folds": folds, "fold": 0, "error": None,
+                               "created": runs.now_iso()})
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(jobs.PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
+              if os.name == "nt" else {"start_new_session": True})
+    with open(cv_dir / "log.txt", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "noisycore.crossval", str(run.resolve()), "--folds", str(folds)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                close_fds=True, **detach)
+    jobs._CHILDREN[proc.pid] = proc
+    return runs.update_status(cv_dir, pid=proc.pid)
+
+
+def poll(run_dir) -> dict:
+    """RUN/cv/status.json (``state`` unknown if never started); a dead worker's run is marked failed."""
+    cv_dir = Path(run_dir) / CV_DIR
+    status = runs.read_status(cv_dir)
+    if status.get("state") in runs.ACTIVE_STATES and not jobs.pid_alive(status.get("pid")):
+        status = runs.read_status(cv_dir)
+        if status.get("state") in runs.ACTIVE_STATES:
+            status = runs.update_status(cv_dir, state="failed", error=jobs.DEAD_WORKER_ERROR, finished=runs.now_iso())
+    return status
+
+
+def stop(run_dir) -> dict:
+    """Ask the cross-validation to stop (RUN/cv/stop.request); finished folds are kept."""
+    cv_dir = Path(run_dir) / CV_DIR
+    if poll(run_dir).get("state") in runs.ACTIVE_STATES:
+        runs.atomic_write_text(cv_dir / runs.STOP_FILE, runs.now_iso())
+    return runs.read_status(cv_dir)
+
+
+def _on_sigterm(signum, frame) -> None:
+    _TERM.set()
+    train = sys.modules.get("noisycore.train")
+    if train is not None:
+        train.request_stop()
+
+
+def _wait_for_slot(run: Path):
+    while True:
+        if _TERM.is_set() or runs.stop_requested(run / CV_DIR):
+            return None
+        lock = jobs.try_lock(run.parent / jobs.LOCK_NAME)
+        if lock is not None:
+            return lock
+        time.sleep(jobs.WAIT_SECONDS)
+
+
+def worker(run_dir, *, folds: int) -> int:
+    """The background process: cross-validate (holding the training slot), then features and detection."""
+    run = Path(run_dir).resolve()
+    cv_dir = run / CV_DIR
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    runs.update_status(cv_dir, pid=os.getpid())
+    lock = _wait_for_slot(run) if folds else None
+    if folds and lock is None:
+        runs.update_status(cv_dir, state="stopped", error="stopped before it started", finished=runs.now_iso())
+        return 0
+    try:
+        runs.update_status(cv_dir, state="running", started=runs.now_iso())
+        if folds:
+            cross_validate(run, folds=folds)
+        runs.update_status(cv_dir, state="running", step="features")
+        detect.compute_features(run)
+        if folds:
+            detect.detect_all(run, source="cross_validation")
+        runs.update_status(cv_dir, state="finished", finished=runs.now_iso(), error=None)
+        return 0
+    except Stopped as e:
+        runs.update_status(cv_dir, state="stopped", error=str(e), finished=runs.now_iso())
+        return 0
+    except Exception as e:  # the page shows the message; the traceback goes to the log
+        import traceback
+
+        traceback.print_exc()
+        runs.update_status(cv_dir, state="failed", error=" ".join(str(e).split()) or type(e).__name__,
+                           finished=runs.now_iso())
+        return 1
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m noisycore.crossval",
+                                     description="cross-validation worker (started by crossval.start)")
+    parser.add_argument("run_dir")
+    parser.add_argument("--folds", type=int, default=4)
+    args = parser.parse_args(argv)
+    return worker(args.run_dir, folds=args.folds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
