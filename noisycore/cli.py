@@ -270,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules that add their own sub-commands with add_cli(subparsers); one line each.
 _EXTRA_COMMANDS: list = [
     "noisycore.detect",
+    "noisycore.sweeps",
 ]
 
 
