@@ -16,6 +16,10 @@ STEPS = [
      "Pick a preset (the Quick demo takes about a minute on a CPU), a model, a robust loss (label smoothing, "
      "symmetric CE, GCE, bootstrapping, …) and a method (co-teaching, confidence weighting, label correction); "
      "watch the curves live while it trains in the background."),
+    ("app_pages/review.py", "4. Review", ":material/fact_check:",
+     "Let the model point at the labels it believes are wrong (confident learning, margins, AUM, …; out-of-sample "
+     "by cross-validation), see which detector finds which errors, fix them image by image with the keyboard, "
+     "export the corrected labels and retrain on them."),
 ]
 for path, title, icon, text in STEPS:
     with st.container(border=True):

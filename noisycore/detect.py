@@ -225,16 +225,21 @@ def load_issues(run_dir, detector: str) -> Optional[pd.DataFrame]:
 
 
 # ----------------------------------------------------------------------------- the review queue
-def review_queue(issues: pd.DataFrame, decisions: pd.DataFrame, *, given: Optional[str] = None,
-                 proposed: Optional[str] = None, state: str = "all", flagged_only: bool = True) -> pd.DataFrame:
+def review_queue(issues: pd.DataFrame, decisions: pd.DataFrame, *, class_names: Sequence[str],
+                 given: Optional[str] = None, proposed: Optional[str] = None, state: str = "all",
+                 flagged_only: bool = True) -> pd.DataFrame:
     """The items to review, most suspicious first: the ranked ``issues`` (flagged ones only by
     default), filtered by given class, proposed class and decision state (one of DECISION_STATES,
-    matched against ``decisions`` = ReviewStore.latest()). Adds a ``decision`` column."""
+    matched against ``decisions`` = ReviewStore.latest()). Adds ``decision`` and ``final_label``
+    (class name; the given label while unreviewed, "" when excluded)."""
     if state not in DECISION_STATES:
         raise UserError(f"state={state!r} is not valid; choose one of: {', '.join(DECISION_STATES)}")
     q = issues[issues["is_label_issue"]] if flagged_only else issues
-    done = dict(zip(decisions["item_id"].astype(str), decisions["decision"]))
-    q = q.assign(decision=q["id"].map(done).fillna("unreviewed"))
+    ids = decisions["item_id"].astype(str)
+    names = np.asarray(list(class_names) + [""], dtype=object)   # index -1 -> "" (excluded)
+    new = names[decisions["new_label"].fillna(-1).astype(int).to_numpy()] if len(decisions) else []
+    q = q.assign(decision=q["id"].map(dict(zip(ids, decisions["decision"]))).fillna("unreviewed"))
+    q = q.assign(final_label=q["id"].map(dict(zip(ids, new))).fillna(q["given_label"]))
     if given:
         q = q[q["given_label"] == given]
     if proposed:

@@ -1,0 +1,150 @@
+"""Streamlit helpers of the Review page: cached run data, the detection panel, decision callbacks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from noisycore import crossval, detect, runs
+from noisycore.errors import UserError
+from noisycore.review import ReviewStore
+from ui.common import cached_dataset, guard
+
+CLASS_KEYS = "1234567890"          # key i picks class i (1 = the first class, 0 = the tenth)
+POS_KEY = "review.item"            # dict run/detector -> the item id on screen (Left/Right navigation)
+NOTE_KEY = "review.note"           # a message from the last decision callback (error or undo note)
+SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings in the background)",
+               "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)"}
+
+
+def reviewable_runs(root) -> list[str]:
+    """Run folders (newest first) that finished training and hold predictions."""
+    table = runs.list_runs(root)
+    ok = [Path(p) for p in table["path"]]
+    return [str(p) for p in ok if (p / "predictions.npz").is_file() and (p / "labels.csv").is_file()]
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _run_data(run_dir: str, source: str, stamp: tuple):
+    info = detect.read_run_labels(run_dir)
+    probs = detect.pred_probs(run_dir, source=source, ids=info.ids)
+    return info, probs, detect.read_features(run_dir)
+
+
+def run_data(run_dir: str, source: str):
+    """(RunLabels, pred_probs (N, K), features (N, D) or None), cached until the files change."""
+    run = Path(run_dir)
+    stamp = (_mtime(run / "predictions.npz"), _mtime(run / detect.CV_PROBS), _mtime(run / detect.FEATURES))
+    return guard(_run_data, run_dir, source, stamp)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading images…")
+def _run_images(run_dir: str, data_json: str):
+    return detect.run_images(run_dir, cached_dataset(data_json))
+
+
+def run_images(run_dir: str):
+    """The run's training images (N, H, W, 3) in labels.csv order (the dataset is cached)."""
+    data = guard(detect.run_data_config, run_dir)
+    return guard(_run_images, run_dir, data.to_json())
+
+
+def detection_panel(run_dir: str) -> None:
+    """Source choice, the Find button and the live cross-validation progress."""
+    c = st.columns([3, 1, 1])
+    source = c[0].radio("Predicted probabilities from", list(SOURCE_TEXT), format_func=SOURCE_TEXT.get,
+                        key="review.source", help="Out-of-sample predictions judge each image with a model "
+                        "that never saw its label, which finds more wrong labels; in-sample is a quick preview.")
+    folds = c[1].number_input("Folds (K)", 2, 10, 4, key="review.folds", disabled=source != "cross_validation",
+                              help="K-fold cross-validation trains K models, each on (K-1)/K of the images.")
+    c[2].write("")
+    if c[2].button("Find label issues", type="primary", icon=":material/search:", key="review.find"):
+        if source == "in_sample":
+            with st.spinner("Scoring every label with every detector…"):
+                guard(detect.detect_all, run_dir, source="in_sample")
+            if detect.read_features(run_dir) is None and crossval.poll(run_dir).get("state") not in runs.ACTIVE_STATES:
+                guard(crossval.start, run_dir, folds=0)   # neighbours: the features load the model
+        else:
+            guard(crossval.start, run_dir, folds=int(folds))
+    cv_progress(run_dir)
+
+
+def cv_progress(run_dir: str) -> None:
+    """The background cross-validation / feature job: progress bar and Stop while it runs."""
+    status = crossval.poll(run_dir)
+    live = status.get("state") in runs.ACTIVE_STATES
+
+    @st.fragment(run_every=1.0 if live else None)
+    def _panel():
+        s = crossval.poll(run_dir)
+        state, task = s.get("state"), s.get("task", "cross_validation")
+        if state in runs.ACTIVE_STATES:
+            if task == "features" or s.get("step") == "features":
+                st.progress(1.0 if task != "features" else 0.5, text="Computing image features for the neighbour strip…")
+            elif state == "queued":
+                st.progress(0.0, text="Cross-validation is waiting for the training run before it")
+            else:
+                folds, fold = s.get("folds") or 1, s.get("fold") or 0
+                epochs, epoch = s.get("epochs") or 1, s.get("epoch") or 0
+                done = (max(fold - 1, 0) + (epoch - 1 + (s.get("batch") or 0) / (s.get("batches") or 1)) / epochs) / folds
+                st.progress(min(max(done, 0.0), 1.0), text=detect.crossval_text(s))
+            if st.button("Stop", key="review.cv_stop", icon=":material/stop:", help="Finished folds are kept."):
+                crossval.stop(run_dir)
+        elif live:
+            st.rerun()   # it just ended: redraw the whole page with the new results
+        elif state == "failed":
+            st.error(f"{task.replace('_', '-')} failed: {s.get('error')}. The log is in "
+                     f"`{Path(run_dir) / crossval.CV_DIR / 'log.txt'}`.")
+        elif state == "stopped" and task == "cross_validation":
+            st.warning(f"Cross-validation stopped ({s.get('error')}); start it again to finish the remaining folds.")
+
+    _panel()
+
+
+# ----------------------------------------------------------------------------- decisions
+def position_key(run_dir: str, detector: str) -> str:
+    return f"{Path(run_dir).name}/{detector}"
+
+
+def get_position(key: str):
+    return st.session_state.get(POS_KEY, {}).get(key)
+
+
+def set_position(key: str, item_id) -> None:
+    st.session_state.setdefault(POS_KEY, {})[key] = item_id
+
+
+def decide(store_path: str, item: dict, decision: str, new_label, reviewer: str, pos_key: str, next_id) -> None:
+    """Button callback: write the decision (committed) THEN move to ``next_id``."""
+    try:
+        ReviewStore(store_path).record(item_id=item["id"], index=item["index"], decision=decision,
+                                       previous_label=item["given"], new_label=new_label, reviewer=reviewer,
+                                       proposed_label=item["proposed"], score=item["score"])
+    except UserError as e:
+        st.session_state[NOTE_KEY] = ("error", str(e))
+        return
+    set_position(pos_key, next_id)
+
+
+def undo(store_path: str, reviewer: str, pos_key: str) -> None:
+    """Button callback: cancel this reviewer's latest decision (an undo row) and show that item."""
+    try:
+        undone = ReviewStore(store_path).undo(reviewer=reviewer)
+    except UserError as e:
+        st.session_state[NOTE_KEY] = ("error", str(e))
+        return
+    if undone is None:
+        st.session_state[NOTE_KEY] = ("info", f"Nothing to undo: {reviewer} has no decisions left.")
+        return
+    set_position(pos_key, undone["item_id"])
+    st.session_state[NOTE_KEY] = ("info", f"Undid “{undone['decision']}” on {undone['item_id']}.")
+
+
+def show_note() -> None:
+    note = st.session_state.pop(NOTE_KEY, None)
+    if note:
+        (st.error if note[0] == "error" else st.toast)(note[1])
