@@ -7,6 +7,7 @@ PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/data.py", title="Data & noise", icon=":material/shuffle:", url_path="data"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("app_pages/curves.py", title="Curves & compare", icon=":material/monitoring:", url_path="curves"),
     st.Page("app_pages/review.py", title="Review", icon=":material/fact_check:", url_path="review"),
 ]
 

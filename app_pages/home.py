@@ -16,6 +16,10 @@ STEPS = [
      "Pick a preset (the Quick demo takes about a minute on a CPU), a model, a robust loss (label smoothing, "
      "symmetric CE, GCE, bootstrapping, …) and a method (co-teaching, confidence weighting, label correction); "
      "watch the curves live while it trains in the background."),
+    ("app_pages/curves.py", "3. Curves & compare", ":material/monitoring:",
+     "See the memorization gap open as the network learns the wrong labels, the confusion matrix and the "
+     "predictions image by image; overlay runs to compare losses and methods, and sweep the noise rate to see "
+     "which recipe holds up."),
     ("app_pages/review.py", "4. Review", ":material/fact_check:",
      "Let the model point at the labels it believes are wrong (confident learning, margins, AUM, …; out-of-sample "
      "by cross-validation), see which detector finds which errors, fix them image by image with the keyboard, "

@@ -1,0 +1,111 @@
+"""Curves & compare: what the noise did to a run, runs side by side, and noise-rate sweeps."""
+from pathlib import Path
+
+import streamlit as st
+
+from noisycore import sweeps
+from noisycore.catalog import LOSS_HELP, MODEL_HELP
+from noisycore.config import METHOD_NAMES, PRESET_HELP, PRESETS, DataConfig, TrainConfig
+from noisycore.datasets import cifar10_available
+from noisycore.methods import METHOD_HELP
+from ui.common import guard
+from ui.curves import (COMPARE_METRICS, compare_panel, evaluation_panel, live_curves, prediction_grid, run_choices,
+                       sweep_panel)
+from ui.runs import current_run, runs_root, set_current_run
+
+VIEWS = {"run": "One run", "compare": "Compare runs", "sweep": "Sweeps"}
+RATE_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+
+st.title("Curves & compare")
+st.caption("See what wrong labels do to a network while it trains, compare recipes side by side, and sweep the "
+           "noise rate to see which loss or method holds up. Runs still training update live.")
+view = st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, default="run", required=True, key="view",
+                            bind="query-params")
+
+# ---- One run ------------------------------------------------------------------------------------
+if view == "run":
+    choices = run_choices()
+    if not choices:
+        st.info("No runs yet. Start one on the **Train** page (the Quick demo takes about a minute), "
+                "or from a terminal with `noisycore train`.")
+        st.stop()
+    paths = list(choices)
+    mine = current_run()
+    pick = st.selectbox("Run", paths, index=paths.index(mine) if mine in paths else 0, format_func=choices.get,
+                        key="run.pick")
+    set_current_run(pick)
+    live_curves(pick, key="run")
+    st.subheader("Evaluation", anchor=False)
+    if not (Path(pick) / "predictions.npz").exists():
+        st.info("The evaluation and the prediction grid appear when the run ends (or is stopped).")
+        st.stop()
+    evaluation_panel(pick)
+    st.subheader("Predictions", anchor=False)
+    st.caption("The best model's prediction for each image. On the training set, look for images whose given label "
+               "is wrong but which the model still predicts correctly: it learned the class, not the wrong label.")
+    prediction_grid(pick, key="grid")
+
+# ---- Compare ------------------------------------------------------------------------------------
+elif view == "compare":
+    choices = run_choices()
+    if len(choices) < 1:
+        st.info("No runs to compare yet. Train a few on the **Train** page or start a sweep.")
+        st.stop()
+    paths = list(choices)
+    picked = st.multiselect("Runs", paths, default=paths[: min(3, len(paths))], format_func=choices.get,
+                            key="compare.runs", help="Pick any runs; their curves are overlaid.")
+    metric = st.selectbox("Curve", list(COMPARE_METRICS), format_func=COMPARE_METRICS.get, key="compare.metric")
+    if not picked:
+        st.info("Pick at least one run.")
+        st.stop()
+    compare_panel(picked, metric=metric)
+
+# ---- Sweeps -------------------------------------------------------------------------------------
+else:
+    with st.expander("Start a new sweep", expanded=False, icon=":material/add:"):
+        st.caption("Trains one run per combination of noise rate, loss, method and seed, one after another in the "
+                   "background (single runs you start meanwhile wait their turn). Stopped sweeps can be resumed.")
+        c = st.columns(3)
+        source = c[0].selectbox("Dataset", ["builtin", "cifar10"], key="new.source",
+                                format_func={"builtin": "Built-in shapes", "cifar10": "CIFAR-10"}.get)
+        noise = c[1].selectbox("Noise model", sweeps.SWEEPABLE_NOISE, key="new.noise")
+        model = c[2].selectbox("Model", list(MODEL_HELP), key="new.model", help=MODEL_HELP["compact_cnn"])
+        rates = st.multiselect("Noise rates", RATE_CHOICES, default=[0.0, 0.2, 0.4, 0.6], key="new.rates",
+                               format_func=lambda r: f"{r:.0%}")
+        c = st.columns(2)
+        losses = c[0].multiselect("Losses", list(LOSS_HELP), default=["ce", "gce"], key="new.losses",
+                                  help=" ".join(f"{k}: {v}" for k, v in LOSS_HELP.items()))
+        methods = c[1].multiselect("Methods", METHOD_NAMES, default=["standard"], key="new.methods",
+                                   help=" ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
+        c = st.columns(4)
+        preset = c[0].selectbox("Preset", list(PRESETS), key="new.preset", help=" ".join(PRESET_HELP.values()))
+        epochs = c[1].number_input("Epochs", 1, 1000, 10, key="new.epochs")
+        max_train = c[2].number_input("Max. training images", 20, 10**7, 1500, 500, key="new.max_train",
+                                      help="A stratified subset per cell; small sweeps finish in minutes.")
+        n_seeds = c[3].number_input("Seeds", 1, 10, 1, key="new.seeds", help="Repeats per cell (seeds 0, 1, …): "
+                                    "the chart's band shows their spread.")
+        name = st.text_input("Name", value=f"{noise}-{'-'.join(losses)}", key="new.name")
+        n_cells = len(rates) * len(losses) * len(methods) * int(n_seeds)
+        if source == "cifar10" and not cifar10_available():
+            st.warning("CIFAR-10 is not on this computer; download it on the Data & noise page first.")
+        if st.button(f"Start sweep ({n_cells} runs)", type="primary", icon=":material/play_arrow:",
+                     disabled=n_cells == 0, key="new.start"):
+            base = guard(TrainConfig.from_preset, preset, data=DataConfig(source=source).to_dict(), model=model,
+                         epochs=int(epochs), max_train=int(max_train))
+            spec = guard(sweeps.SweepSpec, base=base, noise=noise, rates=tuple(rates), losses=tuple(losses),
+                         methods=tuple(methods), seeds=tuple(range(int(n_seeds))))
+            out = guard(sweeps.start_sweep, spec, root=runs_root(), name=name)
+            st.session_state["sweep.pick"] = str(out)
+            st.toast(f"Started {out.name}")
+
+    table = guard(sweeps.list_sweeps, runs_root())
+    if table.empty:
+        st.info("No sweeps yet. Start one above, or from a terminal: `noisycore sweep --noise symmetric "
+                "--rates 0,0.2,0.4,0.6 --losses ce,gce --epochs 10 --max-train 1500 --out runs/sweep-demo`.")
+        st.stop()
+    labels = dict(zip(table["path"], [f"{n} ({s}, {d}/{t})" for n, s, d, t in
+                                      zip(table["name"], table["state"], table["done"], table["total"])]))
+    if st.session_state.get("sweep.pick") not in labels:
+        st.session_state.pop("sweep.pick", None)
+    pick = st.selectbox("Sweep", list(labels), format_func=labels.get, key="sweep.pick")
+    sweep_panel(pick)

@@ -1,0 +1,288 @@
+"""Evaluate a finished run from its folder: the headline numbers, test predictions, the noise
+matrices, a filterable prediction grid and a table comparing runs. No TensorFlow needed.
+
+    preds = load_predictions(run_dir)      # predictions.npz + labels.csv of the best model
+    headline(run)                          # best / final test accuracy, train accuracy on given / true labels
+    grid_rows(preds, split="train", show="noisy_right")   # the examples to draw, with their labels
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from noisycore import runs
+from noisycore.config import DataConfig, TrainConfig
+from noisycore.errors import DataError, UserError
+
+
+@dataclass(frozen=True, eq=False)
+class RunPredictions:
+    """The best model's predictions on the training and test images (N train, M test, K classes)."""
+
+    class_names: tuple
+    train_ids: np.ndarray       # str (N,)
+    train_given: np.ndarray     # int (N,) the labels trained on
+    train_true: Optional[np.ndarray]   # int (N,) or None when the truth is unknown
+    train_probs: np.ndarray     # float (N, K)
+    is_val: np.ndarray          # bool (N,) held out for validation
+    test_ids: np.ndarray        # str (M,)
+    test_true: np.ndarray       # int (M,)
+    test_probs: np.ndarray      # float (M, K)
+
+    @property
+    def train_pred(self) -> np.ndarray:
+        return self.train_probs.argmax(axis=1)
+
+    @property
+    def test_pred(self) -> np.ndarray:
+        return self.test_probs.argmax(axis=1)
+
+
+def _class_names(run_dir: Path) -> tuple:
+    try:
+        meta = json.loads((run_dir / "noise.json").read_text(encoding="utf-8"))
+        return tuple(meta["dataset"]["class_names"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError(f"{run_dir / 'noise.json'} is missing or has no class names; is {run_dir.name} a run folder "
+                        "written by noisycore?") from None
+
+
+def _true_labels(run_dir: Path, ids: np.ndarray, names: tuple) -> Optional[np.ndarray]:
+    """True label per id from the run's labels.csv (None when the truth is unknown)."""
+    path = run_dir / "labels.csv"
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    if "true_label" not in df or (df["true_label"].str.strip() == "").all():
+        return None
+    index = {name: i for i, name in enumerate(names)}
+    by_id = dict(zip(df["id"], df["true_label"].map(index)))
+    true = pd.Series(ids).map(by_id)
+    if true.isna().any():
+        raise DataError(f"{path} lacks the true label of {int(true.isna().sum())} training image(s) of "
+                        "predictions.npz; the run folder is inconsistent")
+    return true.to_numpy(np.int64)
+
+
+def load_predictions(run_dir) -> RunPredictions:
+    """Read predictions.npz (written when a run ends) and the true labels from labels.csv."""
+    run_dir = Path(run_dir)
+    path = run_dir / "predictions.npz"
+    if not path.is_file():
+        raise UserError(f"{run_dir.name} has no predictions yet: they are saved when the run ends")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is unreadable ({e}); train the run again") from None
+    names = _class_names(run_dir)
+    ids = data["train_ids"].astype(str)
+    return RunPredictions(
+        class_names=names, train_ids=ids, train_given=data["train_labels"].astype(np.int64),
+        train_true=_true_labels(run_dir, ids, names), train_probs=data["train_probs"],
+        is_val=data.get("is_val", np.zeros(len(ids), bool)).astype(bool), test_ids=data["test_ids"].astype(str),
+        test_true=data["test_labels"].astype(np.int64), test_probs=data["test_probs"])
+
+
+# ------------------------------------------------------------------------------ headline numbers
+def _num(value) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(value) else value
+
+
+def best_epoch(run: runs.Run) -> Optional[int]:
+    """The epoch of the best model: from summary.json, else the first epoch with the top val_accuracy."""
+    if run.summary and run.summary.get("best_epoch"):
+        return int(run.summary["best_epoch"])
+    m = run.metrics
+    if len(m) and "val_accuracy" in m and m["val_accuracy"].notna().any():
+        return int(m.loc[m["val_accuracy"].idxmax(), "epoch"])
+    return None
+
+
+def headline(run: runs.Run) -> dict:
+    """The blog post's numbers: clean test accuracy of the best and of the final model, and train
+    accuracy of the best model on the given (noisy) and on the true labels (None where unknown)."""
+    s, m = run.summary or {}, run.metrics
+    last = m.iloc[-1] if len(m) else {}
+    return {"best_test_accuracy": _num(s.get("test_accuracy")),
+            "final_test_accuracy": _num(s.get("last_test_accuracy", last.get("test_accuracy") if len(m) else None)),
+            "train_acc_noisy": _num(s.get("train_acc_noisy")), "train_acc_true": _num(s.get("train_acc_true")),
+            "memorized": _num(s.get("memorized")), "best_epoch": best_epoch(run),
+            "epochs_done": int(len(m)), "truth_known": truth_known(run)}
+
+
+def truth_known(run: runs.Run) -> bool:
+    """Whether the run's true training labels are known (needed for the memorization gap)."""
+    if run.summary is not None and "truth_known" in run.summary:
+        return bool(run.summary["truth_known"])
+    m = run.metrics
+    if len(m):
+        return "train_acc_true" in m and m["train_acc_true"].notna().any()
+    return not run.config.labels_path     # injected noise: the truth is known
+
+
+# ------------------------------------------------------------------------------ noise matrices
+def noise_matrices(run_dir) -> Optional[dict]:
+    """The matrix the forward loss used beside the realized one, for runs with the forward loss.
+
+    Returns None for other losses, else ``{"used": (K, K), "used_title": str, "estimated": bool,
+    "truth": (K, K) or None, "counts": (K, K) or None, "class_names": tuple}``; truth = the
+    realized ``T[i, j]`` (share of true class i given label j) of the run's training labels.
+    """
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    if config.loss != "forward":
+        return None
+    names = _class_names(run_dir)
+    meta = json.loads((run_dir / "noise.json").read_text(encoding="utf-8"))
+    given = config.loss_kwargs.get("noise_matrix")
+    used = given if given is not None else meta.get("requested_matrix")
+    truth, counts = _realized(run_dir, names)
+    return {"used": None if used is None else np.asarray(used, dtype=float),
+            "used_title": "Estimated matrix given to the forward loss" if given is not None
+            else "Matrix the forward loss used (the requested noise)",
+            "estimated": given is not None, "truth": truth, "counts": counts, "class_names": names}
+
+
+def _realized(run_dir: Path, names: tuple) -> tuple:
+    df = pd.read_csv(run_dir / "labels.csv", dtype=str, keep_default_na=False)
+    if "true_label" not in df or (df["true_label"].str.strip() == "").any():
+        return None, None
+    index = {n: i for i, n in enumerate(names)}
+    k = len(names)
+    counts = np.bincount(df["true_label"].map(index).to_numpy(int) * k + df["label"].map(index).to_numpy(int),
+                         minlength=k * k).reshape(k, k)
+    rows = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, rows, out=np.full((k, k), np.nan), where=rows > 0), counts
+
+
+# ------------------------------------------------------------------------------ prediction grid
+GRID_FILTERS = {
+    "all": "All images",
+    "noisy": "Wrong given label",
+    "noisy_right": "Wrong given label, model right anyway",
+    "memorized": "Wrong given label, model repeats it (memorized)",
+    "mistakes": "Model wrong",
+    "right": "Model right",
+}
+NEEDS_TRUTH = ("noisy", "noisy_right", "memorized")
+GRID_COLUMNS = ("index", "id", "true", "given", "predicted", "confidence", "correct", "noisy", "validation")
+
+
+def _grid_frame(preds: RunPredictions, split: str) -> pd.DataFrame:
+    if split == "train":
+        true, given, probs, ids, val = preds.train_true, preds.train_given, preds.train_probs, preds.train_ids, \
+            preds.is_val
+    else:
+        true, given, probs, ids, val = preds.test_true, preds.test_true, preds.test_probs, preds.test_ids, \
+            np.zeros(len(preds.test_ids), bool)
+    pred = probs.argmax(axis=1)
+    reference = given if true is None else true
+    return pd.DataFrame({"index": np.arange(len(ids)), "id": ids,
+                         "true": -1 if true is None else true, "given": given, "predicted": pred,
+                         "confidence": probs[np.arange(len(ids)), pred].astype(float),
+                         "correct": pred == reference, "noisy": False if true is None else given != true,
+                         "validation": val})
+
+
+def grid_rows(preds: RunPredictions, *, split: str = "train", show: str = "all", true_class: Optional[int] = None,
+              predicted_class: Optional[int] = None, limit: int = 48, seed: int = 0) -> tuple:
+    """The examples to draw in the prediction grid: (rows, number matching the filter).
+
+    ``show``: a GRID_FILTERS key ("noisy_right": given != true and predicted == true; "memorized":
+    given != true and predicted == given). ``correct`` = predicted == true label (the given label
+    when the truth is unknown; on the test set given = true). Rows (at most ``limit``, a seeded
+    random sample in index order) have columns GRID_COLUMNS; ``true`` is -1 when unknown.
+    """
+    if split not in ("train", "test"):
+        raise UserError(f"split={split!r} is not valid; choose 'train' or 'test'")
+    if show not in GRID_FILTERS:
+        raise UserError(f"show={show!r} is not valid; choose one of: {', '.join(GRID_FILTERS)}")
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise UserError(f"limit={limit!r} must be a positive integer")
+    known = split == "test" or preds.train_true is not None
+    if show in NEEDS_TRUTH and not known:
+        raise UserError(f"the filter {GRID_FILTERS[show]!r} needs the true labels, which are unknown for this run; "
+                        "choose 'all', 'mistakes' or 'right'")
+    df = _grid_frame(preds, split)
+    keep = {"all": np.ones(len(df), bool), "noisy": df["noisy"], "mistakes": ~df["correct"], "right": df["correct"],
+            "noisy_right": df["noisy"] & (df["predicted"] == df["true"]),
+            "memorized": df["noisy"] & (df["predicted"] == df["given"])}[show]
+    k = len(preds.class_names)
+    for name, value, column in (("true_class", true_class, "true" if known else "given"),
+                                ("predicted_class", predicted_class, "predicted")):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < k:
+                raise UserError(f"{name}={value!r} must be a class index in 0..{k - 1}")
+            keep = keep & (df[column] == value)
+    df = df[np.asarray(keep, bool)]
+    total = len(df)
+    if total > limit:
+        pick = np.sort(np.random.default_rng(seed).choice(total, int(limit), replace=False))
+        df = df.iloc[pick]
+    return df.reset_index(drop=True), total
+
+
+def run_data_config(config: TrainConfig) -> DataConfig:
+    """The DataConfig whose images a run trained on (as noisycore.train.prepare loads them)."""
+    data = config.data
+    if config.max_train is not None and not config.labels_path:
+        data = data.replace(max_train=min(config.max_train, data.max_train or config.max_train))
+    return data
+
+
+def images_for(dataset, ids, *, split: str = "train") -> np.ndarray:
+    """The dataset's uint8 images (n, H, W, 3) for the given ids of its train or test split."""
+    if split not in ("train", "test"):
+        raise UserError(f"split={split!r} is not valid; choose 'train' or 'test'")
+    all_ids = np.asarray(dataset.ids_train if split == "train" else dataset.ids_test).astype(str)
+    images = dataset.x_train if split == "train" else dataset.x_test
+    where = {i: n for n, i in enumerate(all_ids)}
+    missing = [i for i in map(str, ids) if i not in where]
+    if missing:
+        raise DataError(f"{len(missing)} image id(s) of the run are not in the dataset (e.g. {missing[0]!r}); "
+                        "were its images moved or changed since the run?")
+    return images[[where[i] for i in map(str, ids)]]
+
+
+# ------------------------------------------------------------------------------ comparing runs
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if not isinstance(value, (list, tuple, dict)) else json.dumps(value)
+    return out
+
+
+KEY_FIELDS = ("loss", "method", "noise.model", "noise.rate", "model", "epochs")
+METRIC_FIELDS = ("best_test_accuracy", "final_test_accuracy", "train_acc_noisy", "train_acc_true", "memorized",
+                 "best_epoch", "epochs_done")
+
+
+def compare_table(run_dirs, *, labels: Optional[dict] = None) -> pd.DataFrame:
+    """One row per run: id, state, the key config fields plus every other field that differs between
+    the runs, and the headline numbers (fractions; see ``headline``)."""
+    loaded = [runs.load_run(p) for p in run_dirs]
+    if not loaded:
+        raise UserError("pick at least one run to compare")
+    flat = [_flatten(r.config.to_dict()) for r in loaded]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    differ = [k for k in keys if k not in KEY_FIELDS and len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
+    rows = []
+    for run, f in zip(loaded, flat):
+        h = headline(run)
+        rows.append({"run": run.id, "label": (labels or {}).get(str(run.path), run.id), "state": run.state,
+                     **{k: f.get(k) for k in KEY_FIELDS + tuple(differ)}, **{k: h[k] for k in METRIC_FIELDS}})
+    return pd.DataFrame(rows)

@@ -1,0 +1,238 @@
+"""Streamlit helpers of the Curves & compare page: run choices, one run's live charts and evaluation,
+the prediction grid, the comparison and the sweep panel."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from noisycore import charts, evaluation, jobs, runs, sweeps
+from ui.common import cached_dataset, guard, upscale
+from ui.runs import STATE_ICONS, progress_text, runs_root
+
+COMPARE_METRICS = {
+    "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
+    "train_acc_true": "Train accuracy on true labels", "accuracy": "Train accuracy on given labels",
+    "memorized": "Noisy labels memorized", "loss": "Train loss", "val_loss": "Validation loss",
+}
+SWEEP_METRICS = {
+    "test_accuracy": "Test accuracy of the best model", "last_test_accuracy": "Test accuracy after the last epoch",
+    "train_acc_true": "Train accuracy on true labels", "memorized": "Noisy labels memorized",
+}
+GRID_COLUMNS = 8
+SWEEP_POLL = 2.0      # seconds between refreshes of a running sweep
+RUN_POLL = 1.0        # ... of a training run
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{float(value):.1%}"
+
+
+def run_choices(root=None) -> dict:
+    """Run folder path -> label, newest first: ordinary runs, then the cells of every sweep."""
+    root = Path(root) if root is not None else runs_root()
+    out = {}
+    table = guard(runs.list_runs, root)
+    for row in table.itertuples():
+        out[row.path] = f"{row.id} ({row.state})"
+    for sweep in guard(sweeps.list_sweeps, root).itertuples():
+        for cell in sweeps.cells(guard(sweeps.load_spec, sweep.path)):
+            path = Path(sweep.path) / cell.name
+            if (path / "config.json").exists():
+                out[str(path)] = f"{sweep.name} / {cell.name} ({runs.read_status(path).get('state')})"
+    return out
+
+
+def short_id(path) -> str:
+    """A run's name on charts: its folder, with the sweep folder in front for a sweep cell."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if (path.parent / sweeps.SWEEP_FILE).exists() else path.name
+
+
+def _status_line(run_dir: str, status: dict, key: str) -> None:
+    state = status.get("state")
+    st.markdown(f"{STATE_ICONS.get(state, '')} **{short_id(run_dir)}**: {state}")
+    if state == "failed":
+        st.error(f"The run failed: {status.get('error') or 'unknown error'}. Its log: `{Path(run_dir) / 'log.txt'}`.")
+    if state in runs.ACTIVE_STATES:
+        frac, text = progress_text(status)
+        st.progress(frac, text=text if state == "running" else "queued: waiting for the run before it")
+        if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
+                     help="Ends the run within one batch; its curves and best model so far are kept."):
+            guard(jobs.stop, run_dir)
+            st.toast("Stop requested; the run ends after the current batch.")
+
+
+def live_curves(run_dir: str, *, key: str) -> None:
+    """Learning curves and the memorization gap of one run; they grow while it trains."""
+    live = jobs.poll(run_dir).get("state") in runs.ACTIVE_STATES
+
+    @st.fragment(run_every=RUN_POLL if live else None)
+    def _curves():
+        status = jobs.poll(run_dir)
+        run = guard(runs.load_run, run_dir)
+        _status_line(run_dir, status, key)
+        if live and status.get("state") not in runs.ACTIVE_STATES:
+            st.rerun()       # it just ended: draw the evaluation too
+        if not len(run.metrics):
+            st.info("The curves appear when the first epoch ends.")
+            return
+        best = evaluation.best_epoch(run)
+        c1, c2 = st.columns(2)
+        c1.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy"), width="stretch")
+        c2.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
+        st.markdown("#### The memorization gap")
+        if evaluation.truth_known(run):
+            st.altair_chart(charts.memorization_chart(run.metrics, best_epoch=best), width="stretch")
+            st.caption("Early on the network learns the patterns shared by the correct labels, so it agrees with "
+                       "the truth even where the given label is wrong. Later it starts to memorize the wrong labels "
+                       "one by one: accuracy on the given labels keeps rising while accuracy against the truth "
+                       "falls. Early stopping keeps the model from before the gap opened; robust losses and "
+                       "methods keep it closed.")
+        else:
+            st.info("The true labels of this run's training images are unknown, so there is no memorization gap "
+                    "to draw: it compares accuracy on the given labels with accuracy against the truth. Inject "
+                    "noise on the Data & noise page (or use a label set with true labels) to see it.",
+                    icon=":material/info:")
+
+    _curves()
+
+
+def evaluation_panel(run_dir: str) -> None:
+    """The headline numbers, the confusion matrix, per-class accuracy and (forward loss) the noise matrices."""
+    run = guard(runs.load_run, run_dir)
+    h = evaluation.headline(run)
+    m = st.columns(4)
+    m[0].metric("Clean test accuracy, best model", _pct(h["best_test_accuracy"]),
+                help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) on the test set.")
+    m[1].metric("Clean test accuracy, final model", _pct(h["final_test_accuracy"]),
+                help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
+    m[2].metric("Train accuracy on given labels", _pct(h["train_acc_noisy"]),
+                help="Agreement of the best model with the (partly wrong) labels it was trained on.")
+    m[3].metric("Train accuracy on true labels", _pct(h["train_acc_true"]),
+                help="Agreement of the best model with the true labels: unknown when the truth is unknown.")
+    preds = guard(evaluation.load_predictions, run_dir)
+    c1, c2 = st.columns(2)
+    with c1:
+        st.altair_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
+                                                      title="Confusion matrix (test set)"), width="content")
+    c2.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names),
+                    width="stretch")
+    matrices = guard(evaluation.noise_matrices, run_dir)
+    if matrices and matrices["used"] is not None:
+        st.markdown("#### Noise matrix: what the forward loss assumed, and the truth")
+        n1, n2 = st.columns(2)
+        with n1:
+            st.altair_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
+                                                        title=matrices["used_title"]), width="content")
+        if matrices["truth"] is not None:
+            with n2:
+                st.altair_chart(charts.noise_matrix_heatmap(matrices["truth"], matrices["class_names"],
+                                                            title="Realized noise matrix (the truth)",
+                                                            counts=matrices["counts"]), width="content")
+
+
+def prediction_grid(run_dir: str, *, key: str) -> None:
+    """A filterable grid of training or test images with their true / given / predicted label."""
+    run = guard(runs.load_run, run_dir)
+    preds = guard(evaluation.load_predictions, run_dir)
+    names = list(preds.class_names)
+    known = preds.train_true is not None
+    c = st.columns([2, 3, 2, 2, 1])
+    split = c[0].segmented_control("Images", ["train", "test"], default="train", required=True, key=f"{key}.split",
+                                   format_func={"train": "Training set", "test": "Test set"}.get)
+    shows = [s for s in evaluation.GRID_FILTERS
+             if split == "train" and (known or s not in evaluation.NEEDS_TRUTH) or s in ("all", "mistakes", "right")]
+    show = c[1].selectbox("Show", shows, format_func=evaluation.GRID_FILTERS.get, key=f"{key}.show.{split}",
+                          index=shows.index("noisy_right") if "noisy_right" in shows else 0,
+                          help="“Model right anyway”: the label was wrong, yet the model predicts the true class: "
+                               "it learned the class instead of the wrong label.")
+    true_pick = c[2].selectbox("True class" if split == "test" or known else "Given class", ["any"] + names,
+                               key=f"{key}.true")
+    pred_pick = c[3].selectbox("Predicted class", ["any"] + names, key=f"{key}.pred")
+    limit = c[4].number_input("How many", 8, 200, 32, 8, key=f"{key}.limit")
+    rows, total = guard(evaluation.grid_rows, preds, split=split, show=show,
+                        true_class=None if true_pick == "any" else names.index(true_pick),
+                        predicted_class=None if pred_pick == "any" else names.index(pred_pick), limit=int(limit))
+    st.caption(f"{total:,} image(s) match; showing {len(rows):,}. Green: the prediction is right "
+               f"({'the true label' if split == 'test' or known else 'the given label; the truth is unknown'}); "
+               "red: wrong.")
+    if not len(rows):
+        return
+    dataset = guard(cached_dataset, evaluation.run_data_config(run.config).to_json())
+    images = guard(evaluation.images_for, dataset, rows["id"], split=split)
+    cols = st.columns(GRID_COLUMNS)
+    for n, row in enumerate(rows.itertuples()):
+        with cols[n % GRID_COLUMNS]:
+            st.image(upscale(images[n]), width=96)
+            colour = "green" if row.correct else "red"
+            lines = [f":{colour}-background[predicted **{names[row.predicted]}** ({row.confidence:.0%})]"]
+            if split == "train":
+                lines.append(f"given {names[row.given]}" + (" (wrong)" if row.noisy else ""))
+            if row.true >= 0:
+                lines.append(f"true {names[row.true]}")
+            st.markdown("  \n".join(lines))
+
+
+def compare_panel(paths: list, *, metric: str) -> None:
+    """Overlaid curves of several runs (legend: what differs) and their table, sortable and downloadable."""
+    live = any(jobs.poll(p).get("state") in runs.ACTIVE_STATES for p in paths)
+
+    @st.fragment(run_every=RUN_POLL * 2 if live else None)
+    def _compare():
+        loaded = [guard(runs.load_run, p) for p in paths]
+        ids = [short_id(p) for p in paths]
+        labels = charts.differing_fields({i: r.config.to_dict() for i, r in zip(ids, loaded)}, ignore=("preset",))
+        st.altair_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
+                                              labels=labels), width="stretch")
+        table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
+        table["run"] = ids
+        pct = {c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
+               for c in evaluation.METRIC_FIELDS if "acc" in c or c == "memorized"}
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "label": st.column_config.TextColumn("what differs"), **pct})
+        st.download_button("Download as CSV", table.to_csv(index=False).encode(), "runs-compared.csv", "text/csv",
+                           icon=":material/download:", key="compare.csv")
+
+    _compare()
+
+
+def sweep_panel(sweep_dir: str) -> None:
+    """Progress, stop / resume, the accuracy-vs-noise-rate chart and the summary of one sweep."""
+    live = guard(sweeps.sweep_status, sweep_dir)["active"]
+    c = st.columns(2)
+    y = c[0].selectbox("Metric", list(SWEEP_METRICS), format_func=SWEEP_METRICS.get, key="sweep.metric")
+    band = c[1].segmented_control("Band over seeds", ["minmax", "std"], default="minmax", required=True,
+                                  key="sweep.band", format_func={"minmax": "min to max", "std": "± 1 std"}.get)
+
+    @st.fragment(run_every=SWEEP_POLL if live else None)
+    def _sweep():
+        status = guard(sweeps.sweep_status, sweep_dir)
+        state = status["state"]
+        st.markdown(f"**{Path(sweep_dir).name}**: {state}, {status['done']} of {status['total']} cells finished"
+                    + (f", {status['failed']} failed" if status["failed"] else ""))
+        if status["active"]:
+            st.progress(status["done"] / max(status["total"], 1),
+                        text=f"training {status.get('cell') or 'the next cell'}" if state == "running" else "stopping…")
+            if st.button("Stop the sweep", key="sweep.stop", icon=":material/stop:",
+                         help="The cell in training ends within one batch; Resume trains the unfinished cells."):
+                guard(sweeps.stop_sweep, sweep_dir)
+                st.toast("Stop requested.")
+        else:
+            if live:
+                st.rerun()
+            if status["done"] < status["total"] and st.button(
+                    "Resume", key="sweep.resume", icon=":material/play_arrow:",
+                    help="Trains the cells that are not finished; finished cells are kept."):
+                guard(sweeps.resume_sweep, sweep_dir)
+                st.rerun()
+        table = guard(sweeps.summary_table, sweep_dir)
+        st.altair_chart(charts.sweep_chart(sweeps.finished_only(table), y=y, band=band), width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
+            for c in ("rate", "test_accuracy", "last_test_accuracy", "train_acc_true", "memorized")})
+        st.download_button("Download summary.csv", table.to_csv(index=False).encode(),
+                           f"{Path(sweep_dir).name}-summary.csv", "text/csv", icon=":material/download:",
+                           key="sweep.csv")
+
+    _sweep()
