@@ -20,6 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
+from noisycore import catalog  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
 EPSILON = 1e-7        # probabilities are clipped to [EPSILON, 1] before a log or a power (as Keras does)
@@ -130,28 +131,20 @@ def forward_corrected(y_true, y_pred, *, noise_matrix):
     return cross_entropy(y_true, noisy_pred)
 
 
-# name -> (per-example function, {hyperparameter: default}, {hyperparameter: (low, high)}, help)
-_SPECS = {
-    "ce": (cross_entropy, {}, {},
-           "Plain cross-entropy: trusts every label; with noise it ends up memorizing the wrong ones."),
-    "label_smoothing": (label_smoothing, {"epsilon": 0.1}, {"epsilon": (0.0, 0.99)},
-                        "Cross-entropy against softened targets (the blog post's choice): less over-confident."),
-    "sce": (symmetric_cross_entropy, {"alpha": 0.1, "beta": 1.0}, {"alpha": (0.0, 100.0), "beta": (0.0, 100.0)},
-            "Symmetric cross-entropy: adds a 'reverse' term that a wrong label cannot push to infinity."),
-    "gce": (generalized_cross_entropy, {"q": 0.7}, {"q": (1e-3, 1.0)},
-            "Generalized cross-entropy: between cross-entropy (q near 0) and the noise-tolerant MAE (q = 1)."),
-    "bootstrap_soft": (bootstrap_soft, {"beta": 0.95}, {"beta": (0.0, 1.0)},
-                       "Soft bootstrapping: the target mixes the given label with the model's own prediction."),
-    "bootstrap_hard": (bootstrap_hard, {"beta": 0.8}, {"beta": (0.0, 1.0)},
-                       "Hard bootstrapping: the target mixes the given label with the model's predicted class."),
-    "nce_rce": (nce_rce, {"alpha": 1.0, "beta": 1.0}, {"alpha": (0.0, 100.0), "beta": (0.0, 100.0)},
-                "Normalized + reverse cross-entropy: two bounded losses that help each other (robust, learns slower)."),
-    "forward": (forward_corrected, {"noise_matrix": None}, {},
-                "Forward correction: passes predictions through the noise matrix T before comparing with the labels."),
+# The defaults, ranges and help text live in noisycore.catalog (no TensorFlow, for pages and CLI).
+_FUNCTIONS = {
+    "ce": cross_entropy,
+    "label_smoothing": label_smoothing,
+    "sce": symmetric_cross_entropy,
+    "gce": generalized_cross_entropy,
+    "bootstrap_soft": bootstrap_soft,
+    "bootstrap_hard": bootstrap_hard,
+    "nce_rce": nce_rce,
+    "forward": forward_corrected,
 }
-
-LOSS_DEFAULTS = {name: dict(spec[1]) for name, spec in _SPECS.items()}
-LOSS_HELP = {name: spec[3] for name, spec in _SPECS.items()}
+assert set(_FUNCTIONS) == set(catalog.LOSS_SPECS), "noisycore.catalog and losses disagree on loss names"
+LOSS_DEFAULTS = {name: dict(catalog.LOSS_DEFAULTS[name]) for name in _FUNCTIONS}
+LOSS_HELP = {name: catalog.LOSS_HELP[name] for name in _FUNCTIONS}
 
 
 def _check_noise_matrix(matrix, num_classes):
@@ -171,11 +164,11 @@ def _check_noise_matrix(matrix, num_classes):
 
 def resolve_hyperparams(name, *, num_classes, **hyperparams) -> dict:
     """Validate a loss name and its hyperparameters; return the defaults updated with them."""
-    if name not in _SPECS:
-        raise UserError(f"unknown loss {name!r}; choose one of: {', '.join(_SPECS)}")
+    if name not in _FUNCTIONS:
+        raise UserError(f"unknown loss {name!r}; choose one of: {', '.join(_FUNCTIONS)}")
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise UserError(f"num_classes={num_classes!r} must be an integer >= 2")
-    _, defaults, ranges, _ = _SPECS[name]
+    defaults, ranges = catalog.LOSS_DEFAULTS[name], catalog.LOSS_RANGES[name]
     unknown = sorted(set(hyperparams) - set(defaults))
     if unknown:
         valid = ", ".join(defaults) or "none"
@@ -187,8 +180,7 @@ def resolve_hyperparams(name, *, num_classes, **hyperparams) -> dict:
                 or math.isnan(value):
             raise UserError(f"loss {name!r}: {key}={value!r} must be a number in [{low}, {high}]")
         params[key] = float(value)
-    if name == "sce" and params["alpha"] == 0 and params["beta"] == 0 or \
-            name == "nce_rce" and params["alpha"] == 0 and params["beta"] == 0:
+    if name in ("sce", "nce_rce") and params["alpha"] == 0 and params["beta"] == 0:
         raise UserError(f"loss {name!r}: alpha and beta are both 0, so nothing would be learned")
     if name == "forward":
         params["noise_matrix"] = _check_noise_matrix(params["noise_matrix"], int(num_classes))
@@ -196,7 +188,7 @@ def resolve_hyperparams(name, *, num_classes, **hyperparams) -> dict:
 
 
 def _factory(name):
-    fn = _SPECS[name][0]
+    fn = _FUNCTIONS[name]
 
     def make(*, num_classes, **hyperparams):
         params = resolve_hyperparams(name, num_classes=num_classes, **hyperparams)
@@ -209,11 +201,11 @@ def _factory(name):
         return per_example
 
     make.__name__ = f"make_{name}"
-    make.__doc__ = f"Return the per-example {name!r} loss (y_true, y_pred) -> (B,). {_SPECS[name][3]}"
+    make.__doc__ = f"Return the per-example {name!r} loss (y_true, y_pred) -> (B,). {LOSS_HELP[name]}"
     return make
 
 
-LOSSES = {name: _factory(name) for name in _SPECS}
+LOSSES = {name: _factory(name) for name in _FUNCTIONS}
 
 
 def per_example_loss(name, *, num_classes, **hyperparams):

@@ -20,6 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
+from noisycore import catalog  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
 
@@ -132,11 +133,8 @@ def build_resnet(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weigh
 
 
 MODELS = {"blog_cnn": build_blog_cnn, "compact_cnn": build_compact_cnn, "resnet": build_resnet}
-MODEL_HELP = {
-    "blog_cnn": "The blog post's CNN (817k parameters): accurate, slow on a CPU.",
-    "compact_cnn": "A small fast CNN for CPU demos: several times faster, a little less accurate.",
-    "resnet": "A ResNet-18 for 32x32 images: best accuracy, needs a GPU.",
-}
+MODEL_HELP = dict(catalog.MODEL_HELP)  # help texts live in the TensorFlow-free catalog
+assert set(MODELS) == set(MODEL_HELP), "noisycore.catalog and models disagree on model names"
 
 
 def _check_number(name, value, low, high):

@@ -20,17 +20,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from noisycore import catalog  # noqa: E402
 from noisycore.errors import DataError, UserError  # noqa: E402
 
-AUGMENT_HELP = {
-    "none": "No augmentation: every epoch shows the same images (fastest; memorizes noise soonest).",
-    "blog": "The blog post's recipe: rotate up to 15 degrees, shift up to 10%, mirror left-right.",
-    "strong": "Mirror left-right and crop a random window after padding 4 pixels (the usual CIFAR recipe).",
-}
+AUGMENT_HELP = dict(catalog.AUGMENT_HELP)  # help texts live in the TensorFlow-free catalog
 AUGMENTATIONS = tuple(AUGMENT_HELP)
-CUTOUT_HELP = "Cutout: blank out one random square, half the image side (16x16 pixels at 32x32)."
-MIXUP_HELP = ("Mixup: blend each image and its label with another image of the batch "
-              "(weight ~ Beta(alpha, alpha)); 0 turns it off, 0.2-1.0 is typical.")
+CUTOUT_HELP, MIXUP_HELP = catalog.CUTOUT_HELP, catalog.MIXUP_HELP
 
 
 class ReflectPad2D(keras.layers.Layer):
@@ -118,7 +113,8 @@ def _check_options(batch_size, augment, mixup_alpha, seed):
         raise UserError(f"batch_size={batch_size!r} must be a positive integer (e.g. 128)")
     if augment not in AUGMENT_HELP:
         raise UserError(f"unknown augmentation {augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
-    if not isinstance(mixup_alpha, (int, float)) or not 0.0 <= mixup_alpha <= 10.0:
+    if isinstance(mixup_alpha, bool) or not isinstance(mixup_alpha, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= mixup_alpha <= 10.0:
         raise UserError(f"mixup_alpha={mixup_alpha!r} must be a number in [0, 10] (0 = no mixup)")
     if not isinstance(seed, (int, np.integer)):
         raise UserError(f"seed={seed!r} must be an integer")
