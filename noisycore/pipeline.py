@@ -120,6 +120,10 @@ def _check_options(batch_size, augment, mixup_alpha, seed):
         raise UserError(f"seed={seed!r} must be an integer")
 
 
+# The mapped functions have no tensor-dependent Python control flow: skip AutoGraph's conversion.
+_plain = tf.autograph.experimental.do_not_convert
+
+
 def _mixup(x, y, seeds, alpha):
     """x' = lam x + (1 - lam) x[perm], y' likewise; lam ~ Beta(alpha, alpha) per batch (stateless)."""
     gammas = tf.random.stateless_gamma([2], seed=seeds, alpha=alpha)
@@ -155,6 +159,7 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
         ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
+    @_plain
     def load(index):
         x = tf.cast(tf.gather(images, index), tf.float32) / 255.0
         if not has_y:
@@ -167,6 +172,7 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
     if augment != "none" or cutout:
         layers = augmentation_layers(augment, cutout=cutout, seed=int(seed), image_size=int(height))
 
+        @_plain
         def augment_batch(x, *rest):
             return (tf.clip_by_value(layers(x, training=True), 0.0, 1.0), *rest)
 
@@ -174,9 +180,8 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
         ds = ds.map(augment_batch, num_parallel_calls=None)
     if mixup_alpha > 0:
         seeds = tf.data.Dataset.random(seed=int(seed), rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda batch, s: (*_mixup(batch[0], batch[1], s, float(mixup_alpha)), batch[2]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        mix = _plain(lambda batch, s: (*_mixup(batch[0], batch[1], s, float(mixup_alpha)), batch[2]))
+        ds = tf.data.Dataset.zip(ds, seeds).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     if not with_index:
-        ds = ds.map(lambda *batch: batch[:-1] if has_y else batch[0])
+        ds = ds.map(_plain(lambda *batch: batch[:-1] if has_y else batch[0]))
     return ds.prefetch(tf.data.AUTOTUNE)
