@@ -134,7 +134,7 @@ else:
     m2.metric("Realized rate", f"{noisy.realized_rate:.2%}", help="Share of training labels that differ from the truth.")
     m3.metric("Labels changed", f"{int(noisy.is_noisy.sum()):,} of {len(noisy.labels):,}")
 
-c1, c2 = st.columns(2)
+c1, c2 = st.columns([2, 3])   # the heatmap needs the wider column for its square cells and legend
 c1.altair_chart(charts.class_counts_chart(class_counts(noisy, names)), width="stretch")
 if noisy.realized_matrix is not None:
     c2.altair_chart(charts.noise_matrix_heatmap(noisy.realized_matrix, names), width="content")

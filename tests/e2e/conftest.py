@@ -101,5 +101,11 @@ def wait_idle(page, timeout: float = 120_000) -> None:
 def screenshot(page, name: str) -> Path:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     path = OUTPUT / f"{name}.png"
+    # Streamlit scrolls inside its main container, so grow the window to the content's height first.
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector('[data-testid=stMain]')?.scrollHeight || 0")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 5000))})
+    wait_idle(page)
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
     return path
