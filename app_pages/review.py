@@ -51,10 +51,9 @@ with st.container(border=True):
     shown = table.rename(columns={"flagged": "Flagged", "precision": "Precision", "recall": "Recall", "f1": "F1",
                                   "average_precision": "Avg. precision", "detector": "Detector"})
     cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth_known else [])
-    c1, c2 = st.columns([1, 1]) if truth_known else (st.container(), None)
+    c1, c2 = st.columns([6, 5]) if truth_known else (st.container(), None)
     c1.dataframe(shown[cols], hide_index=True, width="stretch", column_config={
-        k: st.column_config.ProgressColumn(k, format="percent", min_value=0, max_value=1)
-        for k in ("Precision", "Recall")})
+        k: st.column_config.NumberColumn(k, format="percent") for k in ("Precision", "Recall", "F1", "Avg. precision")})
     c1.caption("Precision: share of flagged labels that are really wrong. Recall: share of the wrong labels "
                "that are flagged. F1 balances both.")
     if truth_known:
@@ -105,7 +104,7 @@ ids = queue["id"].tolist()
 current = get_position(pos_key)
 pos = ids.index(current) if current in ids else store.first_unreviewed(ids)
 store_path = str(store.path)
-nav = st.columns([1, 1, 1, 5])
+nav = st.columns([1.3, 1.1, 1.1, 5])
 nav[0].button("Previous", key="review.prev", shortcut="Left", icon=":material/arrow_back:", disabled=pos == 0,
               on_click=set_position, args=(pos_key, ids[pos - 1] if 0 < pos <= len(ids) else None))
 nav[1].button("Next", key="review.next", shortcut="Right", icon=":material/arrow_forward:",
@@ -127,7 +126,7 @@ else:
                       f"{row['final_label'] or 'excluded'}"))
     images = run_images(run_dir)
     left, right = st.columns([2, 3])
-    left.image(upscale(images[idx], 320), caption=row["id"])
+    left.image(upscale(images[idx], 320))
     with right:
         st.markdown(f"Given label: **{row['given_label']}**  \nProposed label: **{row['proposed_label']}** "
                     f"({probs[idx][proposed]:.0%})")
@@ -147,9 +146,10 @@ else:
     b[2].button("Exclude the image", key="review.exclude", shortcut="X", icon=":material/block:",
                 on_click=decide, width="stretch", args=(store_path, item, "exclude", None, reviewer, pos_key, next_id))
     st.caption("Or pick the right class:")
-    cls = st.columns(min(len(classes), 10))
+    per_row = 5 if len(classes) > 5 else len(classes)
+    rows = [st.columns(per_row) for _ in range(-(-min(len(classes), 10) // per_row))]
     for k, name in enumerate(classes[:10]):
-        cls[k].button(name, key=f"review.class{k}", shortcut=CLASS_KEYS[k], width="stretch",
+        rows[k // per_row][k % per_row].button(name, key=f"review.class{k}", shortcut=CLASS_KEYS[k], width="stretch",
                       on_click=decide, args=(store_path, item, "keep" if k == given else "relabel",
                                              None if k == given else k, reviewer, pos_key, next_id))
     if len(classes) > 10:
