@@ -13,17 +13,17 @@ from ui.curves import (COMPARE_METRICS, compare_panel, evaluation_panel, live_cu
                        sweep_panel)
 from ui.runs import current_run, runs_root, set_current_run
 
-VIEWS = {"run": "One run", "compare": "Compare runs", "sweep": "Sweeps"}
 RATE_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
 st.title("Curves & compare")
 st.caption("See what wrong labels do to a network while it trains, compare recipes side by side, and sweep the "
            "noise rate to see which loss or method holds up. Runs still training update live.")
-view = st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, default="run", required=True, key="view",
+# Plain option names: a widget bound to the URL stores its shown text there (?view=Sweeps).
+view = st.segmented_control("View", ["Run", "Compare", "Sweeps"], default="Run", required=True, key="view",
                             bind="query-params")
 
 # ---- One run ------------------------------------------------------------------------------------
-if view == "run":
+if view == "Run":
     choices = run_choices()
     if not choices:
         st.info("No runs yet. Start one on the **Train** page (the Quick demo takes about a minute), "
@@ -46,7 +46,7 @@ if view == "run":
     prediction_grid(pick, key="grid")
 
 # ---- Compare ------------------------------------------------------------------------------------
-elif view == "compare":
+elif view == "Compare":
     choices = run_choices()
     if len(choices) < 1:
         st.info("No runs to compare yet. Train a few on the **Train** page or start a sweep.")

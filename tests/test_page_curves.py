@@ -103,7 +103,7 @@ def test_compare_overlays_runs_with_a_legend_of_differences_and_a_table(page):
     root = Path(os.environ["NOISYLAB_RUNS"])
     picked = [str(root / FORWARD_RUN), str(root / "sweep-demo" / "ce-standard-r0.20-s0"),
               str(root / "sweep-demo" / "ce-standard-r0.50-s0")]
-    at.segmented_control(key="view").set_value("compare").run()
+    at.segmented_control(key="view").set_value("Compare").run()
     at.multiselect(key="compare.runs").set_value(picked).run()
     assert not at.exception, at.exception
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
@@ -118,7 +118,7 @@ def test_compare_overlays_runs_with_a_legend_of_differences_and_a_table(page):
 @pytest.mark.slow
 def test_sweep_view_draws_accuracy_against_noise_rate(page):
     at = page
-    at.segmented_control(key="view").set_value("sweep").run()
+    at.segmented_control(key="view").set_value("Sweeps").run()
     assert not at.exception, at.exception
     assert any("2 of 2 cells finished" in m.value for m in at.markdown)
     assert "Test accuracy vs noise rate" in chart_titles(at)
@@ -133,7 +133,7 @@ def test_start_a_sweep_from_the_page_waits_for_the_slot_and_stops(_isolated_home
     try:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
         at.switch_page("app_pages/curves.py").run()
-        at.segmented_control(key="view").set_value("sweep").run()
+        at.segmented_control(key="view").set_value("Sweeps").run()
         assert any("No sweeps yet" in i.value for i in at.info)
         at.multiselect(key="new.rates").set_value([0.4]).run()
         at.multiselect(key="new.losses").set_value(["gce"]).run()

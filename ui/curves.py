@@ -78,9 +78,10 @@ def live_curves(run_dir: str, *, key: str) -> None:
             st.info("The curves appear when the first epoch ends.")
             return
         best = evaluation.best_epoch(run)
-        c1, c2 = st.columns(2)
-        c1.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy"), width="stretch")
-        c2.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
+        # Full width: the legends of four series do not fit half a page (Vega does not wrap them).
+        st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy"), width="stretch")
+        with st.expander("Loss per epoch"):
+            st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
         st.markdown("#### The memorization gap")
         if evaluation.truth_known(run):
             st.altair_chart(charts.memorization_chart(run.metrics, best_epoch=best), width="stretch")
