@@ -113,24 +113,20 @@ def evaluation_panel(run_dir: str) -> None:
     m[3].metric("Train accuracy on true labels", _pct(h["train_acc_true"]),
                 help="Agreement of the best model with the true labels: unknown when the truth is unknown.")
     preds = guard(evaluation.load_predictions, run_dir)
-    c1, c2 = st.columns(2)
-    with c1:
-        st.altair_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
-                                                      title="Confusion matrix (test set)"), width="content")
-    c2.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names),
+    # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
+    st.altair_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
+                                                  title="Confusion matrix (test set)"), width="content")
+    st.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names),
                     width="stretch")
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:
         st.markdown("#### Noise matrix: what the forward loss assumed, and the truth")
-        n1, n2 = st.columns(2)
-        with n1:
-            st.altair_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
-                                                        title=matrices["used_title"]), width="content")
+        st.altair_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
+                                                    title=matrices["used_title"]), width="content")
         if matrices["truth"] is not None:
-            with n2:
-                st.altair_chart(charts.noise_matrix_heatmap(matrices["truth"], matrices["class_names"],
-                                                            title="Realized noise matrix (the truth)",
-                                                            counts=matrices["counts"]), width="content")
+            st.altair_chart(charts.noise_matrix_heatmap(matrices["truth"], matrices["class_names"],
+                                                        title="Realized noise matrix (the truth)",
+                                                        counts=matrices["counts"]), width="content")
 
 
 def prediction_grid(run_dir: str, *, key: str) -> None:
