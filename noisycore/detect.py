@@ -104,9 +104,10 @@ def pred_probs(run_dir, *, source: str = "in_sample", ids=None) -> np.ndarray:
     """Predicted probabilities (N, K) of every training image from ``source`` (a key of SOURCES)."""
     if source not in SOURCES:
         raise UserError(f"source={source!r} is not valid; choose one of: {', '.join(SOURCES)}")
-    ids = read_run_labels(run_dir).ids if ids is None else ids
+    info = read_run_labels(run_dir)
+    ids = info.ids if ids is None else ids
     if source == "in_sample":
-        return in_sample_probs(run_dir, ids)
+        return _check_num_classes(in_sample_probs(run_dir, ids), info, "predictions.npz")
     path = Path(run_dir) / CV_PROBS
     if not path.is_file():
         raise UserError(f"{path.parent.name} has no cross-validated predictions yet; run cross-validation "
@@ -115,6 +116,16 @@ def pred_probs(run_dir, *, source: str = "in_sample", ids=None) -> np.ndarray:
     if probs.shape[0] != len(ids):
         raise DataError(f"{path} has {probs.shape[0]} rows but the run has {len(ids)} training images; "
                         "delete it and run cross-validation again")
+    return _check_num_classes(probs, info, CV_PROBS)
+
+
+def _check_num_classes(probs: np.ndarray, info: RunLabels, what: str) -> np.ndarray:
+    """probs (N, K) unchanged if K is the run's number of classes; else a DataError naming both numbers."""
+    k, found = len(info.class_names), probs.shape[-1] if probs.ndim == 2 else None
+    if found != k:
+        raise DataError(f"{what} holds predictions for {found} classes but the run's labels have {k} classes "
+                        f"({', '.join(info.class_names)}); it comes from a model of another dataset: "
+                        "train this run again")
     return probs
 
 
@@ -311,7 +322,10 @@ def compute_features(run_dir, *, images=None, batch_size: int = 512) -> np.ndarr
         raise UserError(f"{run.name} has no best.keras; the run did not finish an epoch")
     x = run_images(run) if images is None else images
     model = keras.models.load_model(run / "best.keras", compile=False)
-    k = int(model.outputs[0].shape[-1])
+    k, names = int(model.outputs[0].shape[-1]), read_run_labels(run).class_names
+    if k != len(names):
+        raise UserError(f"{run.name}/best.keras outputs {k} classes but the run's labels have {len(names)} "
+                        f"classes ({', '.join(names)}); the model belongs to another dataset: train this run again")
     feats = feature_extractor(model).predict(make_dataset(x, num_classes=k, batch_size=batch_size), verbose=0)
     feats = np.asarray(feats, dtype=np.float32).reshape(len(x), -1)
     feats /= np.clip(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12, None)
@@ -436,10 +450,11 @@ def export(run_dir, *, fmt: str, out, detector: Optional[str] = None, store=None
         raise UserError(f"format={fmt!r} is not valid; choose one of: {', '.join(EXPORT_FORMATS)}")
     run = _run_dir(run_dir)
     info = read_run_labels(run)
+    images = run_images(run, dataset) if fmt == "folder" else None   # before the store: a failure writes nothing
     store = store or review.ReviewStore.for_run(run)
     common = dict(ids=info.ids, given_labels=info.labels, class_names=info.class_names, store=store)
     if fmt == "folder":
-        return review.export_folder(out, images=run_images(run, dataset), **common)
+        return review.export_folder(out, images=images, **common)
     return review.export_csv(out, scores=_scores(run, info.ids, detector), drop_excluded=fmt == "csv_kept", **common)
 
 

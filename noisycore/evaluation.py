@@ -82,6 +82,12 @@ def load_predictions(run_dir) -> RunPredictions:
     except (OSError, ValueError) as e:
         raise DataError(f"{path} is unreadable ({e}); train the run again") from None
     names = _class_names(run_dir)
+    for key in ("train_probs", "test_probs"):
+        found = data[key].shape[-1] if data[key].ndim == 2 else None
+        if found != len(names):
+            raise DataError(f"{path.name} holds predictions for {found} classes but the run's labels have "
+                            f"{len(names)} classes ({', '.join(names)}); it comes from a model of another "
+                            "dataset: train this run again")
     ids = data["train_ids"].astype(str)
     return RunPredictions(
         class_names=names, train_ids=ids, train_given=data["train_labels"].astype(np.int64),

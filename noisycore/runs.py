@@ -185,6 +185,8 @@ def read_metrics(run_dir) -> pd.DataFrame:
     width = lines[0].count(",")
     if not text.endswith("\n") or (len(lines) > 1 and lines[-1].count(",") != width):
         lines = lines[:-1]          # the last row was being written when the process died
+    if not lines:                   # it died while writing the header
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
     lines = [lines[0]] + [ln for ln in lines[1:] if ln.count(",") == width]
     try:
         df = pd.read_csv(io.StringIO("\n".join(lines) + "\n"))
