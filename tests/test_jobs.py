@@ -11,28 +11,15 @@ from PIL import Image
 from noisycore import jobs, runs
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig
 from noisycore.errors import UserError
+from helpers import quadrant_folder  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
 TIMEOUT = 240   # seconds; generous because the machine may be shared and TensorFlow imports slowly
 
 
-def quadrant_folder(root, *, n_per_class=60, size=16, seed=0):
-    """Image folder of 4 classes q0..q3: class c has its quadrant c bright on a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    half = size // 2
-    for c in range(4):
-        (root / f"q{c}").mkdir(parents=True, exist_ok=True)
-        r, col = divmod(c, 2)
-        for i in range(n_per_class):
-            img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
-            img[r * half:(r + 1) * half, col * half:(col + 1) * half] += np.uint8(150)
-            Image.fromarray(img).save(root / f"q{c}" / f"{i:03d}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def quadrants(tmp_path_factory):
-    return quadrant_folder(tmp_path_factory.mktemp("quadrants"))
+    return quadrant_folder(tmp_path_factory.mktemp("quadrants"), n_per_class=60)
 
 
 def tiny_config(folder, **overrides):

@@ -12,6 +12,7 @@ from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP, METHODS, method_para
 from noisycore.methods.confidence_weighting import ExampleAwareModel, confidence_weights  # noqa: E402
 from noisycore.methods.coteaching import coteaching_selection, select_small_loss  # noqa: E402
 from noisycore.methods.label_correction import correct_labels, correction_counts, round_ends  # noqa: E402
+from helpers import quadrant_folder, tiny_config as _tiny_config  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ registry
@@ -119,32 +120,15 @@ def test_round_ends_split_the_epochs_into_phases():
 
 
 # ------------------------------------------------------------------------------ every method trains
-def quadrant_folder(root, *, n_per_class=100, size=16, seed=0):
-    """Image folder of 4 classes q0..q3: class c has its quadrant c bright on a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    half = size // 2
-    for c in range(4):
-        (root / f"q{c}").mkdir(parents=True, exist_ok=True)
-        r, col = divmod(c, 2)
-        for i in range(n_per_class):
-            img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
-            img[r * half:(r + 1) * half, col * half:(col + 1) * half] += np.uint8(150)
-            Image.fromarray(img).save(root / f"q{c}" / f"{i:03d}.png")
-    return root
+
+
+def tiny_config(folder, **overrides):
+    return _tiny_config(folder, **{"epochs": 4, **overrides})
 
 
 @pytest.fixture(scope="module")
 def quadrants(tmp_path_factory):
     return quadrant_folder(tmp_path_factory.mktemp("quadrants"))
-
-
-def tiny_config(folder, **overrides):
-    values = dict(data=DataConfig(source=str(folder), image_size=16, test_fraction=0.25),
-                  noise=NoiseConfig(model="symmetric", rate=0.2, seed=1), batchnorm=False, dropout=0.0,
-                  epochs=4, batch_size=32, learning_rate=3e-3, lr_schedule="constant",
-                  early_stopping_patience=0, val_fraction=0.15)
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 @pytest.mark.slow

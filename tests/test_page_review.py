@@ -10,25 +10,9 @@ pytest.importorskip("keras")
 from noisycore import detect  # noqa: E402
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.review import ReviewStore  # noqa: E402
+from helpers import quadrant_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def quadrant_folder(root, *, n_per_class=60, size=16, seed=0):
-    """Image folder of 4 classes q0..q3: class c has its quadrant c bright on a dark noisy background."""
-    from PIL import Image
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    half = size // 2
-    for c in range(4):
-        (root / f"q{c}").mkdir(parents=True, exist_ok=True)
-        r, col = divmod(c, 2)
-        for i in range(n_per_class):
-            img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
-            img[r * half:(r + 1) * half, col * half:(col + 1) * half] += np.uint8(150)
-            Image.fromarray(img).save(root / f"q{c}" / f"{i:03d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +21,7 @@ def run_dir(tmp_path_factory):
     from noisycore import train
 
     home = tmp_path_factory.mktemp("review-home")
-    folder = quadrant_folder(home / "quadrants")
+    folder = quadrant_folder(home / "quadrants", n_per_class=60)
     old = {k: os.environ.get(k) for k in ("NOISYLAB_HOME", "NOISYLAB_RUNS")}
     os.environ.update(NOISYLAB_HOME=str(home), NOISYLAB_RUNS=str(home / "runs"))
     try:

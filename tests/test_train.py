@@ -12,34 +12,12 @@ keras = pytest.importorskip("keras")
 from noisycore import runs, train  # noqa: E402
 from noisycore.config import ConfigError, DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.schedules import lr_at  # noqa: E402
-
-
-def quadrant_folder(root, *, n_per_class=100, size=16, seed=0):
-    """Image folder of 4 classes q0..q3: class c has its quadrant c bright on a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    half = size // 2
-    for c in range(4):
-        (root / f"q{c}").mkdir(parents=True, exist_ok=True)
-        r, col = divmod(c, 2)
-        for i in range(n_per_class):
-            img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
-            img[r * half:(r + 1) * half, col * half:(col + 1) * half] += np.uint8(150)
-            Image.fromarray(img).save(root / f"q{c}" / f"{i:03d}.png")
-    return root
+from helpers import quadrant_folder, tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def quadrants(tmp_path_factory):
     return quadrant_folder(tmp_path_factory.mktemp("quadrants"))
-
-
-def tiny_config(folder, **overrides):
-    values = dict(data=DataConfig(source=str(folder), image_size=16, test_fraction=0.25),
-                  noise=NoiseConfig(model="symmetric", rate=0.2, seed=1), batchnorm=False, dropout=0.0,
-                  epochs=2, batch_size=32, learning_rate=3e-3, lr_schedule="constant",
-                  early_stopping_patience=0, val_fraction=0.15)
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 # ------------------------------------------------------------------------------ pure helpers
