@@ -20,7 +20,7 @@ def test_quick_throughput_run_prints_a_table_and_writes_csv(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table = [line for line in done.stdout.splitlines() if line.startswith("| (")]
     assert [line[3] for line in table] == list("abcde")
-    assert "Goals:" in done.stdout and "QUICK SMOKE RUN" in done.stdout
+    assert "Goals (images/s medians):" in done.stdout and "QUICK SMOKE RUN" in done.stdout
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 10 and {r["variant"] for r in rows} == set("abcde")
     assert [r["variant"] for r in rows[5:]] == list("bcdea")  # the second repetition starts one later
