@@ -11,11 +11,11 @@ import signal
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import hostile
+from noisycore import runs
 from noisycore.cli import main
 from noisycore.config import ConfigError, NoiseConfig
 from noisycore.noise import validate_matrix
@@ -28,6 +28,32 @@ LEFTOVER_PATTERNS = ("*.tmp", "*.part", "*partial*")
 def test_the_corpus_is_big_enough():
     assert len(CASES) == len(hostile.CASES) >= 25
     assert {c.expect for c in hostile.CASES} == {"error", "loads"}
+
+
+def test_the_corpus_is_really_hostile(tmp_path):
+    """The payloads do what they claim, so a refusal below is a real refusal."""
+    import pickle
+    import stat
+    import zipfile
+
+    from PIL import Image
+
+    marker = tmp_path / "ran"
+    pickle.loads(hostile.evil_pickle(marker))            # a plain unpickler runs the planted command
+    assert marker.exists()
+    bomb = hostile.zip_declaring(tmp_path / "b.zip", {"a/x.png": b"\0" * 1000}, "a/x.png", 3 * 2**30)
+    with zipfile.ZipFile(bomb) as zf:
+        assert zf.getinfo("a/x.png").file_size == 3 * 2**30
+    z = hostile.make_zip(tmp_path / "z.zip", {"../../../evil.png": b"x"}, symlink="a/link.png")
+    with zipfile.ZipFile(z) as zf:
+        assert zf.namelist()[0] == "../../../evil.png"
+        assert stat.S_ISLNK(zf.getinfo("a/link.png").external_attr >> 16)
+    with pytest.raises(Image.DecompressionBombError, match="400000000 pixels"):   # 20000 x 20000
+        Image.open(hostile.write(tmp_path / "h.png", hostile.huge_png_header()))
+    for mode in ("L", "RGBA", "P", "I;16", "CMYK"):
+        name, data = hostile.mode_image(mode)
+        with Image.open(hostile.write(tmp_path / name, data)) as im:
+            assert im.mode == mode, (mode, im.mode)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -59,12 +85,14 @@ def run_main(argv, capsys) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
-def snapshot(folder: Path) -> dict:
-    """Relative path -> (size, mtime_ns) of every file under folder."""
-    if not folder.exists():
-        return {}
-    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+def snapshot(folder: Path, *, skip: str = "home") -> dict:
+    """Relative path -> (size, mtime_ns) of every file under folder, except under folder/skip."""
+    out = {}
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if rel.parts[0] != skip and (p.is_file() or p.is_symlink()):
+            out[rel.as_posix()] = (p.lstat().st_size, p.lstat().st_mtime_ns)
+    return out
 
 
 def assert_no_partial_state(home: Path) -> None:
@@ -83,12 +111,15 @@ def assert_no_partial_state(home: Path) -> None:
 def test_cli(name, env, capsys):
     case = CASES[name]
     argv, page = build(case, env)
-    inputs = snapshot(env / "in")
+    before = snapshot(env)            # the inputs, the working directory and whatever lies around them
     out = env / ("out" + case.out_suffix)
     r = run_main([*argv, "--out", str(out)], capsys)
     if case.expect == "loads":
         assert r.returncode == 0, r.stderr
         assert out.exists()
+        for word in case.words:
+            assert word in r.stdout, (word, r.stdout)
+        assert_no_partial_state(env / "home")
         return
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
@@ -97,9 +128,8 @@ def test_cli(name, env, capsys):
     for word in case.words:
         assert word in lines[0], (word, lines[0])
     assert not out.exists()
-    assert snapshot(env / "in") == inputs, "an input folder changed (or a file escaped into it)"
+    assert snapshot(env) == before, "a file was written or changed outside NOISYLAB_HOME"
     assert_no_partial_state(env / "home")
-    assert list((env / "cwd").iterdir()) == []
     if "marker" in page:
         assert not Path(page["marker"]).exists(), "the pickle ran code"
 
@@ -232,16 +262,11 @@ def test_curves_page(name, env, monkeypatch):
     _expect_page(at, case)
     if case.expect == "loads":
         charts = at.get("vega_lite_chart")
-        epochs = len(hostile_metrics_rows(run))
+        epochs = len(runs.read_metrics(run))
         if epochs:
             assert len(charts) >= 2            # accuracy per epoch + memorization gap (+ the evaluation)
         else:
             assert any("first epoch" in i.value for i in at.info)
-
-
-def hostile_metrics_rows(run: Path):
-    from noisycore import runs
-    return runs.read_metrics(run)
 
 
 @pytest.mark.parametrize("name", RUN_CASES)
@@ -267,7 +292,7 @@ def test_review_page(name, env, monkeypatch):
 def test_model_from_another_dataset_is_refused_when_its_features_are_computed(env, monkeypatch):
     """The neighbour strip loads best.keras (detect.compute_features, in the background worker the Review
     page starts): a model with another number of classes is refused with both numbers, and the page says so."""
-    from noisycore import crossval, detect, runs
+    from noisycore import crossval, detect
     from noisycore.errors import UserError
 
     case = CASES["run_model_other_dataset"]
