@@ -277,6 +277,20 @@ def _zip_bomb(root: Path):
     return _inject(z), {"path": str(z)}
 
 
+def _zip_corrupt_member(root: Path):
+    """The last member's compressed bytes are damaged: extraction fails after the others were written."""
+    name = "set/dog/zz.png"
+    z = make_zip(root / "upload.zip", {**good_members("set/"), name: png_bytes(7, (64, 64))})
+    data = bytearray(z.read_bytes())
+    with zipfile.ZipFile(z) as zf:
+        info = zf.getinfo(name)
+    start = info.header_offset + 30 + len(name) + struct.unpack_from("<H", data, info.header_offset + 28)[0]
+    middle = start + info.compress_size // 2
+    data[middle:middle + 64] = bytes(64)
+    z.write_bytes(bytes(data))
+    return _inject(z), {"path": str(z)}
+
+
 def _zip_nested(root: Path):
     inner = make_zip(root / "tmp-inner" / "inner.zip", good_members()).read_bytes()
     (root / "tmp-inner" / "inner.zip").unlink()
@@ -384,6 +398,7 @@ CASES = [
     Case("zip_absolute", _zip_absolute, "error", ("upload.zip", "absolute path"), "data"),
     Case("zip_symlink", _zip(symlink="set/cat/link.png"), "error", ("set/cat/link.png", "symbolic link"), "data"),
     Case("zip_bomb", _zip_bomb, "error", ("upload.zip", "zip bomb"), "data"),
+    Case("zip_corrupt_member", _zip_corrupt_member, "error", ("set/dog/zz.png", "corrupt"), "data"),
     Case("zip_nested", _zip_nested, "error", ("inner.zip", "unzip it first"), "data"),
     Case("zip_not_a_zip", _not_a_zip, "error", ("upload.zip", "not a valid zip"), "data"),
     # CSV manifests
@@ -405,7 +420,8 @@ CASES = [
     Case("rate_above_one", _rate("1.5"), "error", ("rate=1.5", "[0, 1)")),
     Case("matrix_negative", _matrix([[1.2, -0.2], [0.0, 1.0]]), "error", ("row 0", "-0.2", ">= 0")),
     Case("matrix_row_sum", _matrix([[1.0, 0.0], [0.3, 0.3]]), "error", ("row 1", "sums to 0.6")),
-    # CIFAR-10N label files that try to run code
+    # CIFAR-10N label files that try to run code. The folder's classes are not CIFAR-10's: had the file
+    # been read after the class check, the message would name the classes instead of refusing the pickle.
     Case("pickle_raw", _pickle("raw"), "error", ("refusing", "os.system"), "data"),
     Case("pickle_torch_zip", _pickle("zip"), "error", ("refusing", "os.system"), "data"),
     # run folders
