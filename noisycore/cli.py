@@ -97,6 +97,10 @@ def cmd_inject(args) -> int:
     from noisycore.noise import apply_noise, describe, save_label_set
 
     ncfg = noise_config(args)  # validate before the (slow) load
+    if ncfg.human_labels and not ncfg.human_labels.lower().endswith(".csv"):
+        from noisycore.noise import read_cifar10n_pt
+
+        read_cifar10n_pt(ncfg.human_labels)   # a bad or malicious label file is refused before any image is read
     dcfg = data_config(args)
     dataset = load_dataset(dcfg)
     noisy = apply_noise(dataset, ncfg)
