@@ -41,6 +41,6 @@ def test_start_a_run_from_the_page_and_watch_it_finish(_isolated_home):
     assert not at.exception, at.exception
     labels = [m.label for m in at.metric]
     assert "Test accuracy (best model)" in labels
-    assert len(at.get("vega_lite_chart")) >= 2                  # accuracy and loss curves
+    assert len(at.get("vega_lite_chart")) >= 2                  # accuracy and (in an expander) loss curves
     config = runs.read_config(run_dir)
     assert config.epochs == 2 and config.max_train == 300 and config.preset == "quick"

@@ -87,9 +87,9 @@ def run_panel(run_dir: str, *, key: str) -> None:
         metrics = run.metrics
         if len(metrics):
             best = _best_epoch(run)
-            c1, c2 = st.columns(2)
-            c1.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy"), width="stretch")
-            c2.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
+            st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy"), width="stretch")
+            with st.expander("Loss curves"):
+                st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
         else:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
