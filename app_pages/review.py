@@ -22,12 +22,13 @@ if not choices:
             "then come back here to find its wrong labels.")
     st.stop()
 names = [Path(p).name for p in choices]
-mine = Path(current_run() or "").name
+mine = Path(current_run() or st.query_params.get("run", "")).name   # a reload starts a new session: the URL
 pick = st.selectbox("Run", names, index=names.index(mine) if mine in names else 0,
                     help="A finished training run: its model judges the labels it was trained on.")
 run_dir = choices[names.index(pick)]
-if pick != mine:
+if run_dir != current_run():
     set_current_run(run_dir)
+st.query_params["run"] = pick   # a refresh or a bookmark resumes on this run, not on the newest one
 
 with st.container(border=True):
     st.subheader("1. Find likely wrong labels", anchor=False)
@@ -80,6 +81,7 @@ reveal = st.toggle("Teaching mode: reveal whether each flagged label was really 
 
 store = guard(ReviewStore.for_run, run_dir)
 decisions = guard(store.latest)
+who = dict(zip(decisions["item_id"], decisions["reviewer"]))   # the latest decision per image, and its author
 issues = guard(detect.load_issues, run_dir, detector)
 flagged = guard(detect.review_queue, issues, decisions, class_names=classes)
 queue = guard(detect.review_queue, issues, decisions, class_names=classes, given=None if given_f == "all" else given_f,
@@ -123,7 +125,7 @@ else:
     next_id = ids[pos + 1] if pos + 1 < len(ids) else None
     nav[3].caption(f"Item {pos + 1} of {len(ids)} · `{row['id']}` · label quality {row['label_quality']:.3f}"
                    + ("" if row["decision"] == "unreviewed" else f" · decided: **{row['decision']}** → "
-                      f"{row['final_label'] or 'excluded'}"))
+                      f"{row['final_label'] or 'excluded'} by **{who.get(row['id'], '?')}**"))
     images = run_images(run_dir)
     left, right = st.columns([2, 3])
     left.image(upscale(images[idx], 320))
