@@ -21,12 +21,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Optional
 
 from noisycore.config import ConfigError, TrainConfig, default_runs_dir
 from noisycore.errors import UserError
+
+if TYPE_CHECKING:   # pandas is imported where it is used: a queued worker waits without it (~15 MB, not ~100)
+    import pandas as pd
 
 STATES = ("queued", "running", "finished", "stopped", "failed")
 ACTIVE_STATES = ("queued", "running")
@@ -175,6 +176,8 @@ def append_metrics_row(run_dir, row: dict, columns) -> None:
 
 def read_metrics(run_dir) -> pd.DataFrame:
     """metrics.csv as a DataFrame; a truncated last line (a crash mid-write) is dropped."""
+    import pandas as pd
+
     path = Path(run_dir) / "metrics.csv"
     if not path.exists():
         return pd.DataFrame(columns=list(METRIC_COLUMNS))
@@ -262,6 +265,8 @@ def _list_row(path: Path) -> dict:
 
 def list_runs(root=None) -> pd.DataFrame:
     """One row per run folder, newest first (columns LIST_COLUMNS)."""
+    import pandas as pd
+
     rows = [_list_row(p) for p in reversed(run_dirs(root))]
     return pd.DataFrame(rows, columns=list(LIST_COLUMNS))
 
