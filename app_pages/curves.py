@@ -26,7 +26,7 @@ view = st.segmented_control("View", ["Run", "Compare", "Sweeps"], default="Run",
 if view == "Run":
     choices = run_choices()
     if not choices:
-        st.info("No runs yet. Start one on the **Train** page (the Quick demo takes about a minute), "
+        st.info("No runs yet. Start one on the **Train** page (the Quick demo takes a few minutes), "
                 "or from a terminal with `noisycore train`.")
         st.stop()
     paths = list(choices)

@@ -26,7 +26,7 @@ with st.container(border=True):
     st.subheader("1. Images", anchor=False)
     kind = st.segmented_control("Dataset", list(SOURCES), format_func=SOURCES.get, default="builtin",
                                 required=True, key="dataset", **BIND,
-                                help="The built-in shapes need no download and train in about a minute on a laptop.")
+                                help="The built-in shapes need no download and train in a few minutes on a laptop.")
     source = "builtin"
     if kind == "cifar10":
         source = "cifar10"

@@ -13,7 +13,7 @@ STEPS = [
      "(symmetric, pair, asymmetric, instance-dependent, your own matrix) or bring real human labels; "
      "see exactly which labels were flipped."),
     ("app_pages/train.py", "2. Train", ":material/model_training:",
-     "Pick a preset (the Quick demo takes about a minute on a CPU), a model, a robust loss (label smoothing, "
+     "Pick a preset (the Quick demo takes a few minutes on a CPU), a model, a robust loss (label smoothing, "
      "symmetric CE, GCE, bootstrapping, …) and a method (co-teaching, confidence weighting, label correction); "
      "watch the curves live while it trains in the background."),
     ("app_pages/curves.py", "3. Curves & compare", ":material/monitoring:",

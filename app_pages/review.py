@@ -18,7 +18,7 @@ st.caption("The model points at labels it believes are wrong; you decide, image 
 # ---- Inputs: the run --------------------------------------------------------------------------------
 choices = guard(reviewable_runs, runs_root())
 if not choices:
-    st.info("No finished runs yet. Train one on the **Train** page (the Quick demo takes about a minute), "
+    st.info("No finished runs yet. Train one on the **Train** page (the Quick demo takes a few minutes), "
             "then come back here to find its wrong labels.")
     st.stop()
 names = [Path(p).name for p in choices]

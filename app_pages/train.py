@@ -139,7 +139,7 @@ if st.button("Start training", type="primary", icon=":material/play_arrow:"):
 st.subheader("3. Runs", anchor=False)
 table = guard(runs.list_runs, runs_root())
 if table.empty:
-    st.info("No runs yet. Press **Start training**: the Quick demo takes about a minute on a laptop CPU.")
+    st.info("No runs yet. Press **Start training**: the Quick demo takes a few minutes on a laptop CPU.")
     st.stop()
 ids = table["id"].tolist()
 mine = Path(current_run() or "").name

@@ -341,7 +341,7 @@ PRESETS: dict = {
 }
 
 PRESET_HELP: dict = {
-    "quick": "Quick demo: CPU, about a minute on the built-in dataset; shows the network memorizing wrong labels.",
+    "quick": "Quick demo: CPU, a few minutes on the built-in dataset; with 40% noise CE peaks, then memorizes the wrong labels.",
     "blog": "The blog post's recipe: blog CNN, label smoothing 0.1, augmentation, Adam, early stopping, 100 epochs.",
     "full": "GPU-sized: ResNet, SGD 0.1 cosine, weight decay 5e-4, strong augmentation, 200 epochs.",
 }
