@@ -115,7 +115,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         summary = train.run(fold_config, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")
-        model = keras.models.load_model(fold_dir / "run" / "best.keras", compile=False)
+        model = keras.models.load_model(fold_dir / "run" / "best.keras", compile=False, safe_mode=True)
         p = model.predict(make_dataset(images[held], num_classes=k, batch_size=512), verbose=0)
         keras.backend.clear_session()   # the next fold builds a fresh model
         p = np.asarray(p, dtype=np.float64)

@@ -321,7 +321,7 @@ def compute_features(run_dir, *, images=None, batch_size: int = 512) -> np.ndarr
     if not (run / "best.keras").is_file():
         raise UserError(f"{run.name} has no best.keras; the run did not finish an epoch")
     x = run_images(run) if images is None else images
-    model = keras.models.load_model(run / "best.keras", compile=False)
+    model = keras.models.load_model(run / "best.keras", compile=False, safe_mode=True)  # no lambdas from files
     k, names = int(model.outputs[0].shape[-1]), read_run_labels(run).class_names
     if k != len(names):
         raise UserError(f"{run.name}/best.keras outputs {k} classes but the run's labels have {len(names)} "
