@@ -131,6 +131,7 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
     want = [f"{apply_noise(dataset, NoiseConfig(model=m, rate=r, seed=k)).realized_rate:.2%}"
             for k, (m, r) in enumerate(SETUPS)]
     assert len(set(want)) == SESSIONS, want                  # so a mix-up would show
+    label_sets = [f"builtin-{m}-{round(r * 100)}-s{k}" for k, (m, r) in enumerate(SETUPS)]   # the default names
 
     pid = server_pid()
     before = rss_mb(pid)
@@ -146,11 +147,7 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
                 expect(pg.locator('[data-testid="stMetric"]').filter(has_text="Realized rate")).to_contain_text(
                     want[k])
             load_seconds = time.monotonic() - t0
-            for k, pg in enumerate(pages):                 # each saves its own label set (session state)
-                wait_idle(pg)
-                box = pg.get_by_role("textbox", name="Name of the label set")
-                box.fill(f"class-{k}")
-                box.press("Enter")
+            for pg in pages:                               # each saves its own label set (session state)
                 wait_idle(pg)
                 pg.get_by_role("button", name="Use these labels").click()
             for k, pg in enumerate(pages):
@@ -158,7 +155,7 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
                 assert realized(pg) == want[k]              # nobody else's noise leaked in
             for k, pg in enumerate(pages):                 # own label set preselected, own epochs
                 goto_page(pg, "Train")
-                expect(pg.get_by_role("combobox", name="Label set")).to_have_value(f"class-{k}")
+                expect(pg.get_by_role("combobox", name="Label set")).to_have_value(label_sets[k])
                 pg.locator('[data-testid="stExpander"] summary').filter(has_text="Optimization").click()
                 epochs = pg.locator('[data-testid="stNumberInput"]').filter(has_text="Epochs").locator("input")
                 epochs.fill(str(k + 1))
@@ -182,15 +179,18 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
                     break
                 time.sleep(0.2)
         peak = sampler.peak
-        workers = [worker_pid(p) for p in new]
-        worker_rss = [rss_mb(w) for w in workers if w and jobs.pid_alive(w)]
+        queued = [worker_pid(p) for p, state in zip(new, states) if state == "queued"]
+        worker_rss = [rss_mb(w) for w in queued if w and jobs.pid_alive(w)]
+        trainer = worker_pid(new[states.index("running")]) if "running" in states else None
+        trainer_rss = rss_mb(trainer) if trainer and jobs.pid_alive(trainer) else float("nan")
         assert len(new) == SESSIONS, [p.name for p in new]
         assert states.count("running") == 1 and states.count("queued") == SESSIONS - 1, states
         assert max_running == 1, "two runs trained at once"
         assert len(tf_procs) <= 1, f"{len(tf_procs)} processes loaded TensorFlow"
         configs = [runs.read_config(p) for p in new]
         by_labels = {Path(c.labels_path).name: c.epochs for c in configs}
-        assert by_labels == {f"class-{k}": k + 1 for k in range(SESSIONS)}   # each run = its session's choices
+        assert by_labels == {label_sets[k]: k + 1 for k in range(SESSIONS)}   # each run = its session's choices
+        assert worker_rss and max(worker_rss) < 60, f"a queued run holds {max(worker_rss or [0]):.0f} MB"
     finally:
         for p in sorted(runs_root.iterdir(), key=lambda p: runs.read_status(p).get("state") == "running"):
             if p.is_dir() and runs.read_status(p).get("state") in runs.ACTIVE_STATES:
@@ -207,7 +207,9 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
     after = rss_mb(pid)
     result = {"sessions": SESSIONS, "server_rss_mb_before": round(before, 1), "server_rss_mb_peak": round(peak, 1),
               "server_rss_mb_after": round(after, 1), "server_peak_mb_hwm": round(rss_mb(pid, "VmHWM"), 1),
-              "queued_worker_rss_mb_each": round(float(np.median(worker_rss)), 1) if worker_rss else None,
+              "queued_worker_rss_mb_median": round(float(np.median(worker_rss)), 1),
+              "queued_workers_rss_mb_total": round(float(np.sum(worker_rss)), 1),
+              "training_worker_rss_mb": round(trainer_rss, 1),
               "ten_data_pages_seconds": round(load_seconds, 1), "cpus": os.cpu_count(),
               "load_average": os.getloadavg()[0]}
     OUTPUT.mkdir(parents=True, exist_ok=True)
