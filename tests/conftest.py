@@ -1,12 +1,9 @@
 """Shared test setup: every test writes its caches, label sets and runs into a temporary folder."""
 import os
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10"
 
 
 @pytest.fixture(autouse=True)

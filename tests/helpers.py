@@ -1,8 +1,12 @@
 """Small generated data shared by the training, jobs, sweep and review tests."""
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig
+
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10"   # real data, never committed
 
 
 def quadrant_folder(root, *, n_per_class=100, size=16, seed=0):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_CIFAR
+from helpers import SHARED_CIFAR
 from noisycore.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

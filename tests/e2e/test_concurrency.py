@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from conftest import OUTPUT, screenshot, wait_idle
+from e2e_support import OUTPUT, screenshot, wait_idle
 
 from noisycore import detect, jobs, runs
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig

@@ -1,5 +1,5 @@
 """A new user on the Data & noise page, in a real browser: 40% pair noise on the built-in shapes."""
-from conftest import screenshot, wait_idle
+from e2e_support import screenshot, wait_idle
 
 
 def test_inject_pair_noise_and_see_heatmap_and_flipped_examples(page, app_url, app_home):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from conftest import screenshot, wait_idle
+from e2e_support import screenshot, wait_idle
 
 from noisycore import detect
 from noisycore.review import ReviewStore
