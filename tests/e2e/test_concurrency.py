@@ -29,7 +29,7 @@ from noisycore.noise import apply_noise, save_label_set
 from noisycore.review import ReviewStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-expect.set_options(timeout=90_000)   # ten sessions share two busy cores
+expect.set_options(timeout=90_000)   # a shared 2-core machine (the e2e modules set the same value)
 SESSIONS = 10
 # (noise model, rate): every session a different setup; the seed is the session number
 SETUPS = [("symmetric", 0.1), ("pair", 0.2), ("asymmetric", 0.3), ("symmetric", 0.45), ("pair", 0.35),
@@ -145,7 +145,7 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
                 pg.goto(f"{app_url}/data?noise={model}&rate={rate}&seed={k}")
             for k, pg in enumerate(pages):
                 expect(pg.locator('[data-testid="stMetric"]').filter(has_text="Realized rate")).to_contain_text(
-                    want[k])
+                    want[k], timeout=240_000)                # ten first page runs share two CPUs
             load_seconds = time.monotonic() - t0
             for pg in pages:                               # each saves its own label set (session state)
                 wait_idle(pg)

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EPOCHS = 3            # keep the first run well under a minute on a shared 2-core CPU
 MAX_TRAIN = 1000
 ITEM = re.compile(r"Item (\d+) of (\d+)")
-expect.set_options(timeout=60_000)   # a shared 2-core machine: the first page run loads the dataset
+expect.set_options(timeout=90_000)   # a shared 2-core machine (the e2e modules set the same value)
 
 
 # ----------------------------------------------------------------------------- small page helpers
