@@ -14,6 +14,7 @@ from noisycore import jobs, runs, sweeps
 from noisycore.cli import main as cli_main
 from noisycore.config import ConfigError, DataConfig, TrainConfig
 from noisycore.errors import UserError
+from helpers import quadrant_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,16 +191,7 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, extra, word
 
 def tiny_folder(root, *, n_per_class=30, size=12, seed=0):
     """4 classes q0..q3: class c has quadrant c bright on a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    half = size // 2
-    for c in range(4):
-        (root / f"q{c}").mkdir(parents=True, exist_ok=True)
-        r, col = divmod(c, 2)
-        for i in range(n_per_class):
-            img = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
-            img[r * half:(r + 1) * half, col * half:(col + 1) * half] += np.uint8(150)
-            Image.fromarray(img).save(root / f"q{c}" / f"{i:03d}.png")
-    return root
+    return quadrant_folder(root, n_per_class=n_per_class, size=size, seed=seed)
 
 
 def _sweep_cli(folder, out, *extra):
