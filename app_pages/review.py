@@ -106,7 +106,7 @@ ids = queue["id"].tolist()
 current = get_position(pos_key)
 pos = ids.index(current) if current in ids else store.first_unreviewed(ids)
 store_path = str(store.path)
-nav = st.columns([1.3, 1.1, 1.1, 5])
+nav = st.columns([1.7, 1.4, 1.4, 4.5])   # wide enough for "Previous ←" at 1280 px
 nav[0].button("Previous", key="review.prev", shortcut="Left", icon=":material/arrow_back:", disabled=pos == 0,
               on_click=set_position, args=(pos_key, ids[pos - 1] if 0 < pos <= len(ids) else None))
 nav[1].button("Next", key="review.next", shortcut="Right", icon=":material/arrow_forward:",
