@@ -11,6 +11,7 @@ keras = pytest.importorskip("keras")
 
 from noisycore import runs, train  # noqa: E402
 from noisycore.config import ConfigError, DataConfig, NoiseConfig, TrainConfig  # noqa: E402
+from noisycore.errors import UserError  # noqa: E402
 from noisycore.schedules import lr_at  # noqa: E402
 from helpers import quadrant_folder, tiny_config  # noqa: E402
 
@@ -130,9 +131,13 @@ def test_stop_request_ends_the_run_as_stopped(quadrants, tmp_path):
 
 
 def test_an_error_marks_the_run_failed(quadrants, tmp_path):
-    config = tiny_config(quadrants, model="no_such_net")
-    run_dir = runs.create_run(config, root=tmp_path)
+    # a bad model name is refused when the config is built, before any run folder exists
     with pytest.raises(ConfigError, match="model='no_such_net'.*compact_cnn"):
+        tiny_config(quadrants, model="no_such_net")
+    # an error that only shows once training starts (the label file is gone) marks the run failed
+    config = tiny_config(quadrants, labels_path=str(tmp_path / "gone" / "labels.csv"))
+    run_dir = runs.create_run(config, root=tmp_path / "runs")
+    with pytest.raises(UserError):
         train.run(config, run_dir)
     status = runs.read_status(run_dir)
-    assert status["state"] == "failed" and "no_such_net" in status["error"]
+    assert status["state"] == "failed" and "labels.csv" in status["error"]
