@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,21 +112,25 @@ def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) ->
     if name is not None and not desc:
         raise UserError(f"run name {name!r} has no letters or digits; use e.g. 'gce-test'")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    status = {"state": "queued", "error": None, "epoch": 0, "epochs": config.epochs, "batch": 0, "batches": None,
+              "created": now_iso(), "started": None, "finished": None, "pid": None}
     for attempt in range(1000):
         run_id = f"{stamp}-{desc}" + (f"-{attempt + 1}" if attempt else "")
         path = root / run_id
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
+        if path.exists():
             continue
-    else:
-        raise UserError(f"could not create a unique run folder under {root}")
-    atomic_write_text(path / "config.json", config.to_json())
-    write_status(path, {"state": "queued", "error": None, "epoch": 0, "epochs": config.epochs,
-                        "batch": 0, "batches": None, "created": now_iso(), "started": None,
-                        "finished": None, "pid": None})
-    return path
+        # Built under a hidden name and renamed into place, so nobody ever sees a run without its config.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".creating", dir=root))
+        atomic_write_text(tmp / "config.json", config.to_json())
+        write_status(tmp, status)
+        try:
+            os.rename(tmp, path)   # fails if another process took the name meanwhile: try the next one
+            return path
+        except OSError:
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+    raise UserError(f"could not create a unique run folder under {root}")
 
 
 # ------------------------------------------------------------------------------ status
@@ -237,8 +242,8 @@ def run_dirs(root=None) -> list:
     root = Path(root) if root is not None else default_runs_dir()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir()
-                  if p.is_dir() and ((p / "config.json").exists() or (p / "status.json").exists()))
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and ((p / "config.json").exists() or (p / "status.json").exists()))
 
 
 def _list_row(path: Path) -> dict:

@@ -168,7 +168,7 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
             new, states, max_running, tf_procs = [], [], 0, set()
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
-                new = sorted(p for p in runs_root.iterdir() if p.is_dir() and p.name not in existing)
+                new = [p for p in runs.run_dirs(runs_root) if p.name not in existing]   # complete runs only
                 states = [runs.read_status(p).get("state") for p in new]
                 max_running = max(max_running, states.count("running"))
                 for p in new:
@@ -192,7 +192,7 @@ def test_ten_sessions_keep_their_own_state_and_queue_their_training(browser, app
         assert by_labels == {label_sets[k]: k + 1 for k in range(SESSIONS)}   # each run = its session's choices
         assert worker_rss and max(worker_rss) < 60, f"a queued run holds {max(worker_rss or [0]):.0f} MB"
     finally:
-        for p in sorted(runs_root.iterdir(), key=lambda p: runs.read_status(p).get("state") == "running"):
+        for p in sorted(runs.run_dirs(runs_root), key=lambda p: runs.read_status(p).get("state") == "running"):
             if p.is_dir() and runs.read_status(p).get("state") in runs.ACTIVE_STATES:
                 jobs.stop(p)                               # queued ones first: none of them may start
         for c in contexts:

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from e2e_support import screenshot, wait_idle
 
-from noisycore import detect
+from noisycore import detect, runs
 from noisycore.review import ReviewStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -56,7 +56,7 @@ def pick_option(page, label: str, option: str) -> None:
 def newest_run(runs_root: Path, before: set) -> Path:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        new = sorted(p for p in runs_root.iterdir() if p.is_dir() and p.name not in before)
+        new = [p for p in runs.run_dirs(runs_root) if p.name not in before]   # complete run folders only
         if new:
             return new[-1]
         time.sleep(0.2)
