@@ -33,7 +33,7 @@ if TYPE_CHECKING:   # pandas is imported where it is used: a queued worker waits
 STATES = ("queued", "running", "finished", "stopped", "failed")
 ACTIVE_STATES = ("queued", "running")
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "train_acc_true", "train_acc_given", "memorized",
-                  "val_loss", "val_accuracy", "test_accuracy", "lr", "seconds")
+                  "val_loss", "val_accuracy", "test_accuracy", "lr", "seconds", "fit_seconds")
 STOP_FILE = "stop.request"
 LIST_COLUMNS = ("id", "state", "model", "loss", "method", "noise", "rate", "epochs_done", "epochs",
                 "best_val_acc", "test_acc", "created", "path")

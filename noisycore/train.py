@@ -235,6 +235,7 @@ class EpochRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor.interrupted:
             return
+        fit_seconds = time.monotonic() - self._t0   # the epoch's steps + validation, before our evaluation
         # The lr this epoch used: schedulers set it at epoch begin; ReduceLROnPlateau (later in the
         # callback list) lowers it only after this runs.
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -251,6 +252,7 @@ class EpochRecorder(keras.callbacks.Callback):
         extras.update({k: logs[k] for k in ("val_accuracy_2",) if k in logs})
         row.update(extras)
         row["seconds"] = round(time.monotonic() - self._t0, 3)
+        row["fit_seconds"] = round(fit_seconds, 3)
         if self.columns is None:
             self.columns = list(runs.METRIC_COLUMNS) + [k for k in extras if k not in runs.METRIC_COLUMNS]
         runs.append_metrics_row(self.run_dir, row, self.columns)
