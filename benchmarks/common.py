@@ -188,22 +188,30 @@ def cell_finished(path: Path, config: TrainConfig) -> bool:
     return False
 
 
-def train_cell(path: Path, config: TrainConfig, *, log=print) -> dict:
-    """Train one cell (resuming = skipping a finished one); returns its summary."""
-    from noisycore import runs, train
+def train_cell(path: Path, config: TrainConfig) -> Optional[dict]:
+    """Train one cell (resuming = skipping a finished one); returns its summary, or None when
+    another process is training this cell right now (it holds the cell's lock file)."""
+    from noisycore import jobs, runs, train
 
-    if cell_finished(path, config):
-        return runs.read_summary(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    load_before = os.getloadavg()[0]
-    summary = train.run(config, tmp)
-    summary = {**summary, "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
-    runs.write_json(tmp / "summary.json", summary)
-    if summary.get("state") != "finished":
-        raise KeyboardInterrupt
-    tmp.rename(path)           # a cell folder is complete or absent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = jobs.try_lock(path.parent / f".{path.name}.lock")
+    if lock is None:
+        return None
+    try:
+        if cell_finished(path, config):
+            return runs.read_summary(path)
+        tmp = path.with_name(f".{path.name}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        load_before = os.getloadavg()[0]
+        summary = train.run(config, tmp)
+        summary = {**summary, "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+        runs.write_json(tmp / "summary.json", summary)
+        if summary.get("state") != "finished":
+            raise KeyboardInterrupt
+        tmp.rename(path)           # a cell folder is complete or absent
+    finally:
+        lock.release()
     import keras
 
     keras.backend.clear_session()

@@ -154,7 +154,8 @@ def run(args, argv) -> int:
         t0 = time.monotonic()
         if not common.cell_finished(path, configs[setting]):
             print(f"[{i}/{len(setting_names)}] {setting}: training {args.recipe} ...", flush=True)
-            common.train_cell(path, configs[setting])
+            if common.train_cell(path, configs[setting]) is None:
+                raise UserError(f"another process is training {path} right now; rerun when it has finished")
         print(f"[{i}/{len(setting_names)}] {setting}: {args.folds}-fold cross-validation "
               "(finished folds are reused) ...", flush=True)
         crossval.cross_validate(path, folds=args.folds)

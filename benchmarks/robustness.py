@@ -122,23 +122,38 @@ def time_markdown(times: pd.DataFrame) -> str:
     return common.markdown_table(out.fillna("—"))
 
 
+def finished_cells(work: Path) -> list:
+    """(setting, recipe, seed) of every finished cell in ``work``, also those of earlier commands (e.g. a
+    second seed of some settings), in the order of SETTING_HELP and RECIPES."""
+    import re
+
+    found = []
+    for summary in sorted(work.glob("*/*-s*/summary.json")):
+        m = re.fullmatch(r"(.+)-s(\d+)", summary.parent.name)
+        setting = summary.parent.parent.name
+        if m and setting in SETTING_HELP and m.group(1) in RECIPES:
+            found.append((setting, m.group(1), int(m.group(2))))
+    order = {s: i for i, s in enumerate(SETTING_HELP)}
+    return sorted(found, key=lambda c: (order[c[0]], list(RECIPES).index(c[1]), c[2]))
+
+
 def write_results(work: Path, out: Path, grid, *, budget_name: str, dataset: str, command: str) -> pd.DataFrame:
     rows, epochs = [], []
-    for setting, recipe, seed in grid:
+    for setting, recipe, seed in finished_cells(work):
         path = cell_path(work, setting, recipe, seed)
-        if not (path / "summary.json").is_file():
-            continue
         rows.append(cell_row(path, setting, recipe, seed))
         epochs.append(common.cell_metrics(path).assign(setting=setting, recipe=recipe, seed=seed))
     cells = pd.DataFrame(rows, columns=list(CELL_COLUMNS))
     common.atomic_write(out.with_suffix(".csv"), cells.to_csv(index=False))
     if epochs:
         common.atomic_write(out.with_name(out.name + "_epochs.csv"), pd.concat(epochs).to_csv(index=False))
-    recipes = list(dict.fromkeys(r for _, r, _ in grid))
+    recipes = [r for r in RECIPES if r in set(cells["recipe"]) | {r for _, r, _ in grid}]
+    in_grid = sum((cell_path(work, *c) / "summary.json").is_file() for c in grid)
     times = time_table(work, cells) if len(cells) else pd.DataFrame()
     budget = BUDGETS[budget_name]
     text = [f"# Robustness on {dataset}: budget `{budget_name}` ({budget.note})", "",
-            f"Machine: {common.machine()}. Command: `{command}`. Cells finished: {len(cells)} of {len(grid)}.", "",
+            f"Machine: {common.machine()}. Last command: `{command}` ({in_grid} of its {len(grid)} cells "
+            f"finished); the tables hold every finished cell of {work.name}/ ({len(cells)}).", "",
             "Clean test accuracy (%), mean ± half the range over seeds; best = at the epoch with the best "
             "noisy-validation accuracy, last = last epoch.", "", accuracy_markdown(cells, recipes) if len(cells) else "",
             "", "Recipes:", ""] + [f"- `{r}`: {RECIPES[r][1]}" for r in recipes] + [
@@ -184,15 +199,19 @@ def run(args, argv) -> int:
             done = common.cell_finished(path, configs[cell])
             if not done:
                 print(f"[{i}/{len(grid)}] training {path.relative_to(work)} ...", flush=True)
-                common.train_cell(path, configs[cell])
+                if common.train_cell(path, configs[cell]) is None:
+                    print(f"[{i}/{len(grid)}] {path.relative_to(work)}: another process is training it; "
+                          "skipped (rerun later to include it)", flush=True)
+                    continue
             row = cell_row(path, *cell)
             print(f"[{i}/{len(grid)}] {path.relative_to(work)}: best {common.pct(row['test_best'])}% "
                   f"(epoch {row['best_epoch']}), last {common.pct(row['test_last'])}%"
                   + ("" if done else f", {time.monotonic() - t0:.0f} s"), flush=True)
             write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command)
-    cells = write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command)
-    print(f"{len(cells)} of {len(grid)} cells finished; tables: {out.with_suffix('.md')}")
-    return 0 if len(cells) == len(grid) else 1
+    write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command)
+    done = sum((cell_path(work, *c) / "summary.json").is_file() for c in grid)
+    print(f"{done} of {len(grid)} cells finished; tables: {out.with_suffix('.md')}")
+    return 0 if done == len(grid) else 1
 
 
 if __name__ == "__main__":
