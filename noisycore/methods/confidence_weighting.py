@@ -67,7 +67,31 @@ class ExampleAwareModel(keras.Model):
         return super().train_step((x, y, weights))
 
 
-class ConfidenceWeightingMethod(StandardMethod):
+class ExampleAwareMethod(StandardMethod):
+    """Base of the methods that train an ExampleAwareModel (per-example weights, or labels that
+    change during training); what it predicts and saves is the plain inner network."""
+
+    use_example_labels = False
+
+    def build(self) -> keras.Model:
+        model = ExampleAwareModel(self.network(), num_examples=len(self.ctx.y_fit),
+                                  num_classes=self.ctx.num_classes, use_example_labels=self.use_example_labels)
+        self.init_model(model)
+        model.compile(optimizer=self.optimizer(), loss=self.loss(),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        return model
+
+    def init_model(self, model) -> None:
+        """Set the model's per-example variables before training (default: weights 1, given labels)."""
+
+    def train_data(self):
+        return self.train_dataset(with_index=True)
+
+    def predictor(self, model):
+        return model.net
+
+
+class ConfidenceWeightingMethod(ExampleAwareMethod):
     """Standard training with per-example weights p[given]^gamma after a warm-up (see module doc)."""
 
     name = "confidence_weighting"
@@ -79,19 +103,6 @@ class ConfidenceWeightingMethod(StandardMethod):
             raise ConfigError(f"warmup_epochs={w!r} must be an integer >= 0")
         confidence_weights(np.ones(1), gamma=g)  # validates gamma
         self._weights = np.ones(len(ctx.y_fit), np.float32)
-
-    def build(self) -> keras.Model:
-        model = ExampleAwareModel(self.network(), num_examples=len(self.ctx.y_fit),
-                                  num_classes=self.ctx.num_classes)
-        model.compile(optimizer=self.optimizer(), loss=self.loss(),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-        return model
-
-    def train_data(self):
-        return self.train_dataset(with_index=True)
-
-    def predictor(self, model):
-        return model.net
 
     def after_epoch(self, epoch, probs_fit, model) -> dict:
         """From the epoch that follows the warm-up on, weight by confidence in the given label."""

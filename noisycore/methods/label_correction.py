@@ -20,12 +20,10 @@ import csv
 import os
 from typing import Optional
 
-import keras
 import numpy as np
 
 from noisycore.config import ConfigError
-from noisycore.methods.confidence_weighting import ExampleAwareModel
-from noisycore.methods.standard import StandardMethod
+from noisycore.methods.confidence_weighting import ExampleAwareMethod
 
 CORRECTION_COLUMNS = ("round", "epoch", "changed", "changed_correct", "changed_wrong", "label_accuracy")
 
@@ -61,10 +59,11 @@ def round_ends(epochs: int, rounds: int) -> list:
     return [e for e in ends if 1 <= e < epochs]
 
 
-class LabelCorrectionMethod(StandardMethod):
+class LabelCorrectionMethod(ExampleAwareMethod):
     """Standard training whose labels are corrected at phase ends (see module doc)."""
 
     name = "label_correction"
+    use_example_labels = True
 
     def __init__(self, ctx, **params):
         super().__init__(ctx, **params)
@@ -77,19 +76,8 @@ class LabelCorrectionMethod(StandardMethod):
         self.ends = round_ends(ctx.config.epochs, rounds)
         self.history: list = []
 
-    def build(self) -> keras.Model:
-        model = ExampleAwareModel(self.network(), num_examples=len(self.labels),
-                                  num_classes=self.ctx.num_classes, use_example_labels=True)
+    def init_model(self, model) -> None:
         model.example_labels.assign(self.labels.astype(np.int32))
-        model.compile(optimizer=self.optimizer(), loss=self.loss(),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-        return model
-
-    def train_data(self):
-        return self.train_dataset(with_index=True)
-
-    def predictor(self, model):
-        return model.net
 
     def after_epoch(self, epoch, probs_fit, model) -> dict:
         if epoch + 1 not in self.ends:
