@@ -196,6 +196,15 @@ def _pick(rng: np.random.Generator, n: int, rate: float, per_example: bool) -> n
     return mask
 
 
+def _flip_setup(true_labels, rate, num_classes, seed, per_example) -> tuple:
+    """Validated (K, labels, rng, mask of the examples to flip) for the symmetric / uniform models."""
+    k = _check_num_classes(num_classes)
+    t = _check_labels(true_labels, k)
+    r = _check_rate(rate, k)
+    rng = _rng(seed)
+    return k, t, rng, _pick(rng, t.size, r, per_example)
+
+
 def symmetric_noise(true_labels, *, rate: float, num_classes: int, seed: int,
                     per_example: bool = False) -> np.ndarray:
     """Flip labels to a uniformly chosen *other* class: T = (1-rate) I + rate/(K-1) off the diagonal.
@@ -204,11 +213,7 @@ def symmetric_noise(true_labels, *, rate: float, num_classes: int, seed: int,
     the new label is (y + U{1..K-1}) mod K, so it never equals y. Shapes: (N,) -> (N,) int64.
     The blog post's add_label_noise, vectorized and seeded.
     """
-    k = _check_num_classes(num_classes)
-    t = _check_labels(true_labels, k)
-    r = _check_rate(rate, k)
-    rng = _rng(seed)
-    flip = _pick(rng, t.size, r, per_example)
+    k, t, rng, flip = _flip_setup(true_labels, rate, num_classes, seed, per_example)
     labels = t.copy()
     labels[flip] = (t[flip] + rng.integers(1, k, size=int(flip.sum()))) % k if k > 1 else t[flip]
     return labels
@@ -220,11 +225,7 @@ def uniform_noise(true_labels, *, rate: float, num_classes: int, seed: int,
 
     Realized noise rate is about (K-1)/K * rate. Shapes: (N,) -> (N,) int64. DivideMix / ELR convention.
     """
-    k = _check_num_classes(num_classes)
-    t = _check_labels(true_labels, k)
-    r = _check_rate(rate, k)
-    rng = _rng(seed)
-    flip = _pick(rng, t.size, r, per_example)
+    k, t, rng, flip = _flip_setup(true_labels, rate, num_classes, seed, per_example)
     labels = t.copy()
     labels[flip] = rng.integers(0, k, size=int(flip.sum()))
     return labels
