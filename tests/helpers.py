@@ -1,4 +1,5 @@
 """Small generated data shared by the training, jobs, sweep and review tests."""
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +32,15 @@ def tiny_config(folder, **overrides) -> TrainConfig:
                   early_stopping_patience=0, val_fraction=0.15)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def run_main(argv, capsys) -> subprocess.CompletedProcess:
+    """noisycore's CLI main() in this process (argparse errors exit via SystemExit), as a CompletedProcess."""
+    from noisycore.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)

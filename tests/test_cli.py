@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHARED_CIFAR
-from noisycore.cli import main
+from helpers import SHARED_CIFAR, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +48,7 @@ def test_inject_pair_noise_writes_labels_and_reports_rate(tmp_path):
     assert meta["config"]["model"] == "pair" and meta["config"]["seed"] == 3
     again = cli("inject", "--dataset", "builtin", "--noise", "pair", "--rate", "40%", "--seed", "3",
                 "--out", tmp_path / "again", home=tmp_path)
+    assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "labels.csv").read_text() == (out / "labels.csv").read_text()
 
 
@@ -65,16 +65,6 @@ def test_inject_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys
     out = tmp_path / "out"
     assert_user_error(run_main(["inject", *args, "--out", str(out)], capsys), *words)
     assert not out.exists()
-
-
-def run_main(argv, capsys) -> subprocess.CompletedProcess:
-    """main() in this process (argparse errors exit via SystemExit), as a CompletedProcess."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
 def test_inject_matrix_with_bad_row_names_the_row(tmp_path, capsys):

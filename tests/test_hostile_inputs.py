@@ -8,15 +8,14 @@ paths, a metrics.csv cut short by a crash) must work.
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import hostile
+from helpers import run_main
 from noisycore import runs
-from noisycore.cli import main
 from noisycore.config import ConfigError, NoiseConfig
 from noisycore.noise import validate_matrix
 
@@ -73,16 +72,6 @@ def build(case, env: Path):
     if case.needs_keras:
         pytest.importorskip("keras")
     return case.build(env / "in")
-
-
-def run_main(argv, capsys) -> subprocess.CompletedProcess:
-    """main() in this process (argparse errors exit via SystemExit), as a CompletedProcess."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
 def snapshot(folder: Path, *, skip: str = "home") -> dict:
