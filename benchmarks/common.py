@@ -69,9 +69,9 @@ SETTING_HELP = {
     "clean": "clean labels (the ceiling)",
     "sym20": "symmetric 20%",
     "sym40": "symmetric 40%",
-    "asym40": "asymmetric 40% (similar classes swap; about 20% of all labels wrong)",
-    "worst": "CIFAR-10N worst (real annotators, 40.21% wrong)",
-    "aggre": "CIFAR-10N aggre (majority vote of 3 annotators, 9.01% wrong)",
+    "asym40": "asymmetric 40% (similar classes swap)",
+    "worst": "CIFAR-10N worst (real annotators)",
+    "aggre": "CIFAR-10N aggre (majority of 3 annotators)",
 }
 
 # Recipe name -> (TrainConfig fields, one-line description). Every recipe runs with the same budget

@@ -4,10 +4,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import stat
 import struct
 import time
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hostile import make_zip
 from noisycore import datasets as D
 from noisycore.config import DataConfig
 from noisycore.errors import DataError
@@ -219,17 +218,6 @@ def test_folder_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- zip archives
-
-def make_zip(path: Path, members: dict, *, symlink: str | None = None) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, "/etc/passwd")
-    return path
-
 
 def png(color=(1, 2, 3), size=(8, 8)) -> bytes:
     buf = io.BytesIO()
