@@ -86,6 +86,9 @@ RECIPES = {
     "gce": ({"model": "compact_cnn", "loss": "gce", "loss_params": {"q": 0.7}, "augment": "strong",
              "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle"},
             "compact_cnn, GCE (q 0.7), crop + flip, Adam one-cycle to 3e-3"),
+    "ce": ({"model": "compact_cnn", "loss": "ce", "augment": "strong", "optimizer": "adam", "learning_rate": 3e-3,
+            "batch_size": 128, "lr_schedule": "onecycle"},
+           "the gce recipe with plain cross-entropy (how much the robust loss adds)"),
     "sce": ({"model": "compact_cnn", "loss": "sce", "loss_params": {"alpha": 0.1, "beta": 1.0}, "augment": "strong",
              "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle"},
             "compact_cnn, SCE (alpha 0.1, beta 1), crop + flip, Adam one-cycle to 3e-3"),
@@ -252,6 +255,14 @@ def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the project when it is inside it (results files hold no home folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def machine() -> str:

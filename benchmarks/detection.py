@@ -69,7 +69,7 @@ def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
                      "flagged": found.num_issues, **{k: ev.get(k) for k in ("precision", "recall", "f1",
                                                                            "average_precision")},
                      "detector_seconds": round(seconds, 3), "probs_seconds": round(probs_seconds, 1),
-                     "run": str(run_dir)})
+                     "run": common.shown_path(run_dir)})
     return rows
 
 

@@ -56,7 +56,7 @@ def cell_row(path: Path, setting: str, recipe: str, seed: int) -> dict:
             "test_max": float(m["test_accuracy"].max()), "drop": test_best - test_last,
             "memorized_last": summary.get("last_memorized"), "fit_seconds": round(float(fit.sum()), 1),
             "seconds": summary.get("seconds"), "load_before": summary.get("load_before"),
-            "load_after": summary.get("load_after"), "run": str(path)}
+            "load_after": summary.get("load_after"), "run": common.shown_path(path)}
 
 
 def time_to(metrics: pd.DataFrame, target: float):
@@ -96,13 +96,12 @@ def accuracy_markdown(cells: pd.DataFrame, recipes, baseline: str = "blog") -> s
             g = group[group["recipe"] == recipe]
             row[f"{recipe} best"] = common.mean_spread(g["test_best"]) if len(g) else "—"
             row[f"{recipe} last"] = common.mean_spread(g["test_last"]) if len(g) else "—"
-        others = [r for r in recipes if r != baseline]
-        if baseline in recipes and others:
-            b = group[group["recipe"] == baseline]
-            for recipe in others:
-                g = group[group["recipe"] == recipe]
-                if len(b) and len(g):
-                    row[f"{recipe} − {baseline} (best)"] = f"{100 * (g['test_best'].mean() - b['test_best'].mean()):+.1f}"
+        others = [r for r in recipes if r != baseline] if baseline in recipes else []
+        b = group[group["recipe"] == baseline]
+        for recipe in others:
+            g = group[group["recipe"] == recipe]
+            row[f"{recipe} − {baseline} (best)"] = f"{100 * (g['test_best'].mean() - b['test_best'].mean()):+.1f}" \
+                if len(b) and len(g) else "—"
         row["seeds"] = ",".join(str(s) for s in sorted(group["seed"].unique()))
         rows.append(row)
     return common.markdown_table(pd.DataFrame(rows).fillna("—"))
@@ -137,7 +136,8 @@ def finished_cells(work: Path) -> list:
     return sorted(found, key=lambda c: (order[c[0]], list(RECIPES).index(c[1]), c[2]))
 
 
-def write_results(work: Path, out: Path, grid, *, budget_name: str, dataset: str, command: str) -> pd.DataFrame:
+def write_results(work: Path, out: Path, grid, *, budget_name: str, dataset: str, command: str,
+                  report: bool = False) -> pd.DataFrame:
     rows, epochs = [], []
     for setting, recipe, seed in finished_cells(work):
         path = cell_path(work, setting, recipe, seed)
@@ -152,8 +152,9 @@ def write_results(work: Path, out: Path, grid, *, budget_name: str, dataset: str
     times = time_table(work, cells) if len(cells) else pd.DataFrame()
     budget = BUDGETS[budget_name]
     text = [f"# Robustness on {dataset}: budget `{budget_name}` ({budget.note})", "",
-            f"Machine: {common.machine()}. Last command: `{command}` ({in_grid} of its {len(grid)} cells "
-            f"finished); the tables hold every finished cell of {work.name}/ ({len(cells)}).", "",
+            f"Machine: {common.machine()}. The tables hold every finished cell of {work.name}/ ({len(cells)}); "
+            f"last written by `{command}`" + ("." if report else f" ({in_grid} of its {len(grid)} cells finished)."),
+            "",
             "Clean test accuracy (%), mean ± half the range over seeds; best = at the epoch with the best "
             "noisy-validation accuracy, last = last epoch.", "", accuracy_markdown(cells, recipes) if len(cells) else "",
             "", "Recipes:", ""] + [f"- `{r}`: {RECIPES[r][1]}" for r in recipes] + [
@@ -208,10 +209,10 @@ def run(args, argv) -> int:
                   f"(epoch {row['best_epoch']}), last {common.pct(row['test_last'])}%"
                   + ("" if done else f", {time.monotonic() - t0:.0f} s"), flush=True)
             write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command)
-    write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command)
+    write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command, report=args.report)
     done = sum((cell_path(work, *c) / "summary.json").is_file() for c in grid)
     print(f"{done} of {len(grid)} cells finished; tables: {out.with_suffix('.md')}")
-    return 0 if done == len(grid) else 1
+    return 0 if args.report or done == len(grid) else 1
 
 
 if __name__ == "__main__":
