@@ -8,7 +8,6 @@ made with another config (another budget or recipe) is an error, so a table neve
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -221,12 +220,6 @@ def train_cell(path: Path, config: TrainConfig) -> Optional[dict]:
     return summary
 
 
-def cell_metrics(path: Path) -> pd.DataFrame:
-    from noisycore import runs
-
-    return runs.read_metrics(path)
-
-
 # ------------------------------------------------------------------------------ formatting
 def pct(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * float(x):.1f}"
@@ -277,7 +270,3 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
-def dump_json(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)

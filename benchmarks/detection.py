@@ -54,7 +54,9 @@ def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
     probs = detect.pred_probs(run_dir, source=source, ids=info.ids)
     probs_seconds = run_seconds(run_dir) if source == "in_sample" else cv_seconds(run_dir, folds)
     margins = detect.read_margins(run_dir)
-    rate = (runs_summary(run_dir) or {}).get("noise_rate")
+    from noisycore import runs
+
+    rate = (runs.read_summary(run_dir) or {}).get("noise_rate")
     rows = []
     for name in issues_mod.DETECTORS:
         if name == "aum" and (source != "in_sample" or margins is None):
@@ -71,12 +73,6 @@ def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
                      "detector_seconds": round(seconds, 3), "probs_seconds": round(probs_seconds, 1),
                      "run": common.shown_path(run_dir)})
     return rows
-
-
-def runs_summary(run_dir: Path):
-    from noisycore import runs
-
-    return runs.read_summary(run_dir)
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -125,7 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--recipe", default="gce", help=f"the recipe whose probabilities are judged: {', '.join(RECIPES)}")
     p.add_argument("--folds", type=int, default=4, help="folds of the cross-validation (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and the training (default 0)")
-    p.add_argument("--out", default=None, help="results prefix (default benchmarks/results/detection-<dataset>)")
+    p.add_argument("--out", default=None, help="results prefix (default benchmarks/results/detection-<dataset>-<budget>)")
     return common.cli("detection", p, run, argv)
 
 
@@ -137,7 +133,7 @@ def run(args, argv) -> int:
         raise UserError(f"--folds {args.folds} must be in 2..20")
     if args.seed < 0:
         raise UserError(f"--seed {args.seed} must be a non-negative integer")
-    out = Path(args.out or DEFAULT_OUT.with_name(f"detection-{args.dataset}"))
+    out = Path(args.out or DEFAULT_OUT.with_name(f"detection-{args.dataset}-{budget_name}"))
     command = "python benchmarks/detection.py " + " ".join(argv if argv is not None else sys.argv[1:])
     configs = {s: common.cell_config(dataset=args.dataset, budget=budget, setting=s, recipe=args.recipe,
                                      seed=args.seed) for s in setting_names}

@@ -41,11 +41,11 @@ def cell_path(work: Path, setting: str, recipe: str, seed: int) -> Path:
     return work / setting / f"{recipe}-s{seed}"
 
 
-def cell_row(path: Path, setting: str, recipe: str, seed: int) -> dict:
+def cell_row(path: Path, m: pd.DataFrame, setting: str, recipe: str, seed: int) -> dict:
+    """The results row of one finished cell from its summary and its metrics ``m``."""
     from noisycore import runs
 
     summary = runs.read_summary(path) or {}
-    m = common.cell_metrics(path)
     best = summary.get("best_epoch")
     at_best = m.loc[m["epoch"] == best, "test_accuracy"] if best is not None else pd.Series(dtype=float)
     test_best = float(at_best.iloc[0]) if len(at_best) else summary.get("test_accuracy")
@@ -68,17 +68,18 @@ def time_to(metrics: pd.DataFrame, target: float):
     return float(fit.iloc[hit[0]]), int(metrics["epoch"].iloc[hit[0]])
 
 
-def time_table(work: Path, cells: pd.DataFrame, baseline: str = "blog") -> pd.DataFrame:
-    """Per setting, seed and non-baseline recipe: the baseline's best, the seconds each needs to reach it."""
+def time_table(cells: pd.DataFrame, metrics: dict, baseline: str = "blog") -> pd.DataFrame:
+    """Per setting, seed and non-baseline recipe: the baseline's best, the seconds each needs to reach it.
+    ``metrics`` maps (setting, recipe, seed) to that cell's metrics."""
     rows = []
     for (setting, seed), group in cells.groupby(["setting", "seed"], sort=False):
         base = group[group["recipe"] == baseline]
         if base.empty:
             continue
         target = float(base["test_best"].iloc[0])
-        base_s, base_e = time_to(common.cell_metrics(cell_path(work, setting, baseline, seed)), target)
+        base_s, base_e = time_to(metrics[(setting, baseline, seed)], target)
         for _, r in group[group["recipe"] != baseline].iterrows():
-            s, e = time_to(common.cell_metrics(cell_path(work, setting, r["recipe"], seed)), target)
+            s, e = time_to(metrics[(setting, r["recipe"], seed)], target)
             rows.append({"setting": setting, "seed": seed, "recipe": r["recipe"], "target": target,
                          "baseline_seconds": base_s, "baseline_epoch": base_e, "seconds": s, "epoch": e,
                          "ratio": None if s is None or not base_s else s / base_s})
@@ -138,18 +139,18 @@ def finished_cells(work: Path) -> list:
 
 def write_results(work: Path, out: Path, grid, *, budget_name: str, dataset: str, command: str,
                   report: bool = False) -> pd.DataFrame:
-    rows, epochs = [], []
-    for setting, recipe, seed in finished_cells(work):
-        path = cell_path(work, setting, recipe, seed)
-        rows.append(cell_row(path, setting, recipe, seed))
-        epochs.append(common.cell_metrics(path).assign(setting=setting, recipe=recipe, seed=seed))
-    cells = pd.DataFrame(rows, columns=list(CELL_COLUMNS))
+    from noisycore import runs
+
+    metrics = {cell: runs.read_metrics(cell_path(work, *cell)) for cell in finished_cells(work)}   # read once
+    cells = pd.DataFrame([cell_row(cell_path(work, *cell), m, *cell) for cell, m in metrics.items()],
+                         columns=list(CELL_COLUMNS))
+    epochs = [m.assign(setting=cell[0], recipe=cell[1], seed=cell[2]) for cell, m in metrics.items()]
     common.atomic_write(out.with_suffix(".csv"), cells.to_csv(index=False))
     if epochs:
         common.atomic_write(out.with_name(out.name + "_epochs.csv"), pd.concat(epochs).to_csv(index=False))
     recipes = [r for r in RECIPES if r in set(cells["recipe"]) | {r for _, r, _ in grid}]
-    in_grid = sum((cell_path(work, *c) / "summary.json").is_file() for c in grid)
-    times = time_table(work, cells) if len(cells) else pd.DataFrame()
+    in_grid = sum(c in metrics for c in grid)
+    times = time_table(cells, metrics) if len(cells) else pd.DataFrame()
     budget = BUDGETS[budget_name]
     text = [f"# Robustness on {dataset}: budget `{budget_name}` ({budget.note})", "",
             f"Machine: {common.machine()}. The tables hold every finished cell of {work.name}/ ({len(cells)}); "
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
     p.add_argument("--settings", default=None, help="noise settings, e.g. clean,sym20,sym40,asym40,worst,aggre")
     p.add_argument("--recipes", default="blog,gce", help=f"recipes from: {', '.join(RECIPES)} (default blog,gce)")
     p.add_argument("--seeds", default="0,1", help="seeds of the noise and the training (default 0,1)")
-    p.add_argument("--out", default=None, help="results prefix (default benchmarks/results/robustness-<dataset>)")
+    p.add_argument("--out", default=None, help="results prefix (default benchmarks/results/robustness-<dataset>-<budget>)")
     p.add_argument("--report", action="store_true", help="only rewrite the tables from finished cells")
     return common.cli("robustness", p, run, argv)
 
@@ -181,12 +182,13 @@ def run(args, argv) -> int:
     budget_name, budget, setting_names, work = common.resolve(args, every, every)
     recipe_names = common.check_names("recipe", common.parse_list(args.recipes), tuple(RECIPES))
     seeds = common.parse_seeds(args.seeds)
-    out = Path(args.out or DEFAULT_OUT.with_name(f"robustness-{args.dataset}"))
+    out = Path(args.out or DEFAULT_OUT.with_name(f"robustness-{args.dataset}-{budget_name}"))
     # seed-major order: a first complete table (one seed) comes early
     grid = [(s, r, seed) for seed in seeds for s in setting_names for r in recipe_names]
     command = "python benchmarks/robustness.py " + " ".join(argv if argv is not None else sys.argv[1:])
     configs = {cell: common.cell_config(dataset=args.dataset, budget=budget, setting=cell[0], recipe=cell[1],
                                         seed=cell[2]) for cell in grid}   # every config valid before training
+    cells = None
     if not args.report:
         import logging
 
@@ -204,13 +206,16 @@ def run(args, argv) -> int:
                     print(f"[{i}/{len(grid)}] {path.relative_to(work)}: another process is training it; "
                           "skipped (rerun later to include it)", flush=True)
                     continue
-            row = cell_row(path, *cell)
+            cells = write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command)
+            row = cells.set_index(["setting", "recipe", "seed"]).loc[cell]
             print(f"[{i}/{len(grid)}] {path.relative_to(work)}: best {common.pct(row['test_best'])}% "
                   f"(epoch {row['best_epoch']}), last {common.pct(row['test_last'])}%"
                   + ("" if done else f", {time.monotonic() - t0:.0f} s"), flush=True)
-            write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command)
-    write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command, report=args.report)
-    done = sum((cell_path(work, *c) / "summary.json").is_file() for c in grid)
+    if cells is None:       # --report, or every cell was being trained by another process
+        cells = write_results(work, out, grid, budget_name=budget_name, dataset=args.dataset, command=command,
+                              report=args.report)
+    finished = set(zip(cells["setting"], cells["recipe"], cells["seed"]))
+    done = sum(c in finished for c in grid)
     print(f"{done} of {len(grid)} cells finished; tables: {out.with_suffix('.md')}")
     return 0 if args.report or done == len(grid) else 1
 

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -127,9 +128,7 @@ def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) ->
             os.rename(tmp, path)   # fails if another process took the name meanwhile: try the next one
             return path
         except OSError:
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
+            shutil.rmtree(tmp)
     raise UserError(f"could not create a unique run folder under {root}")
 
 

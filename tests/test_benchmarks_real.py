@@ -57,6 +57,17 @@ def test_robustness_writes_one_row_per_cell_and_the_markdown_table(robust):
     gain = 100 * (cells["test_best"].iloc[1] - cells["test_best"].iloc[0])
     assert f"| {gain:+.1f} |" in md
     assert "Time to the blog recipe's best test accuracy" in md and "2 of 2 cells finished" in done.stdout
+    # time to accuracy: the target is the blog cell's best, the ratio the two cumulative fit times
+    metrics = {(r["setting"], r["recipe"], r["seed"]): pd.read_csv(Path(r["run"]) / "metrics.csv")
+               for _, r in cells.iterrows()}
+    times = robustness.time_table(cells, metrics)
+    assert len(times) == 1 and times["recipe"].iloc[0] == "gce"
+    assert times["target"].iloc[0] == pytest.approx(cells["test_best"].iloc[0])
+    blog_s, blog_e = robustness.time_to(metrics[("sym40", "blog", 0)], cells["test_best"].iloc[0])
+    assert (times["baseline_seconds"].iloc[0], times["baseline_epoch"].iloc[0]) == (blog_s, blog_e)
+    if times["seconds"].iloc[0] is not None:
+        assert times["ratio"].iloc[0] == pytest.approx(times["seconds"].iloc[0] / blog_s)
+        assert f"| {times['ratio'].iloc[0]:.2f} |" in md
 
 
 @pytest.mark.slow
@@ -70,8 +81,42 @@ def test_robustness_resumes_keeping_finished_cells_and_retraining_a_cut_one(robu
     trained = [line for line in done.stdout.splitlines() if "training" in line]
     assert trained == ["[2/2] training sym40/gce-s0 ..."]
     assert (blog / "metrics.csv").stat().st_mtime_ns == blog_mtime
+    gce_mtime = (gce / "metrics.csv").stat().st_mtime_ns
     assert (gce / "summary.json").is_file()
     assert len(pd.read_csv(tmp / "out" / "rob.csv")) == 2
+    (tmp / "out" / "rob.md").unlink()
+    report = bench("robustness.py", *args, "--report")      # tables only: nothing trained, exit 0
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "training" not in report.stdout and (tmp / "out" / "rob.md").is_file()
+    assert (gce / "metrics.csv").stat().st_mtime_ns == gce_mtime
+
+
+def test_tables_gather_every_finished_cell_of_the_work_folder(tmp_path):
+    """Cells of earlier commands (e.g. a second seed for some settings) count; partial or foreign ones do not."""
+    for cell in ("sym40/gce-s1", "clean/blog-s0", "sym40/blog-s0", "nope/blog-s0", "sym40/magic-s0",
+                 "sym40/.gce-s2.partial", "worst/gce-s0"):
+        (tmp_path / cell).mkdir(parents=True)
+        (tmp_path / cell / "summary.json").write_text("{}")
+    (tmp_path / "sym40" / "gce-s3").mkdir()                      # no summary: not finished
+    assert robustness.finished_cells(tmp_path) == [("clean", "blog", 0), ("sym40", "blog", 0),
+                                                   ("sym40", "gce", 1), ("worst", "gce", 0)]
+
+
+def test_a_cell_another_process_is_training_is_left_alone(tmp_path):
+    from noisycore import jobs
+
+    path = tmp_path / "sym40" / "gce-s0"
+    partial = tmp_path / "sym40" / ".gce-s0.partial"
+    partial.mkdir(parents=True)
+    (partial / "metrics.csv").write_text("epoch\n1\n")      # the other process's run in progress
+    held = jobs.try_lock(tmp_path / "sym40" / ".gce-s0.lock")
+    try:
+        config = common.cell_config(dataset="builtin", budget=common.BUDGETS["smoke"], setting="sym40",
+                                    recipe="gce", seed=0)
+        assert common.train_cell(path, config) is None
+        assert (partial / "metrics.csv").read_text() == "epoch\n1\n" and not path.exists()
+    finally:
+        held.release()
 
 
 @pytest.mark.slow

@@ -5,10 +5,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from noisycore import jobs, runs, sweeps
 from noisycore.cli import main as cli_main
@@ -189,11 +187,6 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, extra, word
     assert not out.exists()
 
 
-def tiny_folder(root, *, n_per_class=30, size=12, seed=0):
-    """4 classes q0..q3: class c has quadrant c bright on a dark noisy background."""
-    return quadrant_folder(root, n_per_class=n_per_class, size=size, seed=seed)
-
-
 def _sweep_cli(folder, out, *extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "noisycore.cli", "sweep", "--dataset", str(folder), "--test-fraction", "0.25",
@@ -204,7 +197,7 @@ def _sweep_cli(folder, out, *extra):
 
 @pytest.mark.slow
 def test_cli_sweep_end_to_end_and_resume(tmp_path):
-    folder = tiny_folder(tmp_path / "images")
+    folder = quadrant_folder(tmp_path / "images", n_per_class=30, size=12)
     out = tmp_path / "runs" / "sweep-tiny"
     first = _sweep_cli(folder, out)
     assert first.returncode == 0, first.stderr[-2000:]
