@@ -250,6 +250,41 @@ def _confident_learning(labels, pred_probs, *, min_examples_per_class: int = 1,
                    {"min_examples_per_class": min_n, "frac_noise": frac}, proposed=proposed)
 
 
+@dataclass(frozen=True, eq=False)
+class NoiseEstimate:
+    """Confident learning's estimate of the label noise, from given labels and pred_probs alone."""
+
+    noise_matrix: np.ndarray   # (K, K) T[true, given] = P(given = j | true = i), rows sum to 1
+    joint: np.ndarray          # (K, K) calibrated confident joint, indexed [given, true] (cleanlab's)
+    num_issues: int            # estimated number of wrong labels (cleanlab's "off_diagonal" count)
+    noise_rate: float          # num_issues / N
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.joint.sum())
+
+
+def estimate_noise(labels, pred_probs) -> NoiseEstimate:
+    """Estimate the noise matrix and the number of wrong labels without any true labels.
+
+    ``num_issues`` counts the examples whose confidently-counted class differs from the given label
+    and whose argmax also differs (cleanlab's ``num_label_issues(estimation_method="off_diagonal")``).
+    ``noise_matrix`` row-normalizes the transposed calibrated confident joint:
+    ``T[i, j] = C[j, i] / sum_j' C[j', i]`` (Northcutt et al. 2021, eq. 3; cleanlab's
+    ``estimate_noise_matrices`` returns the transpose). labels (N,), pred_probs (N, K).
+    """
+    y, p = _check_inputs(labels, pred_probs)
+    cj = _confident_joint(y, p, calibrate=True)
+    guess = _confident_guess(y, p)
+    off = (guess >= 0) & (guess != y) & (p.argmax(axis=1) != y)
+    true_given = cj.T.astype(np.float64)
+    rows = true_given.sum(axis=1, keepdims=True)
+    k = p.shape[1]
+    matrix = np.where(rows > 0, true_given / np.clip(rows, 1e-12, None), np.eye(k))
+    n_issues = int(off.sum())
+    return NoiseEstimate(noise_matrix=matrix, joint=cj, num_issues=n_issues, noise_rate=n_issues / len(y))
+
+
 # ----------------------------------------------------------------------------- score-based detectors
 
 def _result(p, y, quality, mask, name, params, *, proposed=None) -> LabelIssues:

@@ -342,3 +342,33 @@ def test_tiny_case_and_scores_match_cleanlab():
         expected = rank.get_label_quality_scores(labels, probs, method=method)
         ours = issues.find_label_issues(labels, probs, detector=method).label_quality
         assert ours == pytest.approx(expected, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- noise estimate (no truth)
+
+def test_estimate_noise_by_hand():
+    # thresholds: class 0 -> mean p0 over labelled-0 = (0.9 + 0.2) / 2 = 0.55; class 1 -> (0.8 + 0.7) / 2 = 0.75
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.2, 0.8], [0.3, 0.7]])
+    est = issues.estimate_noise(labels, probs)
+    # example 1 is labelled 0 but confidently 1 (0.8 >= 0.75) and argmax 1: the one issue
+    assert est.num_issues == 1 and est.noise_rate == 0.25
+    # confident joint [given, true]: given 0 -> true 0 once, true 1 once; given 1 -> true 1 twice
+    assert est.joint.tolist() == [[1, 1], [0, 2]]
+    # T[true, given]: true 0 was given 0 (1 of 1); true 1 was given 0 once and 1 twice
+    np.testing.assert_allclose(est.noise_matrix, [[1.0, 0.0], [1 / 3, 2 / 3]])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_estimate_noise_matches_cleanlab(seed):
+    count = pytest.importorskip("cleanlab.count")
+    labels, probs = _realistic(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected_n = count.num_label_issues(labels, probs, estimation_method="off_diagonal")
+        _py, cl_noise, _inv, _cj = count.estimate_py_and_noise_matrices_from_probabilities(
+            labels, probs, converge_latent_estimates=False)  # cl_noise is [given, true]
+    est = issues.estimate_noise(labels, probs)
+    assert est.num_issues == expected_n
+    np.testing.assert_allclose(est.noise_matrix, cl_noise.T, atol=1e-9)
+    np.testing.assert_allclose(est.noise_matrix.sum(axis=1), 1.0)
