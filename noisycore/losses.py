@@ -81,20 +81,26 @@ def generalized_cross_entropy(y_true, y_pred, *, q=0.7):
 
 
 def bootstrap_soft(y_true, y_pred, *, beta=0.95):
-    """Soft bootstrapping: CE(t, p) with target t = beta * y + (1 - beta) * stop_gradient(p).
+    """Soft bootstrapping: CE(t, p) with target t = beta * y + (1 - beta) * p, p NOT stopped.
 
-    Shapes (B, K), (B, K) -> (B,). Reed et al. 2014, "Training Deep Neural Networks on Noisy
-    Labels with Bootstrapping".
+    L = -sum_k (beta y_k + (1 - beta) p_k) log p_k = beta * CE(y, p) + (1 - beta) * H(p): the gradient
+    flows through the prediction in the target, which makes the extra term an entropy penalty that
+    rewards confident predictions (Reed et al. 2015, Sec. 3.1, "Training Deep Neural Networks on Noisy
+    Labels with Bootstrapping"). With the prediction's gradient stopped the extra term would add no
+    gradient through a softmax and the loss would train exactly like 0.95 x CE.
+    Shapes (B, K), (B, K) -> (B,).
     """
     y_true, y_pred = _prep(y_true, y_pred)
-    target = beta * y_true + (1.0 - beta) * ops.stop_gradient(y_pred)
+    target = beta * y_true + (1.0 - beta) * y_pred
     return -ops.sum(target * ops.log(y_pred), axis=-1)
 
 
 def bootstrap_hard(y_true, y_pred, *, beta=0.8):
     """Hard bootstrapping: CE(t, p) with t = beta * y + (1 - beta) * onehot(argmax p).
 
-    Shapes (B, K), (B, K) -> (B,). Reed et al. 2014.
+    The argmax one-hot is piecewise constant (its derivative is 0 almost everywhere, as in Reed et al.
+    2015), so the gradient is that of CE against the fixed target t; ``stop_gradient`` only says so.
+    Shapes (B, K), (B, K) -> (B,). Reed et al. 2015.
     """
     y_true, y_pred = _prep(y_true, y_pred)
     k = ops.shape(y_pred)[-1]

@@ -101,13 +101,14 @@ def test_gradients_finite_even_for_saturated_predictions(name):
     assert np.isfinite(float(loss)) and np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
 
 
-def test_bootstrap_target_does_not_carry_gradient():
-    """d/dp of -sum(t log p) with t fixed is -t/p; a gradient through t would add -log p terms."""
+def test_bootstrap_target_carries_gradient():
+    """Reed et al.: d/dp_k of -sum_k (b y_k + (1 - b) p_k) log p_k = -b y_k / p_k - (1 - b)(log p_k + 1)
+    (the prediction inside the target is differentiated too; see tests/test_fidelity.py via logits)."""
     p = tf.Variable(P[:1])
     with tf.GradientTape() as tape:
         loss = per_example_loss("bootstrap_soft", num_classes=3)(Y[:1], p)
-    target = 0.95 * Y[:1] + 0.05 * P[:1]
-    np.testing.assert_allclose(tape.gradient(loss, p).numpy(), -target / P[:1], rtol=1e-5)
+    expected = -0.95 * Y[:1] / P[:1] - 0.05 * (np.log(P[:1]) + 1.0)
+    np.testing.assert_allclose(tape.gradient(loss, p).numpy(), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
