@@ -16,7 +16,9 @@ are kept, a cell cut short is trained again. After every cell the results are re
 (what early stopping with restore_best_weights returns; the test set is never used to choose);
 "last" is the last epoch's. Time to accuracy: the training seconds (fit_seconds, the epochs' steps
 and validation, without our per-epoch evaluation) a recipe needs until its test accuracy first
-reaches the blog recipe's best, against the blog recipe's own time to its best.
+reaches the blog recipe's best, against the blog recipe's own time to its best. It reads the
+per-epoch TEST curve, so it is a report of how fast each recipe gets there, never a selection: no
+epoch, model or setting is chosen by it (model selection uses the noisy validation split only).
 """
 from __future__ import annotations
 
@@ -159,7 +161,8 @@ def write_results(work: Path, out: Path, grid, *, budget_name: str, dataset: str
             "Clean test accuracy (%), mean ± half the range over seeds; best = at the epoch with the best "
             "noisy-validation accuracy, last = last epoch.", "", accuracy_markdown(cells, recipes) if len(cells) else "",
             "", "Recipes:", ""] + [f"- `{r}`: {RECIPES[r][1]}" for r in recipes] + [
-            "", "Time to the blog recipe's best test accuracy (training seconds, same machine, same labels):", "",
+            "", "Time to the blog recipe's best test accuracy (training seconds, same machine, same labels; read "
+            "from the per-epoch test curve, so a report, not a selection: nothing is chosen by it):", "",
             time_markdown(times), ""]
     common.atomic_write(out.with_suffix(".md"), "\n".join(text))
     return cells

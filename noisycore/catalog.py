@@ -18,7 +18,7 @@ LOSS_SPECS = {
     "label_smoothing": ({"epsilon": 0.1}, {"epsilon": (0.0, 0.99)},
                         "Cross-entropy against softened targets (the blog post's choice): less over-confident."),
     "sce": ({"alpha": 0.1, "beta": 1.0}, {"alpha": (0.0, 100.0), "beta": (0.0, 100.0)},
-            "Symmetric cross-entropy: adds a 'reverse' term that a wrong label cannot push to infinity."),
+            "Symmetric cross-entropy: adds a bounded 'reverse' term (log 0 := ln 1e-4, so beta is ~2.3x the paper's)."),
     "gce": ({"q": 0.7}, {"q": (1e-3, 1.0)},
             "Generalized cross-entropy: between cross-entropy (q near 0) and the noise-tolerant MAE (q = 1)."),
     "bootstrap_soft": ({"beta": 0.95}, {"beta": (0.0, 1.0)},

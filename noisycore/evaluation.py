@@ -143,7 +143,8 @@ def noise_matrices(run_dir) -> Optional[dict]:
 
     Returns None for other losses, else ``{"used": (K, K), "used_title": str, "estimated": bool,
     "truth": (K, K) or None, "counts": (K, K) or None, "class_names": tuple}``; truth = the
-    realized ``T[i, j]`` (share of true class i given label j) of the run's training labels.
+    realized ``T[i, j] = P(given label j | true class i)``: among the training images of true class i, the
+    share given label j (rows sum to 1; the GUIDE's noise_matrix convention).
     """
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)

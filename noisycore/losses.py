@@ -53,7 +53,9 @@ def label_smoothing(y_true, y_pred, *, epsilon=0.1):
 def reverse_cross_entropy(y_true, y_pred):
     """Reverse cross-entropy: RCE = -sum_k p_k log clip(y_k, 1e-4, 1).
 
-    For a one-hot y this is -A (1 - p_y) with A = ln 1e-4 (about 9.21 * (1 - p_y)).
+    For a one-hot y this is -A (1 - p_y) with A = ln 1e-4 = -9.21 (about 9.21 * (1 - p_y)). That is
+    the value of the authors' reference code (clip to 1e-4), NOT the paper's A = -4: the reverse term
+    here is 9.21 / 4 = 2.3 times the paper's, so a beta here equals about 2.3 x beta in the paper.
     Shapes (B, K), (B, K) -> (B,). Wang et al. 2019, "Symmetric Cross Entropy for Robust Learning
     with Noisy Labels".
     """
@@ -64,7 +66,8 @@ def reverse_cross_entropy(y_true, y_pred):
 def symmetric_cross_entropy(y_true, y_pred, *, alpha=0.1, beta=1.0):
     """Symmetric cross-entropy: SCE = alpha * CE(y, p) + beta * RCE(y, p).
 
-    Shapes (B, K), (B, K) -> (B,). Wang et al. 2019 (ICCV); CIFAR-10 defaults alpha 0.1, beta 1.0.
+    Shapes (B, K), (B, K) -> (B,). Wang et al. 2019 (ICCV); CIFAR-10 defaults alpha 0.1, beta 1.0 (the
+    reference code's values, with its A = ln 1e-4; with the paper's A = -4 the same loss needs beta 2.3).
     """
     return alpha * cross_entropy(y_true, y_pred) + beta * reverse_cross_entropy(y_true, y_pred)
 

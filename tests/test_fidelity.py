@@ -53,3 +53,31 @@ def test_hard_bootstrapping_gradient_is_that_of_ce_against_a_fixed_target():
     y = np.array([0.0, 1.0, 0.0])
     target = 0.8 * y + 0.2 * np.array([1.0, 0.0, 0.0])      # argmax p = class 0
     np.testing.assert_allclose(_softmax_grad("bootstrap_hard", y, [z], beta=0.8), p - target, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ documentation slips
+def test_sce_documents_the_reference_codes_constant_not_the_papers():
+    """RCE's log 0 is clipped to ln 1e-4 = -9.21 (Wang et al.'s code), not the paper's A = -4:
+    beta here is 9.21 / 4 = 2.3 times the paper's; the docstrings and the help text say so."""
+    from noisycore import catalog, losses
+
+    y, p = np.array([[0.0, 1.0, 0.0]], np.float32), np.array([[0.5, 0.3, 0.2]], np.float32)
+    rce = float(per_example_loss("sce", num_classes=3, alpha=0.0, beta=1.0)(y, p)[0])
+    assert rce == pytest.approx(-ln(1e-4) * 0.7, rel=1e-5) and ln(1e-4) / -4 == pytest.approx(2.30, abs=0.01)
+    assert "2.3" in losses.reverse_cross_entropy.__doc__ and "-4" in losses.reverse_cross_entropy.__doc__
+    assert "2.3" in losses.symmetric_cross_entropy.__doc__ and "2.3" in catalog.LOSS_HELP["sce"]
+
+
+def test_evaluation_describes_the_realized_matrix_as_given_given_true():
+    from noisycore import evaluation
+
+    doc = " ".join(evaluation.noise_matrices.__doc__.split())
+    assert "P(given label j | true class i)" in doc and "share of true class i given label j" not in doc
+
+
+def test_time_to_accuracy_is_called_a_report_not_a_selection():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    for text in ((root / "robustness.py").read_text(), (root / "README.md").read_text()):
+        assert "a report" in text and "not a selection" in text
