@@ -31,6 +31,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from noisycore import detect, jobs, runs
+from noisycore.splits import stratified_folds
 from noisycore.errors import UserError
 
 CV_DIR = "cv"
@@ -43,17 +44,8 @@ class Stopped(Exception):
 
 
 def fold_assignments(labels, *, folds: int, seed: int) -> np.ndarray:
-    """Fold number 0..folds-1 per example (N,), stratified by label: each class is shuffled (seeded)
-    and dealt round-robin, continuing where the previous class stopped, so fold sizes differ by <= 1."""
-    y = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    out = np.empty(len(y), dtype=np.int64)
-    offset = 0
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        out[idx] = (np.arange(len(idx)) + offset) % folds
-        offset += len(idx)
-    return out
+    """Fold number 0..folds-1 per example (N,), stratified by label (see splits.stratified_folds)."""
+    return stratified_folds(labels, folds, seed)
 
 
 def _check_folds(folds, n: int, *, allow_zero: bool = False) -> int:
@@ -108,10 +100,12 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
             probs[held] = np.load(done, allow_pickle=False)
             continue
         shutil.rmtree(fold_dir, ignore_errors=True)   # a fold cut short starts again
-        labels_dir = detect.write_label_subset(
-            fold_dir / "labels", run, ids=info.ids[~held], labels=info.labels[~held],
-            true_labels=None if info.true_labels is None else info.true_labels[~held])
-        fold_config = config.replace(labels_path=str(labels_dir.resolve()), max_train=None, record_margins=False)
+        # The truth stays out of the folds: no true labels in their label sets, validation on the given
+        # labels, so nothing about a fold model (training or its best epoch) can depend on it.
+        labels_dir = detect.write_label_subset(fold_dir / "labels", run, ids=info.ids[~held],
+                                               labels=info.labels[~held], true_labels=None)
+        fold_config = config.replace(labels_path=str(labels_dir.resolve()), max_train=None, record_margins=False,
+                                     trusted_val=False)
         summary = train.run(fold_config, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")

@@ -32,6 +32,7 @@ import numpy as np
 
 from noisycore.config import DataConfig, default_data_dir
 from noisycore.errors import DataError, UserError
+from noisycore.splits import stratified_split, stratified_subset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -246,27 +247,12 @@ def _holdout(y: np.ndarray, class_names, test_fraction: float, seed: int) -> np.
         raise DataError(f"to hold out a test split every class needs at least 2 images; too few in: "
                         f"{', '.join(small)}. Add images, remove those classes, or provide train/ and test/ "
                         "folders.")
-    rng = np.random.default_rng(seed)
     test = np.zeros(len(y), bool)
-    for c in range(len(class_names)):
-        idx = np.flatnonzero(y == c)
-        n = min(max(int(round(test_fraction * len(idx))), 1), len(idx) - 1)
-        test[rng.choice(idx, n, replace=False)] = True
+    test[stratified_split(y, test_fraction, seed)] = True
     return test
 
 
-def _stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of n examples keeping class shares (largest-remainder quotas, seeded choice)."""
-    if n >= len(y):
-        return np.arange(len(y))
-    classes, counts = np.unique(y, return_counts=True)
-    quota = n * counts / len(y)
-    take = np.floor(quota).astype(int)
-    order = np.argsort(-(quota - take), kind="stable")
-    take[order[: n - take.sum()]] += 1
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(y == c), t, replace=False) for c, t in zip(classes, take)]
-    return np.sort(np.concatenate(picked))
+_stratified_subset = stratified_subset   # the one subset rule (noisycore.splits), also used by train.prepare
 
 
 def _limit(ds: Dataset, max_train: Optional[int], max_test: Optional[int], seed: int) -> Dataset:

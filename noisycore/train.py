@@ -32,6 +32,7 @@ from noisycore import runs  # noqa: E402
 from noisycore.config import ConfigError, TrainConfig  # noqa: E402
 from noisycore.methods import method_params  # noqa: E402
 from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
+from noisycore.splits import stratified_split, stratified_subset  # noqa: E402
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
 STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
@@ -70,35 +71,26 @@ def check_config(config: TrainConfig) -> None:
     method_params(config.method, config.method_kwargs)
 
 
-def _stratified(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of about ``fraction`` of each class (at least 1 per class of >= 2 examples)."""
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < 2:
-            continue
-        n = min(max(int(round(fraction * len(idx))), 1), len(idx) - 1)
-        picked.append(rng.choice(idx, n, replace=False))
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
-
-
 def validation_split(labels, *, fraction: float, seed: int) -> tuple:
     """(fit_idx, val_idx): a stratified (by given label), seeded split of the training indices."""
     labels = np.asarray(labels)
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"val_fraction={fraction} must be in (0, 1)")
-    val = _stratified(labels, fraction, seed)
+    val = stratified_split(labels, fraction, seed)
     if len(val) == 0:
         raise ConfigError(f"the training set ({len(labels)} images) is too small to hold out a validation split")
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
 def _subset_labels(dataset, noisy, n: int, seed: int):
-    """Stratified subset of n training images, applied to the dataset and its label set together."""
+    """Stratified subset of n training images, applied to the dataset and its label set together.
+
+    The images are the ones ``load_dataset`` keeps for ``max_train`` without a label set (the same
+    splitter on the dataset's own labels with the data seed), so a saved label set trains on the
+    same images as the injected noise it was made from."""
     from noisycore.noise import realized_matrix
 
-    keep = np.sort(_stratified(noisy.labels, n / len(noisy.labels), seed))
+    keep = stratified_subset(dataset.y_train, n, seed)
     ds = dataclasses.replace(dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep],
                              ids_train=dataset.ids_train[keep],
                              label_sets={k: v[keep] for k, v in dataset.label_sets.items()})
@@ -148,7 +140,7 @@ def prepare(config: TrainConfig) -> Prepared:
         dataset = restrict_to_label_set(dataset, config.labels_path)
         noisy = load_label_set(config.labels_path, dataset)
         if config.max_train is not None and config.max_train < len(noisy.labels):
-            dataset, noisy = _subset_labels(dataset, noisy, config.max_train, config.seed)
+            dataset, noisy = _subset_labels(dataset, noisy, config.max_train, data.seed)
     else:
         noisy = apply_noise(dataset, config.noise)
     if config.trusted_val and noisy.true_labels is None:

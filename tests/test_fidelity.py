@@ -81,3 +81,64 @@ def test_time_to_accuracy_is_called_a_report_not_a_selection():
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     for text in ((root / "robustness.py").read_text(), (root / "README.md").read_text()):
         assert "a report" in text and "not a selection" in text
+
+
+# ------------------------------------------------------------------------------ splits and folds
+@pytest.fixture(scope="module")
+def quadrants(tmp_path_factory):
+    from helpers import quadrant_folder
+
+    return quadrant_folder(tmp_path_factory.mktemp("quadrants"), n_per_class=40, size=8)
+
+
+def test_max_train_selects_the_same_images_with_and_without_a_saved_label_set(quadrants, tmp_path):
+    from helpers import tiny_config
+    from noisycore import train
+    from noisycore.noise import save_label_set
+
+    whole = train.prepare(tiny_config(quadrants, data={"source": str(quadrants), "image_size": 8,
+                                                       "test_fraction": 0.25, "seed": 3}))
+    save_label_set(tmp_path, whole.dataset, whole.noisy)
+    for seed in (0, 5):
+        base = tiny_config(quadrants, max_train=50, seed=seed,
+                           data={"source": str(quadrants), "image_size": 8, "test_fraction": 0.25, "seed": 3})
+        injected = train.prepare(base)
+        from_set = train.prepare(base.replace(labels_path=str(tmp_path)))
+        assert len(injected.dataset.ids_train) == 50
+        assert from_set.dataset.ids_train.tolist() == injected.dataset.ids_train.tolist()
+
+
+def test_one_stratified_splitter_everywhere():
+    from noisycore import crossval, datasets, splits, train
+
+    y = np.random.default_rng(0).integers(0, 4, 103)
+    np.testing.assert_array_equal(train.validation_split(y, fraction=0.2, seed=4)[1], splits.stratified_split(y, 0.2, 4))
+    np.testing.assert_array_equal(crossval.fold_assignments(y, folds=3, seed=4), splits.stratified_folds(y, 3, 4))
+    assert datasets._stratified_subset is splits.stratified_subset
+    mask = datasets._holdout(y, [str(c) for c in range(4)], 0.25, 4)
+    np.testing.assert_array_equal(np.flatnonzero(mask), splits.stratified_split(y, 0.25, 4))
+    sub = splits.stratified_subset(y, 40, 1)
+    assert len(sub) == 40 and abs(np.bincount(y[sub], minlength=4) - 40 * np.bincount(y) / 103).max() < 1
+
+
+def test_fold_runs_never_use_the_truth(tmp_path):
+    """A run trained with trusted validation: its cross-validation folds validate on the given labels
+    and their label sets carry no true labels (fold models cannot be chosen with the truth)."""
+    import json
+
+    import pandas as pd
+
+    from noisycore import crossval, runs
+    from test_detect import fake_run
+
+    run, ds, given, true = fake_run(tmp_path)
+    config = runs.read_config(run).replace(epochs=1, batch_size=16, early_stopping_patience=0, trusted_val=True,
+                                           lr_schedule="constant", batchnorm=False, val_fraction=0.2)
+    (run / "config.json").write_text(config.to_json())
+    crossval.cross_validate(run, folds=2)
+    for fold in sorted((run / crossval.CV_DIR).glob("k2-fold*")):
+        assert json.loads((fold / "run" / "config.json").read_text())["trusted_val"] is False
+        for csv in (fold / "labels" / "labels.csv", fold / "run" / "labels.csv"):
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+            assert (table["true_label"] == "").all() and (table["is_noisy"] == "").all()
+        assert json.loads((fold / "run" / "summary.json").read_text())["truth_known"] is False
