@@ -4,11 +4,13 @@ from pathlib import Path
 import streamlit as st
 
 from noisycore import jobs, runs
-from noisycore.catalog import AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, MIXUP_HELP, MODEL_HELP
+from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, LOSS_SETUP_KEYS,
+                               MIXUP_HELP, MODEL_HELP)
 from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HELP, PRESETS, DataConfig, NoiseConfig,
                               TrainConfig)
 from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
 from ui.common import current_labels_path, guard
+from ui.train_options import forward_options
 from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run
 
 DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
@@ -73,12 +75,14 @@ with st.container(border=True):
         c[1].caption(METHOD_HELP[method])
         loss_params = {}
         for name, default in LOSS_DEFAULTS[loss].items():
-            if default is None:   # the forward loss: the noise matrix is known or estimated, not typed in
+            if name in LOSS_SETUP_KEYS.get(loss, ()) or default is None:  # forward: T is chosen below, not typed
                 continue
             lo, hi = LOSS_RANGES[loss].get(name, (0.0, 100.0))
             value = base.loss_kwargs.get(name, default) if base.loss == loss else default
             loss_params[name] = c[0].number_input(f"{loss}: {name}", float(lo), float(hi), float(value),
                                                   key=k + f"loss.{loss}.{name}")
+        if loss == "forward":
+            loss_params = forward_options(c[0], key=k + "loss.forward")
         method_params = {}
         for name, default in METHOD_DEFAULTS[method].items():
             if default is None:

@@ -27,8 +27,16 @@ LOSS_SPECS = {
                        "Hard bootstrapping: the target mixes the given label with the model's predicted class."),
     "nce_rce": ({"alpha": 1.0, "beta": 1.0}, {"alpha": (0.0, 100.0), "beta": (0.0, 100.0)},
                 "Normalized + reverse cross-entropy: two bounded losses that help each other (robust, learns slower)."),
-    "forward": ({"noise_matrix": None}, {},
-                "Forward correction: passes predictions through the noise matrix T before comparing with the labels."),
+    "forward": ({"noise_matrix": None, "matrix": "known", "matrix_from": None, "warmup_epochs": 5}, {},
+                "Forward correction: passes predictions through the noise matrix T (known or estimated) first."),
+}
+# Loss parameters that say how to obtain an input of the loss rather than being one (noisycore.forward):
+# matrix "known" | "estimated"; matrix_from a reference run; warmup_epochs of plain CE before estimating T.
+LOSS_SETUP_KEYS = {"forward": ("matrix", "matrix_from", "warmup_epochs")}
+FORWARD_MATRIX_HELP = {
+    "known": "Known: the declared noise matrix (the injected noise, or the label set's noise.json).",
+    "estimated": "Estimated by confident learning without true labels: from a finished run's predictions, "
+                 "or after a warm-up with plain cross-entropy (Patrini et al.'s two stages in one run).",
 }
 LOSS_DEFAULTS = {name: dict(spec[0]) for name, spec in LOSS_SPECS.items()}
 LOSS_RANGES = {name: dict(spec[1]) for name, spec in LOSS_SPECS.items()}

@@ -134,7 +134,9 @@ def _pairs(text: str) -> dict:
 TRAIN_OPTIONS = {
     "--model": dict(help="compact_cnn, blog_cnn or resnet"),
     "--loss": dict(help="ce, label_smoothing, sce, gce, bootstrap_soft, bootstrap_hard, nce_rce, forward"),
-    "--loss-params": dict(type=_pairs, help="loss hyper-parameters, e.g. q=0.7 or alpha=0.1,beta=1"),
+    "--loss-params": dict(type=_pairs, help="loss hyper-parameters, e.g. q=0.7 or alpha=0.1,beta=1; forward: "
+                          "matrix=known (the declared noise) or matrix=estimated (confident learning, after "
+                          "warmup_epochs=5 of CE, or matrix_from=RUN a finished run)"),
     "--method": dict(help="standard, confidence_weighting, coteaching, label_correction"),
     "--method-params": dict(type=_pairs, help="method hyper-parameters, e.g. forget_rate=0.4,t_k=10"),
     "--epochs": dict(type=int, help="passes over the training images"),
@@ -206,6 +208,10 @@ def cmd_train(args) -> int:
         return 130
     bar.close()
     print(_summary_line(summary))
+    if config.loss == "forward":
+        from noisycore import forward
+
+        print(forward.describe(forward.read_record(run_dir)))
     return 0 if summary.get("state") in ("finished", "stopped") else 1
 
 

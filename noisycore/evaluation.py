@@ -142,7 +142,8 @@ def noise_matrices(run_dir) -> Optional[dict]:
     """The matrix the forward loss used beside the realized one, for runs with the forward loss.
 
     Returns None for other losses, else ``{"used": (K, K), "used_title": str, "estimated": bool,
-    "truth": (K, K) or None, "counts": (K, K) or None, "class_names": tuple}``; truth = the
+    "source": str, "truth": (K, K) or None, "counts": (K, K) or None, "class_names": tuple}``. ``used``
+    comes from noise_matrix_used.json (see noisycore.forward; older runs: the config or noise.json); truth = the
     realized ``T[i, j] = P(given label j | true class i)``: among the training images of true class i, the
     share given label j (rows sum to 1; the GUIDE's noise_matrix convention).
     """
@@ -154,11 +155,23 @@ def noise_matrices(run_dir) -> Optional[dict]:
     meta = json.loads((run_dir / "noise.json").read_text(encoding="utf-8"))
     given = config.loss_kwargs.get("noise_matrix")
     used = given if given is not None else meta.get("requested_matrix")
+    estimated, source = given is not None, "given in the config" if given is not None else "the requested noise"
+    record = forward_record(run_dir)
+    if record is not None:
+        used, estimated, source = record.get("noise_matrix"), bool(record.get("estimated")), record.get("source", "")
     truth, counts = _realized(run_dir, names)
     return {"used": None if used is None else np.asarray(used, dtype=float),
-            "used_title": "Estimated matrix given to the forward loss" if given is not None
+            "used_title": "Matrix the forward loss used (estimated by confident learning)" if estimated
             else "Matrix the forward loss used (the requested noise)",
-            "estimated": given is not None, "truth": truth, "counts": counts, "class_names": names}
+            "estimated": estimated, "source": source, "truth": truth, "counts": counts, "class_names": names}
+
+
+def forward_record(run_dir) -> Optional[dict]:
+    """RUN/noise_matrix_used.json (noisycore.forward.MATRIX_FILE) or None; read without TensorFlow."""
+    try:
+        return json.loads((Path(run_dir) / "noise_matrix_used.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _realized(run_dir: Path, names: tuple) -> tuple:

@@ -129,10 +129,10 @@ def nce_rce(y_true, y_pred, *, alpha=1.0, beta=1.0):
 
 
 def forward_corrected(y_true, y_pred, *, noise_matrix):
-    """Forward correction: CE(y, p @ T), T[i, j] = P(given j | true i) (K, K).
+    """Forward correction: CE(y, p @ T), T[i, j] = P(given j | true i) (K, K), an array or a variable.
 
     The model's clean-label probabilities p are pushed through the noise so they are compared
-    with the noisy labels. Shapes (B, K), (B, K), (K, K) -> (B,). Patrini et al. 2017, "Making
+    with the noisy labels. Which T (known or estimated) a run uses is chosen in noisycore.forward. Shapes (B, K), (B, K), (K, K) -> (B,). Patrini et al. 2017, "Making
     Deep Neural Networks Robust to Label Noise: a Loss Correction Approach".
     """
     y_true, y_pred = _prep(y_true, y_pred)
@@ -192,7 +192,13 @@ def resolve_hyperparams(name, *, num_classes, **hyperparams) -> dict:
     if name in ("sce", "nce_rce") and params["alpha"] == 0 and params["beta"] == 0:
         raise UserError(f"loss {name!r}: alpha and beta are both 0, so nothing would be learned")
     if name == "forward":
-        params["noise_matrix"] = _check_noise_matrix(params["noise_matrix"], int(num_classes))
+        for key in catalog.LOSS_SETUP_KEYS[name]:   # how T was chosen (noisycore.forward), not the loss's input
+            params.pop(key, None)
+        t = params["noise_matrix"]
+        if isinstance(t, keras.Variable):   # the two-stage estimate: T is assigned after the warm-up
+            _check_noise_matrix(keras.ops.convert_to_numpy(t), int(num_classes))
+        else:
+            params["noise_matrix"] = _check_noise_matrix(t, int(num_classes))
     return params
 
 
@@ -240,8 +246,12 @@ class NoisyLabelLoss(keras.losses.Loss):
         return self._fn(y_true, y_pred)
 
     def get_config(self):
-        params = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
-                  for k, v in self.hyperparams.items()}
+        def plain(v):
+            if isinstance(v, keras.Variable):
+                v = keras.ops.convert_to_numpy(v)
+            return np.asarray(v).tolist() if isinstance(v, np.ndarray) else v
+
+        params = {k: plain(v) for k, v in self.hyperparams.items()}
         return {**super().get_config(), "loss_name": self.loss_name, "num_classes": self.num_classes,
                 "hyperparams": params}
 

@@ -149,16 +149,31 @@ def prepare(config: TrainConfig) -> Prepared:
     return Prepared(dataset=dataset, noisy=noisy)
 
 
-def _loss_kwargs(config: TrainConfig, noisy) -> dict:
-    """The loss hyper-parameters; the forward loss gets the noise model's matrix when none is given."""
-    kw = config.loss_kwargs
-    if config.loss == "forward" and kw.get("noise_matrix") is None:
-        if config.labels_path or noisy.requested_matrix is None:
-            raise ConfigError("the forward loss needs loss_params noise_matrix (K x K, T[i][j] = P(given j | "
-                              "true i)) for these labels; estimate it with noisycore.losses.estimate_noise_matrix "
-                              "from a standard run's predictions")
-        kw["noise_matrix"] = np.asarray(noisy.requested_matrix, dtype=np.float64).tolist()
-    return kw
+def _loss_kwargs(config: TrainConfig, noisy, num_classes: int) -> dict:
+    """The loss hyper-parameters; the forward loss gets its starting T (see noisycore.forward)."""
+    from noisycore import forward
+
+    if config.loss != "forward":
+        return config.loss_kwargs
+    return {"noise_matrix": forward.initial_matrix(config, noisy, num_classes=num_classes)["noise_matrix"]}
+
+
+def _forward_setup(config, noisy, ctx, run_dir: Path, fit_probs: Callable) -> list:
+    """Forward loss: save noise_matrix_used.json; for the built-in two-stage estimate put T in a
+    variable (identity = CE during the warm-up) and return the callback that estimates it."""
+    from noisycore import forward
+
+    if config.loss != "forward":
+        return []
+    record = forward.initial_matrix(config, noisy, num_classes=ctx.num_classes)
+    forward.save_record(run_dir, record)
+    if record["warmup_epochs"] is None:
+        return []
+    variable = keras.Variable(np.eye(ctx.num_classes, dtype=np.float32), dtype="float32", trainable=False,
+                              name="forward_noise_matrix")
+    ctx.loss_kwargs = {**ctx.loss_kwargs, "noise_matrix": variable}
+    return [forward.make_warmup_callback(variable=variable, record=record, run_dir=run_dir, fit_probs=fit_probs,
+                                         fit_labels=np.asarray(ctx.y_fit))]
 
 
 def _noise_rate(config: TrainConfig, noisy) -> Optional[float]:
@@ -356,7 +371,7 @@ def _context(config: TrainConfig, prepared: Prepared, run_dir: Path):
     fit_idx, val_idx = validation_split(given, fraction=config.val_fraction, seed=config.seed)
     y_val = true[val_idx] if config.trusted_val else given[val_idx]
     ctx = TrainContext(config=config, x_fit=ds.x_train[fit_idx], y_fit=given[fit_idx], x_val=ds.x_train[val_idx],
-                       y_val=np.asarray(y_val), num_classes=ds.num_classes, loss_kwargs=_loss_kwargs(config, noisy),
+                       y_val=np.asarray(y_val), num_classes=ds.num_classes, loss_kwargs=_loss_kwargs(config, noisy, ds.num_classes),
                        noise_rate=_noise_rate(config, noisy), run_dir=run_dir,
                        report_truth=None if true is None else np.asarray(true)[fit_idx])
     return ctx, fit_idx, val_idx
@@ -396,6 +411,8 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
     ctx, fit_idx, val_idx = _context(config, prepared, run_dir)
+    fit_probs = lambda: None if monitor.interrupted else recorder.last_probs[fit_idx]  # noqa: E731 (set below)
+    extra_callbacks = _forward_setup(config, noisy, ctx, run_dir, fit_probs)
     method = METHODS[config.method](ctx, **config.method_kwargs)
     model = method.build()
     batches = -(-len(fit_idx) // config.batch_size)
@@ -410,7 +427,7 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
     runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx))
     model.fit(method.train_data(), validation_data=method.val_data(), epochs=config.epochs,
-              callbacks=_callbacks(config, run_dir, method, monitor, recorder), verbose=verbose,
+              callbacks=_callbacks(config, run_dir, method, monitor, recorder) + extra_callbacks, verbose=verbose,
               shuffle=False)  # the pipeline already reshuffles each epoch
     return _finish(config, run_dir, model=model, method=method, prepared=prepared, evaluation=evaluation,
                    val_idx=val_idx, stopped=monitor.stopped, t_start=t_start)

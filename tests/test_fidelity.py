@@ -142,3 +142,115 @@ def test_fold_runs_never_use_the_truth(tmp_path):
             table = pd.read_csv(csv, dtype=str, keep_default_na=False)
             assert (table["true_label"] == "").all() and (table["is_noisy"] == "").all()
         assert json.loads((fold / "run" / "summary.json").read_text())["truth_known"] is False
+
+
+# ------------------------------------------------------------------------------ forward correction
+def _pair_label_set(quadrants, out):
+    from helpers import tiny_config
+    from noisycore import train
+    from noisycore.config import NoiseConfig
+    from noisycore.noise import save_label_set
+
+    p = train.prepare(tiny_config(quadrants, noise=NoiseConfig(model="pair", rate=0.3, seed=2)))
+    save_label_set(out, p.dataset, p.noisy)
+    return p
+
+
+def test_forward_trains_on_a_saved_label_set_with_its_known_matrix(quadrants, tmp_path):
+    """Patrini et al. 2017 with T known: the label set's noise.json holds the requested (declared)
+    matrix; the run trains with it and records it (this used to raise for every saved label set)."""
+    from helpers import tiny_config
+    from noisycore import forward, train
+
+    p = _pair_label_set(quadrants, tmp_path / "set")
+    config = tiny_config(quadrants, labels_path=str(tmp_path / "set"), loss="forward", epochs=1)
+    summary = train.run(config, tmp_path / "run")
+    assert summary["state"] == "finished"
+    record = forward.read_record(tmp_path / "run")
+    np.testing.assert_allclose(record["noise_matrix"], p.noisy.requested_matrix)
+    assert record["matrix"] == "known" and "noise.json" in record["source"] and not record["estimated"]
+    pair = 0.7 * np.eye(4) + 0.3 * np.roll(np.eye(4), 1, axis=1)       # T[i, i+1] = 0.3
+    np.testing.assert_allclose(record["noise_matrix"], pair)
+
+
+def test_forward_estimate_after_warm_up_is_confident_learnings_matrix_on_the_fit_split(tmp_path):
+    """The built-in two stages: after the warm-up the loss's T becomes estimate_noise(fit labels,
+    fit predictions).noise_matrix (T[true, given]); no true labels are involved."""
+    import keras
+
+    from noisycore import forward
+    from noisycore.issues import estimate_noise
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 60)
+    probs = rng.dirichlet(np.ones(3), 60)
+    probs[np.arange(60), labels] += 1.0
+    probs /= probs.sum(1, keepdims=True)
+    variable = keras.Variable(np.eye(3, dtype=np.float32), trainable=False)
+    record = {"warmup_epochs": 2, "noise_matrix": np.eye(3).tolist(), "source": "pending"}
+    cb = forward.make_warmup_callback(variable=variable, record=record, run_dir=tmp_path,
+                                      fit_probs=lambda: probs, fit_labels=labels)
+    cb.on_epoch_end(0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), np.eye(3))   # still CE in epoch 2
+    cb.on_epoch_end(1)
+    expected = estimate_noise(labels, probs).noise_matrix
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), expected, rtol=1e-6)
+    saved = forward.read_record(tmp_path)
+    np.testing.assert_allclose(saved["estimated_matrix"], expected)
+    assert saved["estimated_at_epoch"] == 2 and "confident learning" in saved["source"]
+
+
+def test_forward_loss_with_identity_is_cross_entropy_and_follows_its_variable():
+    import keras
+
+    y = np.array([[0, 1, 0]], np.float32)
+    p = np.array([[0.5, 0.3, 0.2]], np.float32)
+    t = keras.Variable(np.eye(3, dtype=np.float32), trainable=False)
+    fn = per_example_loss("forward", num_classes=3, noise_matrix=t, matrix="estimated", warmup_epochs=1)
+    assert float(fn(y, p)[0]) == pytest.approx(-ln(0.3), rel=1e-6)
+    pair = 0.8 * np.eye(3) + 0.2 * np.roll(np.eye(3), 1, axis=1)
+    t.assign(pair.astype(np.float32))
+    assert float(fn(y, p)[0]) == pytest.approx(-ln(0.5 * 0.2 + 0.3 * 0.8), rel=1e-6)
+
+
+def test_forward_estimate_from_a_reference_run(tmp_path):
+    from noisycore import forward
+    from noisycore.issues import estimate_noise
+    from test_detect import fake_run
+
+    run, ds, given, true = fake_run(tmp_path)
+    t, text = forward.estimate_from_run(run, num_classes=4)
+    probs = np.full((len(given), 4), 0.05)
+    probs[np.arange(len(given)), true] = 0.85
+    np.testing.assert_allclose(t, estimate_noise(given, probs).noise_matrix, atol=1e-6)
+    assert "in-sample" in text and run.name in text
+    np.save(run / "cv_probs.npy", probs.astype(np.float32))
+    assert "cross-validation" in forward.estimate_from_run(run, num_classes=4)[1]
+
+
+def test_cli_trains_forward_on_a_saved_pair_noise_set_and_reports_the_matrix(quadrants, tmp_path, capsys):
+    from helpers import run_main
+
+    _pair_label_set(quadrants, tmp_path / "set")
+    result = run_main(["train", "--dataset", str(quadrants), "--image-size", "16", "--test-fraction", "0.25",
+                       "--labels", str(tmp_path / "set"), "--loss", "forward", "--epochs", "1", "--batch-size", "64",
+                       "--no-batchnorm", "--out", str(tmp_path / "runs")], capsys)
+    assert result.returncode == 0, result.stderr
+    assert "noise matrix T[true, given]" in result.stdout and "noise.json" in result.stdout
+    assert " 0.70  0.30  0.00  0.00" in result.stdout
+
+
+def test_forward_runs_cross_validate(tmp_path):
+    """Fold runs carry the forward loss's matrix choice (here: estimated from a reference run)."""
+    from noisycore import crossval, forward, runs
+    from test_detect import fake_run
+
+    run, ds, given, true = fake_run(tmp_path)
+    config = runs.read_config(run).replace(epochs=1, batch_size=16, early_stopping_patience=0, loss="forward",
+                                           loss_params={"matrix": "estimated", "matrix_from": str(run)},
+                                           lr_schedule="constant", batchnorm=False, val_fraction=0.2)
+    (run / "config.json").write_text(config.to_json())
+    probs = crossval.cross_validate(run, folds=2)
+    assert np.isfinite(probs).all()
+    for fold in sorted((run / crossval.CV_DIR).glob("k2-fold*")):
+        assert forward.read_record(fold / "run")["reference_run"] == str(run)

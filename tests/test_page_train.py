@@ -17,6 +17,20 @@ def _train_page() -> AppTest:
     return at
 
 
+def _start_and_wait(at, home, *, epochs):
+    """Set epochs and 300 training images, press Start training, wait for the background run to finish."""
+    at.number_input(key="opt.quick.epochs").set_value(epochs)
+    at.number_input(key="opt.quick.max_train").set_value(300)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    [run_dir] = runs.run_dirs(home / "runs")
+    deadline = time.monotonic() + 300
+    while jobs.poll(run_dir)["state"] in runs.ACTIVE_STATES and time.monotonic() < deadline:
+        time.sleep(1)
+    assert jobs.poll(run_dir)["state"] == "finished", (run_dir / "log.txt").read_text()[-2000:]
+    return run_dir
+
+
 def test_train_page_renders_presets_and_explains_validation():
     at = _train_page()
     assert [b.label for b in at.button] == ["Start training"]
@@ -28,15 +42,7 @@ def test_train_page_renders_presets_and_explains_validation():
 @pytest.mark.slow
 def test_start_a_run_from_the_page_and_watch_it_finish(_isolated_home):
     at = _train_page()
-    at.number_input(key="opt.quick.epochs").set_value(2)
-    at.number_input(key="opt.quick.max_train").set_value(300)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    [run_dir] = runs.run_dirs(_isolated_home / "runs")
-    deadline = time.monotonic() + 300
-    while jobs.poll(run_dir)["state"] in runs.ACTIVE_STATES and time.monotonic() < deadline:
-        time.sleep(1)
-    assert jobs.poll(run_dir)["state"] == "finished", (run_dir / "log.txt").read_text()[-2000:]
+    run_dir = _start_and_wait(at, _isolated_home, epochs=2)
     at.run()
     assert not at.exception, at.exception
     labels = [m.label for m in at.metric]
@@ -44,3 +50,32 @@ def test_start_a_run_from_the_page_and_watch_it_finish(_isolated_home):
     assert len(at.get("vega_lite_chart")) >= 2                  # accuracy and (in an expander) loss curves
     config = runs.read_config(run_dir)
     assert config.epochs == 2 and config.max_train == 300 and config.preset == "quick"
+
+
+@pytest.mark.slow
+def test_forward_loss_on_a_saved_pair_noise_set_from_the_page(_isolated_home):
+    """Use a saved pair-noise label set, pick the forward loss (matrix known): the run trains and the
+    Curves page shows the matrix it used (the label set's declared one) next to the realized one."""
+    from noisycore import forward
+    from noisycore.config import DataConfig, NoiseConfig
+    from noisycore.datasets import load_dataset
+    from noisycore.noise import apply_noise, save_label_set
+
+    data = DataConfig()
+    noisy = apply_noise(load_dataset(data), NoiseConfig(model="pair", rate=0.3, seed=0))
+    save_label_set(_isolated_home / "labels" / "pair30", load_dataset(data), noisy, data_config=data)
+    at = _train_page()
+    assert at.selectbox[0].value == "pair30"
+    at.selectbox(key="opt.quick.loss").set_value("forward").run()
+    assert at.radio(key="opt.quick.loss.forward.matrix").value == "known"
+    at.radio(key="opt.quick.loss.forward.matrix").set_value("estimated").run()
+    assert at.selectbox(key="opt.quick.loss.forward.from").value.startswith("a warm-up")
+    at.radio(key="opt.quick.loss.forward.matrix").set_value("known").run()
+    run_dir = _start_and_wait(at, _isolated_home, epochs=1)
+    record = forward.read_record(run_dir)
+    assert record["matrix"] == "known" and "noise.json" in record["source"]
+    assert record["noise_matrix"][0][:2] == [0.7, 0.3]
+    at.switch_page("app_pages/curves.py").run()
+    assert not at.exception, at.exception
+    assert any("used by the forward loss: the requested matrix of the label set's noise.json" in c.value
+               for c in at.caption)

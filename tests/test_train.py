@@ -75,9 +75,13 @@ def test_labels_file_without_truth_and_max_train(quadrants, tmp_path):
     assert [by_id[i] for i in p.dataset.ids_train] == p.noisy.labels.tolist()
     with pytest.raises(ConfigError, match="trusted_val"):
         train.prepare(config.replace(trusted_val=True))
-    with pytest.raises(ConfigError, match="noise_matrix"):
-        train._loss_kwargs(config.replace(loss="forward"), p.noisy)
-    kw = train._loss_kwargs(tiny_config(quadrants, loss="forward"), prepared.noisy)
+    # the forward loss reads the label set's declared matrix (noise.json); none declared -> estimate it
+    kw = train._loss_kwargs(config.replace(loss="forward"), p.noisy, 4)
+    np.testing.assert_allclose(kw["noise_matrix"], prepared.noisy.requested_matrix)
+    human = dataclasses.replace(p.noisy, requested_matrix=None)
+    with pytest.raises(ConfigError, match="matrix=estimated"):
+        train._loss_kwargs(config.replace(loss="forward"), human, 4)
+    kw = train._loss_kwargs(tiny_config(quadrants, loss="forward"), prepared.noisy, 4)
     np.testing.assert_allclose(np.asarray(kw["noise_matrix"]).sum(axis=1), 1.0)
 
 

@@ -121,6 +121,7 @@ def evaluation_panel(run_dir: str) -> None:
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:
         st.markdown("#### Noise matrix: what the forward loss assumed, and the truth")
+        st.caption(f"T[true, given] used by the forward loss: {matrices['source']}.")
         st.altair_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
                                                     title=matrices["used_title"]), width="content")
         if matrices["truth"] is not None:
