@@ -10,7 +10,7 @@ from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HEL
                               TrainConfig)
 from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
 from ui.common import current_labels_path, guard
-from ui.train_options import forward_options
+from ui.train_options import forget_rate_option, forward_options
 from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run
 
 DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
@@ -88,6 +88,8 @@ with st.container(border=True):
             if default is None:
                 continue
             method_params[name] = c[1].number_input(f"{method}: {name}", value=default, key=k + f"m.{method}.{name}")
+        if method == "coteaching":
+            method_params.update(forget_rate_option(c[1], key=k + "m.coteaching.forget_rate"))
     with st.expander("Optimization", expanded=False):
         c = st.columns(5)
         epochs = c[0].number_input("Epochs", 1, 1000, base.epochs, key=k + "epochs",

@@ -138,7 +138,9 @@ TRAIN_OPTIONS = {
                           "matrix=known (the declared noise) or matrix=estimated (confident learning, after "
                           "warmup_epochs=5 of CE, or matrix_from=RUN a finished run)"),
     "--method": dict(help="standard, confidence_weighting, coteaching, label_correction"),
-    "--method-params": dict(type=_pairs, help="method hyper-parameters, e.g. forget_rate=0.4,t_k=10"),
+    "--method-params": dict(type=_pairs, help="method hyper-parameters, e.g. forget_rate=0.4,t_k=10; co-teaching's "
+                            "forget_rate may also be auto (default), declared, estimated, or "
+                            "oracle_uses_true_labels (oracle: uses true labels)"),
     "--epochs": dict(type=int, help="passes over the training images"),
     "--batch-size": dict(type=int),
     "--optimizer": dict(help="adam or sgd"),

@@ -177,12 +177,18 @@ def _forward_setup(config, noisy, ctx, run_dir: Path, fit_probs: Callable) -> li
 
 
 def _noise_rate(config: TrainConfig, noisy) -> Optional[float]:
-    """The realized noise rate when the truth is known, else the requested rate (if meaningful)."""
-    if noisy.realized_rate is not None:
-        return float(noisy.realized_rate)
-    if config.noise.model in ("none", "matrix", "human"):
+    """The noise rate the noise settings DECLARE (injected noise, or the label set's noise.json), or None.
+
+    The requested rate of a rate-based model; for the matrix model the mean off-diagonal mass of the
+    requested matrix (balanced classes). Never the realized rate: that is counted from the true labels."""
+    settings = noisy.config if getattr(noisy, "config", None) is not None else config.noise
+    if settings.model in ("none", "human"):
         return None
-    return float(config.noise.rate)
+    if settings.model == "matrix":
+        if noisy.requested_matrix is None:
+            return None
+        return float(1.0 - np.mean(np.diag(np.asarray(noisy.requested_matrix, dtype=float))))
+    return float(settings.rate)
 
 
 # ------------------------------------------------------------------------------ callbacks

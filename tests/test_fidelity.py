@@ -254,3 +254,53 @@ def test_forward_runs_cross_validate(tmp_path):
     assert np.isfinite(probs).all()
     for fold in sorted((run / crossval.CV_DIR).glob("k2-fold*")):
         assert forward.read_record(fold / "run")["reference_run"] == str(run)
+
+
+# ------------------------------------------------------------------------------ co-teaching's forget rate
+def _coteaching(quadrants, tmp_path, forget_rate=None, **overrides):
+    from helpers import tiny_config
+    from noisycore import train
+    from noisycore.config import NoiseConfig
+    from noisycore.methods.coteaching import CoTeachingMethod
+
+    params = {} if forget_rate is None else {"forget_rate": forget_rate}
+    config = tiny_config(quadrants, method="coteaching", method_params=params,
+                         noise=NoiseConfig(model="symmetric", rate=0.2, seed=1, per_example=True), **overrides)
+    prepared = train.prepare(config)
+    ctx, _, _ = train._context(config, prepared, tmp_path)
+    return CoTeachingMethod(ctx, **config.method_kwargs), prepared, ctx
+
+
+def test_coteaching_default_forget_rate_is_the_declared_rate_not_read_from_the_truth(quadrants, tmp_path):
+    """Han et al. assume the noise rate is known: the default tau is the rate the noise settings
+    declare (here 0.2, requested), never the realized rate counted from the true labels."""
+    method, prepared, _ = _coteaching(quadrants, tmp_path)
+    assert prepared.noisy.realized_rate != pytest.approx(0.2, abs=1e-3)     # per-example noise: realized differs
+    assert method.tau == 0.2 and "declared" in method.summary()["forget_rate_source"]
+
+
+def test_coteaching_estimates_the_forget_rate_by_confident_learning_when_nothing_is_declared(quadrants, tmp_path):
+    from noisycore.issues import estimate_noise
+
+    method, _, ctx = _coteaching(quadrants, tmp_path, forget_rate="estimated")
+    assert method.tau is None                                               # pending until the first epoch ends
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), len(ctx.y_fit))
+    probs[np.arange(len(ctx.y_fit)), ctx.y_fit] += 1.5
+    probs /= probs.sum(1, keepdims=True)
+
+    class FakeModel:   # after_epoch reads the forget rate variable only
+        forget_rate = tf.Variable(0.0)
+
+    method.after_epoch(0, probs, FakeModel())
+    assert method.tau == pytest.approx(estimate_noise(ctx.y_fit, probs).noise_rate)
+    assert "confident learning" in method.summary()["forget_rate_source"]
+
+
+def test_coteaching_oracle_is_labelled_as_using_the_true_labels(quadrants, tmp_path):
+    method, prepared, ctx = _coteaching(quadrants, tmp_path, forget_rate="oracle_uses_true_labels")
+    assert method.tau == pytest.approx(float((ctx.report_truth != ctx.y_fit).mean()))
+    assert method.summary()["forget_rate_source"] == "oracle (uses true labels)"
+    from noisycore.methods import METHOD_PARAM_HELP
+
+    assert "oracle (uses true labels)" in METHOD_PARAM_HELP["coteaching"]["forget_rate"]

@@ -148,7 +148,7 @@ def test_every_method_beats_chance(quadrants, tmp_path, method, params):
         last = metrics.iloc[-1]
         assert last["weight_noisy"] < last["weight_clean"]    # the wrong labels count less
     if method == "coteaching":
-        np.testing.assert_allclose(metrics["forget_rate"], [0.0, 0.1, 0.2, 0.2], atol=0.02)  # tau = realized 0.2
+        np.testing.assert_allclose(metrics["forget_rate"], [0.0, 0.1, 0.2, 0.2], atol=0.02)  # tau = the declared 0.2
         assert metrics["val_accuracy_2"].notna().all()
     if method == "label_correction":
         import pandas as pd

@@ -79,3 +79,14 @@ def test_forward_loss_on_a_saved_pair_noise_set_from_the_page(_isolated_home):
     assert not at.exception, at.exception
     assert any("used by the forward loss: the requested matrix of the label set's noise.json" in c.value
                for c in at.caption)
+
+
+def test_coteaching_forget_rate_choices_label_the_oracle():
+    at = _train_page()
+    at.selectbox(key="opt.quick.method").set_value("coteaching").run()
+    box = at.selectbox(key="opt.quick.m.coteaching.forget_rate")
+    assert box.value == "auto" and "oracle (uses true labels)" in box.options
+    box.set_value("oracle_uses_true_labels").run()
+    assert not at.exception and not at.error
+    box.set_value("a rate I give").run()
+    assert at.number_input(key="opt.quick.m.coteaching.forget_rate.value").value == 0.2

@@ -1,10 +1,12 @@
-"""Train-page widgets for the choices that are more than a number (the forward loss's matrix)."""
+"""Train-page widgets for the choices that are more than a number (the forward loss's matrix,
+co-teaching's forget rate)."""
 from __future__ import annotations
 
 import streamlit as st
 
 from noisycore import runs
 from noisycore.catalog import FORWARD_MATRIX_HELP, LOSS_DEFAULTS
+from noisycore.methods import FORGET_RATE_SOURCES
 from ui.runs import runs_root
 
 WARM_UP = "a warm-up with plain cross-entropy in this run"
@@ -29,3 +31,20 @@ def forward_options(container, *, key: str) -> dict:
     warmup = container.number_input("Warm-up epochs (plain CE) before T is estimated", 1, 1000,
                                     LOSS_DEFAULTS["forward"]["warmup_epochs"], key=key + ".warmup")
     return {"matrix": "estimated", "warmup_epochs": int(warmup)}
+
+
+GIVEN = "a rate I give"
+FORGET_LABELS = {"auto": "auto: declared, else estimated", "declared": "declared by the noise settings",
+                 "estimated": "estimated (confident learning)", "oracle_uses_true_labels": "oracle (uses true labels)",
+                 GIVEN: GIVEN}
+
+
+def forget_rate_option(container, *, key: str) -> dict:
+    """Co-teaching's forget_rate: a FORGET_RATE_SOURCES key, or a number the user gives."""
+    choice = container.selectbox("coteaching: forget rate", list(FORGET_LABELS), format_func=FORGET_LABELS.get,
+                                 key=key, help=" ".join(f"{FORGET_LABELS[k]}: {v}." for k, v in
+                                                       FORGET_RATE_SOURCES.items()))
+    if choice != GIVEN:
+        return {} if choice == "auto" else {"forget_rate": choice}
+    rate = container.number_input("Forget rate (share of each batch dropped)", 0.0, 0.9, 0.2, 0.05, key=key + ".value")
+    return {"forget_rate": float(rate)}

@@ -27,12 +27,30 @@ METHOD_DEFAULTS = {
         "gamma": 1.0,          # w = p[given]^gamma; 0 = no weighting, larger = harsher
     },
     "coteaching": {
-        "forget_rate": None,   # tau, share of each batch dropped; None = the (estimated / requested) noise rate
+        "forget_rate": None,   # tau, share of each batch dropped: a number, or a key of FORGET_RATE_SOURCES (None = auto)
         "t_k": 10,             # epochs over which the forget rate ramps linearly from 0 to tau
     },
     "label_correction": {
         "threshold": 0.9,      # relabel when the predicted class has probability above this (the blog's 0.9)
         "rounds": 2,           # relabelling rounds; the epochs are split into rounds + 1 equal phases
+    },
+}
+
+# Co-teaching's forget rate when it is not a number. No choice but the oracle reads a true label.
+FORGET_RATE_SOURCES = {
+    "auto": "the declared noise rate if the noise settings give one, else estimated",
+    "declared": "the noise rate the noise settings declare (the requested rate of injected noise or of "
+                "the label set's noise.json; never counted from the true labels)",
+    "estimated": "confident learning's estimated share of wrong labels (issues.estimate_noise) from the "
+                 "network's predictions on the training split after the first epoch",
+    "oracle_uses_true_labels": "oracle (uses true labels): the realized share of wrong labels, for "
+                               "experiments only",
+}
+METHOD_PARAM_HELP = {
+    "coteaching": {
+        "forget_rate": "Share of each batch dropped at the end of the ramp: a number you declare, or "
+                       + "; ".join(f"{k}: {v}" for k, v in FORGET_RATE_SOURCES.items()) + ".",
+        "t_k": "Epochs over which the forget rate ramps linearly from 0.",
     },
 }
 

@@ -9,7 +9,9 @@ Per batch of B images with per-example losses l1 (network 1) and l2 (network 2):
 
 Networks fit clean, easy patterns before they memorize wrong labels, so early on the small-loss
 images are mostly correctly labelled; exchanging the selections stops one network's selection
-errors from reinforcing themselves. tau defaults to the noise rate (see ``CoTeachingMethod``).
+errors from reinforcing themselves. tau is the share of wrong labels, which Han et al. assume known:
+here the rate the user gives, the rate the noise settings declare, or confident learning's estimate
+(see ``CoTeachingMethod``); the true labels are read only by the "oracle_uses_true_labels" choice.
 
 ``CoTeachingModel`` is one ``keras.Model`` with a custom ``train_step`` (the shape of the keras.io
 GAN example), so it keeps ``fit()``, callbacks and the progress bar. Predictions, evaluation,
@@ -104,36 +106,65 @@ class CoTeachingModel(keras.Model):
 
 
 class ForgetRateCallback(keras.callbacks.Callback):
-    """Sets ``model.forget_rate`` to R(epoch) at the beginning of each epoch."""
+    """Sets ``model.forget_rate`` to R(epoch) at the beginning of each epoch (tau read from the method,
+    which may estimate it after the first epoch; 0 until then)."""
 
-    def __init__(self, *, tau: float, t_k: int):
+    def __init__(self, method):
         super().__init__()
-        self.tau, self.t_k = float(tau), int(t_k)
+        self.method = method
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.forget_rate.assign(coteaching_forget_rate(epoch, tau=self.tau, t_k=self.t_k))
+        tau = self.method.tau or 0.0
+        self.model.forget_rate.assign(coteaching_forget_rate(epoch, tau=tau, t_k=self.method.t_k))
 
 
 class CoTeachingMethod(StandardMethod):
-    """Co-teaching with tau = method_params forget_rate, else ctx.noise_rate (the realized rate
-    when the truth is known, else the config's requested rate)."""
+    """Co-teaching; tau from method_params forget_rate (methods.FORGET_RATE_SOURCES):
+
+    a number   the rate the user declares;
+    declared   ctx.noise_rate, the rate the noise settings declare (requested, not realized);
+    estimated  confident learning's ``estimate_noise(y_fit, probs_fit).noise_rate`` from network 1's
+               predictions on the fit split after the first epoch (R(0) = 0 with a ramp, t_k > 0, so
+               the first epoch never needs tau; with t_k = 0 the first epoch forgets nothing);
+    auto       (None, the default) declared when the settings give a rate, else estimated;
+    oracle_uses_true_labels   the realized rate of the fit split (reads the true labels: experiments only).
+    """
 
     name = "coteaching"
 
     def __init__(self, ctx, **params):
         super().__init__(ctx, **params)
-        tau = self.params["forget_rate"]
-        if tau is None:
-            tau = ctx.noise_rate
-        if tau is None:
-            raise ConfigError("co-teaching needs a forget rate: the noise rate is unknown, so set "
-                              "method_params forget_rate (the share of labels you believe are wrong, e.g. 0.2)")
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau <= MAX_FORGET_RATE:
-            raise ConfigError(f"forget_rate={tau!r} must be a number in [0, {MAX_FORGET_RATE}]")
+        choice = self.params["forget_rate"]
+        choice = "auto" if choice is None else choice
         t_k = self.params["t_k"]
         if isinstance(t_k, bool) or not isinstance(t_k, int) or t_k < 0:
             raise ConfigError(f"t_k={t_k!r} must be an integer >= 0 (epochs)")
-        self.tau, self.t_k = float(tau), t_k
+        self.t_k = t_k
+        self.tau, self.source = self._initial_tau(choice)
+        if self.tau is not None and not 0 <= self.tau <= MAX_FORGET_RATE:
+            raise ConfigError(f"forget_rate={self.tau!r} must be a number in [0, {MAX_FORGET_RATE}]")
+
+    def _initial_tau(self, choice) -> tuple:
+        """(tau or None while it waits for the estimate, a description of where it comes from)."""
+        from noisycore.methods import FORGET_RATE_SOURCES
+
+        if isinstance(choice, (int, float)) and not isinstance(choice, bool):
+            return float(choice), "given in method_params"
+        if choice not in FORGET_RATE_SOURCES:
+            raise ConfigError(f"forget_rate={choice!r} must be a number in [0, {MAX_FORGET_RATE}] or one of: "
+                              f"{', '.join(FORGET_RATE_SOURCES)}")
+        declared = self.ctx.noise_rate
+        if choice == "declared" and declared is None:
+            raise ConfigError("forget_rate=declared, but these labels declare no noise rate (human or unknown "
+                              "noise); give a number or use forget_rate=estimated")
+        if choice in ("declared", "auto") and declared is not None:
+            return float(declared), "declared: the requested noise rate of the noise settings"
+        if choice == "oracle_uses_true_labels":
+            if self.ctx.report_truth is None:
+                raise ConfigError("forget_rate=oracle_uses_true_labels needs the true labels, which are unknown here")
+            return float((np.asarray(self.ctx.report_truth) != np.asarray(self.ctx.y_fit)).mean()), \
+                "oracle (uses true labels)"
+        return None, "estimated by confident learning after epoch 1 (pending)"
 
     def build(self) -> keras.Model:
         model = CoTeachingModel(self.network(), self.network(seed_offset=1), self.per_example_loss())
@@ -142,13 +173,20 @@ class CoTeachingMethod(StandardMethod):
         return model
 
     def callbacks(self) -> list:
-        return [ForgetRateCallback(tau=self.tau, t_k=self.t_k)]
+        return [ForgetRateCallback(self)]
 
     def predictor(self, model):
         return model.net1
 
     def after_epoch(self, epoch, probs_fit, model) -> dict:
+        if self.tau is None:   # "estimated": confident learning on network 1's fit-split predictions
+            from noisycore.issues import estimate_noise
+
+            p = np.asarray(probs_fit, dtype=np.float64)
+            rate = estimate_noise(self.ctx.y_fit, p / p.sum(axis=1, keepdims=True)).noise_rate
+            self.tau = min(float(rate), MAX_FORGET_RATE)
+            self.source = f"estimated by confident learning after epoch {epoch + 1}"
         return {"forget_rate": float(model.forget_rate.numpy())}
 
     def summary(self) -> dict:
-        return {"forget_rate_tau": self.tau, "t_k": self.t_k}
+        return {"forget_rate_tau": self.tau, "forget_rate_source": self.source, "t_k": self.t_k}
