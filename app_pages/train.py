@@ -4,6 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from noisycore import jobs, runs
+from noisycore.aum import COST_NOTE as AUM_COST_NOTE
 from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, LOSS_SETUP_KEYS,
                                MIXUP_HELP, MODEL_HELP)
 from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HELP, PRESETS, DataConfig, NoiseConfig,
@@ -123,6 +124,10 @@ with st.container(border=True):
         mp = st.toggle("Mixed precision (bfloat16)", base.mixed_precision, key=k + "mp",
                        help="Faster on recent CPUs and GPUs, with the same accuracy in most cases.")
         seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", help="Same seed, same run.")
+    with st.expander("Label-issue detection", expanded=False):
+        aum_samples = st.toggle("AUM threshold samples (one extra training run)", base.aum_threshold_samples,
+                                key=k + "aum", help=AUM_COST_NOTE + ". The Review page's aum detector then uses "
+                                "the paper's threshold; aum_margin_below_0 works on any run.")
 
 config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=noise_cfg.to_dict(),
                labels_path=labels_path, model=model, dropout=dropout, weight_decay=wd, batchnorm=bn, loss=loss,
@@ -130,7 +135,7 @@ config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=n
                batch_size=int(batch), optimizer=opt, learning_rate=lr, lr_schedule=sched, augment=augment,
                cutout=cutout, mixup_alpha=mixup, val_fraction=val, trusted_val=trusted and truth_known,
                early_stopping_patience=int(patience), max_train=int(max_train) or None, mixed_precision=mp,
-               seed=int(seed))
+               seed=int(seed), aum_threshold_samples=aum_samples)
 
 # ---- Action -------------------------------------------------------------------------------------
 active = guard(jobs.active_runs, runs_root())

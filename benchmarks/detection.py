@@ -59,11 +59,11 @@ def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
     rate = (runs.read_summary(run_dir) or {}).get("noise_rate")
     rows = []
     for name in issues_mod.DETECTORS:
-        if name == "aum" and (source != "in_sample" or margins is None):
+        if name in issues_mod.MARGIN_DETECTORS and (source != "in_sample" or margins is None or name == "aum"):
             continue            # AUM reads the margins recorded while the run trained: in-sample only
         t0 = time.perf_counter()
         found = issues_mod.find_label_issues(info.labels, probs, detector=name,
-                                             margins=margins if name == "aum" else None)
+                                             margins=margins if name in issues_mod.MARGIN_DETECTORS else None)
         seconds = time.perf_counter() - t0
         ev = issues_mod.evaluate(found, info.is_noisy)
         rows.append({"setting": setting, "noise_rate": rate, "n": len(info.labels), "n_noisy": int(info.is_noisy.sum()),

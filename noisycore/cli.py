@@ -156,7 +156,9 @@ TRAIN_OPTIONS = {
 }
 TRAIN_FLAGS = {"--trusted-val": "validate against the true labels (a trusted subset)",
                "--mixed-precision": "mixed_bfloat16 compute", "--cutout": "cutout augmentation",
-               "--no-batchnorm": "build the model without batch normalization"}
+               "--no-batchnorm": "build the model without batch normalization",
+               "--aum-threshold-samples": "AUM's threshold run (Pleiss et al.): needs one extra training run; "
+                                          "N/(K+1) images get a fake class, for the aum detector"}
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -182,7 +184,8 @@ def train_config(args, **changes):
     over = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag in TRAIN_OPTIONS}
     over = {k: v for k, v in over.items() if v is not None}
     over.update(trusted_val=args.trusted_val or None, mixed_precision=args.mixed_precision or None,
-                cutout=args.cutout or None, batchnorm=False if args.no_batchnorm else None)
+                cutout=args.cutout or None, batchnorm=False if args.no_batchnorm else None,
+                aum_threshold_samples=args.aum_threshold_samples or None)
     over = {k: v for k, v in over.items() if v is not None}
     if args.noise:
         over["noise"] = dict(model=args.noise, rate=args.rate or 0.0, seed=args.noise_seed)

@@ -214,6 +214,7 @@ class TrainConfig(JsonConfig):
     seed: int = 0                       # weights, shuffling, augmentation and the validation split
     max_train: Optional[int] = None     # train on a stratified subset of this many images (None = all)
     record_margins: Optional[bool] = None  # margins.npy each epoch (AUM); None = on when N <= 60,000
+    aum_threshold_samples: bool = False  # AUM's threshold run (noisycore.aum): N/(K+1) images get a fake class K
     preset: Optional[str] = None        # the preset this config started from (for the record only)
 
     def __post_init__(self):

@@ -137,9 +137,14 @@ def read_margins(run_dir) -> Optional[np.ndarray]:
 
 # ----------------------------------------------------------------------------- detection
 def available_detectors(run_dir) -> list[str]:
-    """The DETECTORS this run supports (``aum`` needs margins.npy)."""
+    """The DETECTORS this run supports (the margin detectors need margins.npy; ``aum`` also
+    threshold samples, i.e. a run trained with aum_threshold_samples)."""
+    from noisycore import aum
+
     has_margins = (Path(run_dir) / "margins.npy").is_file()
-    return [d for d in issues_mod.DETECTORS if d != "aum" or has_margins]
+    has_threshold = has_margins and aum.has_threshold_samples(run_dir)
+    return [d for d in issues_mod.DETECTORS
+            if d not in issues_mod.MARGIN_DETECTORS or (has_threshold if d == "aum" else has_margins)]
 
 
 def detect(run_dir, *, detector: str = "confident_learning", source: str = "in_sample",
@@ -150,11 +155,16 @@ def detect(run_dir, *, detector: str = "confident_learning", source: str = "in_s
     run = _run_dir(run_dir)
     info = read_run_labels(run)
     probs = pred_probs(run, source=source, ids=info.ids)
-    margins = read_margins(run) if detector == "aum" else None
-    if detector == "aum" and margins is None:
-        raise UserError(f"{run.name} recorded no margins, so the aum detector cannot run; pick another detector")
+    margins = read_margins(run) if detector in issues_mod.MARGIN_DETECTORS else None
+    if detector in issues_mod.MARGIN_DETECTORS and margins is None:
+        raise UserError(f"{run.name} recorded no margins, so the {detector} detector cannot run; pick another detector")
     if margins is not None and margins.shape[1] != len(info.ids):
         raise DataError(f"margins.npy has {margins.shape[1]} columns but the run has {len(info.ids)} images")
+    if detector == "aum":
+        from noisycore import aum
+
+        params.update(aum.detector_margins(info, margins))
+        margins = params.pop("margins")
     found = issues_mod.find_label_issues(info.labels, probs, detector=detector, margins=margins, **params)
     frame = issues_mod.to_frame(found, ids=info.ids, labels=info.labels, class_names=info.class_names)
     meta = {"detector": detector, "source": source, "params": found.params, "n": len(info.ids),
@@ -516,7 +526,8 @@ def crossval_text(status: dict) -> str:
 def cmd_detect(args) -> int:
     run = _run_dir(args.run)
     if args.detector not in available_detectors(run):
-        raise UserError(f"{run.name} recorded no margins, so the aum detector cannot run; pick another detector")
+        raise UserError(f"{run.name} cannot run {args.detector}: it recorded no margins (aum also needs a run "
+                        "trained with aum_threshold_samples); pick another detector")
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .csv file name")

@@ -378,45 +378,82 @@ def aum_margins(logits_or_probs_per_epoch, labels, *, kind: str = "auto") -> np.
     return assigned - z.max(axis=2)
 
 
-def _aum(labels, pred_probs=None, *, margins=None, threshold: float = 0.0,
-         threshold_margins=None, percentile: float = 99.0) -> LabelIssues:
-    """Area under the margin: ``AUM_n = mean_e m[e, n]`` over recorded epochs (Pleiss et al. 2020).
+def aum_threshold(threshold_margins, *, percentile: float = 99.0) -> float:
+    """Pleiss et al.'s threshold: the ``percentile``-th (99th) percentile of the threshold samples' AUM.
 
-    margins: (E, N) from :func:`aum_margins` (or (N,) for one epoch). Flag ``AUM < threshold``
-    (default 0: on average another class out-scored the given one), or, with ``threshold_margins``
-    (E, M) of the paper's fake-class threshold examples, ``AUM <`` their ``percentile``-th (99)
-    percentile AUM. label_quality = ``sigmoid(AUM) = 1 / (1 + exp(-AUM))`` (0.5 at AUM = 0).
-    pred_probs (optional, e.g. the final epoch's) supplies the proposed label; without it the
-    proposal is the given label and proposed_prob is NaN.
+    threshold_margins (E, M): per-epoch margins of M threshold samples against the fake class they
+    were assigned to (``N / (K + 1)`` training images relabelled to an extra class K, a class no image
+    truly belongs to, so their AUM shows what a surely-wrong label looks like). AUM = mean over epochs.
     """
+    pct = _check_fraction("percentile", percentile, high=100.0)
+    return float(np.percentile(_mean_margin(threshold_margins, None, "threshold_margins"), pct))
+
+
+def _aum_scores(labels, pred_probs, margins):
+    """(y, p, AUM (N,) with NaN for unscored examples) after checking the inputs."""
     y = _check_labels(labels)
     p = None if pred_probs is None else _check_inputs(y, pred_probs)[1]
     if margins is None:
-        raise UserError("the aum detector needs margins=(epochs, N) recorded during training "
+        raise UserError("the aum detectors need margins=(epochs, N) recorded during training "
                         "(see issues.aum_margins)")
-    aum = _mean_margin(margins, len(y), "margins")
-    params = {"threshold": float(threshold)}
-    if threshold_margins is not None:
-        pct = _check_fraction("percentile", percentile, high=100.0)
-        fake = _mean_margin(threshold_margins, None, "threshold_margins")
-        params = {"threshold": float(np.percentile(fake, pct)), "percentile": pct}
-    elif not np.isfinite(float(threshold)):
-        raise UserError(f"threshold={threshold} must be a finite margin (logit units)")
+    return y, p, _mean_margin(margins, len(y), "margins", unscored_ok=True)
+
+
+def _aum_result(y, p, aum, threshold, name, params) -> LabelIssues:
+    """Flag ``AUM < threshold``; label_quality = sigmoid(AUM) (0.5 at AUM = 0); NaN AUM (examples the
+    network never trained on, or threshold samples) -> quality NaN, never flagged."""
     quality = 0.5 * (1.0 + np.tanh(aum / 2.0))  # = sigmoid(aum), without overflow
-    mask = aum < params["threshold"]
-    return _result(p, y, quality, mask, "aum", params)
+    with np.errstate(invalid="ignore"):
+        mask = aum < threshold
+    return _result(p, y, quality, mask, name, {**params, "unscored": int(np.isnan(aum).sum())})
 
 
-def _mean_margin(margins, n, name) -> np.ndarray:
+def _aum_margin_below_0(labels, pred_probs=None, *, margins=None, threshold: float = 0.0) -> LabelIssues:
+    """A cheap AUM rule, NOT the paper's threshold: flag ``AUM_n = mean_e m[e, n] < threshold`` (0: on
+    average another class out-scored the given one). Needs no extra training.
+
+    margins: (E, N) from :func:`aum_margins` (or (N,) for one epoch); NaN columns (validation images,
+    which the network never trains on) are not scored. pred_probs (optional, e.g. the final epoch's)
+    supplies the proposed label; without it the proposal is the given label and proposed_prob is NaN.
+    """
+    y, p, aum = _aum_scores(labels, pred_probs, margins)
+    if not np.isfinite(float(threshold)):
+        raise UserError(f"threshold={threshold} must be a finite margin (logit units)")
+    return _aum_result(y, p, aum, float(threshold), "aum_margin_below_0", {"threshold": float(threshold)})
+
+
+def _aum(labels, pred_probs=None, *, margins=None, threshold_margins=None, percentile: float = 99.0) -> LabelIssues:
+    """Area under the margin with the paper's threshold (Pleiss et al. 2020, "Identifying Mislabeled
+    Data using the Area Under the Margin Ranking"): flag ``AUM_n < aum_threshold(threshold_margins)``,
+    the 99th percentile of the AUM of threshold samples assigned to a fake extra class.
+
+    margins (E, N) of the examples (NaN = not scored: validation images and the threshold samples
+    themselves); threshold_margins (E, M). The threshold samples come from a run trained with
+    ``aum_threshold_samples`` (one extra training run with K + 1 outputs).
+    """
+    y, p, aum = _aum_scores(labels, pred_probs, margins)
+    if threshold_margins is None:
+        raise UserError("the aum detector needs the threshold samples' margins, which cost one extra training "
+                        "run (train with aum_threshold_samples on); or use aum_margin_below_0, the cheap rule")
+    threshold = aum_threshold(threshold_margins, percentile=percentile)
+    return _aum_result(y, p, aum, threshold, "aum", {"threshold": threshold, "percentile": float(percentile)})
+
+
+def _mean_margin(margins, n, name, *, unscored_ok: bool = False) -> np.ndarray:
+    """Mean over epochs (axis 0) of (E, N) margins; with ``unscored_ok`` a column that is NaN in every
+    epoch (an example never trained on) gives NaN, any other NaN or inf is an error."""
     m = np.asarray(margins, dtype=np.float64)
     if m.ndim == 1:
         m = m[None]
     if m.ndim != 2 or m.shape[0] == 0 or (n is not None and m.shape[1] != n):
         want = f"(epochs, {n})" if n is not None else "(epochs, M)"
         raise DataError(f"{name} must have shape {want}, got {np.shape(margins)}")
-    if not np.isfinite(m).all():
+    unscored = np.isnan(m).all(axis=0) if unscored_ok else np.zeros(m.shape[1], bool)
+    if not np.isfinite(m[:, ~unscored]).all():
         raise DataError(f"{name} contains NaN or inf; check the recording")
-    return m.mean(axis=0)
+    out = np.full(m.shape[1], np.nan)
+    out[~unscored] = m[:, ~unscored].mean(axis=0)
+    return out
 
 
 # ----------------------------------------------------------------------------- registry and API
@@ -426,16 +463,20 @@ DETECTORS: dict[str, Callable[..., LabelIssues]] = {
     "self_confidence": _self_confidence,
     "normalized_margin": _normalized_margin,
     "aum": _aum,
+    "aum_margin_below_0": _aum_margin_below_0,
     "blog_threshold": _blog_threshold,
 }
+MARGIN_DETECTORS = ("aum", "aum_margin_below_0")   # read margins recorded during training (in-sample only)
 
 DETECTOR_HELP = {
     "confident_learning": "Estimates how often each class is mislabelled as each other class, then "
                           "flags that many of the examples the model most clearly puts elsewhere.",
     "self_confidence": "Flags examples where the model gives their label less than 50% probability.",
     "normalized_margin": "Flags examples where the model prefers some other class over the given label.",
-    "aum": "Flags examples whose label the model kept arguing against during training "
-           "(area under the margin, averaged over epochs).",
+    "aum": "Area under the margin with the paper's threshold: flags labels argued against during training "
+           "more than fake-class threshold samples (needs one extra training run).",
+    "aum_margin_below_0": "Area under the margin, cheap rule (not the paper's threshold): flags labels "
+                          "whose mean training margin is below 0.",
     "blog_threshold": "The blog post's rule: the model is over 90% sure of a different class.",
 }
 
@@ -444,8 +485,8 @@ def find_label_issues(labels, pred_probs=None, *, detector: str = "confident_lea
                       margins=None, **params) -> LabelIssues:
     """Run the detector named ``detector`` (a key of DETECTORS) with its options ``params``.
 
-    labels (N,) int, pred_probs (N, K) rows summing to 1 (needed by all but ``aum``), margins (E, N)
-    for ``aum``. Returns a LabelIssues with arrays of length N.
+    labels (N,) int, pred_probs (N, K) rows summing to 1 (needed by all but the MARGIN_DETECTORS),
+    margins (E, N) for those (``aum`` also threshold_margins (E, M)). Returns a LabelIssues with arrays of length N.
     """
     if detector not in DETECTORS:
         raise UserError(f"detector={detector!r} is unknown; choose one of: {', '.join(DETECTORS)}")
@@ -457,7 +498,7 @@ def find_label_issues(labels, pred_probs=None, *, detector: str = "confident_lea
     if unknown:
         raise UserError(f"detector {detector!r} has no option {', '.join(unknown)}; "
                         f"its options are: {', '.join(options) or 'none'}")
-    if pred_probs is None and detector != "aum":
+    if pred_probs is None and detector not in MARGIN_DETECTORS:
         raise UserError(f"detector {detector!r} needs pred_probs (N, K): out-of-sample predicted "
                         "probabilities, e.g. from cross-validation")
     return fn(labels, pred_probs, **params)

@@ -4,7 +4,7 @@
              status.json      state queued | running | finished | stopped | failed, progress, pid, times
              labels.csv       the labels trained on (noise module format) + noise.json
              metrics.csv      one row per epoch, appended (and fsynced) as each epoch ends
-             margins.npy      (E, N) float16 margins log p[given] - max_{k != given} log p[k] (AUM)
+             margins.npy      (E, N) float16 margins log p[given] - max_{k != given} log p[k] (AUM; NaN for validation images)
              best.keras, last.keras, predictions.npz, summary.json, log.txt, corrections.csv
 
 Run ids sort by creation time: ``20261128-071530-ce-symmetric40``. Files that other processes

@@ -8,7 +8,8 @@ scored against the given (noisy) labels, or against the true ones with ``trusted
 set is only reported: never used for early stopping, learning-rate changes or model selection.
 After every epoch one un-augmented ``predict`` pass over the training set (batch 512) fills the
 extra metric columns (accuracy against the given and the true labels, memorization of the wrong
-labels) and the AUM margins; a second pass over the test set gives ``test_accuracy``.
+labels) and the AUM margins of the images trained on (validation images: NaN); a second pass over the
+test set gives ``test_accuracy``.
 """
 from __future__ import annotations
 
@@ -143,6 +144,10 @@ def prepare(config: TrainConfig) -> Prepared:
             dataset, noisy = _subset_labels(dataset, noisy, config.max_train, data.seed)
     else:
         noisy = apply_noise(dataset, config.noise)
+    if config.aum_threshold_samples:   # the extra run for AUM's threshold (Pleiss et al. 2020)
+        from noisycore.aum import add_fake_class
+
+        dataset, noisy = add_fake_class(dataset, noisy, seed=config.seed)
     if config.trusted_val and noisy.true_labels is None:
         raise ConfigError("trusted_val=True needs the true labels, but they are unknown for this label set; "
                           "turn trusted_val off (validation then uses the given labels)")
@@ -269,8 +274,11 @@ class EpochRecorder(keras.callbacks.Callback):
         if self.columns is None:
             self.columns = list(runs.METRIC_COLUMNS) + [k for k in extras if k not in runs.METRIC_COLUMNS]
         runs.append_metrics_row(self.run_dir, row, self.columns)
-        if ev["record_margins"]:
-            self.margins.append(margins(probs, ev["given_all"]).astype(np.float16))
+        if ev["record_margins"]:   # training dynamics: the fit images only (validation images stay NaN)
+            row_margins = np.full(len(ev["given_all"]), np.nan, dtype=np.float32)
+            fit = ev["fit_idx"]
+            row_margins[fit] = margins(probs[fit], ev["given_all"][fit])
+            self.margins.append(row_margins.astype(np.float16))
             _save_npy(self.run_dir / "margins.npy", np.stack(self.margins))
         runs.update_status(self.run_dir, epoch=epoch + 1, epochs_done=epoch + 1)
         if self.progress is not None:

@@ -130,8 +130,8 @@ def test_detection_reuses_the_run_scores_every_detector_and_resumes_folds(robust
     frame = pd.read_csv(tmp / "out" / "det.csv")
     assert set(frame["source"]) == {"in-sample", "2-fold CV"}
     assert set(frame[frame["source"] == "in-sample"]["detector"]) == {
-        "confident_learning", "self_confidence", "normalized_margin", "aum", "blog_threshold"}
-    assert "aum" not in set(frame[frame["source"] == "2-fold CV"]["detector"])
+        "confident_learning", "self_confidence", "normalized_margin", "aum_margin_below_0", "blog_threshold"}
+    assert not {"aum", "aum_margin_below_0"} & set(frame[frame["source"] == "2-fold CV"]["detector"])
     run = Path(frame["run"].iloc[0])
     labels = pd.read_csv(run / "labels.csv")
     wrong = labels["label"] != labels["true_label"]

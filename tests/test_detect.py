@@ -57,7 +57,7 @@ def fake_run(tmp_path, *, truth=True, shuffle_predictions=True):
     return run, ds, given, true
 
 
-@pytest.mark.parametrize("detector", ["confident_learning", "self_confidence", "normalized_margin", "aum",
+@pytest.mark.parametrize("detector", ["confident_learning", "self_confidence", "normalized_margin", "aum_margin_below_0",
                                       "blog_threshold"])
 def test_every_detector_finds_the_known_flips(tmp_path, detector):
     run, ds, given, true = fake_run(tmp_path)

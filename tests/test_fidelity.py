@@ -304,3 +304,78 @@ def test_coteaching_oracle_is_labelled_as_using_the_true_labels(quadrants, tmp_p
     from noisycore.methods import METHOD_PARAM_HELP
 
     assert "oracle (uses true labels)" in METHOD_PARAM_HELP["coteaching"]["forget_rate"]
+
+
+# ------------------------------------------------------------------------------ area under the margin
+def test_aum_threshold_is_the_99th_percentile_of_the_threshold_samples_aum():
+    """Pleiss et al. 2020, Sec. 3: AUM of a threshold sample = mean over epochs of its margin against
+    the fake class; the threshold is the 99th percentile of those AUMs. By hand: AUMs -2, -1, 0, 3
+    (two epochs each); np.percentile(..., 99) interpolates 0 + 0.97 * 3 = 2.91."""
+    from noisycore.issues import aum_threshold
+
+    fake = np.array([[-3.0, -1.0, 0.0, 2.0], [-1.0, -1.0, 0.0, 4.0]])
+    assert aum_threshold(fake) == pytest.approx(2.91)
+    assert aum_threshold(fake, percentile=50) == pytest.approx(-0.5)
+
+
+def test_aum_uses_the_threshold_samples_and_the_cheap_rule_has_its_own_name():
+    from noisycore.errors import UserError
+    from noisycore.issues import DETECTOR_HELP, DETECTORS, find_label_issues
+
+    margins = np.array([[1.0, -2.0, 0.5, np.nan], [3.0, 1.0, -1.5, np.nan]])   # AUM 2, -0.5, -0.5, unscored
+    cheap = find_label_issues([0, 1, 2, 0], None, detector="aum_margin_below_0", margins=margins)
+    assert cheap.is_label_issue.tolist() == [False, True, True, False]
+    assert np.isnan(cheap.label_quality[3]) and "below 0" in DETECTOR_HELP["aum_margin_below_0"]
+    fake = np.array([[-1.0, 0.0], [-1.0, 0.0]])                                 # AUMs -1, 0 -> 99th pct -0.01
+    paper = find_label_issues([0, 1, 2, 0], None, detector="aum", margins=margins, threshold_margins=fake)
+    assert paper.params["threshold"] == pytest.approx(-0.01)
+    assert paper.is_label_issue.tolist() == [False, True, True, False]
+    with pytest.raises(UserError, match="one extra training run"):
+        find_label_issues([0, 1, 2, 0], None, detector="aum", margins=margins)
+    assert "threshold" in DETECTOR_HELP["aum"] and set(DETECTORS) >= {"aum", "aum_margin_below_0"}
+
+
+def test_threshold_samples_are_n_over_k_plus_1_given_the_fake_class(quadrants):
+    from helpers import tiny_config
+    from noisycore import aum, train
+
+    p = train.prepare(tiny_config(quadrants, aum_threshold_samples=True))
+    k = p.dataset.num_classes
+    assert k == 5 and p.dataset.class_names[-1] == aum.FAKE_CLASS_NAME
+    fake = p.noisy.labels == k - 1
+    assert fake.sum() == len(p.noisy.labels) // k                     # N / (K + 1) with K = 4 real classes
+    again = train.prepare(tiny_config(quadrants, aum_threshold_samples=True))
+    np.testing.assert_array_equal(again.noisy.labels, p.noisy.labels)   # seeded
+
+
+def test_margins_are_recorded_for_the_fit_images_only(quadrants, tmp_path):
+    """AUM is a training dynamic: validation images, never trained on, get no margin (NaN)."""
+    from helpers import tiny_config
+    from noisycore import train
+
+    train.run(tiny_config(quadrants, epochs=1), tmp_path)
+    margins = np.load(tmp_path / "margins.npy")
+    with np.load(tmp_path / "predictions.npz") as z:
+        is_val = z["is_val"]
+    assert margins.shape == (1, len(is_val)) and is_val.any()
+    assert np.isnan(margins[:, is_val]).all() and np.isfinite(margins[:, ~is_val]).all()
+
+
+def test_aum_threshold_run_end_to_end(quadrants, tmp_path):
+    """The extra training run: K + 1 outputs, threshold samples labelled with the fake class; the aum
+    detector then flags the other fit images below the threshold samples' 99th-percentile AUM."""
+    from helpers import tiny_config
+    from noisycore import aum, detect, issues, train
+
+    train.run(tiny_config(quadrants, epochs=2, aum_threshold_samples=True), tmp_path)
+    assert "aum" in detect.available_detectors(tmp_path)
+    frame = detect.detect(tmp_path, detector="aum")
+    info = detect.read_run_labels(tmp_path)
+    fake = info.labels == 4
+    margins = detect.read_margins(tmp_path)
+    expected = issues.aum_threshold(margins[:, fake & np.isfinite(margins).all(axis=0)])
+    assert detect.detection_meta(tmp_path)["aum"]["params"]["threshold"] == pytest.approx(expected)
+    by_index = frame.set_index("index")
+    assert not by_index.loc[np.flatnonzero(fake), "is_label_issue"].any()       # threshold samples: not scored
+    assert by_index.loc[np.flatnonzero(fake), "label_quality"].isna().all()
+    assert aum.FAKE_CLASS_NAME in info.class_names

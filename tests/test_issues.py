@@ -60,8 +60,9 @@ TINY_PROBS = np.array([
 @pytest.mark.parametrize("detector", list(issues.DETECTORS))
 def test_every_detector_ranks_flipped_labels_first(flipped, detector):
     labels, probs, per_epoch, is_noisy, _ = flipped
-    margins = issues.aum_margins(per_epoch, labels) if detector == "aum" else None
-    found = issues.find_label_issues(labels, probs, detector=detector, margins=margins)
+    margins = issues.aum_margins(per_epoch, labels) if detector in issues.MARGIN_DETECTORS else None
+    extra = {"threshold_margins": np.zeros((1, 10))} if detector == "aum" else {}   # threshold 0
+    found = issues.find_label_issues(labels, probs, detector=detector, margins=margins, **extra)
     n = len(labels)
     assert found.detector == detector
     assert found.label_quality.shape == found.is_label_issue.shape == found.proposed_label.shape == (n,)
@@ -188,7 +189,7 @@ def test_aum_margins_from_logits_and_probs_agree():
 
 def test_aum_detector_by_hand():
     margins = np.array([[1.0, -2.0, 0.5], [3.0, 1.0, -1.5]])  # AUM = 2, -0.5, -0.5
-    found = issues.find_label_issues([0, 1, 2], None, detector="aum", margins=margins)
+    found = issues.find_label_issues([0, 1, 2], None, detector="aum_margin_below_0", margins=margins)
     assert found.label_quality.tolist() == pytest.approx(1 / (1 + np.exp(-np.array([2, -0.5, -0.5]))))
     assert found.is_label_issue.tolist() == [False, True, True]
     assert found.proposed_label.tolist() == [0, 1, 2] and np.isnan(found.proposed_prob).all()
@@ -284,7 +285,7 @@ def test_bad_options_list_the_choices():
         issues.find_label_issues([0, 1], [[1, 0], [0, 1]], detector="self_confidence", confidence=0.9)
     with pytest.raises(UserError, match="threshold=1.5 is outside"):
         issues.find_label_issues([0, 1], [[1, 0], [0, 1]], detector="self_confidence", threshold=1.5)
-    with pytest.raises(UserError, match="needs margins"):
+    with pytest.raises(UserError, match="need margins"):
         issues.find_label_issues([0, 1], None, detector="aum")
     with pytest.raises(UserError, match="needs pred_probs"):
         issues.find_label_issues([0, 1], None)

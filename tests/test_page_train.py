@@ -90,3 +90,9 @@ def test_coteaching_forget_rate_choices_label_the_oracle():
     assert not at.exception and not at.error
     box.set_value("a rate I give").run()
     assert at.number_input(key="opt.quick.m.coteaching.forget_rate.value").value == 0.2
+
+
+def test_aum_threshold_option_shows_its_extra_training_cost():
+    at = _train_page()
+    toggle = at.toggle(key="opt.quick.aum")
+    assert "one extra training run" in toggle.label and toggle.value is False
