@@ -824,7 +824,7 @@ def save_label_set(out_dir, dataset, noisy: NoisyLabels, *, data_config=None) ->
                         "class_names": list(dataset.class_names), "num_train": int(ids.size)},
             "requested_matrix": _matrix_json(noisy.requested_matrix),
             "realized_matrix": _matrix_json(noisy.realized_matrix),
-            "realized_rate": noisy.realized_rate,
+            "realized_rate": None if noisy.realized_rate is None else float(noisy.realized_rate),
             "counts": {"labels": int(labels.size), "noisy": noisy.num_noisy,
                        "given_per_class": np.bincount(labels, minlength=len(names)).tolist(),
                        "true_per_class": (np.bincount(noisy.true_labels, minlength=len(names)).tolist()

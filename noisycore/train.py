@@ -387,7 +387,7 @@ def _context(config: TrainConfig, prepared: Prepared, run_dir: Path):
     ctx = TrainContext(config=config, x_fit=ds.x_train[fit_idx], y_fit=given[fit_idx], x_val=ds.x_train[val_idx],
                        y_val=np.asarray(y_val), num_classes=ds.num_classes, loss_kwargs=_loss_kwargs(config, noisy, ds.num_classes),
                        noise_rate=_noise_rate(config, noisy), run_dir=run_dir,
-                       report_truth=None if true is None else np.asarray(true)[fit_idx])
+                       report_truth=None if true is None else true[fit_idx])  # sliced, never read here
     return ctx, fit_idx, val_idx
 
 
@@ -431,7 +431,6 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     model = method.build()
     batches = -(-len(fit_idx) // config.batch_size)
     k = ds.num_classes
-    true = None if noisy.true_labels is None else np.asarray(noisy.true_labels)
     record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
     evaluation = {"train_ds": make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
                   "test_ds": make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
@@ -495,14 +494,19 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
         "last_test_accuracy": None if last is None else _num(last.get("test_accuracy")),
         "last_memorized": None if last is None else _num(last.get("memorized")),
         "num_fit": int(len(fit_idx)), "num_val": int(len(val_idx)), "num_test": int(len(ds.y_test)),
-        "num_classes": ds.num_classes, "truth_known": noisy.true_labels is not None,
-        "noise_rate": noisy.realized_rate, "trusted_val": config.trusted_val,
+        "num_classes": ds.num_classes, **_summary_truth(noisy), "trusted_val": config.trusted_val,
         "seconds": round(time.monotonic() - t_start, 2), **method.summary(),
     }
     runs.write_json(run_dir / "summary.json", summary)
     best.unlink(missing_ok=True)
     runs.update_status(run_dir, state=state, finished=runs.now_iso(), error=None)
     return summary
+
+
+def _summary_truth(noisy) -> dict:
+    """The report's truth fields (evaluation only, after training): truth_known and the realized rate."""
+    rate = noisy.realized_rate
+    return {"truth_known": noisy.true_labels is not None, "noise_rate": None if rate is None else float(rate)}
 
 
 def _num(value):

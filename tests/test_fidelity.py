@@ -379,3 +379,126 @@ def test_aum_threshold_run_end_to_end(quadrants, tmp_path):
     assert not by_index.loc[np.flatnonzero(fake), "is_label_issue"].any()       # threshold samples: not scored
     assert by_index.loc[np.flatnonzero(fake), "label_quality"].isna().all()
     assert aum.FAKE_CLASS_NAME in info.class_names
+
+
+# ------------------------------------------------------------------------------ truth withheld from training
+class TruthLeak(AssertionError):
+    """A training or selection code path read the true labels."""
+
+
+# The only functions allowed to read the truth during a run: evaluation-only reports.
+REPORTERS = {("train.py", "training_set_metrics"), ("train.py", "_summary_truth"), ("noise.py", "save_label_set"),
+             ("label_correction.py", "correction_counts"), ("confidence_weighting.py", "_report")}
+
+
+class Withheld:
+    """Stands in for the true labels (or anything computed from them). Slicing is free (it reveals
+    nothing); reading a value (``np.asarray``, comparisons, ``len``, ``float``, attributes) raises
+    TruthLeak unless a REPORTERS function is on the call stack."""
+
+    def __init__(self, values):
+        self._values = values
+
+    def _read(self):
+        import sys
+
+        frame = sys._getframe(2)
+        while frame is not None:
+            if (frame.f_code.co_filename.rsplit("/", 1)[-1], frame.f_code.co_name) in REPORTERS:
+                return self._values
+            frame = frame.f_back
+        raise TruthLeak("the true labels were read outside the evaluation reports")
+
+    def __getitem__(self, index):
+        return Withheld(np.asarray(self._values)[index])
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._read(), dtype=dtype)
+
+    def __len__(self):
+        return len(self._read())
+
+    def __float__(self):
+        return float(self._read())
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __eq__(self, other):
+        return self._read() == other
+
+    def __ne__(self, other):
+        return self._read() != other
+
+    def __bool__(self):
+        return bool(self._read())
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._read(), name)
+
+    __hash__ = None
+
+
+def _withhold(noisy):
+    """The NoisyLabels with every truth-derived field replaced by a Withheld sentinel."""
+    import dataclasses
+
+    fields = ("true_labels", "is_noisy", "realized_matrix", "realized_rate")
+    return dataclasses.replace(noisy, **{f: Withheld(getattr(noisy, f)) for f in fields
+                                         if getattr(noisy, f) is not None})
+
+
+@pytest.fixture
+def truth_withheld(monkeypatch):
+    import dataclasses
+
+    from noisycore import train
+
+    real = train.prepare
+
+    def prepare(config):
+        prepared = real(config)
+        return dataclasses.replace(prepared, noisy=_withhold(prepared.noisy))
+
+    monkeypatch.setattr(train, "prepare", prepare)
+    return train
+
+
+# (loss, method, loss_params, method_params, epochs): one epoch unless a second is needed for the
+# method's own step (T estimated after epoch 1, labels corrected after epoch 1, weights used in epoch 2)
+TRAIN_CASES = [(loss, "standard", {}, {}, 1) for loss in LOSSES if loss != "forward"] + [
+    ("forward", "standard", {}, {}, 1),                                           # T known: the declared matrix
+    ("forward", "standard", {"matrix": "estimated", "warmup_epochs": 1}, {}, 2),  # T estimated after a CE warm-up
+    ("ce", "confidence_weighting", {}, {"warmup_epochs": 1}, 2),
+    ("ce", "coteaching", {}, {"t_k": 1}, 1),                                      # tau: the declared rate
+    ("ce", "coteaching", {}, {"t_k": 1, "forget_rate": "estimated"}, 2),
+    ("ce", "label_correction", {}, {"rounds": 1, "threshold": 0.3}, 2),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss, method, loss_params, method_params, epochs", TRAIN_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(TRAIN_CASES)])
+def test_every_loss_and_method_trains_with_the_true_labels_withheld(quadrants, tmp_path, truth_withheld,
+                                                                    loss, method, loss_params, method_params, epochs):
+    """Ground truth enters no training or selection path: each loss and method trains (1-2 epochs, 120
+    images, validation on the given labels) while the truth is a sentinel that only reports may read."""
+    from helpers import tiny_config
+
+    config = tiny_config(quadrants, loss=loss, loss_params=loss_params, method=method,
+                         method_params=method_params, epochs=epochs, batch_size=64, max_train=120)
+    summary = truth_withheld.run(config, tmp_path)
+    assert summary["state"] == "finished" and summary["truth_known"] is True
+    assert summary["train_acc_true"] is not None                       # the reports did read it
+
+
+def test_the_sentinel_catches_a_leak(quadrants, tmp_path, truth_withheld):
+    """The oracle forget rate reads the truth, and the sentinel says so (the check can fail)."""
+    from helpers import tiny_config
+
+    config = tiny_config(quadrants, method="coteaching", method_params={"forget_rate": "oracle_uses_true_labels"},
+                         epochs=1)
+    with pytest.raises(TruthLeak):
+        truth_withheld.run(config, tmp_path)
