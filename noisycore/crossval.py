@@ -103,7 +103,8 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         # The truth stays out of the folds: no true labels in their label sets, validation on the given
         # labels, so nothing about a fold model (training or its best epoch) can depend on it.
         labels_dir = detect.write_label_subset(fold_dir / "labels", run, ids=info.ids[~held],
-                                               labels=info.labels[~held], true_labels=None)
+                                               labels=info.labels[~held], true_labels=None,
+                                               extra={"realized_matrix": None})
         fold_config = config.replace(labels_path=str(labels_dir.resolve()), max_train=None, record_margins=False,
                                      trusted_val=False)
         summary = train.run(fold_config, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))

@@ -55,6 +55,47 @@ def test_hard_bootstrapping_gradient_is_that_of_ce_against_a_fixed_target():
     np.testing.assert_allclose(_softmax_grad("bootstrap_hard", y, [z], beta=0.8), p - target, rtol=1e-4, atol=1e-6)
 
 
+# ------------------------------------------------------------------------------ every registry entry is pinned
+# Where each loss, detector and noise model is pinned to its formula or reference with hand-computed
+# values (or, for confident learning, cleanlab 2.9 as a test-only reference). A new registry entry
+# without a pin fails here.
+PINS = {
+    "losses": ("test_losses", {name: "test_hand_computed_values" for name in LOSSES}),
+    "detectors": ("test_issues", {
+        "confident_learning": "test_confident_learning_prunes_by_noise_rate_by_hand",
+        "self_confidence": "test_self_confidence_and_margin_by_hand",
+        "normalized_margin": "test_self_confidence_and_margin_by_hand",
+        "aum": "test_aum_detector_by_hand",                   # + the threshold by hand in this module
+        "aum_margin_below_0": "test_aum_detector_by_hand",
+        "blog_threshold": "test_blog_threshold_by_hand"}),
+    "noise models": ("test_noise", {
+        "none": "test_none_model_and_unknown_truth",
+        "symmetric": "test_symmetric_flips_exactly_round_rate_n_and_never_to_the_same_class",
+        "uniform": "test_uniform_realized_rate_is_about_nine_tenths_of_rate",
+        "pair": "test_pair_tiny_example_matrix_by_hand",
+        "asymmetric": "test_asymmetric_cifar_per_source_class_and_twenty_percent_overall",
+        "matrix": "test_matrix_model_matches_requested_on_20k_samples",
+        "instance": "test_instance_noise_mean_rate_and_dependence_on_image",
+        "human": "test_cifar10n_worst_label_set_has_40_21_percent_noise"}),
+}
+
+
+def test_every_loss_detector_and_noise_model_is_pinned():
+    import importlib
+
+    from noisycore.issues import DETECTORS
+    from noisycore.noise import NOISE_MODELS
+
+    registries = {"losses": LOSSES, "detectors": DETECTORS, "noise models": NOISE_MODELS}
+    for kind, (module, pins) in PINS.items():
+        assert set(pins) == set(registries[kind]), f"{kind}: pin the new entries {set(registries[kind]) - set(pins)}"
+        tests = importlib.import_module(module)
+        assert all(callable(getattr(tests, fn, None)) for fn in pins.values()), kind
+    from test_losses import EXPECTED
+
+    assert set(EXPECTED) == set(LOSSES)                      # one hand-computed row per loss
+
+
 # ------------------------------------------------------------------------------ documentation slips
 def test_sce_documents_the_reference_codes_constant_not_the_papers():
     """RCE's log 0 is clipped to ln 1e-4 = -9.21 (Wang et al.'s code), not the paper's A = -4:
@@ -78,7 +119,9 @@ def test_evaluation_describes_the_realized_matrix_as_given_given_true():
 def test_time_to_accuracy_is_called_a_report_not_a_selection():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    import noisycore
+
+    root = Path(noisycore.__file__).resolve().parents[1] / "benchmarks"   # next to the package under test
     for text in ((root / "robustness.py").read_text(), (root / "README.md").read_text()):
         assert "a report" in text and "not a selection" in text
 
@@ -121,6 +164,7 @@ def test_one_stratified_splitter_everywhere():
     assert len(sub) == 40 and abs(np.bincount(y[sub], minlength=4) - 40 * np.bincount(y) / 103).max() < 1
 
 
+@pytest.mark.slow
 def test_fold_runs_never_use_the_truth(tmp_path):
     """A run trained with trusted validation: its cross-validation folds validate on the given labels
     and their label sets carry no true labels (fold models cannot be chosen with the truth)."""
@@ -156,6 +200,7 @@ def _pair_label_set(quadrants, out):
     return p
 
 
+@pytest.mark.slow
 def test_forward_trains_on_a_saved_label_set_with_its_known_matrix(quadrants, tmp_path):
     """Patrini et al. 2017 with T known: the label set's noise.json holds the requested (declared)
     matrix; the run trains with it and records it (this used to raise for every saved label set)."""
@@ -171,6 +216,16 @@ def test_forward_trains_on_a_saved_label_set_with_its_known_matrix(quadrants, tm
     assert record["matrix"] == "known" and "noise.json" in record["source"] and not record["estimated"]
     pair = 0.7 * np.eye(4) + 0.3 * np.roll(np.eye(4), 1, axis=1)       # T[i, i+1] = 0.3
     np.testing.assert_allclose(record["noise_matrix"], pair)
+    # a fold's label set (cross-validation) and a reviewed one (retrain) carry the declared matrix
+    from noisycore import detect
+
+    info = detect.read_run_labels(tmp_path / "run")
+    subset = detect.write_label_subset(tmp_path / "fold", tmp_path / "run", ids=info.ids[::2],
+                                       labels=info.labels[::2], true_labels=None)
+    for later in (config.replace(labels_path=str(subset)), detect.retrain_config(tmp_path / "run", subset)):
+        prepared = train.prepare(later)
+        assert prepared.noisy.true_labels is None
+        np.testing.assert_allclose(train._loss_kwargs(later, prepared.noisy, 4)["noise_matrix"], pair)
 
 
 def test_forward_estimate_after_warm_up_is_confident_learnings_matrix_on_the_fit_split(tmp_path):
@@ -228,6 +283,7 @@ def test_forward_estimate_from_a_reference_run(tmp_path):
     assert "cross-validation" in forward.estimate_from_run(run, num_classes=4)[1]
 
 
+@pytest.mark.slow
 def test_cli_trains_forward_on_a_saved_pair_noise_set_and_reports_the_matrix(quadrants, tmp_path, capsys):
     from helpers import run_main
 
@@ -240,6 +296,7 @@ def test_cli_trains_forward_on_a_saved_pair_noise_set_and_reports_the_matrix(qua
     assert " 0.70  0.30  0.00  0.00" in result.stdout
 
 
+@pytest.mark.slow
 def test_forward_runs_cross_validate(tmp_path):
     """Fold runs carry the forward loss's matrix choice (here: estimated from a reference run)."""
     from noisycore import crossval, forward, runs
@@ -348,6 +405,7 @@ def test_threshold_samples_are_n_over_k_plus_1_given_the_fake_class(quadrants):
     np.testing.assert_array_equal(again.noisy.labels, p.noisy.labels)   # seeded
 
 
+@pytest.mark.slow
 def test_margins_are_recorded_for_the_fit_images_only(quadrants, tmp_path):
     """AUM is a training dynamic: validation images, never trained on, get no margin (NaN)."""
     from helpers import tiny_config
@@ -361,6 +419,7 @@ def test_margins_are_recorded_for_the_fit_images_only(quadrants, tmp_path):
     assert np.isnan(margins[:, is_val]).all() and np.isfinite(margins[:, ~is_val]).all()
 
 
+@pytest.mark.slow
 def test_aum_threshold_run_end_to_end(quadrants, tmp_path):
     """The extra training run: K + 1 outputs, threshold samples labelled with the fake class; the aum
     detector then flags the other fit images below the threshold samples' 99th-percentile AUM."""
