@@ -206,7 +206,8 @@ def _choose_size(files: list, image_size: Optional[int], bad: Optional[list] = N
             found.append((rel, _why(path, e)))
     if bad is None or not sizes:
         _raise_bad(found, len(files))
-    bad.extend(found)
+    else:
+        bad.extend(found)
     (w, h), _ = max(sizes.items(), key=lambda kv: (kv[1], kv[0]))
     return int(min(max(min(w, h), MIN_SIZE), DEFAULT_SIZE_CAP))
 
