@@ -6,7 +6,8 @@
     cross_validate(run_dir, folds=4)   # the same, in this process (the worker and the CLI call it)
 
 The run's images (:func:`detect.read_run_labels`: the training images, plus the held-out ones when
-the truth is unknown) are split into K stratified folds (by given label, seeded by the run's seed). For each fold a run with the same config trains on the other K-1 folds (holding out its own
+the truth is unknown) are split into K stratified folds (by given label, seeded by the run's seed).
+For each fold a run with the same config trains on the other K-1 folds (holding out its own
 validation split from them, as every run does) and its best model predicts the held-out fold, so
 every image is judged by a model that never saw it (Northcutt et al. 2021, Sec. 4). Fold models
 never see true labels (trusted_val off) and are the best noisy-validation epoch; on the user's own

@@ -199,6 +199,24 @@ def review_gain(original_run, retrained_run) -> dict:
     return {"n": n, "original": acc_a, "retrained": acc_b, "gain": acc_b - acc_a}
 
 
+def review_gain_lines(run_dirs) -> list:
+    """One sentence per retrained run among ``run_dirs`` whose original run still exists: its held-out
+    accuracy gain over the original on the same held-out images (see review_gain)."""
+    out = []
+    for path in map(Path, run_dirs):
+        try:
+            info = json.loads((path / REVIEWED_FILE).read_text(encoding="utf-8"))
+            original = Path(info["from"])
+            gain = review_gain(original, path)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue   # not a retrain, or a run without predictions yet
+        if gain["n"]:
+            out.append(f"{info.get('title', path.name)}: held-out accuracy {gain['retrained']:.1%} vs "
+                       f"{gain['original']:.1%} for {original.name} on the same {gain['n']:,} held-out images "
+                       f"(scored against their reviewed labels): {gain['gain'] * 100:+.1f} points")
+    return out
+
+
 # ------------------------------------------------------------------------------ noise matrices
 def noise_matrices(run_dir) -> Optional[dict]:
     """The matrix the forward loss used beside the realized one, for runs with the forward loss.
@@ -351,6 +369,7 @@ def compare_table(run_dirs, *, labels: Optional[dict] = None) -> pd.DataFrame:
     rows = []
     for run, f in zip(loaded, flat):
         h = headline(run)
-        rows.append({"run": run.id, "label": (labels or {}).get(str(run.path), run_title(run)), "state": run.state,
+        rows.append({"run": run.id, "name": run_title(run), "label": (labels or {}).get(str(run.path), run_title(run)),
+                     "state": run.state,
                      **{k: f.get(k) for k in KEY_FIELDS + tuple(differ)}, **{k: h[k] for k in METRIC_FIELDS}})
     return pd.DataFrame(rows)

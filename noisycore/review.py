@@ -401,7 +401,8 @@ def export_folder(path_zip, *, images, ids, given_labels, class_names: Sequence[
             for i in keep:
                 folder = folders[frame["final_label"].iat[i]]
                 stem = _safe_name(Path(str(frame["id"].iat[i]).replace("\\", "/")).stem, f"item_{i}")
-                ext = "." + _safe_name(Path(files[i]).suffix.lower().lstrip("."), "png") if files[i] is not None else ".png"
+                ext = ".png" if files[i] is None else "." + _safe_name(Path(files[i]).suffix.lower().lstrip("."),
+                                                                           "png")
                 member, n = f"{folder}/{stem}{ext}", 1
                 while member in used:
                     n += 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, jobs, runs
+from noisycore import charts, evaluation, jobs, runs
 from noisycore.config import default_runs_dir
 from ui.common import guard, labels_root
 
@@ -94,10 +94,17 @@ def run_panel(run_dir: str, *, key: str) -> None:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
             s = run.summary
-            m = st.columns(3)
-            m[0].metric("Test accuracy (best model)", _pct(s.get("test_accuracy")))
+            known = evaluation.truth_known(run)
+            m = st.columns(3 if known else 2)
+            m[0].metric("Test accuracy (best model)" if known else "Held-out accuracy (given labels), best model",
+                        _pct(s.get("test_accuracy")),
+                        help=None if known else "Against the given labels of held-out images the model never "
+                                                "trained on; the true labels are unknown.")
             m[1].metric("Train accuracy on given labels", _pct(s.get("train_acc_noisy")))
-            m[2].metric("Train accuracy on true labels", _pct(s.get("train_acc_true")))
+            if known:
+                m[2].metric("Train accuracy on true labels", _pct(s.get("train_acc_true")))
+            if s.get("skipped_images"):
+                st.caption(s["skipped_images"])
 
     _panel()
 
