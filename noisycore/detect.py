@@ -143,7 +143,7 @@ def pred_probs(run_dir, *, source: str = "in_sample", ids=None) -> np.ndarray:
                         "first (noisycore detect --folds 4, or the Review page), or use source in_sample")
     probs = np.load(path, allow_pickle=False).astype(np.float64)
     n_train = int((info.splits == "train").sum())
-    if ids is info.ids and probs.shape[0] == n_train < len(ids):
+    if probs.shape[0] == n_train < len(ids) and np.array_equal(np.asarray(ids, dtype=str), info.ids):
         # a cross-validation from before held-out images were reviewable: they keep the run's own
         # predictions, which are out-of-sample too (the model never trained on them)
         probs = np.concatenate([probs, in_sample_probs(run_dir, info.ids[n_train:])])
@@ -377,8 +377,13 @@ def compute_features(run_dir, *, images=None, batch_size: int = 512) -> np.ndarr
 
 
 def read_features(run_dir) -> Optional[np.ndarray]:
+    """RUN/features.npy, or None when missing or not one row per reviewable image (e.g. computed before
+    the held-out images of a truth-unknown run became reviewable: compute it again)."""
     path = Path(run_dir) / FEATURES
-    return np.load(path, allow_pickle=False).astype(np.float32) if path.is_file() else None
+    if not path.is_file():
+        return None
+    feats = np.load(path, allow_pickle=False).astype(np.float32)
+    return feats if len(feats) == len(read_run_labels(run_dir).ids) else None
 
 
 def nearest_neighbours(features, index: int, *, k: int = 8) -> np.ndarray:
