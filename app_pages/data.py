@@ -98,7 +98,9 @@ with st.container(border=True):
               or kind != "builtin"]
     c1, c2, c3 = st.columns([2, 2, 1])
     # plain names: a bound widget stores its shown text in the URL
-    model = c1.selectbox("Noise model", models, index=models.index("none" if own else "symmetric"), key="noise", **BIND,
+    # the user's own images start from "none" (their labels as given); a key of its own, so the default applies
+    model = c1.selectbox("Noise model", models, index=models.index("none" if own else "symmetric"),
+                         key="noise_own" if own else "noise", **BIND,
                          help="; ".join(f"{m}: {NOISE_HELP[m]}" for m in models))
     c1.caption(NOISE_HELP[model])
     rate = c2.slider("Noise rate", 0.0, 0.95, 0.4, step=0.01, key="rate", **BIND, format="%.2f",

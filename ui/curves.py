@@ -79,7 +79,8 @@ def live_curves(run_dir: str, *, key: str) -> None:
             return
         best = evaluation.best_epoch(run)
         # Full width: the legends of four series do not fit half a page (Vega does not wrap them).
-        st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy"), width="stretch")
+        st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy",
+                                               truth_known=evaluation.truth_known(run)), width="stretch")
         with st.expander("Loss per epoch"):
             st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
         st.markdown("#### The memorization gap")
@@ -127,7 +128,8 @@ def evaluation_panel(run_dir: str) -> None:
     st.altair_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
                                                   title="Confusion matrix (test set)" if known else
                                                   "Confusion matrix (held-out images, given labels)"), width="content")
-    st.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names),
+    st.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names,
+                                                    split="Test" if known else "Held-out (given labels)"),
                     width="stretch")
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:

@@ -85,16 +85,17 @@ def run_panel(run_dir: str, *, key: str) -> None:
         elif live:  # it just ended: redraw once without the timer
             st.rerun()
         metrics = run.metrics
+        known = evaluation.truth_known(run)
         if len(metrics):
             best = _best_epoch(run)
-            st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy"), width="stretch")
+            st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy", truth_known=known),
+                            width="stretch")
             with st.expander("Loss curves"):
                 st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
         else:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
             s = run.summary
-            known = evaluation.truth_known(run)
             m = st.columns(3 if known else 2)
             m[0].metric("Test accuracy (best model)" if known else "Held-out accuracy (given labels), best model",
                         _pct(s.get("test_accuracy")),
