@@ -18,6 +18,7 @@ SOURCES = {
 }
 BIND = dict(bind="query-params")
 
+
 st.title("Data & noise")
 st.caption("Pick a dataset, choose how its labels get corrupted, and see exactly which labels were flipped. "
            "The settings are in the page address, so you can share an exact setup.")
@@ -98,7 +99,8 @@ with st.container(border=True):
               or kind != "builtin"]
     c1, c2, c3 = st.columns([2, 2, 1])
     # plain names: a bound widget stores its shown text in the URL
-    # the user's own images start from "none" (their labels as given); a key of its own, so the default applies
+    # the user's own images start from "none" (their labels as given): a widget key of its own, so that this
+    # default is not overridden by the demo's "symmetric" (and the page shows what it uses)
     model = c1.selectbox("Noise model", models, index=models.index("none" if own else "symmetric"),
                          key="noise_own" if own else "noise", **BIND,
                          help="; ".join(f"{m}: {NOISE_HELP[m]}" for m in models))

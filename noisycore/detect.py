@@ -171,8 +171,10 @@ def read_margins(run_dir) -> Optional[np.ndarray]:
 
 # ----------------------------------------------------------------------------- detection
 def available_detectors(run_dir) -> list[str]:
-    """The DETECTORS this run supports (``aum`` needs margins.npy)."""
-    has_margins = (Path(run_dir) / "margins.npy").is_file()
+    """The DETECTORS this run supports (``aum`` needs margins.npy of every reviewable image: the training
+    margins do not cover the held-out images that a truth-unknown run also reviews)."""
+    path = Path(run_dir) / "margins.npy"
+    has_margins = path.is_file() and np.load(path, mmap_mode="r").shape[1] == len(read_run_labels(run_dir).ids)
     return [d for d in issues_mod.DETECTORS if d != "aum" or has_margins]
 
 
