@@ -1,11 +1,12 @@
 """Data & noise: choose images, corrupt their labels in a well-defined way, and see exactly what changed."""
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 
 from noisycore import charts
 from noisycore.config import ConfigError, DataConfig, NoiseConfig, NOISE_MODEL_NAMES, default_data_dir
-from noisycore.datasets import cifar10_available, download_cifar10
+from noisycore.datasets import cifar10_available, download_cifar10, skipped_text
 from noisycore.noise import NOISE_HELP, class_counts, describe, flipped_examples, save_label_set, validate_matrix
 from ui.common import (cached_dataset, cached_noise, guard, labels_root, set_current_labels_path, upscale)
 
@@ -16,6 +17,7 @@ SOURCES = {
     "upload": "Upload a zip",
 }
 BIND = dict(bind="query-params")
+
 
 st.title("Data & noise")
 st.caption("Pick a dataset, choose how its labels get corrupted, and see exactly which labels were flipped. "
@@ -52,12 +54,15 @@ with st.container(border=True):
             st.info("Upload a .zip whose folders are the classes. It is unpacked safely into the app's data folder.")
             st.stop()
         data = upload.getvalue()
-        target = default_data_dir() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}.zip"
+        # <hash>/ only keeps two different uploads of one name apart; the dataset is named after the file
+        stem = "".join(ch if ch.isalnum() or ch in "-_. " else "-" for ch in Path(upload.name).stem).strip() or "upload"
+        target = default_data_dir() / "uploads" / hashlib.sha256(data).hexdigest()[:16] / f"{stem}.zip"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         source = str(target)
 
+    own = kind in ("path", "upload")
     c1, c2, c3 = st.columns(3)
     size = c1.selectbox("Image size (pixels)", ["auto", 16, 24, 32, 48, 64, 96], key="size", **BIND,
                         help="Every image is resized to this square size. Auto: the most common size, at most 64.")
@@ -67,14 +72,25 @@ with st.container(border=True):
     if source.lower().endswith(".csv"):
         label_column = c3.text_input("Label column (CSV)", key="label_column", **BIND,
                                      help="The CSV column with the labels you were given (default: label).") or None
+    skip = None
+    if own:
+        skip = c3.toggle("Skip unreadable images", value=not source.lower().endswith(".csv"), key="skip", **BIND,
+                         help="On: files that are not readable images are left out and listed. Off: one "
+                              "unreadable file stops the import.")
 
 data_cfg = guard(DataConfig, source=source, image_size=None if size == "auto" else int(size),
-                 max_train=int(max_train) or None, label_column=label_column)
+                 max_train=int(max_train) or None, label_column=label_column, skip_unreadable=skip)
 dataset = guard(cached_dataset, data_cfg.to_json())
 names = list(dataset.class_names)
 K = dataset.num_classes
-st.caption(f"**{dataset.name}**: {len(dataset.y_train):,} training and {len(dataset.y_test):,} test images of "
+held = "test" if dataset.truth_known else "held-out"
+st.caption(f"**{dataset.name}**: {len(dataset.y_train):,} training and {len(dataset.y_test):,} {held} images of "
            f"{dataset.image_shape[0]}×{dataset.image_shape[1]} pixels, {K} classes: {', '.join(names)}.")
+if skipped_text(dataset):
+    st.warning(skipped_text(dataset), icon=":material/warning:")
+if not dataset.truth_known:
+    st.caption("These are your own labels: nobody knows yet which of them are wrong. Keep them as given (noise "
+               "model none) to find the suspicious ones on the Review page, or inject noise to experiment.")
 
 # ---- Inputs: noise ----------------------------------------------------------------------------
 with st.container(border=True):
@@ -83,7 +99,10 @@ with st.container(border=True):
               or kind != "builtin"]
     c1, c2, c3 = st.columns([2, 2, 1])
     # plain names: a bound widget stores its shown text in the URL
-    model = c1.selectbox("Noise model", models, index=models.index("symmetric"), key="noise", **BIND,
+    # the user's own images start from "none" (their labels as given): a widget key of its own, so that this
+    # default is not overridden by the demo's "symmetric" (and the page shows what it uses)
+    model = c1.selectbox("Noise model", models, index=models.index("none" if own else "symmetric"),
+                         key="noise_own" if own else "noise", **BIND,
                          help="; ".join(f"{m}: {NOISE_HELP[m]}" for m in models))
     c1.caption(NOISE_HELP[model])
     rate = c2.slider("Noise rate", 0.0, 0.95, 0.4, step=0.01, key="rate", **BIND, format="%.2f",

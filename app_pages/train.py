@@ -10,6 +10,7 @@ from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HE
 from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HELP, PRESETS, DataConfig, NoiseConfig,
                               TrainConfig)
 from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
+from noisycore.noise import truth_known_meta
 from ui.common import current_labels_path, guard
 from ui.train_options import forget_rate_option, forward_options
 from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run
@@ -18,11 +19,12 @@ DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
 TEST_SET_NOTE = (
     "The blog post stops training and picks its model by accuracy on the **test** set. That leaks the test set "
     "into training decisions, so its test accuracy is optimistic. Here validation always comes from the "
-    "training data (a held-out share of the given, noisy labels, or a trusted clean subset if you have one); "
-    "the test set is only ever reported.")
+    "training data (a held-out share of the given labels, or a trusted subset with known true labels if you "
+    "have one); the test (held-out) set is only ever reported.")
 
 st.title("Train")
-st.caption("Train a classifier on the noisy labels. Training runs in the background: you can leave this page, "
+st.caption("Train a classifier on the given labels (some of them may be wrong). "
+           "Training runs in the background: you can leave this page, "
            "close the tab or start more runs; nothing is lost.")
 
 # ---- Inputs: labels ----------------------------------------------------------------------------
@@ -42,10 +44,14 @@ with st.container(border=True):
         meta = chosen["meta"]
         data_cfg = guard(DataConfig.from_dict, meta.get("data_config") or {"source": meta["dataset"]["source"]})
         noise_cfg, labels_path = guard(NoiseConfig.from_dict, meta["config"]), chosen["path"]
-        truth_known = meta.get("realized_rate") is not None
+        truth_known = truth_known_meta(meta) and meta.get("realized_rate") is not None
         rate = meta.get("realized_rate")
-        st.caption(f"{meta['dataset'].get('name')}: {meta['counts']['labels']:,} labels, noise model "
-                   f"{meta['config']['model']}" + (f", {rate:.1%} wrong" if rate is not None else ", truth unknown"))
+        if truth_known:
+            st.caption(f"{meta['dataset'].get('name')}: {meta['counts']['labels']:,} labels, noise model "
+                       f"{meta['config']['model']}, {rate:.1%} wrong")
+        else:
+            st.caption(f"{meta['dataset'].get('name')}: {meta['counts']['labels']:,} labels as given; which of "
+                       "them are wrong is unknown (find out on the Review page after training)")
 
 # ---- Inputs: preset and options -----------------------------------------------------------------
 with st.container(border=True):
@@ -112,7 +118,7 @@ with st.container(border=True):
         c = st.columns(4)
         val = c[0].number_input("Validation share", 0.01, 0.5, base.val_fraction, 0.05, key=k + "val",
                                 help="Share of the training images held out to choose the best epoch.")
-        trusted = c[1].toggle("Trusted (clean) validation", base.trusted_val, key=k + "trusted",
+        trusted = c[1].toggle("Trusted validation (true labels)", base.trusted_val, key=k + "trusted",
                               disabled=not truth_known, help="Score validation against the true labels, as if you "
                               "had a small hand-checked subset. Needs known true labels.")
         patience = c[2].number_input("Early stopping patience (0 = off)", 0, 1000, base.early_stopping_patience,

@@ -357,7 +357,8 @@ def _given_column(metrics: pd.DataFrame) -> str | None:
     return None
 
 
-def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy") -> alt.Chart | alt.LayerChart:
+def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy",
+                    truth_known: bool = True) -> alt.Chart | alt.LayerChart:
     """Accuracy (or loss) per epoch for train / validation / test, one line per present series.
 
     ``metrics``: the run's metrics.csv (epoch, loss, accuracy, train_acc_true, val_loss, val_accuracy,
@@ -377,7 +378,13 @@ def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy") 
         wanted = ["loss", "val_loss"]
         title, y_title = "Loss per epoch", "Loss (lower is better)"
         subtitle = "The loss the model minimizes, on the given training labels and on validation."
+    if not truth_known:   # the user's own labels: every accuracy is against given labels
+        wanted = [c for c in wanted if c != "train_acc_true"]
+        subtitle = ("Every accuracy here is against the given labels (the true ones are unknown): training, "
+                    "validation and held-out images." if kind == "accuracy" else subtitle)
     columns = {c: SERIES_NAMES[c] for c in wanted if c is not None and _has_values(metrics, c)}
+    if not truth_known and "test_accuracy" in columns:
+        columns["test_accuracy"] = "Held-out (given labels)"
     if not columns:
         return _placeholder(f"No {kind} values yet: curves appear when the first epoch ends.", title)
     long = _curve_frame(metrics, columns)

@@ -41,6 +41,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="test share held out when the source has no test split (default 0.2)")
     p.add_argument("--max-train", type=int, default=None, help="use a stratified subset of this many training images")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the test split / built-in generator")
+    p.add_argument("--skip-unreadable", action=argparse.BooleanOptionalAction, default=None,
+                   help="leave unreadable image files out (counted and listed) instead of refusing the import "
+                        "(default: on for folders and zips, off for CSV manifests)")
 
 
 def _add_noise_args(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -57,7 +60,8 @@ def _add_noise_args(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 def data_config(args) -> DataConfig:
     return DataConfig(source=args.dataset, image_size=args.image_size, test_fraction=args.test_fraction,
-                      seed=args.data_seed, label_column=args.label_column, max_train=args.max_train)
+                      seed=args.data_seed, label_column=args.label_column, max_train=args.max_train,
+                      skip_unreadable=args.skip_unreadable)
 
 
 def read_matrix_file(path: str):
@@ -105,6 +109,10 @@ def cmd_inject(args) -> int:
     dataset = load_dataset(dcfg)
     noisy = apply_noise(dataset, ncfg)
     out = save_label_set(args.out, dataset, noisy, data_config=dcfg)
+    from noisycore.datasets import skipped_text
+
+    if skipped_text(dataset):
+        print(skipped_text(dataset))
     print(describe(ncfg, dataset.num_classes))
     n = len(noisy.labels)
     if noisy.realized_rate is None:
@@ -254,7 +262,12 @@ def _summary_line(s: dict) -> str:
         v = s.get(key)
         return "n/a" if v is None else f"{v:.2%}"
 
-    return (f"{s.get('state')}: {s.get('epochs_done')} epochs, best epoch {s.get('best_epoch')}; "
+    head = (s.get("skipped_images") + "\n") if s.get("skipped_images") else ""
+    if s.get("truth_known") is False:   # the user's own labels: no claim about true labels
+        return (f"{head}{s.get('state')}: {s.get('epochs_done')} epochs, best epoch {s.get('best_epoch')}; "
+                f"held-out accuracy (given labels) {pct('test_accuracy')} (last epoch {pct('last_test_accuracy')}); "
+                f"train accuracy on the given labels {pct('train_acc_noisy')}")
+    return (f"{head}{s.get('state')}: {s.get('epochs_done')} epochs, best epoch {s.get('best_epoch')}; "
             f"test accuracy {pct('test_accuracy')} (last epoch {pct('last_test_accuracy')}); "
             f"train accuracy on given labels {pct('train_acc_noisy')}, on true labels {pct('train_acc_true')}")
 

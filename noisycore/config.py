@@ -85,6 +85,8 @@ class DataConfig(JsonConfig):
     label_column: Optional[str] = None  # CSV manifests: column with the given labels (default "label")
     max_train: Optional[int] = None    # keep a stratified subset of this many training images (None = all)
     max_test: Optional[int] = None     # likewise for the test set
+    skip_unreadable: Optional[bool] = None  # leave unreadable image files out (counted and listed) instead of
+                                            # refusing the import; None = on for folders and zips, off for CSV
 
     def __post_init__(self):
         if not isinstance(self.source, str) or not self.source.strip():

@@ -5,10 +5,13 @@
     stop(run_dir)                # ends the fold in training within one batch; finished folds are kept
     cross_validate(run_dir, folds=4)   # the same, in this process (the worker and the CLI call it)
 
-The run's training images are split into K stratified folds (by given label, seeded by the run's
-seed). For each fold a run with the same config trains on the other K-1 folds (holding out its own
+The run's images (:func:`detect.read_run_labels`: the training images, plus the held-out ones when
+the truth is unknown) are split into K stratified folds (by given label, seeded by the run's seed).
+For each fold a run with the same config trains on the other K-1 folds (holding out its own
 validation split from them, as every run does) and its best model predicts the held-out fold, so
-every image is judged by a model that never saw it (Northcutt et al. 2021, Sec. 4). The result is
+every image is judged by a model that never saw it (Northcutt et al. 2021, Sec. 4). Fold models
+never see true labels (trusted_val off) and are the best noisy-validation epoch; on the user's own
+labels they use :func:`recommended_recipe`. The result is
 RUN/cv_probs.npy (N, K classes). Fold runs live in RUN/cv/fold<i>/; a finished fold is reused when
 the cross-validation is started again. The worker takes the same slot lock as training jobs, so it
 waits for (and blocks) other training runs: one training at a time on a laptop CPU. After the folds
@@ -36,6 +39,15 @@ from noisycore.errors import UserError
 
 CV_DIR = "cv"
 MAX_FOLDS = 20
+# The recipe the app recommends for real images, used by the fold models when the truth is unknown
+# (the user's own photos): compact CNN, GCE (q 0.7), crop + flip, Adam one-cycle to 3e-3 (the best
+# recipe of benchmarks/robustness.py on CIFAR-10), all epochs run and the best noisy-validation
+# epoch kept. A "fast" preset in config.PRESETS replaces it (see recommended_recipe).
+RECOMMENDED_RECIPE = {"model": "compact_cnn", "loss": "gce", "loss_params": {"q": 0.7}, "augment": "strong",
+                      "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64, "lr_schedule": "onecycle",
+                      "method": "standard", "mixup_alpha": 0.0, "cutout": False, "dropout": 1.0,
+                      "early_stopping_patience": 0, "epochs": 30}
+_NOT_RECIPE = ("data", "noise", "labels_path", "max_train", "seed", "preset", "record_margins", "trusted_val")
 _TERM = threading.Event()
 
 
@@ -46,6 +58,23 @@ class Stopped(Exception):
 def fold_assignments(labels, *, folds: int, seed: int) -> np.ndarray:
     """Fold number 0..folds-1 per example (N,), stratified by label (see splits.stratified_folds)."""
     return stratified_folds(labels, folds, seed)
+
+
+def recommended_recipe() -> dict:
+    """TrainConfig fields of the recipe the app recommends for real images: the ``fast`` preset when
+    config.PRESETS has one, else RECOMMENDED_RECIPE (data, noise, subset and seed fields left out)."""
+    from noisycore.config import PRESETS
+
+    recipe = PRESETS["fast"] if "fast" in PRESETS else RECOMMENDED_RECIPE
+    return {k: v for k, v in recipe.items() if k not in _NOT_RECIPE}
+
+
+def fold_config(config, labels_dir, *, truth_known: bool):
+    """The TrainConfig of one fold: the run's config on the fold's label set, never validated against
+    true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe."""
+    recipe = {} if truth_known else recommended_recipe()
+    return config.replace(**recipe, labels_path=str(Path(labels_dir).resolve()), max_train=None,
+                          record_margins=False, trusted_val=False)
 
 
 def _check_folds(folds, n: int, *, allow_zero: bool = False) -> int:
@@ -102,12 +131,11 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         shutil.rmtree(fold_dir, ignore_errors=True)   # a fold cut short starts again
         # The truth stays out of the folds: no true labels in their label sets, validation on the given
         # labels, so nothing about a fold model (training or its best epoch) can depend on it.
-        labels_dir = detect.write_label_subset(fold_dir / "labels", run, ids=info.ids[~held],
-                                               labels=info.labels[~held], true_labels=None,
-                                               extra={"realized_matrix": None})
-        fold_config = config.replace(labels_path=str(labels_dir.resolve()), max_train=None, record_margins=False,
-                                     trusted_val=False)
-        summary = train.run(fold_config, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
+        labels_dir = detect.write_label_subset(      # the held-out fold is the fold run's test set
+            fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
+            split=np.where(held, "test", "train"), extra={"realized_matrix": None})
+        cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None)
+        summary = train.run(cfg, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")
         model = keras.models.load_model(fold_dir / "run" / "best.keras", compile=False, safe_mode=True)

@@ -69,9 +69,11 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     ids_test: np.ndarray
-    truth_known: bool = True        # False for a CSV manifest without a true_label/clean column
+    truth_known: bool = True        # False for the user's own labels (a folder, a zip, a CSV without true_label)
     label_sets: dict = field(default_factory=dict)  # CSV label columns over train rows (int, -1 = missing)
     source: str = ""                # what was loaded (for the config / run folder)
+    skipped: tuple = ()             # ((id, reason), ...) image files left out as unreadable (skip_unreadable)
+    total_files: int = 0            # image files found (loaded + skipped); 0 when not loaded from files
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
@@ -190,18 +192,23 @@ def _raise_bad(bad: list, total: int) -> None:
                     "Remove or fix these files, then load again.")
 
 
-def _choose_size(files: list, image_size: Optional[int]) -> int:
-    """The output side: ``image_size`` if given, else the most common size's shorter side, in 8..64."""
+def _choose_size(files: list, image_size: Optional[int], bad: Optional[list] = None) -> int:
+    """The output side: ``image_size`` if given, else the most common size's shorter side, in 8..64.
+
+    ``bad``: a list to collect (id, reason) of unreadable files in (skip them); None = raise on any."""
     if image_size is not None:
         return _check_size(image_size)
-    sizes, bad = Counter(), []
+    sizes, found = Counter(), []
     for path, rel in files:
         try:
             with _open(path) as im:
                 sizes[im.size] += 1
         except Exception as e:  # noqa: BLE001 - any Pillow failure is reported per file
-            bad.append((rel, _why(path, e)))
-    _raise_bad(bad, len(files))
+            found.append((rel, _why(path, e)))
+    if bad is None or not sizes:
+        _raise_bad(found, len(files))
+    else:
+        bad.extend(found)
     (w, h), _ = max(sizes.items(), key=lambda kv: (kv[1], kv[0]))
     return int(min(max(min(w, h), MIN_SIZE), DEFAULT_SIZE_CAP))
 
@@ -216,17 +223,43 @@ def _check_size(image_size) -> int:
     return size
 
 
-def _decode_all(files: list, size: int) -> np.ndarray:
-    """Decode every (path, id) once into one preallocated uint8 (N, size, size, 3) array."""
-    x = np.empty((len(files), size, size, 3), np.uint8)
-    bad = []
+def _decode_all(files: list, size: int, bad: Optional[list] = None) -> np.ndarray:
+    """Decode every (path, id) once into one preallocated uint8 (N, size, size, 3) array.
+
+    ``bad``: a list to collect (id, reason) of unreadable files in (their rows stay zero; drop them
+    with :func:`_readable`); None = raise a DataError listing them."""
+    x = np.zeros((len(files), size, size, 3), np.uint8)
+    found, known_bad = [], {rel for rel, _ in bad or ()}
     for i, (path, rel) in enumerate(files):
+        if rel in known_bad:   # already found unreadable while choosing the size
+            continue
         try:
             x[i] = _decode(path, size)
         except Exception as e:  # noqa: BLE001
-            bad.append((rel, _why(path, e)))
-    _raise_bad(bad, len(files))
+            found.append((rel, _why(path, e)))
+    if bad is None or len(found) + len(known_bad) == len(files):
+        _raise_bad((bad or []) + found, len(files))
+    if bad is not None:
+        bad.extend(found)
     return x
+
+
+def _readable(ids, bad: list) -> np.ndarray:
+    """Boolean mask of the ids not listed in ``bad`` ((id, reason) pairs)."""
+    skip = {rel for rel, _ in bad}
+    return np.array([i not in skip for i in ids], bool)
+
+
+def skipped_text(dataset, *, limit: int = 5) -> Optional[str]:
+    """'2 of 452 images could not be read: a.jpg (not an image), ...' for a dataset loaded with
+    skip_unreadable, or None when every image was read."""
+    bad = list(getattr(dataset, "skipped", ()) or ())
+    if not bad:
+        return None
+    total = int(getattr(dataset, "total_files", 0) or 0) or len(bad) + len(dataset.y_train) + len(dataset.y_test)
+    shown = ", ".join(f"{rel} ({why})" for rel, why in bad[:limit])
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"{len(bad)} of {total} images could not be read and were left out: {shown}{more}"
 
 
 # ============================================================================ splits and subsets
@@ -268,13 +301,18 @@ def _limit(ds: Dataset, max_train: Optional[int], max_test: Optional[int], seed:
     return dataclasses.replace(ds, **changes) if changes else ds
 
 
-def _assemble(name, source, class_names, x, y, ids, test_mask, *, truth_known=True, label_sets=None):
-    """Dataset from all images plus a boolean test mask (label sets are cut to the train rows)."""
-    tr, te = ~test_mask, test_mask
+def _assemble(name, source, class_names, x, y, ids, test_mask, *, truth_known=True, label_sets=None,
+              bad=(), keep=None):
+    """Dataset from all images plus a boolean test mask (label sets are cut to the train rows).
+
+    ``keep``: boolean mask of the readable images (the others, listed in ``bad``, are left out)."""
+    keep = np.ones(len(y), bool) if keep is None else keep
+    tr, te = ~test_mask & keep, test_mask & keep
     return Dataset(name=name, class_names=tuple(class_names), x_train=x[tr], y_train=y[tr],
                    ids_train=ids[tr], x_test=x[te], y_test=y[te], ids_test=ids[te],
                    truth_known=truth_known, source=source,
-                   label_sets={k: v[tr] for k, v in (label_sets or {}).items()})
+                   label_sets={k: v[tr] for k, v in (label_sets or {}).items()},
+                   skipped=tuple((str(r), str(w)) for r, w in bad), total_files=int(len(y)))
 
 
 # ============================================================================ image folders
@@ -375,8 +413,11 @@ def _check_classes(scan: _Scan, class_order: Optional[tuple]) -> tuple:
 
 
 def _load_scan(scan: _Scan, *, name: str, source: str, image_size, test_fraction, seed,
-               class_order=None) -> Dataset:
-    """Decode a scanned folder into a Dataset (holding out a stratified test split if there is no test/)."""
+               class_order=None, truth_known: bool = True, skip_unreadable: bool = False) -> Dataset:
+    """Decode a scanned folder into a Dataset (holding out a stratified test split if there is no test/).
+
+    ``skip_unreadable``: leave unreadable files out (listed in Dataset.skipped) instead of refusing all.
+    The test split is drawn over all files first, so a skipped file never moves another image."""
     class_names = _check_classes(scan, class_order)
     index = {c: i for i, c in enumerate(class_names)}
     y = np.array([index[c] for c in scan.classes], np.int64)
@@ -384,22 +425,26 @@ def _load_scan(scan: _Scan, *, name: str, source: str, image_size, test_fraction
         test = _holdout(y, class_names, test_fraction, seed)
     else:
         test = np.array([s == "test" for s in scan.splits])
-    size = _choose_size(scan.files, image_size)
-    x = _decode_all(scan.files, size)
+    bad = [] if skip_unreadable else None
+    size = _choose_size(scan.files, image_size, bad)
+    x = _decode_all(scan.files, size, bad)
     ids = np.array([rel for _, rel in scan.files], dtype=str)
-    return _assemble(name, source, class_names, x, y, ids, test)
+    keep = _readable(ids, bad or [])
+    return _assemble(name, source, class_names, x, y, ids, test, truth_known=truth_known, bad=bad or (),
+                     keep=keep)
 
 
-def load_image_folder(root, *, image_size=None, test_fraction=0.2, seed=0) -> Dataset:
+def load_image_folder(root, *, image_size=None, test_fraction=0.2, seed=0, skip_unreadable=False) -> Dataset:
     """Load root/<class>/*.{png,jpg,...} (or root/train/<class> + root/test/<class>) as a Dataset.
 
     Images are converted to RGB and resized to image_size x image_size (default: the most common
     size's shorter side, capped at 64). Without a test/ folder a stratified, seeded test_fraction of
     each class is held out. Ids are paths relative to root with forward slashes (e.g. "cat/001.jpg").
+    The folder names are the user's own labels: their truth is unknown (truth_known=False).
     """
     scan = _scan_folder(root)
     return _load_scan(scan, name=Path(root).resolve().name, source=str(root), image_size=image_size,
-                      test_fraction=test_fraction, seed=seed)
+                      test_fraction=test_fraction, seed=seed, truth_known=False, skip_unreadable=skip_unreadable)
 
 
 # ============================================================================ CSV manifests
@@ -551,7 +596,7 @@ def _manifest_files(df, csv_path: Path) -> list:
 
 
 def load_csv_manifest(csv_path, *, label_column=None, image_size=None, test_fraction=0.2, seed=0,
-                      class_names=None) -> Dataset:
+                      class_names=None, skip_unreadable=False) -> Dataset:
     """Load the images a CSV manifest lists (``path,label[,true_label|clean][,split][,...]``).
 
     Paths are relative to the CSV's folder. y_train is the true_label/clean column when present
@@ -576,10 +621,11 @@ def load_csv_manifest(csv_path, *, label_column=None, image_size=None, test_frac
     y = cols[truth] if truth else cols[given]
     files = _manifest_files(df, path)
     test = _csv_split(df, y, names, path.name, test_fraction, seed)
-    x = _decode_all(files, _choose_size(files, image_size))
+    bad = [] if skip_unreadable else None
+    x = _decode_all(files, _choose_size(files, image_size, bad), bad)
     ids = np.array(df["path"].tolist(), dtype=str)
     return _assemble(path.stem, str(path), names, x, y, ids, test, truth_known=truth is not None,
-                     label_sets=cols)
+                     label_sets=cols, bad=bad or (), keep=_readable(ids, bad or []))
 
 
 # ============================================================================ zip archives
@@ -1105,7 +1151,7 @@ def _write_npz(ds: Dataset, path: Path) -> None:
     """Save a Dataset as one uncompressed .npz (no pickles: ids and names as unicode arrays), atomically."""
     names = list(ds.label_sets)
     meta = {"name": ds.name, "source": ds.source, "truth_known": ds.truth_known, "label_sets": names,
-            "version": CACHE_VERSION}
+            "version": CACHE_VERSION, "skipped": [list(b) for b in ds.skipped], "total_files": ds.total_files}
     arrays = {a: getattr(ds, a) for a in ("x_train", "y_train", "ids_train", "x_test", "y_test", "ids_test")}
     arrays.update({f"label_set_{i}": ds.label_sets[n] for i, n in enumerate(names)})
     arrays.update(class_names=np.array(ds.class_names, dtype=str), meta=np.array(json.dumps(meta)))
@@ -1128,7 +1174,9 @@ def _read_npz(path: Path) -> Dataset:
         return Dataset(name=meta["name"], class_names=tuple(z["class_names"].tolist()),
                        x_train=z["x_train"], y_train=z["y_train"], ids_train=z["ids_train"],
                        x_test=z["x_test"], y_test=z["y_test"], ids_test=z["ids_test"],
-                       truth_known=bool(meta["truth_known"]), label_sets=sets, source=meta["source"])
+                       truth_known=bool(meta["truth_known"]), label_sets=sets, source=meta["source"],
+                       skipped=tuple(tuple(b) for b in meta.get("skipped", ())),
+                       total_files=int(meta.get("total_files", 0)))
 
 
 def _cached(key: dict, build: Callable[[], Dataset], *, cache_dir=None) -> Dataset:
@@ -1162,23 +1210,36 @@ def _settings(config: DataConfig) -> dict:
             "version": CACHE_VERSION}
 
 
+def skip_unreadable(config: DataConfig) -> bool:
+    """config.skip_unreadable, where None means: on for folders and zips, off for CSV manifests."""
+    if config.skip_unreadable is not None:
+        return bool(config.skip_unreadable)
+    return not config.source.strip().lower().endswith(".csv")
+
+
 def _load_folder_cached(root: Path, config: DataConfig, *, name: str, source: str) -> Dataset:
     scan = _scan_folder(root)
+    skip = skip_unreadable(config)
     key = {"kind": "folder", "root": str(scan.root.resolve()), "files": _stat_list(scan.files),
-           **_settings(config)}
-    return _cached(key, lambda: _load_scan(scan, name=name, source=source, image_size=config.image_size,
-                                           test_fraction=config.test_fraction, seed=config.seed))
+           **_settings(config), "skip": skip}
+    ds = _cached(key, lambda: _load_scan(scan, name=name, source=source, image_size=config.image_size,
+                                         test_fraction=config.test_fraction, seed=config.seed,
+                                         truth_known=False, skip_unreadable=skip))
+    # The folder names are the user's labels (truth unknown), also for caches written before this rule.
+    return dataclasses.replace(ds, name=name, source=source, truth_known=False)
 
 
 def _load_csv_cached(path: Path, config: DataConfig) -> Dataset:
     df = read_label_manifest(path)
     base = path.parent.resolve()
     files = [(base / rel, rel) for rel in df["path"] if (base / rel).is_file()]
+    skip = skip_unreadable(config)
     key = {"kind": "csv", "csv": _file_digest(path), "path": str(path.resolve()), "files": _stat_list(files),
-           "label_column": config.label_column, **_settings(config)}
+           "label_column": config.label_column, **_settings(config), **({"skip": True} if skip else {})}
     return _cached(key, lambda: load_csv_manifest(path, label_column=config.label_column,
                                                   image_size=config.image_size,
-                                                  test_fraction=config.test_fraction, seed=config.seed))
+                                                  test_fraction=config.test_fraction, seed=config.seed,
+                                                  skip_unreadable=skip))
 
 
 def _resize_all(x: np.ndarray, size: int) -> np.ndarray:
@@ -1225,13 +1286,39 @@ def load_dataset(config: DataConfig) -> Dataset:
         if path.is_dir():
             ds = _load_folder_cached(path, config, name=path.name, source=str(path))
         elif path.suffix.lower() == ".zip":
-            ds = _load_folder_cached(_import_zip(path), config, name=path.stem, source=str(path))
+            imported = _import_zip(path)
+            try:
+                ds = _load_folder_cached(imported, config, name=path.stem, source=str(path))
+            except DataError as e:   # name the user's zip, never the internal import folder
+                raise DataError(str(e).replace(str(imported), path.name)) from None
         elif path.suffix.lower() == ".csv":
             ds = _load_csv_cached(path, config)
         else:
             raise DataError(f"{path.name} is neither a folder, a .zip nor a .csv; "
                             "give an image folder, a zip of one, or a CSV manifest")
     return _limit(ds, config.max_train, config.max_test, config.seed)
+
+
+def original_files(config: DataConfig, ids) -> list:
+    """The user's original image file (a Path, any size and format) per id, or None where there is none
+    (built-in and CIFAR-10 images, a moved folder, a deleted zip)."""
+    ids = [str(i) for i in ids]
+    src = config.source.strip()
+    path = Path(src).expanduser()
+    if src in DATASETS or not path.exists():
+        return [None] * len(ids)
+    if path.is_dir():
+        base = _effective_root(path)
+    elif path.suffix.lower() == ".zip":
+        base = _effective_root(_import_zip(path))
+    else:
+        base = path.parent
+    base = base.resolve()
+    out = []
+    for i in ids:
+        p = (base / i)
+        out.append(p if p.is_file() and p.resolve().is_relative_to(base) else None)
+    return out
 
 
 def list_sources() -> list:

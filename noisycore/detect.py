@@ -41,16 +41,25 @@ DECISION_STATES = ("all", "unreviewed", "reviewed", "accept", "keep", "relabel",
 
 @dataclass(frozen=True, eq=False)
 class RunLabels:
-    """The labels a run trained on, in the order of its predictions (arrays of length N)."""
+    """The images a run's labels can be judged and reviewed on, in a fixed order (arrays of length N).
+
+    With known truth: the run's training images (labels.csv order). With unknown truth (the user's own
+    labels): the training images followed by the held-out (test) images, so every image can be
+    judged, reviewed and exported; ``split`` says which is which."""
 
     ids: np.ndarray                   # str (N,)
     labels: np.ndarray                # int64 (N,) given labels
     true_labels: Optional[np.ndarray]  # int64 (N,) or None when the truth is unknown
     class_names: tuple
+    split: Optional[np.ndarray] = None  # str (N,): "train" or "test" (None = all "train", older callers)
 
     @property
     def is_noisy(self) -> Optional[np.ndarray]:
         return None if self.true_labels is None else self.labels != self.true_labels
+
+    @property
+    def splits(self) -> np.ndarray:
+        return np.full(len(self.ids), "train", dtype=object) if self.split is None else self.split
 
 
 # ----------------------------------------------------------------------------- reading a run
@@ -62,8 +71,21 @@ def _run_dir(run_dir) -> Path:
     return path
 
 
+def _held_out(path: Path) -> tuple:
+    """(ids, given labels) of the run's held-out images from predictions.npz."""
+    with np.load(path / "predictions.npz", allow_pickle=False) as z:
+        if "test_ids" not in z.files or "test_labels" not in z.files:
+            return np.zeros(0, str), np.zeros(0, np.int64)
+        return z["test_ids"].astype(str), z["test_labels"].astype(np.int64)
+
+
 def read_run_labels(run_dir) -> RunLabels:
-    """labels.csv (id, label, true_label, is_noisy) and the class names of noise.json, as a RunLabels."""
+    """Every image a run's labels can be reviewed on: labels.csv (id, label, true_label, is_noisy) with
+    the class names of noise.json, plus, when the truth is unknown, the held-out images of
+    predictions.npz (their given labels). ``true_labels`` is None unless noise.json knows the truth
+    (see :func:`noisycore.noise.truth_known_meta`)."""
+    from noisycore.noise import truth_known_meta
+
     path = _run_dir(run_dir)
     try:
         meta = json.loads((path / "noise.json").read_text(encoding="utf-8"))
@@ -76,17 +98,24 @@ def read_run_labels(run_dir) -> RunLabels:
     if labels.isna().any():
         raise DataError(f"{path / 'labels.csv'} has labels that are not class names: "
                         f"{sorted(set(df['label'][labels.isna()]))[:3]}")
-    true = None
-    if "true_label" in df and (df["true_label"] != "").all():
+    ids, labels = df["id"].to_numpy(dtype=str), labels.to_numpy(dtype=np.int64)
+    split = np.full(len(ids), "train", dtype=object)
+    if truth_known_meta(meta) and "true_label" in df and (df["true_label"] != "").all():
         true = df["true_label"].map(lookup).to_numpy(dtype=np.int64)
-    return RunLabels(ids=df["id"].to_numpy(dtype=str), labels=labels.to_numpy(dtype=np.int64),
-                     true_labels=true, class_names=names)
+        return RunLabels(ids=ids, labels=labels, true_labels=true, class_names=names, split=split)
+    test_ids, test_labels = _held_out(path)
+    fresh = ~np.isin(test_ids, ids)
+    return RunLabels(ids=np.concatenate([ids, test_ids[fresh]]), labels=np.concatenate([labels, test_labels[fresh]]),
+                     true_labels=None, class_names=names,
+                     split=np.concatenate([split, np.full(int(fresh.sum()), "test", dtype=object)]))
 
 
 def in_sample_probs(run_dir, ids: Sequence[str]) -> np.ndarray:
-    """The best model's train_probs of predictions.npz, (N, K), reordered to ``ids`` (every id required)."""
+    """The best model's probabilities of predictions.npz, (N, K), reordered to ``ids`` (every id required):
+    train_probs for training images, test_probs for held-out ones (out-of-sample by construction)."""
     with np.load(Path(run_dir) / "predictions.npz", allow_pickle=False) as z:
-        probs, pred_ids = z["train_probs"], z["train_ids"].astype(str)
+        probs = np.concatenate([z["train_probs"], z["test_probs"]])
+        pred_ids = np.concatenate([z["train_ids"].astype(str), z["test_ids"].astype(str)])
     return probs[_positions(pred_ids, ids, what="predictions.npz")].astype(np.float64)
 
 
@@ -113,6 +142,11 @@ def pred_probs(run_dir, *, source: str = "in_sample", ids=None) -> np.ndarray:
         raise UserError(f"{path.parent.name} has no cross-validated predictions yet; run cross-validation "
                         "first (noisycore detect --folds 4, or the Review page), or use source in_sample")
     probs = np.load(path, allow_pickle=False).astype(np.float64)
+    n_train = int((info.splits == "train").sum())
+    if probs.shape[0] == n_train < len(ids) and np.array_equal(np.asarray(ids, dtype=str), info.ids):
+        # a cross-validation from before held-out images were reviewable: they keep the run's own
+        # predictions, which are out-of-sample too (the model never trained on them)
+        probs = np.concatenate([probs, in_sample_probs(run_dir, info.ids[n_train:])])
     if probs.shape[0] != len(ids):
         raise DataError(f"{path} has {probs.shape[0]} rows but the run has {len(ids)} training images; "
                         "delete it and run cross-validation again")
@@ -137,11 +171,13 @@ def read_margins(run_dir) -> Optional[np.ndarray]:
 
 # ----------------------------------------------------------------------------- detection
 def available_detectors(run_dir) -> list[str]:
-    """The DETECTORS this run supports (the margin detectors need margins.npy; ``aum`` also
-    threshold samples, i.e. a run trained with aum_threshold_samples)."""
+    """The DETECTORS this run supports: the margin detectors need margins.npy of every reviewable image
+    (the training margins do not cover the held-out images that a truth-unknown run also reviews);
+    ``aum`` also needs threshold samples, i.e. a run trained with aum_threshold_samples."""
     from noisycore import aum
 
-    has_margins = (Path(run_dir) / "margins.npy").is_file()
+    path = Path(run_dir) / "margins.npy"
+    has_margins = path.is_file() and np.load(path, mmap_mode="r").shape[1] == len(read_run_labels(run_dir).ids)
     has_threshold = has_margins and aum.has_threshold_samples(run_dir)
     return [d for d in issues_mod.DETECTORS
             if d not in issues_mod.MARGIN_DETECTORS or (has_threshold if d == "aum" else has_margins)]
@@ -299,7 +335,8 @@ def top_k(probs_row, class_names, *, k: int = 5) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- images and neighbours
 def run_images(run_dir, dataset=None) -> np.ndarray:
-    """The run's training images, uint8 (N, H, W, 3), in labels.csv order.
+    """The images of :func:`read_run_labels` (training, then held-out when the truth is unknown),
+    uint8 (N, H, W, 3), in the same order.
 
     ``dataset``: the loaded Dataset of the run's config (e.g. from a cache); loaded if None."""
     from noisycore.datasets import load_dataset
@@ -308,7 +345,12 @@ def run_images(run_dir, dataset=None) -> np.ndarray:
     ids = read_run_labels(run_dir).ids
     if dataset is None:
         dataset = load_dataset(run_data_config(run_dir))
-    return dataset.x_train[_positions(_norm_ids(dataset.ids_train), _norm_ids(ids), what="the run's dataset")]
+    all_ids = np.concatenate([_norm_ids(dataset.ids_train), _norm_ids(dataset.ids_test)])
+    pos = _positions(all_ids, _norm_ids(ids), what="the run's dataset")
+    n = len(dataset.ids_train)
+    if (pos < n).all():
+        return dataset.x_train[pos]
+    return np.concatenate([dataset.x_train, dataset.x_test])[pos]
 
 
 def run_data_config(run_dir):
@@ -347,8 +389,13 @@ def compute_features(run_dir, *, images=None, batch_size: int = 512) -> np.ndarr
 
 
 def read_features(run_dir) -> Optional[np.ndarray]:
+    """RUN/features.npy, or None when missing or not one row per reviewable image (e.g. computed before
+    the held-out images of a truth-unknown run became reviewable: compute it again)."""
     path = Path(run_dir) / FEATURES
-    return np.load(path, allow_pickle=False).astype(np.float32) if path.is_file() else None
+    if not path.is_file():
+        return None
+    feats = np.load(path, allow_pickle=False).astype(np.float32)
+    return feats if len(feats) == len(read_run_labels(run_dir).ids) else None
 
 
 def nearest_neighbours(features, index: int, *, k: int = 8) -> np.ndarray:
@@ -368,11 +415,16 @@ def nearest_neighbours(features, index: int, *, k: int = 8) -> np.ndarray:
 SUBSET_KEY = "subset_of_dataset"   # noise.json flag read by train.restrict_to_label_set (same string)
 
 
-def write_label_subset(out_dir, run_dir, *, ids, labels, true_labels=None, extra: Optional[dict] = None) -> Path:
-    """Write a labels.csv (id, label, true_label, is_noisy) + noise.json for some of a run's images.
+def write_label_subset(out_dir, run_dir, *, ids, labels, true_labels=None, split=None, columns=None,
+                       extra: Optional[dict] = None) -> Path:
+    """Write a labels.csv (id, label, true_label, is_noisy[, split][, columns]) + noise.json for some of
+    a run's images.
 
     The noise.json copies the run's and sets ``subset_of_dataset``, so a training run with this
-    ``labels_path`` trains on exactly these images (see train.restrict_to_label_set)."""
+    ``labels_path`` trains on exactly these images (see train.restrict_to_label_set); ``split``
+    ("train" / "test" per row) places images in the training or the held-out set. Without
+    ``true_labels`` the truth columns stay empty and noise.json says ``truth_known: false``.
+    ``columns``: extra per-row columns (e.g. the review provenance)."""
     info = read_run_labels(run_dir)
     names = np.asarray(info.class_names, dtype=object)
     labels = np.asarray(labels, dtype=np.int64)
@@ -380,12 +432,20 @@ def write_label_subset(out_dir, run_dir, *, ids, labels, true_labels=None, extra
     table = pd.DataFrame({"id": np.asarray(ids, dtype=str), "label": names[labels],
                           "true_label": names[np.asarray(true_labels)] if known else "",
                           "is_noisy": np.where(labels != np.asarray(true_labels), "true", "false") if known else ""})
+    if split is not None:
+        table["split"] = np.asarray(split, dtype=object)
+    for name, values in (columns or {}).items():
+        table[name] = np.asarray(values, dtype=object)
     meta = json.loads((Path(run_dir) / "noise.json").read_text(encoding="utf-8"))
-    noisy = None if not known else labels != np.asarray(true_labels)
-    meta.update({SUBSET_KEY: True, "realized_rate": None if noisy is None else float(noisy.mean()),
-                 "counts": {"labels": int(len(labels)), "noisy": None if noisy is None else int(noisy.sum()),
-                            "given_per_class": np.bincount(labels, minlength=len(names)).tolist()},
+    train = np.ones(len(labels), bool) if split is None else np.asarray(split) != "test"
+    noisy = None if not known else (labels != np.asarray(true_labels))[train]
+    meta.update({SUBSET_KEY: True, "truth_known": known,
+                 "realized_rate": None if noisy is None else float(noisy.mean()),
+                 "counts": {"labels": int(train.sum()), "noisy": None if noisy is None else int(noisy.sum()),
+                            "given_per_class": np.bincount(labels[train], minlength=len(names)).tolist()},
                  "created": datetime.now().astimezone().isoformat(timespec="seconds"), **(extra or {})})
+    if not known:
+        meta.update(realized_matrix=None)   # the requested (declared) matrix stays: forward correction reads it
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_csv(table, out / "labels.csv")
@@ -393,9 +453,29 @@ def write_label_subset(out_dir, run_dir, *, ids, labels, true_labels=None, extra
     return out
 
 
+DECISION_WORDS = {"accept": "accepted", "keep": "kept", "relabel": "relabelled", "exclude": "excluded",
+                  "unreviewed": "unreviewed"}
+
+
+def _provenance(info: RunLabels, store) -> dict:
+    """Per image: original_label (class name), decision (DECISION_WORDS value), reviewer, reviewed_at."""
+    latest = store.latest().set_index("item_id")
+    ids = pd.Index(info.ids)
+    names = np.asarray(info.class_names, dtype=object)
+    return {"original_label": names[info.labels],
+            "reviewer": latest["reviewer"].reindex(ids).fillna("").to_numpy(dtype=object),
+            "reviewed_at": latest["time"].reindex(ids).fillna("").to_numpy(dtype=object)}
+
+
 def corrected_label_set(run_dir, *, store=None) -> Path:
-    """The reviewed labels as a label set RUN/corrected/<time>/ (excluded images left out; true
-    labels kept for evaluation), ready to train on. Returns the folder."""
+    """The reviewed labels as the new given labels, RUN/corrected/<time>/ (excluded images left out),
+    ready to train on. Returns the folder.
+
+    labels.csv holds per image: label (the reviewed label), original_label, decision (kept / relabelled /
+    accepted / excluded / unreviewed), reviewer, reviewed_at, split. The held-out images keep their
+    place (split "test", with their reviewed labels), so a retrain is scored on the same held-out
+    images. With the user's own labels noise.json says ``truth_known: false``: a reviewer's fix is
+    never called noise. With injected noise the true labels are kept for evaluation only."""
     from noisycore.review import ReviewStore, final_labels
 
     run = _run_dir(run_dir)
@@ -403,14 +483,21 @@ def corrected_label_set(run_dir, *, store=None) -> Path:
     store = store or ReviewStore.for_run(run)
     final, excluded, decision = final_labels(info.labels, info.ids, store)
     keep = ~excluded
-    if not keep.any():
-        raise UserError("every image is excluded; undo some exclusions before retraining")
+    if not (keep & (info.splits == "train")).any():
+        raise UserError("every training image is excluded; undo some exclusions before retraining")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    words = np.asarray([DECISION_WORDS[d] for d in decision], dtype=object)
+    prov = {k: v[keep] for k, v in _provenance(info, store).items()}
+    changed = int(((final != info.labels) & keep).sum())
+    review = {d: int((decision == d).sum()) for d in ("accept", "keep", "relabel", "exclude")}
     return write_label_subset(
         run / CORRECTED_DIR / stamp, run, ids=info.ids[keep], labels=final[keep],
-        true_labels=None if info.true_labels is None else info.true_labels[keep],
-        extra={"reviewed_from": run.name, "excluded_ids": info.ids[excluded].tolist(),
-               "review": {d: int((decision == d).sum()) for d in ("accept", "keep", "relabel", "exclude")}})
+        true_labels=None if info.true_labels is None else info.true_labels[keep], split=info.splits[keep],
+        columns={**prov, "decision": words[keep]},
+        extra={"reviewed_from": run.name, "excluded_ids": info.ids[excluded].tolist(), "review": review,
+               "changed": changed, "excluded": int(excluded.sum()),
+               "config": {"model": "none", "rate": 0.0} if info.true_labels is None
+               else json.loads((run / "noise.json").read_text(encoding="utf-8")).get("config")})
 
 
 def retrain_config(run_dir, labels_dir):
@@ -419,15 +506,25 @@ def retrain_config(run_dir, labels_dir):
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None)
 
 
+def retrain_title(run_name: str, changed: int, excluded: int) -> str:
+    return f"{run_name} after review ({changed} changed, {excluded} excluded)"
+
+
 def retrain(run_dir, *, store=None, root=None) -> Path:
     """Start a background training run with the same config on the reviewed labels; returns its folder
-    (listed with the other runs, so the Curves page can compare it with the original)."""
+    (listed with the other runs, so the Curves page can compare it with the original). The new run's
+    reviewed.json names it "<run> after review (N changed, M excluded)" (evaluation.run_title)."""
     from noisycore import jobs
+    from noisycore.evaluation import REVIEWED_FILE, run_title
 
     run = _run_dir(run_dir)
     labels_dir = corrected_label_set(run, store=store)
+    meta = json.loads((labels_dir / "noise.json").read_text(encoding="utf-8"))
     config = retrain_config(run, labels_dir)
     new = jobs.start(config, root=root or run.parent, name=f"reviewed-{runs.describe(runs.read_config(run))}")
+    title = retrain_title(run_title(runs.load_run(run)), meta["changed"], meta["excluded"])
+    runs.write_json(new / REVIEWED_FILE, {"title": title, "from": str(run), "changed": meta["changed"],
+                                          "excluded": meta["excluded"], "labels": str(labels_dir)})
     runs.write_json(labels_dir / "retrain.json", {"run": str(new), "from": str(run)})
     return new
 
@@ -435,7 +532,8 @@ def retrain(run_dir, *, store=None, root=None) -> Path:
 # ----------------------------------------------------------------------------- exports
 EXPORT_FORMATS = {"csv": "corrected labels: id, given_label, final_label, decision, score, reviewer",
                   "csv_kept": "the same without the excluded images",
-                  "folder": "a zip of an image-folder tree <final class>/<image>.png (excluded images left out)"}
+                  "folder": "a zip of an image-folder tree <final class>/<image> (your original files where "
+                            "they exist, else PNG; excluded images left out)"}
 
 
 def _scores(run_dir, ids, detector: Optional[str]):
@@ -460,11 +558,16 @@ def export(run_dir, *, fmt: str, out, detector: Optional[str] = None, store=None
         raise UserError(f"format={fmt!r} is not valid; choose one of: {', '.join(EXPORT_FORMATS)}")
     run = _run_dir(run_dir)
     info = read_run_labels(run)
-    images = run_images(run, dataset) if fmt == "folder" else None   # before the store: a failure writes nothing
+    files = images = None
+    if fmt == "folder":   # before the store: a failure writes nothing
+        from noisycore.datasets import original_files
+
+        files = original_files(run_data_config(run), info.ids)
+        images = run_images(run, dataset) if any(f is None for f in files) else None
     store = store or review.ReviewStore.for_run(run)
     common = dict(ids=info.ids, given_labels=info.labels, class_names=info.class_names, store=store)
     if fmt == "folder":
-        return review.export_folder(out, images=images, **common)
+        return review.export_folder(out, images=images, files=files, **common)
     return review.export_csv(out, scores=_scores(run, info.ids, detector), drop_excluded=fmt == "csv_kept", **common)
 
 

@@ -116,25 +116,105 @@ def best_epoch(run: runs.Run) -> Optional[int]:
 
 
 def headline(run: runs.Run) -> dict:
-    """The blog post's numbers: clean test accuracy of the best and of the final model, and train
-    accuracy of the best model on the given (noisy) and on the true labels (None where unknown)."""
+    """The blog post's numbers: test accuracy of the best and of the final model (against the true
+    labels of the test set; for the user's own data: against the given labels of the held-out images),
+    and train accuracy of the best model on the given and on the true labels (None where unknown)."""
     s, m = run.summary or {}, run.metrics
     last = m.iloc[-1] if len(m) else {}
+    known = truth_known(run)
+    if not known:   # runs written before the truth rule may hold numbers computed against copied labels
+        s = {k: v for k, v in s.items() if k not in ("train_acc_true", "memorized")}
     return {"best_test_accuracy": _num(s.get("test_accuracy")),
             "final_test_accuracy": _num(s.get("last_test_accuracy", last.get("test_accuracy") if len(m) else None)),
             "train_acc_noisy": _num(s.get("train_acc_noisy")), "train_acc_true": _num(s.get("train_acc_true")),
             "memorized": _num(s.get("memorized")), "best_epoch": best_epoch(run),
-            "epochs_done": int(len(m)), "truth_known": truth_known(run)}
+            "epochs_done": int(len(m)), "truth_known": known, "title": run_title(run)}
+
+
+def _noise_meta(run_dir) -> Optional[dict]:
+    try:
+        meta = json.loads((Path(run_dir) / "noise.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def truth_known(run: runs.Run) -> bool:
-    """Whether the run's true training labels are known (needed for the memorization gap)."""
+    """Whether the run's true training labels are known: the one test the pages use before showing
+    precision, recall, "memorized", "clean" or "train accuracy on true labels".
+
+    True for injected noise (the labels before injection are the truth) and benchmark label sets;
+    False for the user's own labels (a folder, a zip, a CSV without a true-label column, noise "none"),
+    also in runs written before noise.json recorded ``truth_known``, and for a retrain on reviewed
+    labels of such data (a reviewer's fix is not a truth)."""
+    from noisycore.noise import truth_known_meta
+
+    meta = _noise_meta(run.path)
+    if meta is not None:
+        return truth_known_meta(meta) and bool((run.summary or {}).get("truth_known", True))
     if run.summary is not None and "truth_known" in run.summary:
         return bool(run.summary["truth_known"])
     m = run.metrics
     if len(m):
         return "train_acc_true" in m and m["train_acc_true"].notna().any()
-    return not run.config.labels_path     # injected noise: the truth is known
+    cfg = run.config
+    if cfg.labels_path:
+        return False
+    from noisycore.noise import _is_own_source
+    return not (cfg.noise.model == "none" and _is_own_source(cfg.data.source))
+
+
+def run_title(run: runs.Run) -> str:
+    """The name the pages show for a run: "<run> after review (N changed, M excluded)" for a retrain
+    on reviewed labels (RUN/reviewed.json, written by detect.retrain), else the run id."""
+    try:
+        info = json.loads((run.path / REVIEWED_FILE).read_text(encoding="utf-8"))
+        return str(info["title"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return run.id
+
+
+REVIEWED_FILE = "reviewed.json"   # in a retrained run: title, from (the original run), changed, excluded
+
+
+def review_gain(original_run, retrained_run) -> dict:
+    """Held-out accuracy of the original and the retrained run on the SAME held-out images, scored
+    against the same labels (the retrained run's: the reviewed labels of those images).
+
+    Returns {"n": images compared, "original": acc, "retrained": acc, "gain": retrained - original}
+    (accuracies None when no image is shared). The truth is not needed: with the user's own labels
+    this is accuracy against the reviewed (given) labels, not against a truth."""
+    a, b = (Path(getattr(r, "path", r)) for r in (original_run, retrained_run))
+    pa, pb = load_predictions(a), load_predictions(b)
+    if tuple(pa.class_names) != tuple(pb.class_names):
+        raise UserError(f"{a.name} and {b.name} have different classes; compare runs of one dataset")
+    where = pd.Index(pa.test_ids).get_indexer(pb.test_ids)
+    shared = where >= 0
+    n = int(shared.sum())
+    if n == 0:
+        return {"n": 0, "original": None, "retrained": None, "gain": None}
+    ref = pb.test_true[shared]
+    acc_a = float((pa.test_pred[where[shared]] == ref).mean())
+    acc_b = float((pb.test_pred[shared] == ref).mean())
+    return {"n": n, "original": acc_a, "retrained": acc_b, "gain": acc_b - acc_a}
+
+
+def review_gain_lines(run_dirs) -> list:
+    """One sentence per retrained run among ``run_dirs`` whose original run still exists: its held-out
+    accuracy gain over the original on the same held-out images (see review_gain)."""
+    out = []
+    for path in map(Path, run_dirs):
+        try:
+            info = json.loads((path / REVIEWED_FILE).read_text(encoding="utf-8"))
+            original = Path(info["from"])
+            gain = review_gain(original, path)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue   # not a retrain, or a run without predictions yet
+        if gain["n"]:
+            out.append(f"{info.get('title', path.name)}: held-out accuracy {gain['retrained']:.1%} vs "
+                       f"{gain['original']:.1%} for {original.name} on the same {gain['n']:,} held-out images "
+                       f"(scored against their reviewed labels): {gain['gain'] * 100:+.1f} points")
+    return out
 
 
 # ------------------------------------------------------------------------------ noise matrices
@@ -303,6 +383,7 @@ def compare_table(run_dirs, *, labels: Optional[dict] = None) -> pd.DataFrame:
     rows = []
     for run, f in zip(loaded, flat):
         h = headline(run)
-        rows.append({"run": run.id, "label": (labels or {}).get(str(run.path), run.id), "state": run.state,
+        rows.append({"run": run.id, "name": run_title(run), "label": (labels or {}).get(str(run.path), run_title(run)),
+                     "state": run.state,
                      **{k: f.get(k) for k in KEY_FIELDS + tuple(differ)}, **{k: h[k] for k in METRIC_FIELDS}})
     return pd.DataFrame(rows)

@@ -818,7 +818,7 @@ def save_label_set(out_dir, dataset, noisy: NoisyLabels, *, data_config=None) ->
     table = pd.DataFrame({"id": ids, "label": names[labels],
                           "true_label": names[noisy.true_labels] if known else "",
                           "is_noisy": np.where(noisy.is_noisy, "true", "false") if known else ""})
-    meta = {"config": noisy.config.to_dict(),
+    meta = {"config": noisy.config.to_dict(), "truth_known": known,
             "data_config": data_config.to_dict() if data_config is not None else None,
             "dataset": {"name": getattr(dataset, "name", None), "source": getattr(dataset, "source", None),
                         "class_names": list(dataset.class_names), "num_train": int(ids.size)},
@@ -847,6 +847,26 @@ def _read_noise_json(path: Path) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def _is_own_source(source) -> bool:
+    """A folder or zip of the user's images (not builtin, cifar10 or a CSV manifest)."""
+    src = str(source or "").strip()
+    return bool(src) and src not in ("builtin", "cifar10") and not src.lower().endswith(".csv")
+
+
+def truth_known_meta(meta: dict) -> bool:
+    """Whether a label set's noise.json (a dict) knows the true labels.
+
+    ``truth_known`` when recorded; for label sets written before that key: False when no noise was
+    injected into a folder or zip (the folder names were then wrongly copied as true labels)."""
+    if not isinstance(meta, dict):
+        return True
+    if "truth_known" in meta:
+        return bool(meta["truth_known"])
+    model = (meta.get("config") or {}).get("model")
+    source = (meta.get("dataset") or {}).get("source") or (meta.get("data_config") or {}).get("source")
+    return not (model == "none" and _is_own_source(source))
+
+
 def load_label_set(path, dataset) -> NoisyLabels:
     """Read a label set written by ``save_label_set`` (path: labels.csv or its folder), in dataset order."""
     p = Path(path)
@@ -861,6 +881,8 @@ def load_label_set(path, dataset) -> NoisyLabels:
     if missing_cols:
         raise DataError(f"{csv_path} lacks column(s) {', '.join(sorted(missing_cols))}; "
                         f"found: {', '.join(df.columns)} (expected id, label, true_label, is_noisy)")
+    if "split" in df.columns:   # rows of the held-out split (reviewed test labels) are not training labels
+        df = df[df["split"].str.strip().str.lower() != "test"].reset_index(drop=True)
     unknown = sorted(set(_norm_ids(df["id"])) - set(_norm_ids(dataset.ids_train)))
     if unknown:
         raise DataError(f"{csv_path} has {len(unknown)} id(s) that are not in the dataset "
@@ -869,12 +891,12 @@ def load_label_set(path, dataset) -> NoisyLabels:
     names, k = tuple(dataset.class_names), len(dataset.class_names)
     labels = _labels_from_values(df["label"].to_numpy()[rows], names, what=f"{csv_path} column 'label'")
     labels = _require_complete(labels, dataset.ids_train, what=f"{csv_path} column 'label'")
+    meta = _read_noise_json(csv_path.parent / "noise.json")
     true = None
-    if "true_label" in df.columns and (df["true_label"].str.strip() != "").any():
+    if "true_label" in df.columns and (df["true_label"].str.strip() != "").any() and truth_known_meta(meta):
         true = _labels_from_values(df["true_label"].to_numpy()[rows], names,
                                    what=f"{csv_path} column 'true_label'")
         true = _require_complete(true, dataset.ids_train, what=f"{csv_path} column 'true_label'")
-    meta = _read_noise_json(csv_path.parent / "noise.json")
     config = NoiseConfig.from_dict(meta["config"]) if "config" in meta else NoiseConfig(model="none", rate=0.0)
     requested = meta.get("requested_matrix")
     requested = np.asarray(requested, dtype=float) if requested is not None else None

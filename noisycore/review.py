@@ -370,16 +370,24 @@ def _safe_name(text: str, fallback: str) -> str:
 
 
 def export_folder(path_zip, *, images, ids, given_labels, class_names: Sequence[str],
-                  store: ReviewStore) -> Path:
-    """Write a zip of an image-folder tree ``<final class>/<name>.png`` (excluded items dropped).
+                  store: ReviewStore, files=None) -> Path:
+    """Write a zip of an image-folder tree ``<final class>/<name>`` (excluded items dropped).
 
-    images: uint8 (N, H, W, 3) (or (N, H, W) grey). name = the id's file name without extension,
-    made filesystem-safe; a repeated name in one folder gets ``-2``, ``-3``... appended.
+    files: the user's original file per item (a path, or None): copied byte for byte, any size and
+    format, keeping its extension. Items without one are written from ``images`` (uint8 (N, H, W, 3)
+    or (N, H, W) grey; may be None when every item has a file) as ``<name>.png``. name = the id's
+    file name without extension, made filesystem-safe; a repeated name in one folder gets ``-2``,
+    ``-3``... appended.
     """
-    x = np.asarray(images)
     names = list(class_names)
     frame = review_frame(ids=ids, given_labels=given_labels, class_names=names, store=store)
-    if x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(frame):
+    files = [None] * len(frame) if files is None else list(files)
+    if len(files) != len(frame):
+        raise DataError(f"files must list one path (or None) per item ({len(frame)}), got {len(files)}")
+    x = None if images is None else np.asarray(images)
+    if x is None and any(f is None for f in files):
+        raise DataError("some items have no original file, so images are needed to export them")
+    if x is not None and (x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(frame)):
         raise DataError(f"images must be uint8 (N, H, W, 3) with N={len(frame)}, "
                         f"got {x.dtype} {x.shape}")
     folders = {c: _safe_name(c, f"class_{i}") for i, c in enumerate(names)}
@@ -393,12 +401,17 @@ def export_folder(path_zip, *, images, ids, given_labels, class_names: Sequence[
             for i in keep:
                 folder = folders[frame["final_label"].iat[i]]
                 stem = _safe_name(Path(str(frame["id"].iat[i]).replace("\\", "/")).stem, f"item_{i}")
-                member, n = f"{folder}/{stem}.png", 1
+                ext = ".png" if files[i] is None else "." + _safe_name(Path(files[i]).suffix.lower().lstrip("."),
+                                                                           "png")
+                member, n = f"{folder}/{stem}{ext}", 1
                 while member in used:
                     n += 1
-                    member = f"{folder}/{stem}-{n}.png"
+                    member = f"{folder}/{stem}-{n}{ext}"
                 used.add(member)
-                zf.writestr(member, _png(x[i]))
+                if files[i] is not None:
+                    zf.write(files[i], member)
+                else:
+                    zf.writestr(member, _png(x[i]))
 
     return _atomic_write(path_zip, write)
 

@@ -109,7 +109,12 @@ SUBSET_KEY = "subset_of_dataset"   # noise.json flag: the label set lists only s
 
 def restrict_to_label_set(dataset, labels_path):
     """The dataset cut to the images a label set lists when its noise.json sets ``subset_of_dataset``
-    (K-fold training folds; reviewed labels without the excluded images); otherwise unchanged."""
+    (K-fold training folds; reviewed labels without the excluded images); otherwise unchanged.
+
+    A ``split`` column in its labels.csv places images explicitly: rows ``train`` are trained on (they
+    may come from the dataset's test split: cross-validation over every image of the user's own data),
+    rows ``test`` form the held-out set with the label set's labels (the reviewed labels of the same
+    held-out images). Without test rows the held-out set is the dataset's, minus any image trained on."""
     from noisycore.noise import _norm_ids
 
     path = Path(labels_path)
@@ -118,13 +123,33 @@ def restrict_to_label_set(dataset, labels_path):
         meta = json.loads((csv_path.parent / "noise.json").read_text(encoding="utf-8"))
         if not (isinstance(meta, dict) and meta.get(SUBSET_KEY)):
             return dataset
-        ids = pd.read_csv(csv_path, usecols=["id"], dtype=str, keep_default_na=False)["id"]
-    except (OSError, ValueError):
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        ids = df["id"]
+    except (OSError, ValueError, KeyError):
         return dataset   # load_label_set reports an unreadable label set
-    keep = np.flatnonzero(np.isin(_norm_ids(dataset.ids_train), _norm_ids(ids)))
-    return dataclasses.replace(dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep],
-                               ids_train=dataset.ids_train[keep],
-                               label_sets={k: v[keep] for k, v in dataset.label_sets.items()})
+    split = df["split"].str.strip().str.lower() if "split" in df else pd.Series("train", index=df.index)
+    x = np.concatenate([dataset.x_train, dataset.x_test])
+    y = np.concatenate([dataset.y_train, dataset.y_test])
+    all_ids = np.concatenate([_norm_ids(dataset.ids_train), _norm_ids(dataset.ids_test)])
+    raw_ids = np.concatenate([np.asarray(dataset.ids_train), np.asarray(dataset.ids_test)]).astype(str)
+    n_train = len(dataset.y_train)
+    train_keep = np.flatnonzero(np.isin(all_ids, _norm_ids(ids[split != "test"])))
+    only_train = bool((train_keep < n_train).all())   # a CSV's other label columns cover the training split only
+    changes = dict(x_train=x[train_keep], y_train=y[train_keep], ids_train=raw_ids[train_keep],
+                   label_sets={k: v[train_keep] for k, v in dataset.label_sets.items()} if only_train else {})
+    test_rows = df[split == "test"]
+    if len(test_rows):
+        where = pd.Index(all_ids).get_indexer(_norm_ids(test_rows["id"]))
+        names = {n: i for i, n in enumerate(dataset.class_names)}
+        found = where >= 0
+        labels = test_rows["label"].map(names)
+        found &= labels.notna().to_numpy()
+        test = where[found]
+        changes.update(x_test=x[test], y_test=labels[found].to_numpy(np.int64), ids_test=raw_ids[test])
+    else:
+        test = np.setdiff1d(np.arange(n_train, len(y)), train_keep)
+        changes.update(x_test=x[test], y_test=y[test], ids_test=raw_ids[test])
+    return dataclasses.replace(dataset, **changes)
 
 
 def prepare(config: TrainConfig) -> Prepared:
@@ -495,6 +520,7 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
         "last_memorized": None if last is None else _num(last.get("memorized")),
         "num_fit": int(len(fit_idx)), "num_val": int(len(val_idx)), "num_test": int(len(ds.y_test)),
         "num_classes": ds.num_classes, **_summary_truth(noisy), "trusted_val": config.trusted_val,
+        "skipped_images": _skipped(ds),
         "seconds": round(time.monotonic() - t_start, 2), **method.summary(),
     }
     runs.write_json(run_dir / "summary.json", summary)
@@ -507,6 +533,11 @@ def _summary_truth(noisy) -> dict:
     """The report's truth fields (evaluation only, after training): truth_known and the realized rate."""
     rate = noisy.realized_rate
     return {"truth_known": noisy.true_labels is not None, "noise_rate": None if rate is None else float(rate)}
+
+
+def _skipped(ds) -> Optional[str]:
+    from noisycore.datasets import skipped_text
+    return skipped_text(ds)
 
 
 def _num(value):

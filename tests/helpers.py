@@ -44,3 +44,20 @@ def run_main(argv, capsys) -> subprocess.CompletedProcess:
         code = e.code
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+def own_folder(root, *, n_per_class=40, planted=6, size=16, seed=0, unreadable=0):
+    """A user's own image folder with planted mistakes: quadrant classes q0..q3 (see quadrant_folder),
+    then ``planted`` images moved into a wrong class folder (the next class) and ``unreadable`` files
+    that are not images. Returns (root, planted ids) with ids as the app sees them ("<folder>/<file>")."""
+    root = quadrant_folder(Path(root), n_per_class=n_per_class, size=size, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    moved = []
+    for j, c in enumerate(rng.permutation(np.arange(planted)) % 4):
+        src = root / f"q{c}" / f"{j:03d}.png"
+        dst = root / f"q{(c + 1) % 4}" / f"moved-{c}-{j:03d}.png"
+        src.rename(dst)
+        moved.append(f"q{(c + 1) % 4}/{dst.name}")
+    for j in range(unreadable):
+        (root / "q0" / f"broken-{j}.jpg").write_bytes(b"not an image")
+    return root, sorted(moved)

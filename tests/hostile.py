@@ -225,11 +225,12 @@ def _inject(path) -> list:
 
 
 def folder_with(name: str, data: bytes) -> Callable:
-    """A good two-class folder plus one extra file ``name`` (relative to the folder)."""
+    """A good two-class folder plus one extra file ``name`` (relative to the folder), imported with
+    skip_unreadable off (the refusal path; on, the default for folders, it is left out and listed)."""
     def build(root: Path):
         ds = good_folder(root / "photos")
         write(ds / name, data)
-        return _inject(ds), {"path": str(ds)}
+        return _inject(ds) + ["--no-skip-unreadable"], {"path": str(ds), "skip": False}
     return build
 
 

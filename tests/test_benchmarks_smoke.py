@@ -40,3 +40,20 @@ def test_emulated_image_data_generator_matches_keras_affine_transform():
                                           fill_mode="nearest", order=1)
         np.testing.assert_allclose(blog_affine(img, theta, tx, ty, False), expected, atol=1e-4)
     np.testing.assert_allclose(blog_affine(img, 5.0, 1.0, 1.0, True), blog_affine(img, 5.0, 1.0, 1.0, False)[:, ::-1])
+
+
+def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
+    """benchmarks/own_data.py --smoke: zip import, training, 2-fold CV over every image, recall@N recorded."""
+    import json
+
+    out = tmp_path / "own.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "own_data.py"), "--smoke", "--work",
+                           str(tmp_path / "work"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["images"] == 120 and result["planted"] == 8       # every image judged, held-out ones too
+    assert 0 <= result["found_in_first_n"] <= 8 and result["estimated_issues"] >= 0
+    assert "| N (estimated wrong labels) |" in out.read_text()
+    planted = json.loads((tmp_path / "work" / "planted.json").read_text())
+    assert len(planted) == 8 and all(k.split("/")[0] != v for k, v in planted.items())

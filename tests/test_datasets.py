@@ -57,7 +57,7 @@ def test_image_folder_holds_out_a_stratified_test_split(tmp_path):
     assert np.bincount(ds.y_train, minlength=3).tolist() == [8, 4, 4]
     assert set(ds.ids_train) | set(ds.ids_test) == {f"{c}/{i:02d}.png" for c, n in
                                                     (("dog", 5), ("cat", 5), ("bird", 10)) for i in range(n)}
-    assert ds.name == "pets" and ds.truth_known and ds.label_sets == {}
+    assert ds.name == "pets" and not ds.truth_known and ds.label_sets == {}
     # labels match the folder each image came from
     for x, y, i in zip(ds.x_train, ds.y_train, ds.ids_train):
         assert i.startswith(ds.class_names[y] + "/")

@@ -173,7 +173,8 @@ def _data_page(page: dict) -> AppTest:
     at = _app()
     at.session_state["dataset"] = "path"
     at.session_state["path"] = page["path"]
-    for key in ("noise", "human_labels", "label_set", "label_set_text"):
+    at.session_state["noise_own"] = page.get("noise", "symmetric")   # own data: the noise widget's key
+    for key in ("human_labels", "label_set", "label_set_text", "skip"):
         if key in page:
             at.session_state[key] = page[key]
     at.switch_page("app_pages/data.py").run()
@@ -210,8 +211,10 @@ def test_data_page_typed_path_and_human_labels_through_the_widgets(env):
     at.segmented_control(key="dataset").set_value("path").run()
     at.text_input(key="path").set_value(page["path"]).run()
     assert not at.exception and not _messages(at)
+    assert any("no injected noise" in m.value for m in at.markdown)   # own images start with their labels as given
+    at.selectbox(key="noise_own").set_value("symmetric").run()
     assert any(m.label == "Realized rate" for m in at.metric)      # the folder itself is fine
-    at.selectbox(key="noise").set_value("human").run()
+    at.selectbox(key="noise_own").set_value("human").run()
     at.text_input(key="human_labels").set_value(page["human_labels"]).run()
     at.selectbox(key="label_set").set_value("worst").run()
     assert not at.exception, at.exception

@@ -79,7 +79,8 @@ def live_curves(run_dir: str, *, key: str) -> None:
             return
         best = evaluation.best_epoch(run)
         # Full width: the legends of four series do not fit half a page (Vega does not wrap them).
-        st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy"), width="stretch")
+        st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy",
+                                               truth_known=evaluation.truth_known(run)), width="stretch")
         with st.expander("Loss per epoch"):
             st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
         st.markdown("#### The memorization gap")
@@ -103,20 +104,32 @@ def evaluation_panel(run_dir: str) -> None:
     """The headline numbers, the confusion matrix, per-class accuracy and (forward loss) the noise matrices."""
     run = guard(runs.load_run, run_dir)
     h = evaluation.headline(run)
-    m = st.columns(4)
-    m[0].metric("Clean test accuracy, best model", _pct(h["best_test_accuracy"]),
-                help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) on the test set.")
-    m[1].metric("Clean test accuracy, final model", _pct(h["final_test_accuracy"]),
-                help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
+    known = h["truth_known"]
+    m = st.columns(4 if known else 3)
+    if known:
+        m[0].metric("Clean test accuracy, best model", _pct(h["best_test_accuracy"]),
+                    help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) on the test set.")
+        m[1].metric("Clean test accuracy, final model", _pct(h["final_test_accuracy"]),
+                    help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
+    else:   # the user's own labels: the held-out labels may be wrong too
+        m[0].metric("Held-out accuracy (given labels), best model", _pct(h["best_test_accuracy"]),
+                    help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) against the given "
+                         "labels of held-out images it never trained on. Some of those labels may be wrong, so "
+                         "this is not accuracy against the truth, which is unknown.")
+        m[1].metric("Held-out accuracy (given labels), final model", _pct(h["final_test_accuracy"]),
+                    help="The model after the last epoch, against the given labels of the held-out images.")
     m[2].metric("Train accuracy on given labels", _pct(h["train_acc_noisy"]),
-                help="Agreement of the best model with the (partly wrong) labels it was trained on.")
-    m[3].metric("Train accuracy on true labels", _pct(h["train_acc_true"]),
-                help="Agreement of the best model with the true labels: unknown when the truth is unknown.")
+                help="Agreement of the best model with the labels it was trained on (some may be wrong).")
+    if known:
+        m[3].metric("Train accuracy on true labels", _pct(h["train_acc_true"]),
+                    help="Agreement of the best model with the true labels.")
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
     st.altair_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
-                                                  title="Confusion matrix (test set)"), width="content")
-    st.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names),
+                                                  title="Confusion matrix (test set)" if known else
+                                                  "Confusion matrix (held-out images, given labels)"), width="content")
+    st.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names,
+                                                    split="Test" if known else "Held-out (given labels)"),
                     width="stretch")
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:
@@ -136,24 +149,29 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
     preds = guard(evaluation.load_predictions, run_dir)
     names = list(preds.class_names)
     known = preds.train_true is not None
+    test_truth = known or evaluation.truth_known(run)   # own data: held-out labels are given labels too
     c = st.columns([2, 3, 2, 2, 1])
     split = c[0].segmented_control("Images", ["train", "test"], default="train", required=True, key=f"{key}.split",
-                                   format_func={"train": "Training set", "test": "Test set"}.get)
+                                   format_func={"train": "Training set",
+                                                "test": "Test set" if test_truth else "Held-out images"}.get)
     shows = [s for s in evaluation.GRID_FILTERS
              if split == "train" and (known or s not in evaluation.NEEDS_TRUTH) or s in ("all", "mistakes", "right")]
     show = c[1].selectbox("Show", shows, format_func=evaluation.GRID_FILTERS.get, key=f"{key}.show.{split}",
                           index=shows.index("noisy_right") if "noisy_right" in shows else 0,
                           help="“Model right anyway”: the label was wrong, yet the model predicts the true class: "
                                "it learned the class instead of the wrong label.")
-    true_pick = c[2].selectbox("True class" if split == "test" or known else "Given class", ["any"] + names,
+    true_pick = c[2].selectbox("True class" if (split == "test" and test_truth) or known else "Given class",
+                               ["any"] + names,
                                key=f"{key}.true")
     pred_pick = c[3].selectbox("Predicted class", ["any"] + names, key=f"{key}.pred")
     limit = c[4].number_input("How many", 8, 200, 32, 8, key=f"{key}.limit")
     rows, total = guard(evaluation.grid_rows, preds, split=split, show=show,
                         true_class=None if true_pick == "any" else names.index(true_pick),
                         predicted_class=None if pred_pick == "any" else names.index(pred_pick), limit=int(limit))
+    reference = ("the true label" if (split == "test" and test_truth) or known
+                 else "the given label; the truth is unknown")
     st.caption(f"{total:,} image(s) match; showing {len(rows):,}. Green: the prediction is right "
-               f"({'the true label' if split == 'test' or known else 'the given label; the truth is unknown'}); "
+               f"({reference}); "
                "red: wrong.")
     if not len(rows):
         return
@@ -168,7 +186,7 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
             if split == "train":
                 lines.append(f"given {names[row.given]}" + (" (wrong)" if row.noisy else ""))
             if row.true >= 0:
-                lines.append(f"true {names[row.true]}")
+                lines.append(f"true {names[row.true]}" if test_truth or split == "train" else f"given {names[row.true]}")
             st.markdown("  \n".join(lines))
 
 
@@ -185,6 +203,8 @@ def compare_panel(paths: list, *, metric: str) -> None:
                                               labels=labels), width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
         table["run"] = ids
+        for line in guard(evaluation.review_gain_lines, paths):
+            st.caption(line)
         pct = {c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
                for c in evaluation.METRIC_FIELDS if "acc" in c or c == "memorized"}
         st.dataframe(table, hide_index=True, width="stretch", column_config={

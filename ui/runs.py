@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, jobs, runs
+from noisycore import charts, evaluation, jobs, runs
 from noisycore.config import default_runs_dir
 from ui.common import guard, labels_root
 
@@ -85,19 +85,27 @@ def run_panel(run_dir: str, *, key: str) -> None:
         elif live:  # it just ended: redraw once without the timer
             st.rerun()
         metrics = run.metrics
+        known = evaluation.truth_known(run)
         if len(metrics):
             best = _best_epoch(run)
-            st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy"), width="stretch")
+            st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy", truth_known=known),
+                            width="stretch")
             with st.expander("Loss curves"):
                 st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
         else:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
             s = run.summary
-            m = st.columns(3)
-            m[0].metric("Test accuracy (best model)", _pct(s.get("test_accuracy")))
+            m = st.columns(3 if known else 2)
+            m[0].metric("Test accuracy (best model)" if known else "Held-out accuracy (given labels), best model",
+                        _pct(s.get("test_accuracy")),
+                        help=None if known else "Against the given labels of held-out images the model never "
+                                                "trained on; the true labels are unknown.")
             m[1].metric("Train accuracy on given labels", _pct(s.get("train_acc_noisy")))
-            m[2].metric("Train accuracy on true labels", _pct(s.get("train_acc_true")))
+            if known:
+                m[2].metric("Train accuracy on true labels", _pct(s.get("train_acc_true")))
+            if s.get("skipped_images"):
+                st.caption(s["skipped_images"])
 
     _panel()
 

@@ -1,0 +1,162 @@
+"""A user's own images (truth unknown): honest truth flags, every image reviewable and exported,
+reviewed labels with provenance, a retrain on the same held-out images, the user's names."""
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import own_folder
+from noisycore import crossval, detect, evaluation, runs
+from noisycore.config import DataConfig, NoiseConfig, TrainConfig
+from noisycore.datasets import load_dataset, skipped_text
+from noisycore.errors import DataError
+from noisycore.review import ReviewStore
+
+
+def _config(folder, **kw):
+    values = dict(data=DataConfig(source=str(folder), image_size=16, test_fraction=0.25),
+                  noise=NoiseConfig(model="none", rate=0.0), batchnorm=False, dropout=0.0, epochs=2,
+                  batch_size=32, learning_rate=3e-3, lr_schedule="constant", early_stopping_patience=0,
+                  val_fraction=0.15)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_folder_and_zip_labels_have_unknown_truth_and_unreadable_files_are_listed(tmp_path):
+    root, _ = own_folder(tmp_path / "holiday photos", n_per_class=10, planted=2, unreadable=2)
+    ds = load_dataset(DataConfig(source=str(root)))
+    assert ds.name == "holiday photos" and not ds.truth_known
+    assert len(ds.y_train) + len(ds.y_test) == 40
+    text = skipped_text(ds)
+    assert text.startswith("2 of 42 images could not be read") and "q0/broken-0.jpg (" in text
+    with pytest.raises(DataError, match="2 of 42 image files could not be read: q0/broken-0.jpg"):
+        load_dataset(DataConfig(source=str(root), skip_unreadable=False))
+    archive = shutil.make_archive(str(tmp_path / "my pets"), "zip", root)
+    ds = load_dataset(DataConfig(source=archive))
+    assert ds.name == "my pets" and not ds.truth_known and len(ds.skipped) == 2
+    # an unusable zip is named by the user's file, never the import folder inside the app's data
+    single = tmp_path / "one"
+    shutil.copytree(root / "q1", single / "q1")
+    bad = shutil.make_archive(str(tmp_path / "single class"), "zip", single)
+    with pytest.raises(DataError) as err:
+        load_dataset(DataConfig(source=bad))
+    assert "single class.zip" in str(err.value) and "imports" not in str(err.value)
+
+
+def test_old_own_folder_label_sets_are_read_as_truth_unknown(tmp_path):
+    from noisycore.noise import truth_known_meta
+
+    own = {"config": {"model": "none"}, "dataset": {"source": str(tmp_path)}}
+    assert truth_known_meta(own) is False
+    assert truth_known_meta({"config": {"model": "symmetric"}, "dataset": {"source": str(tmp_path)}}) is True
+    assert truth_known_meta({"config": {"model": "none"}, "dataset": {"source": "cifar10"}}) is True
+    assert truth_known_meta({**own, "truth_known": True}) is True
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    """A finished tiny run on an own folder (noise none), 8 planted wrong folders."""
+    train = pytest.importorskip("noisycore.train")
+    tmp = tmp_path_factory.mktemp("own")
+    root, planted = own_folder(tmp / "photos", n_per_class=30, planted=8)
+    config = _config(root)
+    run = runs.create_run(config, root=tmp / "runs")
+    summary = train.run(config, run)
+    return run, root, planted, summary
+
+
+def test_own_run_claims_no_truth_and_reviews_every_image(own_run, tmp_path):
+    run, root, planted, summary = own_run
+    loaded = runs.load_run(run)
+    assert evaluation.truth_known(loaded) is False
+    head = evaluation.headline(loaded)
+    assert head["train_acc_true"] is None and head["memorized"] is None and summary["truth_known"] is False
+    labels = pd.read_csv(run / "labels.csv", keep_default_na=False)
+    assert (labels["true_label"] == "").all() and (labels["is_noisy"] == "").all()
+    assert json.loads((run / "noise.json").read_text())["truth_known"] is False
+    info = detect.read_run_labels(run)
+    assert info.true_labels is None and len(info.ids) == 120 and len(set(info.ids)) == 120
+    assert (info.splits == "test").sum() == summary["num_test"] > 20 and set(planted) <= set(info.ids)
+    images = detect.run_images(run)
+    ds = load_dataset(runs.read_config(run).data)
+    where = {i: x for i, x in zip(np.r_[ds.ids_train, ds.ids_test], np.r_[ds.x_train, ds.x_test])}
+    assert all((images[j] == where[i]).all() for j, i in enumerate(info.ids))
+    frame = detect.detect(run, detector="self_confidence", source="in_sample")
+    assert len(frame) == 120 and "true_label" not in frame and "is_noisy" not in frame
+    assert "evaluation" not in detect.detection_meta(run)["self_confidence"]
+    # every image in the exports, the user's original files (bytes unchanged) in the folder zip
+    table = pd.read_csv(detect.export(run, fmt="csv", out=tmp_path / "all.csv"), keep_default_na=False)
+    assert len(table) == 120 and set(table["id"]) == set(info.ids)
+    with zipfile.ZipFile(detect.export(run, fmt="folder", out=tmp_path / "tree.zip")) as zf:
+        names = zf.namelist()
+        assert len(names) == 120
+        first = info.ids[-1]     # a held-out image
+        member = f"{first.split('/')[0]}/{first.split('/')[1]}"
+        assert zf.read(member) == (root / first).read_bytes()
+
+
+def test_reviewed_labels_carry_provenance_and_retrain_on_the_same_held_out_images(own_run, tmp_path):
+    train = pytest.importorskip("noisycore.train")
+    run, root, planted, summary = own_run
+    info = detect.read_run_labels(run)
+    n_test = summary["num_test"]
+    names = list(info.class_names)
+    pos = {i: n for n, i in enumerate(info.ids)}
+    moved = planted[0]                       # "q2/moved-1-....png": truly class 1, in folder q2
+    right = names.index(f"q{moved.split('-')[1]}")
+    test_id = info.ids[info.splits == "test"][0]
+    kept_id = info.ids[0] if info.ids[0] != moved else info.ids[1]
+    store = ReviewStore(tmp_path / "review.sqlite")
+    store.record(item_id=moved, index=pos[moved], decision="relabel", previous_label=int(info.labels[pos[moved]]),
+                 new_label=right, reviewer="ann")
+    store.record(item_id=test_id, index=pos[test_id], decision="exclude", previous_label=int(info.labels[pos[test_id]]),
+                 new_label=None, reviewer="bob")
+    store.record(item_id=kept_id, index=pos[kept_id], decision="keep", previous_label=int(info.labels[pos[kept_id]]),
+                 new_label=None, reviewer="ann")
+    folder = detect.corrected_label_set(run, store=store)
+    table = pd.read_csv(folder / "labels.csv", keep_default_na=False).set_index("id")
+    meta = json.loads((folder / "noise.json").read_text())
+    assert meta["truth_known"] is False and meta["changed"] == 1 and meta["excluded"] == 1
+    assert (table["is_noisy"] == "").all() and (table["true_label"] == "").all()
+    row = table.loc[moved]
+    assert (row["label"], row["original_label"], row["decision"], row["reviewer"]) == \
+        (names[right], moved.split("/")[0], "relabelled", "ann") and row["reviewed_at"]
+    assert table.loc[kept_id, "decision"] == "kept" and test_id not in table.index
+    assert len(table) == 119 and (table["split"] == "test").sum() == n_test - 1
+    config = detect.retrain_config(run, folder)
+    prepared = train.prepare(config)
+    assert prepared.noisy.true_labels is None and prepared.noisy.is_noisy is None
+    original = np.load(run / "predictions.npz")
+    assert set(prepared.dataset.ids_test) == set(original["test_ids"]) - {test_id}
+    assert set(prepared.dataset.ids_train) == set(original["train_ids"])
+    new = runs.create_run(config.replace(epochs=1), root=tmp_path / "runs")
+    train.run(config.replace(epochs=1), new)
+    loaded = runs.load_run(new)
+    assert evaluation.truth_known(loaded) is False
+    assert (pd.read_csv(new / "labels.csv", keep_default_na=False)["is_noisy"] == "").all()
+    gain = evaluation.review_gain(run, new)
+    assert gain["n"] == n_test - 1 and gain["gain"] == pytest.approx(gain["retrained"] - gain["original"])
+    assert detect.retrain_title("r1", 1, 1) == "r1 after review (1 changed, 1 excluded)"
+    (new / evaluation.REVIEWED_FILE).write_text(json.dumps({"title": "r1 after review (1 changed, 1 excluded)"}))
+    assert evaluation.headline(runs.load_run(new))["title"] == "r1 after review (1 changed, 1 excluded)"
+
+
+@pytest.mark.slow
+def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch):
+    run, _, planted, _ = own_run
+    monkeypatch.setitem(crossval.RECOMMENDED_RECIPE, "epochs", 2)
+    monkeypatch.setitem(crossval.RECOMMENDED_RECIPE, "batch_size", 32)
+    probs = crossval.cross_validate(run, folds=2)
+    assert probs.shape == (120, 4) and np.isfinite(probs).all()
+    folds = sorted((run / crossval.CV_DIR).glob("k2-fold*"))
+    for fold in folds:
+        cfg = runs.read_config(fold / "run")
+        assert cfg.trusted_val is False and cfg.loss == "gce" and cfg.lr_schedule == "onecycle"
+        trained = set(pd.read_csv(fold / "run" / "labels.csv")["id"])
+        held = set(np.load(fold / "run" / "predictions.npz")["test_ids"])
+        assert len(trained) == 60 and trained.isdisjoint(held) and len(trained | held) == 120
+    frame = detect.detect(run, detector="confident_learning", source="cross_validation")
+    assert len(frame) == 120 and set(planted) <= set(frame["id"])
