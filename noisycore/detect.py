@@ -204,7 +204,9 @@ def detect(run_dir, *, detector: str = "confident_learning", source: str = "in_s
     found = issues_mod.find_label_issues(info.labels, probs, detector=detector, margins=margins, **params)
     frame = issues_mod.to_frame(found, ids=info.ids, labels=info.labels, class_names=info.class_names)
     meta = {"detector": detector, "source": source, "params": found.params, "n": len(info.ids),
-            "flagged": found.num_issues, "created": datetime.now().astimezone().isoformat(timespec="seconds")}
+            "flagged": found.num_issues, "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+            # confident learning's estimate of how many labels are wrong (no truth needed)
+            "estimated_issues": issues_mod.estimate_noise(info.labels, probs).num_issues}
     if info.true_labels is not None:
         names = np.asarray(info.class_names, dtype=object)
         frame["true_label"] = names[info.true_labels[frame["index"]]]
@@ -642,6 +644,9 @@ def cmd_detect(args) -> int:
     n_flag = int(frame["is_label_issue"].sum())
     print(f"{args.detector} ({source.replace('_', '-')} predictions): {n_flag} of {len(frame)} labels flagged; "
           f"written to {out}")
+    meta = detection_meta(run)[args.detector]
+    print(f"confident learning estimates {meta['estimated_issues']} wrong label(s) among the {len(frame)} images; "
+          "review the most suspicious ones first")
     if source == "in_sample":
         print("note: in-sample predictions come from a model that trained on these labels; "
               "use --folds 4 for out-of-sample ones")

@@ -164,14 +164,15 @@ def truth_known(run: runs.Run) -> bool:
     return not (cfg.noise.model == "none" and _is_own_source(cfg.data.source))
 
 
-def run_title(run: runs.Run) -> str:
-    """The name the pages show for a run: "<run> after review (N changed, M excluded)" for a retrain
-    on reviewed labels (RUN/reviewed.json, written by detect.retrain), else the run id."""
+def run_title(run) -> str:
+    """The name the pages show for a run (a Run or its folder): "<run> after review (N changed, M excluded)"
+    for a retrain on reviewed labels (RUN/reviewed.json, written by detect.retrain), else the folder name."""
+    path = Path(getattr(run, "path", run))
     try:
-        info = json.loads((run.path / REVIEWED_FILE).read_text(encoding="utf-8"))
+        info = json.loads((path / REVIEWED_FILE).read_text(encoding="utf-8"))
         return str(info["title"])
     except (OSError, ValueError, KeyError, TypeError):
-        return run.id
+        return path.name
 
 
 REVIEWED_FILE = "reviewed.json"   # in a retrained run: title, from (the original run), changed, excluded

@@ -34,7 +34,7 @@ def run_choices(root=None) -> dict:
     out = {}
     table = guard(runs.list_runs, root)
     for row in table.itertuples():
-        out[row.path] = f"{row.id} ({row.state})"
+        out[row.path] = f"{evaluation.run_title(row.path)} ({row.state})"
     for sweep in guard(sweeps.list_sweeps, root).itertuples():
         for cell in sweeps.cells(guard(sweeps.load_spec, sweep.path)):
             path = Path(sweep.path) / cell.name
@@ -199,6 +199,9 @@ def compare_panel(paths: list, *, metric: str) -> None:
         loaded = [guard(runs.load_run, p) for p in paths]
         ids = [short_id(p) for p in paths]
         labels = charts.differing_fields({i: r.config.to_dict() for i, r in zip(ids, loaded)}, ignore=("preset",))
+        titles = {i: evaluation.run_title(p) for p, i in zip(paths, ids)}
+        if any(t != Path(p).name for p, t in zip(paths, titles.values())):   # a retrain on reviewed labels
+            labels = titles
         st.altair_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
                                               labels=labels), width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
