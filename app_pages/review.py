@@ -62,9 +62,9 @@ with st.container(border=True):
                  anchor=False)
     st.caption(f"Predictions: {detect.SOURCES[source]}." + (
         " The true labels are known here (injected noise), so each detector can be scored." if truth else
-        " Nobody knows the true labels of these images, so no detector can be scored and nothing here says "
-        "which labels are really wrong. What can be known: how many labels each detector flags, and "
-        "confident learning's estimate of how many are wrong and between which classes."))
+        " Nobody knows the true labels of these images, so no detector can be scored. What can be known: "
+        "how many labels each detector flags, and confident learning's estimate of how many are wrong and "
+        "between which classes."))
     shown = table.rename(columns={"flagged": "Flagged", "precision": "Precision", "recall": "Recall", "f1": "F1",
                                   "average_precision": "Avg. precision", "detector": "Detector"})
     cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth else [])

@@ -16,6 +16,7 @@ POS_KEY = "review.item"            # dict run/detector -> the item id on screen 
 NOTE_KEY = "review.note"           # a message from the last decision callback (error or undo note)
 RUN_KEY = "review.run"             # str: the run this session reviewed last (not the Train page's run)
 URL_NOTE_KEY = "review.url_notice"  # (notice, run shown instead) about a bad ?run= value
+FOCUS_KEY = "review.focus_runs"    # int: runs of the page, so the focus script runs after each
 UNDONE_KEY = "review.undone"       # ids the last undo restored (the grid shows their page)
 SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings in the background)",
                "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)"}
@@ -202,16 +203,27 @@ def url_notice(notice, run_name: str) -> None:
         del st.session_state[URL_NOTE_KEY]
 
 
-# Focus the app's document once it is shown, so the first key press of a fresh tab reaches the
-# shortcuts; never when the reviewer is typing in a field (e.g. the Reviewer name).
+# After each run of the page: give the document the keyboard focus, so the next key press reaches the
+# shortcuts (a fresh tab; a selectbox, radio or toggle just used keeps the focus and swallows keys:
+# after choosing a pair, "1" would be typed into the selectbox). Never while the reviewer types in a
+# text or number field (e.g. the Reviewer name).
 _FOCUS_JS = """<script>
 (function () {
   const el = document.activeElement;
-  const typing = el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.isContentEditable);
-  if (!typing) { window.focus(); if (el && el !== document.body && el.blur) { el.blur(); } }
+  const field = el && ((el.tagName === "INPUT" && el.getAttribute("role") !== "combobox"
+                        && ["text", "number", "search", "password"].includes(el.type))
+                       || el.tagName === "TEXTAREA" || el.isContentEditable);
+  if (!field) {
+    if (el && el !== document.body && el.blur) { el.blur(); }
+    window.focus();
+  }
+  window.noisylabFocusRuns = (window.noisylabFocusRuns || 0) + 1;
 })();
+  /* run %d */
 </script>"""
 
 
 def focus_page() -> None:
-    st.html(_FOCUS_JS, unsafe_allow_javascript=True, width="content")
+    """Run the focus script once per run of the page (its text changes, so the browser runs it again)."""
+    n = st.session_state[FOCUS_KEY] = st.session_state.get(FOCUS_KEY, 0) + 1
+    st.html(_FOCUS_JS % n, unsafe_allow_javascript=True, width="content")
