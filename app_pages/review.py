@@ -68,8 +68,9 @@ with st.container(border=True):
     shown = table.rename(columns={"flagged": "Flagged", "precision": "Precision", "recall": "Recall", "f1": "F1",
                                   "average_precision": "Avg. precision", "detector": "Detector"})
     cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth else [])
+    table_at = st.container() if truth else None   # six columns: the whole width, so none is cut
     c1, c2 = st.columns([6, 5])
-    c1.dataframe(shown[cols], hide_index=True, width="stretch", column_config={
+    (table_at or c1).dataframe(shown[cols], hide_index=True, width="stretch", column_config={
         k: st.column_config.NumberColumn(k, format="percent") for k in ("Precision", "Recall", "F1", "Avg. precision")})
     c1.metric("Estimated wrong labels (confident learning)", f"{estimate.num_issues} of {n_images}",
               help="Counted from the model's predictions and the given labels alone (Northcutt et al. 2021): "
@@ -225,8 +226,8 @@ else:
 with st.container(border=True):
     st.subheader("4. Export and retrain", anchor=False)
     st.caption("Exports use every decision so far (unreviewed labels stay as given).")
-    e = st.columns([1, 1.2, 1, 1.2])
-    for col, fmt, label, name in ((e[0], "csv", "Labels (CSV)", "labels_reviewed.csv"),
+    e = st.columns([1.2, 1.2, 1, 1.2])
+    for col, fmt, label, name in ((e[0], "csv", "Corrected labels (CSV)", "labels_reviewed.csv"),
                                   (e[1], "csv_kept", "Labels, excluded left out", "labels_reviewed_kept.csv"),
                                   (e[2], "folder", "Image folders (zip)", "images_reviewed.zip")):
         def _data(fmt=fmt, name=name):

@@ -91,7 +91,7 @@ def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, p
         return
     counts = {f"{g} → {p}": (c, o) for g, p, c, o in pairs.itertuples(index=False)}
     label = st.selectbox("Given → proposed (largest first)", list(counts), key=f"review.pair.{Path(run_dir).name}",
-                         format_func=lambda k: f"{k}   ({counts[k][0]} labels, {counts[k][1]} open)",
+                         format_func=lambda k: f"{k}   ({counts[k][0]} labels)",   # fixed: the label stays put
                          help="Every thumbnail of a page has this given label, and the model proposes the same class.")
     given, proposed = label.split(" → ")
     key = f"{Path(run_dir).name}/{detector}/{label}"
@@ -113,8 +113,10 @@ def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, p
                 st.button("Selected" if on else "Select", key=f"review.tile{i}", shortcut=CLASS_KEYS[i],
                           type="primary" if on else "secondary", width="stretch",
                           icon=":material/check_box:" if on else ":material/check_box_outline_blank:",
-                          on_click=toggle_tile, args=(key, i), help=f"{row['id']}: select or unselect")
-                st.caption(f"{STATUS[row['decision']].format(row['final_label'])} · quality {row['label_quality']:.2f}")
+                          on_click=toggle_tile, args=(key, i),
+                          help=f"{row['id']} (label quality {row['label_quality']:.3f}): select or unselect")
+                st.caption(f"open · quality {row['label_quality']:.2f}" if row["decision"] == triage.UNDECIDED else
+                           ":material/task_alt: " + STATUS[row["decision"]].format(row["final_label"]))
     target = f"the {len(selected)} selected" if selected else f"all {n_open} open on this page"
     a = st.columns(2)
     a[0].button(f"Accept {proposed} for {target}", key="review.grid.accept", shortcut="A", type="primary",
