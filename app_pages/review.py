@@ -101,10 +101,10 @@ mode = c[1].radio("Review", list(MODES), format_func=MODES.get, key="review.mode
                   help="Most suspicious first. Confident learning's estimate of the number of wrong labels is a "
                        "good first N.")
 issues = guard(detect.load_issues, run_dir, detector)
-top_n = c[2].number_input("N", 0, n_images, min(estimate.num_issues, n_images), key=f"review.top_n.{pick}",
-                          disabled=mode != "top", help="Default: confident learning's estimate.")
-threshold = c[2].number_input("Threshold", 0.0, 1.0, round(triage.threshold_for(issues, estimate.num_issues), 3),
-                              step=0.01, format="%.3f", key=f"review.threshold.{pick}.{detector}",
+top_n = c[2].number_input("N", 0, n_images, min(estimate.num_issues, n_images), disabled=mode != "top",
+                          key=f"review.top_n.{pick}.{source}", help="Default: confident learning's estimate.")
+threshold = c[2].number_input("Threshold", 0.0, 1.0, triage.threshold_for(issues, estimate.num_issues, decimals=3),
+                              step=0.01, format="%.3f", key=f"review.threshold.{pick}.{source}.{detector}",
                               disabled=mode != "threshold", help="Review every label whose quality is at most this.")
 reviewer = c[3].text_input("Reviewer", value="reviewer", key="reviewer", bind="query-params",
                            help="Saved with each decision (and kept in the link, so a bookmark resumes as you).")
@@ -176,7 +176,8 @@ else:
         row = queue.iloc[pos]
         idx = int(row["index"])
         given, proposed = classes.index(row["given_label"]), classes.index(row["proposed_label"])
-        item = {"id": row["id"], "index": idx, "given": given, "proposed": proposed, "score": float(row["label_quality"])}
+        item = {"id": row["id"], "index": idx, "given": given, "proposed": proposed,
+                "score": float(row["label_quality"])}
         next_id = ids[pos + 1] if pos + 1 < len(ids) else None
         nav[3].caption(f"Item {pos + 1} of {len(ids)} · `{row['id']}` · label quality {row['label_quality']:.3f}")
         images = run_images(run_dir)
@@ -193,7 +194,8 @@ else:
                 highlight["true"] = row["true_label"]
                 wrong = row["true_label"] != row["given_label"]
                 (st.error if wrong else st.success)(
-                    f"The given label was {'really wrong' if wrong else 'right'}: the true class is **{row['true_label']}**.")
+                    f"The given label was {'really wrong' if wrong else 'right'}: "
+                    f"the true class is **{row['true_label']}**.")
             st.altair_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
         b = st.columns(3)
         b[0].button(f"Accept: {row['proposed_label']}", key="review.accept", shortcut="A", type="primary",
@@ -202,21 +204,25 @@ else:
         b[1].button(f"Keep: {row['given_label']}", key="review.keep", shortcut="K", icon=":material/undo:",
                     on_click=decide, width="stretch", args=(store_path, item, "keep", None, reviewer, pos_key, next_id))
         b[2].button("Exclude the image", key="review.exclude", shortcut="X", icon=":material/block:",
-                    on_click=decide, width="stretch", args=(store_path, item, "exclude", None, reviewer, pos_key, next_id))
+                    on_click=decide, width="stretch",
+                    args=(store_path, item, "exclude", None, reviewer, pos_key, next_id))
         st.caption("Or pick the right class:")
         per_row = 5 if len(classes) > 5 else len(classes)
         rows = [st.columns(per_row) for _ in range(-(-min(len(classes), 10) // per_row))]
         for k, name in enumerate(classes[:10]):
-            rows[k // per_row][k % per_row].button(name, key=f"review.class{k}", shortcut=CLASS_KEYS[k], width="stretch",
-                          on_click=decide, args=(store_path, item, "keep" if k == given else "relabel",
-                                                 None if k == given else k, reviewer, pos_key, next_id))
+            rows[k // per_row][k % per_row].button(
+                name, key=f"review.class{k}", shortcut=CLASS_KEYS[k], width="stretch", on_click=decide,
+                args=(store_path, item, "keep" if k == given else "relabel", None if k == given else k, reviewer,
+                      pos_key, next_id))
         if len(classes) > 10:
             extra = st.selectbox("Other class", classes[10:], key="review.other")
             st.button("Relabel", key="review.relabel_other", on_click=decide,
                       args=(store_path, item, "relabel", classes.index(extra), reviewer, pos_key, next_id))
-        st.markdown("**Nearest neighbours** (most similar images in the model's feature space, with their given labels)")
+        st.markdown("**Nearest neighbours** (most similar images in the model's feature space, with their "
+                    "given labels)")
         if features is None:
-            st.caption("The neighbour strip appears when the image features are computed (after **Find label issues**).")
+            st.caption("The neighbour strip appears when the image features are computed "
+                       "(after **Find label issues**).")
         else:
             near = detect.nearest_neighbours(features, idx, k=8)
             labels = [classes[info.labels[j]] for j in near]

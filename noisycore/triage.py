@@ -79,13 +79,17 @@ def select_queue(queue: pd.DataFrame, *, top_n: Optional[int] = None,
     return rows
 
 
-def threshold_for(queue: pd.DataFrame, n: int) -> float:
-    """The label quality of the n-th most suspicious row (so ``threshold`` selects at least those n);
+def threshold_for(queue: pd.DataFrame, n: int, *, decimals: Optional[int] = None) -> float:
+    """The label quality of the n-th most suspicious row (so ``threshold`` selects at least those n),
+    clipped to [0, 1] and, with ``decimals``, rounded UP (rounding down could leave the n-th row out);
     0.0 for n <= 0, the largest quality when n exceeds the rows."""
     rows = ranked(queue)
     if n <= 0 or rows.empty:
         return 0.0
-    return float(rows["label_quality"].iloc[min(int(n), len(rows)) - 1])
+    q = float(rows["label_quality"].iloc[min(int(n), len(rows)) - 1])
+    if decimals is not None:
+        q = math.ceil(round(q * 10 ** decimals, 6)) / 10 ** decimals
+    return min(max(q, 0.0), 1.0)
 
 
 def precision_at(issues: pd.DataFrame, *, top_n: Optional[int] = None,

@@ -47,6 +47,8 @@ def test_threshold_for_selects_the_first_n():
     assert triage.threshold_for(q, 2) == 0.20
     assert triage.threshold_for(q, 0) == 0.0
     assert triage.threshold_for(q, 50) == 0.90
+    assert triage.threshold_for(q.assign(label_quality=q["label_quality"] + 0.0004), 1, decimals=3) == 0.101
+    assert triage.threshold_for(q.assign(label_quality=q["label_quality"] * 0 + 1.7), 1) == 1.0   # clipped
     # the tie at 0.20 selects three rows for n = 2: a threshold never splits a tie
     assert len(triage.select_queue(q, threshold=triage.threshold_for(q, 2))) == 3
 
