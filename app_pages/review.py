@@ -11,7 +11,7 @@ from ui.review import (CLASS_KEYS, decide, detection_panel, focus_page, get_posi
                        noise_estimate, position_key, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, truth_known, undo, url_notice)
 from ui.review_grid import grid_view
-from ui.runs import runs_root, set_current_run
+from ui.runs import current_run, runs_root, set_current_run
 
 st.title("Review")
 st.caption("The model points at labels it believes are wrong; you decide, one by one or a page at a time, with "
@@ -26,7 +26,7 @@ if not candidates:
             "then come back here to find its wrong labels.")
     st.stop()
 chosen, notice = triage.choose_run(candidates, requested=st.query_params.get("run"), last=last_reviewed_run(),
-                                   others=others)
+                                   selected=Path(current_run() or "").name or None, others=others)
 names = [c["name"] for c in candidates]
 pick = st.selectbox("Run", names, index=names.index(chosen["name"]),
                     help="A finished training run: its model judges the labels it was trained on.")

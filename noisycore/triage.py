@@ -188,21 +188,23 @@ def decision_text(decision: dict, class_names: Sequence[str], *, tz=None,
 
 
 # ----------------------------------------------------------------------------- which run to open
-def choose_run(candidates: Sequence[dict], *, requested: Optional[str] = None,
-               last: Optional[str] = None, others: Optional[dict] = None) -> tuple[Optional[dict], Optional[str]]:
+def choose_run(candidates: Sequence[dict], *, requested: Optional[str] = None, last: Optional[str] = None,
+               selected: Optional[str] = None, others: Optional[dict] = None) -> tuple[Optional[dict], Optional[str]]:
     """The run the Review page opens and a notice when the address asked for something unusable.
 
     ``candidates``: reviewable runs, newest first, dicts with ``name`` and ``has_detections``;
-    ``requested``: the ``?run=`` value; ``last``: the run this session reviewed last; ``others``: name ->
-    state of runs that exist but cannot be reviewed (not finished). Order: the requested run, else
-    ``last``, else the newest run with detections, else the newest run. Returns (run or None, notice).
+    ``requested``: the ``?run=`` value; ``last``: the run this session reviewed last; ``selected``: the
+    run this session chose on another page (Train, Curves); ``others``: name -> state of runs that exist
+    but cannot be reviewed (not finished). Order: the requested run, else ``last``, else ``selected``
+    (if reviewable: a retrain just started is not), else the newest run with detections, else the
+    newest run. Returns (run or None, notice).
     """
     by_name = {c["name"]: c for c in candidates}
     notice, requested = None, (requested or "").strip() or None
     if requested is not None and requested in by_name:
         return by_name[requested], None
-    fallback = by_name.get(last) or next((c for c in candidates if c.get("has_detections")), None) \
-        or (candidates[0] if candidates else None)
+    fallback = by_name.get(last) or by_name.get(selected) \
+        or next((c for c in candidates if c.get("has_detections")), None) or (candidates[0] if candidates else None)
     if requested is not None:
         if not _RUN_NAME.match(requested) or ".." in requested:
             why = "which is not a run name (a run is named like 20260101-120000-ce-sym20)"

@@ -111,7 +111,9 @@ def test_choose_run_order_and_notices():
     runs = [{"name": "r3-retrain", "has_detections": False}, {"name": "r2", "has_detections": True},
             {"name": "r1", "has_detections": True}]
     assert triage.choose_run(runs, requested="r1", last="r2") == (runs[2], None)      # the address wins
-    assert triage.choose_run(runs, last="r1")[0]["name"] == "r1"                       # then the session's
+    assert triage.choose_run(runs, last="r1", selected="r2")[0]["name"] == "r1"        # then the session's
+    assert triage.choose_run(runs, selected="r1")[0]["name"] == "r1"       # then the run chosen on Train/Curves
+    assert triage.choose_run(runs, selected="r4-running")[0]["name"] == "r2"          # ... if reviewable
     assert triage.choose_run(runs)[0]["name"] == "r2"                # then the newest run with detections
     assert triage.choose_run(runs[:1])[0]["name"] == "r3-retrain"                      # then the newest
     assert triage.choose_run([]) == (None, None)
