@@ -116,8 +116,9 @@ def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, p
                           on_click=toggle_tile, args=(key, i),
                           help=f"{row['id']} (label quality {row['label_quality']:.3f}): select or unselect")
                 st.caption(f"open · quality {row['label_quality']:.2f}" if row["decision"] == triage.UNDECIDED else
-                           ":material/task_alt: " + STATUS[row["decision"]].format(row["final_label"]))
-    target = f"the {len(selected)} selected" if selected else f"all {n_open} open on this page"
+                           STATUS[row["decision"]].format(row["final_label"]))
+    target = f"the {len(selected)} selected" if selected else \
+        f"all {n_open} open on this page" if n_open != 1 else "the open one on this page"
     a = st.columns(2)
     a[0].button(f"Accept {proposed} for {target}", key="review.grid.accept", shortcut="A", type="primary",
                 icon=":material/check:", width="stretch", disabled=not selected and not n_open,
