@@ -171,7 +171,8 @@ else:
                   help="Cancels your latest action, a whole grid batch at once (kept in the history).")
     if pos >= len(ids):
         nav[3].success("Every label in this selection is reviewed. Change the filters or N, export or retrain "
-                       "below." if ids else "No labels match these filters.")
+                       "below." if ids else "No labels match these filters." if len(pool) else
+                       "Nothing selected: raise N or the threshold, or review every flagged label.")
     else:
         row = queue.iloc[pos]
         idx = int(row["index"])

@@ -185,6 +185,7 @@ def test_review_page_truth_known_scores_the_top_n(app, run_dir):
     at.number_input(key="review.threshold.20260101-000000-tiny.in_sample.confident_learning").set_value(0.0)
     at.run()
     assert any("Reviewing **0** labels" in m.value for m in at.markdown)
+    assert any(x.value.startswith("Nothing selected: raise N or the threshold") for x in at.success)
 
 
 @pytest.mark.slow
