@@ -1,178 +1,241 @@
-"""Review: find the likely wrong labels of a run, decide on each with the keyboard, export, retrain."""
+"""Review: find the likely wrong labels of a run, triage them, decide with the keyboard, export, retrain."""
 from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, detect
+from noisycore import charts, detect, triage
 from noisycore.issues import DETECTOR_HELP
 from noisycore.review import ReviewStore
 from ui.common import guard, upscale
-from ui.review import (CLASS_KEYS, decide, detection_panel, get_position, position_key, reviewable_runs, run_data,
-                       run_images, set_position, show_note, undo)
+from ui.review import (CLASS_KEYS, decide, detection_panel, focus_page, get_position, last_reviewed_run,
+                       noise_estimate, position_key, reviewable_runs, run_data, run_images, set_last_reviewed_run,
+                       set_position, show_note, truth_known, undo, url_notice)
+from ui.review_grid import grid_view
 from ui.runs import current_run, runs_root, set_current_run
 
 st.title("Review")
-st.caption("The model points at labels it believes are wrong; you decide, image by image, with the keyboard. "
-           "Every decision is saved the moment you make it: refresh, close the tab or come back tomorrow.")
+st.caption("The model points at labels it believes are wrong; you decide, one by one or a page at a time, with "
+           "the keyboard. Every decision is saved the moment you make it: refresh, close the tab or come back "
+           "tomorrow.")
+focus_page()   # the first key press in a fresh tab reaches the shortcuts
 
-# ---- Inputs: the run --------------------------------------------------------------------------------
-choices = guard(reviewable_runs, runs_root())
-if not choices:
+# ---- Inputs: the run (the address, else this session's last, else the newest with detections) -------
+candidates, others = guard(reviewable_runs, runs_root())
+if not candidates:
     st.info("No finished runs yet. Train one on the **Train** page (the Quick demo takes a few minutes), "
             "then come back here to find its wrong labels.")
     st.stop()
-names = [Path(p).name for p in choices]
-mine = Path(current_run() or st.query_params.get("run", "")).name   # a reload starts a new session: the URL
-pick = st.selectbox("Run", names, index=names.index(mine) if mine in names else 0,
+chosen, notice = triage.choose_run(candidates, requested=st.query_params.get("run"), last=last_reviewed_run(),
+                                   selected=Path(current_run() or "").name or None, others=others)
+names = [c["name"] for c in candidates]
+pick = st.selectbox("Run", names, index=names.index(chosen["name"]),
                     help="A finished training run: its model judges the labels it was trained on.")
-run_dir = choices[names.index(pick)]
-if run_dir != current_run():
-    set_current_run(run_dir)
-st.query_params["run"] = pick   # a refresh or a bookmark resumes on this run, not on the newest one
-
-with st.container(border=True):
-    st.subheader("1. Find likely wrong labels", anchor=False)
-    detection_panel(run_dir)
+url_notice(notice, pick)
+run_dir = candidates[names.index(pick)]["path"]
+set_last_reviewed_run(pick)
+set_current_run(run_dir)
+st.query_params["run"] = pick   # a refresh or a bookmark resumes on this run
 
 metas = guard(detect.detection_meta, run_dir)
+if metas:   # done once: folded away, so the review is nearer the top of the screen
+    with st.expander("1. Find likely wrong labels: done (open to run it again, e.g. with cross-validation)"):
+        detection_panel(run_dir)
+else:
+    with st.container(border=True):
+        st.subheader("1. Find likely wrong labels", anchor=False)
+        detection_panel(run_dir)
 if not metas:
     st.info("Press **Find label issues** to score every label. Cross-validation takes K trainings; "
             "in-sample is instant.")
     st.stop()
 
-# ---- How good is each detector (truth known) --------------------------------------------------------
+# ---- What the detectors found (scored only when the truth is known) ----------------------------------
+source = next(iter(metas.values()))["source"]
+info, probs, features = run_data(run_dir, source)
+classes = list(info.class_names)
+truth = truth_known(run_dir, info)
+estimate = noise_estimate(run_dir, source)
 table = guard(detect.evaluation_table, run_dir)
-truth_known = table["precision"].notna().any()
+n_images = len(info.labels)
 with st.container(border=True):
-    st.subheader("2. Which detector finds which errors?", anchor=False)
-    source = next(iter(metas.values()))["source"]
+    st.subheader("2. Which detector finds which errors?" if truth else "2. How many labels look wrong?",
+                 anchor=False)
     st.caption(f"Predictions: {detect.SOURCES[source]}." + (
-        " The true labels are known here (injected noise), so each detector can be scored." if truth_known else
-        " The true labels are unknown, so the detectors cannot be scored; the table shows how many labels each flags."))
+        " The true labels are known here (injected noise), so each detector can be scored." if truth else
+        " Nobody knows the true labels of these images, so no detector can be scored. What can be known: "
+        "how many labels each detector flags, and confident learning's estimate of how many are wrong and "
+        "between which classes."))
     shown = table.rename(columns={"flagged": "Flagged", "precision": "Precision", "recall": "Recall", "f1": "F1",
                                   "average_precision": "Avg. precision", "detector": "Detector"})
-    cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth_known else [])
-    c1, c2 = st.columns([6, 5]) if truth_known else (st.container(), None)
-    c1.dataframe(shown[cols], hide_index=True, width="stretch", column_config={
+    cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth else [])
+    table_at = st.container() if truth else None   # six columns: the whole width, so none is cut
+    c1, c2 = st.columns([6, 5])
+    (table_at or c1).dataframe(shown[cols], hide_index=True, width="stretch", column_config={
         k: st.column_config.NumberColumn(k, format="percent") for k in ("Precision", "Recall", "F1", "Avg. precision")})
-    c1.caption("Precision: share of flagged labels that are really wrong. Recall: share of the wrong labels "
-               "that are flagged. F1 balances both.")
-    if truth_known:
+    c1.metric("Estimated wrong labels (confident learning)", f"{estimate.num_issues} of {n_images}",
+              help="Counted from the model's predictions and the given labels alone (Northcutt et al. 2021): "
+                   "the images the model confidently puts in another class.")
+    c1.caption(f"That is {estimate.noise_rate:.1%} of the labels"
+               + (f"; the truth: {int(info.is_noisy.sum())} labels ({info.is_noisy.mean():.1%}) are really wrong."
+                  if truth else ". An estimate, not a count of known errors."))
+    if truth:
+        c1.caption("Precision: share of flagged labels that are really wrong. Recall: share of the wrong labels "
+                   "that are flagged. F1 balances both.")
         c2.altair_chart(charts.precision_recall_chart(guard(detect.pr_curves, run_dir)), width="stretch")
+    else:
+        c2.altair_chart(guard(charts.noise_matrix_heatmap, estimate.noise_matrix, classes,
+                              title="Estimated noise matrix", y_title="Likely true class",
+                              subtitle="Estimated by confident learning: row = the class an image most likely "
+                                       "shows, column = its given label. Off the diagonal: labels the model "
+                                       "believes were given to images of another class."), width="content")
 
-# ---- Review: queue inputs ------------------------------------------------------------------------------
-st.subheader("3. Review the flagged labels", anchor=False)
-detectors = list(metas)
-c = st.columns([2, 2, 2, 2, 2])
-detector = c[0].selectbox("Detector", detectors, index=0, key="review.detector",
-                          help=" ".join(f"{k}: {v}" for k, v in DETECTOR_HELP.items()))
-info, probs, features = run_data(run_dir, metas[detector]["source"])
-classes = list(info.class_names)
-given_f = c[1].selectbox("Given class", ["all"] + classes, key="review.given")
-proposed_f = c[2].selectbox("Proposed class", ["all"] + classes, key="review.proposed")
-state_f = c[3].selectbox("Decision", detect.DECISION_STATES, key="review.state",
-                         help="Show every flagged image, only those still to review, or one kind of decision.")
-reviewer = c[4].text_input("Reviewer", value="reviewer", key="reviewer", bind="query-params",
+# ---- Triage: which labels, how many -------------------------------------------------------------------
+st.subheader("3. Review the likely wrong labels", anchor=False)
+MODES = {"top": "The N most suspicious", "threshold": "Label quality below a threshold",
+         "flagged": "Every label the detector flags"}
+c = st.columns([2, 3, 1.4, 1.6])
+detector = c[0].selectbox("Detector", list(metas), index=0, key="review.detector",
+                          help="Orders the labels (label quality, lowest first). " +
+                               " ".join(f"{k}: {v}" for k, v in DETECTOR_HELP.items()))
+mode = c[1].radio("Review", list(MODES), format_func=MODES.get, key="review.mode",
+                  help="Most suspicious first. Confident learning's estimate of the number of wrong labels is a "
+                       "good first N.")
+issues = guard(detect.load_issues, run_dir, detector)
+top_n = c[2].number_input("N", 0, n_images, min(estimate.num_issues, n_images), disabled=mode != "top",
+                          key=f"review.top_n.{pick}.{source}", help="Default: confident learning's estimate.")
+threshold = c[2].number_input("Threshold", 0.0, 1.0, triage.threshold_for(issues, estimate.num_issues, decimals=3),
+                              step=0.01, format="%.3f", key=f"review.threshold.{pick}.{source}.{detector}",
+                              disabled=mode != "threshold", help="Review every label whose quality is at most this.")
+reviewer = c[3].text_input("Reviewer", value="reviewer", key="reviewer", bind="query-params",
                            help="Saved with each decision (and kept in the link, so a bookmark resumes as you).")
 reviewer = reviewer.strip() or "reviewer"
-reveal = st.toggle("Teaching mode: reveal whether each flagged label was really wrong", key="review.reveal",
-                   disabled=info.true_labels is None,
-                   help="Needs the true labels (injected noise). Also shows your own accuracy.")
+choice = {"top": {"top_n": int(top_n)}, "threshold": {"threshold": float(threshold)}, "flagged": {}}[mode]
+pool = guard(triage.select_queue, issues[issues["is_label_issue"]] if mode == "flagged" else issues, **choice)
+line = (f"Confident learning estimates **{estimate.num_issues}** of {n_images} labels ({estimate.noise_rate:.0%}) "
+        f"are wrong. Reviewing **{len(pool)}** labels, most suspicious first.")
+expect = guard(triage.precision_at, issues, **choice) if truth and mode != "flagged" else None
+if expect and expect["precision"] is not None:
+    line += (f" Against the true labels: **{expect['wrong']}** of these {expect['selected']} are really wrong "
+             f"(precision {expect['precision']:.0%}, recall {expect['recall'] or 0:.0%} of the "
+             f"{expect['n_wrong']} wrong labels).")
+st.markdown(line)
 
 store = guard(ReviewStore.for_run, run_dir)
 decisions = guard(store.latest)
-who = dict(zip(decisions["item_id"], decisions["reviewer"]))   # the latest decision per image, and its author
-issues = guard(detect.load_issues, run_dir, detector)
-flagged = guard(detect.review_queue, issues, decisions, class_names=classes)
-queue = guard(detect.review_queue, issues, decisions, class_names=classes, given=None if given_f == "all" else given_f,
-              proposed=None if proposed_f == "all" else proposed_f, state=state_f)
-
-# ---- Progress and tally --------------------------------------------------------------------------------
-done = int((flagged["decision"] != "unreviewed").sum())
-st.progress(done / max(len(flagged), 1), text=f"{done} of {len(flagged)} flagged labels reviewed ({detector})")
+everything = guard(detect.review_queue, pool, decisions, class_names=classes, flagged_only=False)
+done = int((everything["decision"] != "unreviewed").sum())
+st.progress(done / max(len(everything), 1), text=f"{done} of {len(everything)} reviewed ({detector})")
 tally = store.tally()
+view = st.segmented_control("View", ["One by one", "Grid: one pair at a time"], default="One by one",
+                            required=True, key="review.view",
+                            help="The grid shows a page of thumbnails with the same given and proposed label: "
+                                 "decide many at once.")
+reveal = False
+if truth and view == "One by one":
+    reveal = st.toggle("Teaching mode: reveal whether each label was really wrong", key="review.reveal",
+                       help="Uses the true labels (injected noise). Also shows your own accuracy.")
 m = st.columns(5 if reveal else 4)
 for col, name in zip(m, ("accepted", "kept", "relabelled", "excluded")):
     col.metric(name.capitalize(), tally[name])
 if reveal:
-    acc = detect.reviewer_accuracy(flagged)
+    acc = detect.reviewer_accuracy(everything)
     m[4].metric("Your accuracy", "—" if not acc or acc["accuracy"] is None else f"{acc['accuracy']:.0%}",
                 help="Decisions that left the right label (exclusions count as right when the label was wrong).")
 show_note()
-
-# ---- The current item ----------------------------------------------------------------------------------
-pos_key = position_key(run_dir, detector)
-ids = queue["id"].tolist()
-current = get_position(pos_key)
-pos = ids.index(current) if current in ids else store.first_unreviewed(ids)
 store_path = str(store.path)
-nav = st.columns([1.7, 1.4, 1.4, 4.5])   # wide enough for "Previous ←" at 1280 px
-nav[0].button("Previous", key="review.prev", shortcut="Left", icon=":material/arrow_back:", disabled=pos == 0,
-              on_click=set_position, args=(pos_key, ids[pos - 1] if 0 < pos <= len(ids) else None))
-nav[1].button("Next", key="review.next", shortcut="Right", icon=":material/arrow_forward:",
-              disabled=pos >= len(ids) - 1, on_click=set_position,
-              args=(pos_key, ids[pos + 1] if pos + 1 < len(ids) else None))
-nav[2].button("Undo", key="review.undo", shortcut="U", icon=":material/undo:", on_click=undo,
-              args=(store_path, reviewer, pos_key), help="Cancels your latest decision (kept in the history).")
-if pos >= len(ids):
-    nav[3].success("Every item in this queue is reviewed. Change the filters, export or retrain below." if ids else
-                   "No flagged labels match these filters.")
+pos_key = position_key(run_dir, detector)
+
+if view != "One by one":
+    grid_view(run_dir, everything, classes=classes, store_path=store_path, reviewer=reviewer, pos_key=pos_key,
+              detector=detector, images=run_images(run_dir))
 else:
-    row = queue.iloc[pos]
-    idx = int(row["index"])
-    given, proposed = classes.index(row["given_label"]), classes.index(row["proposed_label"])
-    item = {"id": row["id"], "index": idx, "given": given, "proposed": proposed, "score": float(row["label_quality"])}
-    next_id = ids[pos + 1] if pos + 1 < len(ids) else None
-    nav[3].caption(f"Item {pos + 1} of {len(ids)} · `{row['id']}` · label quality {row['label_quality']:.3f}"
-                   + ("" if row["decision"] == "unreviewed" else f" · decided: **{row['decision']}** → "
-                      f"{row['final_label'] or 'excluded'} by **{who.get(row['id'], '?')}**"))
-    images = run_images(run_dir)
-    left, right = st.columns([2, 3])
-    left.image(upscale(images[idx], 320))
-    with right:
-        st.markdown(f"Given label: **{row['given_label']}**  \nProposed label: **{row['proposed_label']}** "
-                    f"({probs[idx][proposed]:.0%})")
-        highlight = {"given": given, "proposed": proposed}
-        if reveal and "true_label" in row:
-            highlight["true"] = row["true_label"]
-            wrong = row["true_label"] != row["given_label"]
-            (st.error if wrong else st.success)(
-                f"The given label was {'really wrong' if wrong else 'right'}: the true class is **{row['true_label']}**.")
-        st.altair_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
-    b = st.columns(3)
-    b[0].button(f"Accept: {row['proposed_label']}", key="review.accept", shortcut="A", type="primary",
-                icon=":material/check:", on_click=decide, width="stretch",
-                args=(store_path, item, "accept", proposed, reviewer, pos_key, next_id))
-    b[1].button(f"Keep: {row['given_label']}", key="review.keep", shortcut="K", icon=":material/undo:",
-                on_click=decide, width="stretch", args=(store_path, item, "keep", None, reviewer, pos_key, next_id))
-    b[2].button("Exclude the image", key="review.exclude", shortcut="X", icon=":material/block:",
-                on_click=decide, width="stretch", args=(store_path, item, "exclude", None, reviewer, pos_key, next_id))
-    st.caption("Or pick the right class:")
-    per_row = 5 if len(classes) > 5 else len(classes)
-    rows = [st.columns(per_row) for _ in range(-(-min(len(classes), 10) // per_row))]
-    for k, name in enumerate(classes[:10]):
-        rows[k // per_row][k % per_row].button(name, key=f"review.class{k}", shortcut=CLASS_KEYS[k], width="stretch",
-                      on_click=decide, args=(store_path, item, "keep" if k == given else "relabel",
-                                             None if k == given else k, reviewer, pos_key, next_id))
-    if len(classes) > 10:
-        extra = st.selectbox("Other class", classes[10:], key="review.other")
-        st.button("Relabel", key="review.relabel_other", on_click=decide,
-                  args=(store_path, item, "relabel", classes.index(extra), reviewer, pos_key, next_id))
-    st.markdown("**Nearest neighbours** (most similar images in the model's feature space, with their given labels)")
-    if features is None:
-        st.caption("The neighbour strip appears when the image features are computed (after **Find label issues**).")
+    c = st.columns(3)
+    given_f = c[0].selectbox("Given class", ["all"] + classes, key="review.given")
+    proposed_f = c[1].selectbox("Proposed class", ["all"] + classes, key="review.proposed")
+    state_f = c[2].selectbox("Decision", detect.DECISION_STATES, key="review.state",
+                             help="Every label of the selection, only those still to review, or one kind of decision.")
+    queue = guard(detect.review_queue, pool, decisions, class_names=classes, flagged_only=False,
+                  given=None if given_f == "all" else given_f, proposed=None if proposed_f == "all" else proposed_f,
+                  state=state_f)
+    ids = queue["id"].tolist()
+    current = get_position(pos_key)
+    pos = ids.index(current) if current in ids else store.first_unreviewed(ids)
+    nav = st.columns([1.7, 1.4, 1.4, 4.5])   # wide enough for "Previous ←" at 1280 px
+    nav[0].button("Previous", key="review.prev", shortcut="Left", icon=":material/arrow_back:", disabled=pos == 0,
+                  on_click=set_position, args=(pos_key, ids[pos - 1] if 0 < pos <= len(ids) else None))
+    nav[1].button("Next", key="review.next", shortcut="Right", icon=":material/arrow_forward:",
+                  disabled=pos >= len(ids) - 1, on_click=set_position,
+                  args=(pos_key, ids[pos + 1] if pos + 1 < len(ids) else None))
+    nav[2].button("Undo", key="review.undo", shortcut="U", icon=":material/undo:", on_click=undo,
+                  args=(store_path, reviewer, pos_key),
+                  help="Cancels your latest action, a whole grid batch at once (kept in the history).")
+    if pos >= len(ids):
+        nav[3].success("Every label in this selection is reviewed. Change the filters or N, export or retrain "
+                       "below." if ids else "No labels match these filters." if len(pool) else
+                       "Nothing selected: raise N or the threshold, or review every flagged label.")
     else:
-        near = detect.nearest_neighbours(features, idx, k=8)
-        labels = [classes[info.labels[j]] for j in near]
-        st.image([upscale(images[j], 96) for j in near], caption=labels, width=96)
+        row = queue.iloc[pos]
+        idx = int(row["index"])
+        given, proposed = classes.index(row["given_label"]), classes.index(row["proposed_label"])
+        item = {"id": row["id"], "index": idx, "given": given, "proposed": proposed,
+                "score": float(row["label_quality"])}
+        next_id = ids[pos + 1] if pos + 1 < len(ids) else None
+        nav[3].caption(f"Item {pos + 1} of {len(ids)} · `{row['id']}` · label quality {row['label_quality']:.3f}")
+        images = run_images(run_dir)
+        left, right = st.columns([2, 3])
+        left.image(upscale(images[idx], 320))
+        with right:
+            made = store.decision_of(row["id"])
+            if made:
+                st.info(triage.decision_text(made, classes), icon=":material/history:")
+            st.markdown(f"Given label: **{row['given_label']}**  \nProposed label: **{row['proposed_label']}** "
+                        f"({probs[idx][proposed]:.0%})")
+            highlight = {"given": given, "proposed": proposed}
+            if reveal and "true_label" in row:
+                highlight["true"] = row["true_label"]
+                wrong = row["true_label"] != row["given_label"]
+                (st.error if wrong else st.success)(
+                    f"The given label was {'really wrong' if wrong else 'right'}: "
+                    f"the true class is **{row['true_label']}**.")
+            st.altair_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
+        b = st.columns(3)
+        b[0].button(f"Accept: {row['proposed_label']}", key="review.accept", shortcut="A", type="primary",
+                    icon=":material/check:", on_click=decide, width="stretch",
+                    args=(store_path, item, "accept", proposed, reviewer, pos_key, next_id))
+        b[1].button(f"Keep: {row['given_label']}", key="review.keep", shortcut="K", icon=":material/undo:",
+                    on_click=decide, width="stretch", args=(store_path, item, "keep", None, reviewer, pos_key, next_id))
+        b[2].button("Exclude the image", key="review.exclude", shortcut="X", icon=":material/block:",
+                    on_click=decide, width="stretch",
+                    args=(store_path, item, "exclude", None, reviewer, pos_key, next_id))
+        st.caption("Or pick the right class:")
+        per_row = 5 if len(classes) > 5 else len(classes)
+        rows = [st.columns(per_row) for _ in range(-(-min(len(classes), 10) // per_row))]
+        for k, name in enumerate(classes[:10]):
+            rows[k // per_row][k % per_row].button(
+                name, key=f"review.class{k}", shortcut=CLASS_KEYS[k], width="stretch", on_click=decide,
+                args=(store_path, item, "keep" if k == given else "relabel", None if k == given else k, reviewer,
+                      pos_key, next_id))
+        if len(classes) > 10:
+            extra = st.selectbox("Other class", classes[10:], key="review.other")
+            st.button("Relabel", key="review.relabel_other", on_click=decide,
+                      args=(store_path, item, "relabel", classes.index(extra), reviewer, pos_key, next_id))
+        st.markdown("**Nearest neighbours** (most similar images in the model's feature space, with their "
+                    "given labels)")
+        if features is None:
+            st.caption("The neighbour strip appears when the image features are computed "
+                       "(after **Find label issues**).")
+        else:
+            near = detect.nearest_neighbours(features, idx, k=8)
+            labels = [classes[info.labels[j]] for j in near]
+            st.image([upscale(images[j], 96) for j in near], caption=labels, width=96)
 
 # ---- Export and retrain ------------------------------------------------------------------------------
 with st.container(border=True):
     st.subheader("4. Export and retrain", anchor=False)
     st.caption("Exports use every decision so far (unreviewed labels stay as given).")
-    e = st.columns(4)
+    e = st.columns([1.2, 1.2, 1, 1.2])
     for col, fmt, label, name in ((e[0], "csv", "Corrected labels (CSV)", "labels_reviewed.csv"),
-                                  (e[1], "csv_kept", "Without excluded images (CSV)", "labels_reviewed_kept.csv"),
+                                  (e[1], "csv_kept", "Labels, excluded left out", "labels_reviewed_kept.csv"),
                                   (e[2], "folder", "Image folders (zip)", "images_reviewed.zip")):
         def _data(fmt=fmt, name=name):
             out = Path(run_dir) / "exports" / name
@@ -180,7 +243,7 @@ with st.container(border=True):
             return out.read_bytes()
         col.download_button(label, data=_data, file_name=name, on_click="ignore", icon=":material/download:",
                             key=f"review.export.{fmt}", help=detect.EXPORT_FORMATS[fmt], width="stretch")
-    if e[3].button("Retrain with corrected labels", key="review.retrain", icon=":material/replay:", width="stretch",
+    if e[3].button("Retrain on these labels", key="review.retrain", icon=":material/replay:", width="stretch",
                    help="Starts a training run with the same recipe on the reviewed labels (excluded images "
                         "left out); compare it with this run on the Curves page."):
         new = guard(detect.retrain, run_dir, store=store)

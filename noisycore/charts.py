@@ -279,9 +279,10 @@ def _check_square(matrix, name: str) -> np.ndarray:
 
 
 def noise_matrix_heatmap(matrix: np.ndarray, class_names, *, title="Realized noise matrix",
-                         counts=None) -> alt.LayerChart:
+                         counts=None, y_title="True class", subtitle=None) -> alt.LayerChart:
     """Heatmap of a noise matrix ``T[i, j] = P(given = j | true = i)``: rows true, columns given.
 
+    ``y_title`` / ``subtitle``: e.g. for an estimated matrix whose rows are the likely true classes.
     ``matrix``: (K, K) fractions (NaN for a class without examples); ``counts``: optional (K, K)
     number of training examples with true class i and given class j, shown under the percentage.
     Data: K*K rows ``true_class, given_class, percent (= 100 T[i, j]), text[, count]``.
@@ -308,11 +309,11 @@ def noise_matrix_heatmap(matrix: np.ndarray, class_names, *, title="Realized noi
         cells["count"] = c[i, j].astype(np.int64)
         cells["text"] = [f"{t}\n({n:,})" for t, n in zip(cells["text"], cells["count"])]
         tooltip.append(alt.Tooltip("count:Q", title="Examples", format=","))
-    return _heatmap(cells, names, x_title="Given label", y_title="True class", color_field="percent",
+    return _heatmap(cells, names, x_title="Given label", y_title=y_title, color_field="percent",
                     color_title="% of true class", domain_max=100, tooltip=tooltip, title=title,
-                    subtitle="Row = true class, column = given label: the share of each true class that "
-                             "received each label. The diagonal is kept correctly; off-diagonal "
-                             "cells are noise.")
+                    subtitle=subtitle or "Row = true class, column = given label: the share of each true class "
+                                         "that received each label. The diagonal is kept correctly; off-diagonal "
+                                         "cells are noise.")
 
 
 def noise_rate_bar(requested: float, realized: float | None, *, title="Noise rate") -> alt.Chart:

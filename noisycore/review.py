@@ -11,6 +11,10 @@ Two reviewers can work on one store at once; each row carries its reviewer's nam
 
 Decisions: ``accept`` (take the proposed label), ``keep`` (the given label is right), ``relabel``
 (the reviewer picked a class), ``exclude`` (drop the image from training).
+
+A grid of thumbnails decides many items with one key press: :meth:`ReviewStore.record_batch` writes them
+in one transaction as one batch, and :meth:`ReviewStore.undo_latest` cancels a reviewer's latest action,
+a whole batch at once (one undo row per decision of it).
 """
 from __future__ import annotations
 
@@ -64,6 +68,13 @@ _COLUMNS = ["id", "time", "item_id", "index", "decision", "previous_label", "new
             "proposed_label", "score", "reviewer", "undoes"]
 
 
+def _add_batch_column(con) -> None:
+    """``batch``: decisions written together by record_batch share a number (NULL for single ones).
+    Added to databases of earlier versions when they are opened (existing rows: NULL)."""
+    if "batch" not in {r[1] for r in con.execute("PRAGMA table_info(decisions)")}:
+        con.execute("ALTER TABLE decisions ADD COLUMN batch INTEGER")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -99,6 +110,7 @@ class ReviewStore:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(_SCHEMA)
+                _add_batch_column(con)
                 con.execute("SELECT COUNT(*) FROM decisions").fetchone()
         except sqlite3.DatabaseError as e:
             raise DataError(f"{self.path} is not a usable review database ({e}); move it away "
@@ -148,6 +160,27 @@ class ReviewStore:
         accept: new_label defaults to proposed_label; keep: new_label = previous_label;
         relabel: new_label required; exclude: new_label must be None.
         """
+        row = self._row(item_id=item_id, index=index, decision=decision, previous_label=previous_label,
+                        new_label=new_label, reviewer=reviewer, proposed_label=proposed_label, score=score)
+        with self._write() as con:
+            return self._insert(con, row)
+
+    def record_batch(self, items: Sequence[dict], *, reviewer: str) -> list[int]:
+        """Append several decisions in ONE transaction (all or none) as one batch; returns their row ids.
+
+        ``items``: dicts with the keyword arguments of :meth:`record` (without reviewer). Every item is
+        validated before anything is written. :meth:`undo_latest` cancels a batch as a whole.
+        """
+        rows = [self._row(reviewer=reviewer, **{k: v for k, v in item.items() if k != "reviewer"})
+                for item in items]
+        if not rows:
+            return []
+        with self._write() as con:
+            batch = con.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM decisions").fetchone()[0]
+            return [self._insert(con, {**row, "batch": batch}) for row in rows]
+
+    def _row(self, *, item_id, index, decision, previous_label, new_label, reviewer, proposed_label=None,
+             score=None) -> dict:
         if decision not in DECISIONS:
             raise UserError(f"decision={decision!r} is not valid; choose one of: {', '.join(DECISIONS)} "
                             "(use undo() to cancel a decision)")
@@ -158,13 +191,16 @@ class ReviewStore:
                "score": None if score is None else float(score),
                "reviewer": _text("reviewer", reviewer)}
         row["new_label"] = self._new_label(decision, row, new_label)
-        with self._write() as con:
-            cur = con.execute(
-                "INSERT INTO decisions (time, item_id, idx, decision, previous_label, new_label, "
-                "proposed_label, score, reviewer) VALUES (:time, :item_id, :idx, :decision, "
-                ":previous_label, :new_label, :proposed_label, :score, :reviewer)",
-                {**row, "time": _now()})
-            return int(cur.lastrowid)
+        return row
+
+    @staticmethod
+    def _insert(con, row: dict) -> int:
+        cur = con.execute(
+            "INSERT INTO decisions (time, item_id, idx, decision, previous_label, new_label, "
+            "proposed_label, score, reviewer, batch) VALUES (:time, :item_id, :idx, :decision, "
+            ":previous_label, :new_label, :proposed_label, :score, :reviewer, :batch)",
+            {"batch": None, **row, "time": _now()})
+        return int(cur.lastrowid)
 
     @staticmethod
     def _new_label(decision, row, new_label) -> Optional[int]:
@@ -203,6 +239,28 @@ class ReviewStore:
             undone = _public(dict(target))
             undone["undo_id"] = int(cur.lastrowid)
             return undone
+
+    def undo_latest(self, *, reviewer: str) -> list[dict]:
+        """Cancel ``reviewer``'s latest action: the whole batch when their latest live decision was
+        written by :meth:`record_batch`, else that one decision (as :meth:`undo`). One transaction;
+        returns the cancelled decisions (each with ``undo_id``), [] when there is nothing to undo."""
+        reviewer = _text("reviewer", reviewer)
+        with self._write() as con:
+            last = con.execute(f"WITH live AS ({_LIVE}) SELECT * FROM live WHERE reviewer = ? "
+                               "ORDER BY id DESC LIMIT 1", (reviewer,)).fetchone()
+            if last is None:
+                return []
+            targets = [last] if last["batch"] is None else con.execute(
+                f"WITH live AS ({_LIVE}) SELECT * FROM live WHERE reviewer = ? AND batch = ? ORDER BY id",
+                (reviewer, last["batch"])).fetchall()
+            out = []
+            for target in targets:
+                cur = con.execute(
+                    "INSERT INTO decisions (time, item_id, idx, decision, previous_label, new_label, "
+                    "reviewer, undoes) VALUES (?, ?, ?, 'undo', ?, NULL, ?, ?)",
+                    (_now(), target["item_id"], target["idx"], target["previous_label"], reviewer, target["id"]))
+                out.append(dict(_public(dict(target)), undo_id=int(cur.lastrowid)))
+            return out
 
     # ------------------------------------------------------------------------- reading
 

@@ -7,7 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 pytest.importorskip("keras")
 
-from noisycore import detect  # noqa: E402
+from noisycore import detect, triage  # noqa: E402
+from noisycore.issues import estimate_noise  # noqa: E402
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.review import ReviewStore  # noqa: E402
 from helpers import quadrant_folder  # noqa: E402
@@ -17,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A 3-epoch run on 192 small images of 4 classes with 25% symmetric noise; in-sample detection; features."""
+    """Two 3-epoch runs on 192 small images of 4 classes, in-sample detection: the newest one with 25%
+    injected symmetric noise (truth known, with features), an older one on a CSV manifest of the same
+    images with 24 labels planted in the wrong class and no true-label column (truth unknown)."""
     from noisycore import train
 
     home = tmp_path_factory.mktemp("review-home")
@@ -33,10 +36,22 @@ def run_dir(tmp_path_factory):
         train.run(config, run)
         detect.detect_all(run, source="in_sample")
         detect.compute_features(run)
+        manifest = folder / "own.csv"   # the user's own labels: 6 per class given as the next class
+        rows = [f"q{c}/{i:03d}.png,q{(c + 1) % 4 if i < 6 else c}" for c in range(4) for i in range(60)]
+        manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+        own = home / "runs" / "20251231-000000-own"
+        train.run(config.replace(data=DataConfig(source=str(manifest), image_size=16, test_fraction=0.2),
+                                 noise=NoiseConfig(model="none")), own)
+        detect.detect_all(own, source="in_sample")
         yield run
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def own_dir(run_dir):
+    return run_dir.parent / "20251231-000000-own"
 
 
 @pytest.fixture
@@ -44,12 +59,30 @@ def app(run_dir, monkeypatch):
     monkeypatch.setenv("NOISYLAB_HOME", str(run_dir.parents[1]))
     monkeypatch.setenv("NOISYLAB_RUNS", str(run_dir.parent))
 
-    def make():
+    def make(**query):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+        at.query_params.update(query)
         at.switch_page("app_pages/review.py").run()
         assert not at.exception, at.exception
         return at
     return make
+
+
+def _texts(at) -> str:
+    """Every piece of text the page shows (markdown, captions, notices, labels, metrics, table headers)."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "success", "error", "subheader")
+             for e in getattr(at, kind)]
+    parts += [e.label for kind in ("toggle", "metric", "selectbox", "radio", "button") for e in getattr(at, kind)]
+    parts += [str(m.value) for m in at.metric]
+    parts += [" ".join(map(str, d.value.columns)) for d in at.dataframe]
+    return "\n".join(parts)
+
+
+def _queue(run_dir):
+    """The default queue: the N labels of lowest label quality, N = confident learning's estimate."""
+    info = detect.read_run_labels(run_dir)
+    n = estimate_noise(info.labels, detect.pred_probs(run_dir, source="in_sample")).num_issues
+    return triage.select_queue(detect.load_issues(run_dir, "confident_learning"), top_n=n), n
 
 
 def _caption_item(at) -> str:
@@ -69,8 +102,8 @@ def test_review_page_accept_keep_relabel_undo_and_resume(app, run_dir):
     at = app()
     store = ReviewStore.for_run(run_dir)
     store_before = len(store.history())
-    issues = detect.load_issues(run_dir, "confident_learning")
-    queue = issues[issues["is_label_issue"]]["id"].tolist()
+    issues, _ = _queue(run_dir)
+    queue = issues["id"].tolist()
     assert len(queue) >= 5, "the tiny run must flag a handful of labels"
     assert _caption_item(at) == queue[0]                         # most suspicious first
     assert at.text_input(key="reviewer").value == "reviewer"
@@ -103,11 +136,15 @@ def test_review_page_accept_keep_relabel_undo_and_resume(app, run_dir):
     # a refresh (a new session): resumes at the first unreviewed item, every decision intact
     again = app()
     assert _caption_item(again) == queue[2]
-    assert [m.value for m in again.metric][:4] == ["1", "1", "0", "0"]
+    tally = {m.label: m.value for m in again.metric}
+    assert [tally[k] for k in ("Accepted", "Kept", "Relabelled", "Excluded")] == ["1", "1", "0", "0"]
     _click(again, "review.exclude")                              # X
     assert store.decision_of(queue[2])["decision"] == "exclude"
     _click(again, "review.prev")                                 # Left goes back to the excluded item
     assert _caption_item(again) == queue[2]
+    assert any(i.value.startswith("Decided: excluded by reviewer, ") for i in again.info)   # a revisit says so
+    _click(again, "review.prev")
+    assert any(i.value.startswith(f"Decided: kept: {issues['given_label'][1]} by reviewer") for i in again.info)
 
 
 @pytest.mark.slow
@@ -130,3 +167,88 @@ def test_review_page_without_runs_says_what_to_do(tmp_path, monkeypatch):
     at.switch_page("app_pages/review.py").run()
     assert not at.exception
     assert any("No finished runs yet" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_review_page_truth_known_scores_the_top_n(app, run_dir):
+    at = app()
+    queue, n = _queue(run_dir)
+    assert at.number_input(key="review.top_n.20260101-000000-tiny.in_sample").value == n   # N: the estimate
+    expect = triage.precision_at(detect.load_issues(run_dir, "confident_learning"), top_n=n)
+    line = next(m.value for m in at.markdown if m.value.startswith("Confident learning estimates"))
+    assert f"**{expect['wrong']}** of these {n} are really wrong" in line
+    assert f"precision {expect['precision']:.0%}" in line
+    assert "Precision" in " ".join(at.dataframe[0].value.columns) or "precision" in _texts(at)
+    assert at.toggle(key="review.reveal") is not None                                  # teaching mode exists
+    at.radio(key="review.mode").set_value("threshold").run()
+    assert not at.exception, at.exception
+    at.number_input(key="review.threshold.20260101-000000-tiny.in_sample.confident_learning").set_value(0.0)
+    at.run()
+    assert any("Reviewing **0** labels" in m.value for m in at.markdown)
+    assert any(x.value.startswith("Nothing selected: raise N or the threshold") for x in at.success)
+
+
+@pytest.mark.slow
+def test_review_page_without_truth_makes_no_claims(app, own_dir):
+    at = app(run=own_dir.name)
+    assert at.selectbox[0].value == own_dir.name
+    text = _texts(at)
+    for claim in ("Precision", "precision", "Recall", "recall", "Teaching mode", "Your accuracy", "clean",
+                  "really wrong", "true labels are known"):
+        assert claim not in text, f"the page claims {claim!r} without known truth"
+    assert not [t for t in at.toggle if t.key == "review.reveal"]
+    info = detect.read_run_labels(own_dir)
+    n = estimate_noise(info.labels, detect.pred_probs(own_dir, source="in_sample")).num_issues
+    assert any(m.label.startswith("Estimated wrong labels") and m.value == f"{n} of {len(info.labels)}"
+               for m in at.metric)
+    assert "How many labels look wrong?" in text and "Nobody knows the true labels" in text
+    assert at.get("vega_lite_chart"), "the estimated noise matrix is drawn"
+    assert any(m.value.startswith(f"Confident learning estimates **{n}**") for m in at.markdown)
+
+
+@pytest.mark.slow
+def test_grid_decides_a_batch_with_keys_and_undo_cancels_it_whole(app, own_dir):
+    at = app(run=own_dir.name)
+    at.segmented_control(key="review.view").set_value("Grid: one pair at a time").run()
+    assert not at.exception, at.exception
+    store = ReviewStore.for_run(own_dir)
+    before = len(store.history())
+    pair = at.selectbox(key=f"review.pair.{own_dir.name}").value
+    given, proposed = pair.split(" → ")
+    queue, _ = _queue(own_dir)
+    items = triage.pair_items(queue, given, proposed)["id"].tolist()
+    assert items, "the largest pair has thumbnails"
+    tiles = [b for b in at.button if (b.key or "").startswith("review.tile")]
+    assert len(tiles) == min(len(items), triage.PAGE_SIZE)
+    _click(at, "review.tile0")                                              # key 1
+    if len(items) > 2:
+        _click(at, "review.tile2")                                          # key 3
+    assert at.button(key="review.grid.accept").label.endswith(" selected")
+    _click(at, "review.grid.accept")                                        # A: accept the selected
+    picked = [items[0]] + ([items[2]] if len(items) > 2 else [])
+    classes = list(detect.read_run_labels(own_dir).class_names)
+    for item in picked:
+        d = store.decision_of(item)
+        assert d["decision"] == "accept" and d["new_label"] == classes.index(proposed)
+    page = items[:triage.PAGE_SIZE]
+    rest = [i for i in page if i not in picked]
+    _click(at, "review.grid.keep")                                          # K: keep every open one left
+    assert all(store.decision_of(i)["decision"] == "keep" for i in rest)
+    history = store.history()
+    assert len(history) == before + len(page)
+    assert history["decision"].tail(len(rest)).eq("keep").all()
+    _click(at, "review.undo")                                               # U: the whole keep batch
+    assert all(store.decision_of(i) is None for i in rest)
+    assert all(store.decision_of(i)["decision"] == "accept" for i in picked)
+    again = app(run=own_dir.name)                                           # a reload keeps every decision
+    assert [m.value for m in again.metric if m.label == "Accepted"] == [str(len(picked))]
+
+
+def test_review_page_names_a_bad_run_in_the_address(app, run_dir):
+    at = app(run="../../etc")
+    warning = " ".join(w.value for w in at.warning)
+    assert "“../../etc”" in warning and "not a run name" in warning and run_dir.name in warning
+    assert at.selectbox[0].value == run_dir.name                            # the newest run with detections
+    at = app(run="20990101-nothere")
+    assert "no run of that name" in " ".join(w.value for w in at.warning)
+    assert not app().warning                                                # no address: no notice

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import crossval, detect, runs
+from noisycore import crossval, detect, evaluation, runs
+from noisycore.issues import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
 from ui.common import cached_dataset, guard
@@ -13,15 +14,34 @@ from ui.common import cached_dataset, guard
 CLASS_KEYS = "1234567890"          # key i picks class i (1 = the first class, 0 = the tenth)
 POS_KEY = "review.item"            # dict run/detector -> the item id on screen (Left/Right navigation)
 NOTE_KEY = "review.note"           # a message from the last decision callback (error or undo note)
+RUN_KEY = "review.run"             # str: the run this session reviewed last (not the Train page's run)
+URL_NOTE_KEY = "review.url_notice"  # (notice, run shown instead) about a bad ?run= value
+FOCUS_KEY = "review.focus_runs"    # int: runs of the page, so the focus script runs after each
+UNDONE_KEY = "review.undone"       # ids the last undo restored (the grid shows their page)
 SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings in the background)",
                "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)"}
 
 
-def reviewable_runs(root) -> list[str]:
-    """Run folders (newest first) that finished training and hold predictions."""
+def reviewable_runs(root) -> tuple[list[dict], dict]:
+    """(reviewable runs newest first as dicts name, path, has_detections; name -> state of the other
+    runs). Reviewable: training ended and left predictions and labels."""
     table = runs.list_runs(root)
-    ok = [Path(p) for p in table["path"]]
-    return [str(p) for p in ok if (p / "predictions.npz").is_file() and (p / "labels.csv").is_file()]
+    ok, others = [], {}
+    for name, path, state in zip(table["id"], table["path"], table["state"]):
+        p = Path(path)
+        if state not in runs.ACTIVE_STATES and (p / "predictions.npz").is_file() and (p / "labels.csv").is_file():
+            ok.append({"name": name, "path": str(p), "has_detections": any((p / detect.ISSUES_DIR).glob("*.json"))})
+        else:
+            others[name] = state
+    return ok, others
+
+
+def last_reviewed_run() -> str | None:
+    return st.session_state.get(RUN_KEY)
+
+
+def set_last_reviewed_run(name: str) -> None:
+    st.session_state[RUN_KEY] = name
 
 
 def _mtime(path: Path) -> float:
@@ -40,6 +60,24 @@ def run_data(run_dir: str, source: str):
     run = Path(run_dir)
     stamp = (_mtime(run / "predictions.npz"), _mtime(run / detect.CV_PROBS), _mtime(run / detect.FEATURES))
     return guard(_run_data, run_dir, source, stamp)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _noise_estimate(run_dir: str, source: str, stamp: tuple):
+    info, probs, _ = _run_data(run_dir, source, stamp)
+    return estimate_noise(info.labels, probs)
+
+
+def noise_estimate(run_dir: str, source: str):
+    """Confident learning's NoiseEstimate (number of wrong labels, noise matrix) of the run's labels."""
+    run = Path(run_dir)
+    stamp = (_mtime(run / "predictions.npz"), _mtime(run / detect.CV_PROBS), _mtime(run / detect.FEATURES))
+    return guard(_noise_estimate, run_dir, source, stamp)
+
+
+def truth_known(run_dir: str, info) -> bool:
+    """True labels known (injected noise): both the run's record and its labels.csv say so."""
+    return info.true_labels is not None and bool(guard(lambda: evaluation.truth_known(runs.load_run(run_dir))))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading images…")
@@ -131,20 +169,61 @@ def decide(store_path: str, item: dict, decision: str, new_label, reviewer: str,
 
 
 def undo(store_path: str, reviewer: str, pos_key: str) -> None:
-    """Button callback: cancel this reviewer's latest decision (an undo row) and show that item."""
+    """Button callback (U in both views): cancel this reviewer's latest action, a whole grid batch at
+    once (undo rows, kept in the history), and show the first item it touched."""
     try:
-        undone = ReviewStore(store_path).undo(reviewer=reviewer)
+        undone = ReviewStore(store_path).undo_latest(reviewer=reviewer)
     except UserError as e:
         st.session_state[NOTE_KEY] = ("error", str(e))
         return
-    if undone is None:
+    if not undone:
         st.session_state[NOTE_KEY] = ("info", f"Nothing to undo: {reviewer} has no decisions left.")
         return
-    set_position(pos_key, undone["item_id"])
-    st.session_state[NOTE_KEY] = ("info", f"Undid “{undone['decision']}” on {undone['item_id']}.")
+    set_position(pos_key, undone[0]["item_id"])
+    st.session_state[UNDONE_KEY] = [u["item_id"] for u in undone]
+    what = f"“{undone[0]['decision']}” on {undone[0]['item_id']}" if len(undone) == 1 else \
+        f"the batch of {len(undone)} decisions"
+    st.session_state[NOTE_KEY] = ("info", f"Undid {what}.")
 
 
 def show_note() -> None:
     note = st.session_state.pop(NOTE_KEY, None)
     if note:
         (st.error if note[0] == "error" else st.toast)(note[1])
+
+
+def url_notice(notice, run_name: str) -> None:
+    """The notice about an unusable ?run= value, kept on screen until the reviewer picks another run."""
+    if notice:
+        st.session_state[URL_NOTE_KEY] = (notice, run_name)
+    kept = st.session_state.get(URL_NOTE_KEY)
+    if kept and kept[1] == run_name:
+        st.warning(kept[0], icon=":material/link_off:")
+    elif kept:
+        del st.session_state[URL_NOTE_KEY]
+
+
+# After each run of the page: give the document the keyboard focus, so the next key press reaches the
+# shortcuts (a fresh tab; a selectbox, radio or toggle just used keeps the focus and swallows keys:
+# after choosing a pair, "1" would be typed into the selectbox). Never while the reviewer types in a
+# text or number field (e.g. the Reviewer name).
+_FOCUS_JS = """<script>
+(function () {
+  const el = document.activeElement;
+  const field = el && ((el.tagName === "INPUT" && el.getAttribute("role") !== "combobox"
+                        && ["text", "number", "search", "password"].includes(el.type))
+                       || el.tagName === "TEXTAREA" || el.isContentEditable);
+  if (!field) {
+    if (el && el !== document.body && el.blur) { el.blur(); }
+    window.focus();
+  }
+  window.noisylabFocusRuns = (window.noisylabFocusRuns || 0) + 1;
+})();
+  /* run %d */
+</script>"""
+
+
+def focus_page() -> None:
+    """Run the focus script once per run of the page (its text changes, so the browser runs it again)."""
+    n = st.session_state[FOCUS_KEY] = st.session_state.get(FOCUS_KEY, 0) + 1
+    st.html(_FOCUS_JS % n, unsafe_allow_javascript=True, width="content")

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from e2e_support import OUTPUT, screenshot, wait_idle
+from e2e_support import OUTPUT, detected_run_without_training, screenshot, wait_idle
 
-from noisycore import detect, jobs, runs
-from noisycore.config import DataConfig, NoiseConfig, TrainConfig
+from noisycore import detect, jobs, runs, triage
+from noisycore.config import DataConfig, NoiseConfig
 from noisycore.datasets import load_dataset
-from noisycore.noise import apply_noise, save_label_set
+from noisycore.issues import estimate_noise
+from noisycore.noise import apply_noise
 from noisycore.review import ReviewStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -114,6 +115,11 @@ def realized(page) -> str:
 
 def item_caption(page):
     return page.locator('[data-testid="stCaptionContainer"]').filter(has_text=ITEM).first
+
+
+def decided(page):
+    """The note on a revisited image: 'Decided: relabelled to cat by alice, 10:42'."""
+    return page.locator('[data-testid="stAlert"]').filter(has_text="Decided: ").first
 
 
 def press(page, key: str, expect_pos: int) -> None:
@@ -226,24 +232,8 @@ def review_run(app_home, monkeypatch):
     The predictions stand in for a model that learned the true classes (70% on the true class): this
     test is about two people reviewing at once, not about training, so it skips TensorFlow."""
     monkeypatch.setenv("NOISYLAB_HOME", str(app_home))
-    config = TrainConfig.from_preset("quick", max_train=300, noise={"model": "symmetric", "rate": 0.4, "seed": 3})
-    run = runs.create_run(config, root=app_home / "runs", name="two-reviewers")
-    dataset = load_dataset(DataConfig(max_train=300))
-    noisy = apply_noise(dataset, config.noise)
-    save_label_set(run, dataset, noisy, data_config=config.data)
-    rng = np.random.default_rng(0)
-    k = dataset.num_classes
-
-    def probs(true):
-        p = rng.dirichlet(np.ones(k), size=len(true)) * 0.3
-        p[np.arange(len(true)), true] += 0.7
-        return p.astype(np.float32)
-
-    np.savez(run / "predictions.npz", train_probs=probs(noisy.true_labels), test_probs=probs(dataset.y_test),
-             train_ids=dataset.ids_train.astype(str), test_ids=dataset.ids_test.astype(str))
-    runs.update_status(run, state="finished", epoch=config.epochs, finished=runs.now_iso())
-    detect.detect_all(run, source="in_sample")
-    return run
+    return detected_run_without_training(app_home / "runs", "two-reviewers",
+                                         noise={"model": "symmetric", "rate": 0.4, "seed": 3})
 
 
 def test_two_reviewers_on_one_run_keep_both_decisions_and_names(browser, app_url, review_run):
@@ -258,7 +248,9 @@ def test_two_reviewers_on_one_run_keep_both_decisions_and_names(browser, app_url
             expect(pg.get_by_role("combobox", name="Run")).to_have_value(review_run.name)
             wait_idle(pg)
         issues = detect.load_issues(review_run, "confident_learning")
-        ids = issues[issues["is_label_issue"]]["id"].tolist()
+        given = detect.read_run_labels(review_run).labels    # the queue: the N least likely labels (N: CL's estimate)
+        n = estimate_noise(given, detect.pred_probs(review_run, source="in_sample")).num_issues
+        ids = triage.select_queue(issues, top_n=n)["id"].tolist()
         names = list(json.loads((review_run / "noise.json").read_text())["dataset"]["class_names"])
 
         press(bob, "ArrowRight", 2)
@@ -269,11 +261,11 @@ def test_two_reviewers_on_one_run_keep_both_decisions_and_names(browser, app_url
             expect(item_caption(pg)).to_contain_text(f"Item {pos} of ")
             wait_idle(pg)
         press(alice, "k", 3)                       # alice reaches the image bob excluded, and sees who did it
-        expect(item_caption(alice)).to_contain_text("decided: exclude → excluded by bob")
+        expect(decided(alice)).to_contain_text("Decided: excluded by bob, ")
         press(alice, "a", 4)                       # ... and overrides it with her own decision
         press(bob, "u", 3)                         # bob's undo cancels only his own exclusion
-        expect(item_caption(bob)).to_contain_text("decided: accept")
-        expect(item_caption(bob)).to_contain_text("by alice")
+        expect(decided(bob)).to_contain_text("Decided: accepted: ")
+        expect(decided(bob)).to_contain_text("by alice")
         screenshot(bob, "review-two-reviewers")
 
         store = ReviewStore.for_run(review_run)

@@ -16,7 +16,8 @@ from playwright.sync_api import expect
 
 from e2e_support import screenshot, wait_idle
 
-from noisycore import detect, runs
+from noisycore import detect, runs, triage
+from noisycore.issues import estimate_noise
 from noisycore.review import ReviewStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -171,12 +172,14 @@ def test_main_loop_data_train_curves_review_export(page, app_url, app_home):
     page.get_by_text("This run's own predictions").click()
     wait_idle(page)
     page.get_by_role("button", name="Find label issues").click()
-    page.get_by_role("heading", name="3. Review the flagged labels").wait_for(timeout=120_000)
+    page.get_by_role("heading", name="3. Review the likely wrong labels").wait_for(timeout=120_000)
     expect(item_caption(page)).to_contain_text("Item 1 of ")
     wait_idle(page)
     issues = detect.load_issues(first, "confident_learning")
-    flagged = issues[issues["is_label_issue"]].reset_index(drop=True)
-    assert len(flagged) >= 12, f"only {len(flagged)} flagged labels"
+    given = detect.read_run_labels(first).labels   # the queue: the N least likely labels, N = CL's estimate
+    estimate = estimate_noise(given, detect.pred_probs(first, source="in_sample")).num_issues
+    flagged = triage.select_queue(issues, top_n=estimate)
+    assert len(flagged) >= 12, f"only {len(flagged)} labels to review"
     names = list(json.loads((first / "noise.json").read_text())["dataset"]["class_names"])
 
     # key, the queue position on screen before (1-based), and after
@@ -226,7 +229,7 @@ def test_main_loop_data_train_curves_review_export(page, app_url, app_home):
     wait_idle(page)
     assert current_item(page)[1] == seen[4]
     assert tally(page) == counts
-    expect(page.locator('[data-testid="stProgress"]').first).to_contain_text(f"10 of {len(flagged)} flagged")
+    expect(page.locator('[data-testid="stProgress"]').first).to_contain_text(f"10 of {len(flagged)} reviewed")
     screenshot(page, "review")
 
     # Export: the corrected CSV has one row per training example, with the decisions as made.
