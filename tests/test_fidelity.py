@@ -561,3 +561,17 @@ def test_the_sentinel_catches_a_leak(quadrants, tmp_path, truth_withheld):
                          epochs=1)
     with pytest.raises(TruthLeak):
         truth_withheld.run(config, tmp_path)
+
+
+def test_bad_forward_and_forget_rate_choices_are_refused_before_anything_is_written(tmp_path, capsys):
+    from helpers import run_main
+    from noisycore.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match="matrix='bogus' is not valid; choose one of: known, estimated"):
+        TrainConfig(loss="forward", loss_params={"matrix": "bogus"})
+    with pytest.raises(ConfigError, match="warmup_epochs=5 must be below epochs=3"):
+        TrainConfig(loss="forward", loss_params={"matrix": "estimated"}, epochs=3)
+    with pytest.raises(ConfigError, match="forget_rate='sometimes'.*oracle_uses_true_labels"):
+        TrainConfig(method="coteaching", method_params={"forget_rate": "sometimes"})
+    result = run_main(["train", "--loss", "forward", "--loss-params", "matrix=bogus", "--out", str(tmp_path)], capsys)
+    assert result.returncode == 2 and "matrix='bogus'" in result.stderr and not any(tmp_path.iterdir())
