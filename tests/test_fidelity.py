@@ -575,3 +575,20 @@ def test_bad_forward_and_forget_rate_choices_are_refused_before_anything_is_writ
         TrainConfig(method="coteaching", method_params={"forget_rate": "sometimes"})
     result = run_main(["train", "--loss", "forward", "--loss-params", "matrix=bogus", "--out", str(tmp_path)], capsys)
     assert result.returncode == 2 and "matrix='bogus'" in result.stderr and not any(tmp_path.iterdir())
+
+
+def test_declared_noise_rate_comes_from_the_settings_never_from_the_truth():
+    import types
+
+    from noisycore import train
+    from noisycore.config import NoiseConfig, TrainConfig
+
+    def labels(model, rate=0.0, requested=None):
+        return types.SimpleNamespace(config=NoiseConfig(model=model, rate=rate, matrix=requested, label_set="worst"),
+                                     requested_matrix=requested, realized_rate=Withheld(0.123))
+
+    config = TrainConfig()
+    assert train._noise_rate(config, labels("pair", 0.3)) == 0.3
+    t = [[0.8, 0.2, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]]             # off-diagonal mass 0.2, 0.4, 0
+    assert train._noise_rate(config, labels("matrix", requested=t)) == pytest.approx(0.2)
+    assert train._noise_rate(config, labels("human")) is None and train._noise_rate(config, labels("none")) is None
