@@ -240,6 +240,10 @@ class TrainConfig(JsonConfig):
         from noisycore.methods import method_params  # light import (no TensorFlow); avoids a cycle
 
         method_params(self.method, self.method_kwargs)
+        if self.loss == "forward":   # how T is chosen (noisycore.forward; no TensorFlow)
+            from noisycore.forward import check_config
+
+            check_config(self)
         if self.preset is not None:
             _choice("preset", self.preset, tuple(PRESETS))
         if self.labels_path is not None and not str(self.labels_path).strip():

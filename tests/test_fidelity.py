@@ -561,3 +561,34 @@ def test_the_sentinel_catches_a_leak(quadrants, tmp_path, truth_withheld):
                          epochs=1)
     with pytest.raises(TruthLeak):
         truth_withheld.run(config, tmp_path)
+
+
+def test_bad_forward_and_forget_rate_choices_are_refused_before_anything_is_written(tmp_path, capsys):
+    from helpers import run_main
+    from noisycore.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match="matrix='bogus' is not valid; choose one of: known, estimated"):
+        TrainConfig(loss="forward", loss_params={"matrix": "bogus"})
+    with pytest.raises(ConfigError, match="warmup_epochs=5 must be below epochs=3"):
+        TrainConfig(loss="forward", loss_params={"matrix": "estimated"}, epochs=3)
+    with pytest.raises(ConfigError, match="forget_rate='sometimes'.*oracle_uses_true_labels"):
+        TrainConfig(method="coteaching", method_params={"forget_rate": "sometimes"})
+    result = run_main(["train", "--loss", "forward", "--loss-params", "matrix=bogus", "--out", str(tmp_path)], capsys)
+    assert result.returncode == 2 and "matrix='bogus'" in result.stderr and not any(tmp_path.iterdir())
+
+
+def test_declared_noise_rate_comes_from_the_settings_never_from_the_truth():
+    import types
+
+    from noisycore import train
+    from noisycore.config import NoiseConfig, TrainConfig
+
+    def labels(model, rate=0.0, requested=None):
+        return types.SimpleNamespace(config=NoiseConfig(model=model, rate=rate, matrix=requested, label_set="worst"),
+                                     requested_matrix=requested, realized_rate=Withheld(0.123))
+
+    config = TrainConfig()
+    assert train._noise_rate(config, labels("pair", 0.3)) == 0.3
+    t = [[0.8, 0.2, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]]             # off-diagonal mass 0.2, 0.4, 0
+    assert train._noise_rate(config, labels("matrix", requested=t)) == pytest.approx(0.2)
+    assert train._noise_rate(config, labels("human")) is None and train._noise_rate(config, labels("none")) is None

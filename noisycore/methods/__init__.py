@@ -66,6 +66,11 @@ def method_params(name: str, params: dict) -> dict:
     if unknown:
         raise ConfigError(f"method {name!r} has no parameter {', '.join(unknown)}; "
                           f"valid: {', '.join(defaults) or 'none'}")
+    rate = params.get("forget_rate") if name == "coteaching" else None
+    if rate is not None and rate not in FORGET_RATE_SOURCES and (
+            isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 0.9):
+        raise ConfigError(f"forget_rate={rate!r} must be a number in [0, 0.9] or one of: "
+                          f"{', '.join(FORGET_RATE_SOURCES)}")
     return {**defaults, **params}
 
 
