@@ -160,3 +160,23 @@ def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch)
         assert len(trained) == 60 and trained.isdisjoint(held) and len(trained | held) == 120
     frame = detect.detect(run, detector="confident_learning", source="cross_validation")
     assert len(frame) == 120 and set(planted) <= set(frame["id"])
+
+
+def test_an_old_own_folder_run_opens_as_truth_unknown(own_run, tmp_path):
+    """Runs written before the truth rule copied the folder labels into true_label; they read as unknown."""
+    run, _, _, _ = own_run
+    old = tmp_path / run.name
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("cv", "issues", "corrected", "*.sqlite*"))
+    meta = json.loads((old / "noise.json").read_text())
+    meta.pop("truth_known")
+    (old / "noise.json").write_text(json.dumps(meta))
+    labels = pd.read_csv(old / "labels.csv", keep_default_na=False)
+    labels["true_label"], labels["is_noisy"] = labels["label"], "false"
+    labels.to_csv(old / "labels.csv", index=False)
+    summary = json.loads((old / "summary.json").read_text())
+    summary.update(truth_known=True, train_acc_true=0.9, memorized=None)
+    (old / "summary.json").write_text(json.dumps(summary))
+    loaded = runs.load_run(old)
+    assert evaluation.truth_known(loaded) is False and evaluation.headline(loaded)["train_acc_true"] is None
+    info = detect.read_run_labels(old)
+    assert info.true_labels is None and len(info.ids) == 120
