@@ -8,7 +8,7 @@ from noisycore.catalog import AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HEL
 from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HELP, PRESETS, DataConfig, NoiseConfig,
                               TrainConfig)
 from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
-from ui.common import current_labels_path, guard
+from ui.common import address_params, current_labels_path, guard, param_notices
 from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run
 
 DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
@@ -18,6 +18,7 @@ TEST_SET_NOTE = (
     "training data (a held-out share of the given, noisy labels, or a trusted clean subset if you have one); "
     "the test set is only ever reported.")
 
+given_params = address_params()   # before the widgets: they drop invalid address values silently
 st.title("Train")
 st.caption("Train a classifier on the noisy labels. Training runs in the background: you can leave this page, "
            "close the tab or start more runs; nothing is lost.")
@@ -49,6 +50,7 @@ with st.container(border=True):
     st.subheader("2. Recipe", anchor=False)
     preset = st.segmented_control("Preset", list(PRESETS), default="quick", required=True, key="preset",
                                   bind="query-params", help="A starting point; every option below overrides it.")
+    param_notices(given_params, {"preset": (preset, ", ".join(PRESETS))})
     st.caption(PRESET_HELP[preset])
     base = TrainConfig.from_preset(preset)
     k = f"opt.{preset}."   # widget keys per preset, so switching preset resets the options to its values

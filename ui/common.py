@@ -55,3 +55,53 @@ def current_labels_path() -> str | None:
 
 def set_current_labels_path(path: str) -> None:
     st.session_state[LABELS_KEY] = str(path)
+
+
+# ---- Page-address parameters ----------------------------------------------------------------------
+# Streamlit silently drops an invalid value of a widget bound to the address (bind="query-params") when
+# it creates the widget, and ignores parameters no widget reads. So a page takes a snapshot of the
+# address first (address_params), builds its widgets, then calls param_notices with what it used: every
+# parameter that was ignored or replaced gets a warning naming the value and the valid choices.
+IGNORED_PARAMS = ("embed", "embed_options")
+
+
+def address_params() -> dict:
+    """The page address's parameters as given (last value of each). Call it before any bound widget."""
+    return {k: st.query_params.get(k) for k in st.query_params if k not in IGNORED_PARAMS}
+
+
+def param_notice(name: str, value, *, valid: str, used=None) -> None:
+    """One warning: the address parameter ``name=value`` is invalid or unknown; ``valid`` lists the valid
+    choices (or the page's parameters); ``used`` is what the page uses instead (None: nothing)."""
+    text = f"The page address asks for **{name}={value}**, which this page cannot use: {valid}."
+    if used is not None:
+        text += f" Using **{name}={used}** instead."
+    st.warning(text, icon=":material/link_off:")
+
+
+def _param_matches(given: str, used, shown=None) -> bool:
+    """Whether the address value ``given`` (text) is the value the widget ended up with."""
+    if isinstance(used, bool):
+        return given.strip().lower() == str(used).lower()
+    if isinstance(used, (int, float)):
+        try:
+            number = float(given)
+        except ValueError:
+            return False
+        return number == number and abs(number) != float("inf") and abs(number - float(used)) <= 1e-9 * max(1, abs(number))
+    return given == str(used) or (shown is not None and given == str(shown(used)))
+
+
+def param_notices(given: dict, used: dict) -> None:
+    """Warn about every address parameter the page did not use as given.
+
+    ``given``: address_params() taken before the widgets; ``used``: parameter -> (value used, valid choices
+    as text[, shown: value -> the text the widget writes to the address]). Parameters not in ``used`` are
+    unknown to the page."""
+    for name, value in given.items():
+        if name not in used:
+            param_notice(name, value, valid=f"it is not a setting of this page (settings: {', '.join(used) or 'none'})")
+            continue
+        spec = used[name]
+        if not _param_matches(str(value), spec[0], spec[2] if len(spec) > 2 else None):
+            param_notice(name, value, valid=f"valid values are {spec[1]}", used=spec[0])

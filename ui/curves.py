@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, evaluation, jobs, runs, sweeps
+from noisycore import charts, evaluation, jobs, naming, runs, sweeps
 from ui.common import cached_dataset, guard, upscale
-from ui.runs import STATE_ICONS, progress_text, runs_root
+from ui.runs import STATE_ICONS, progress_text, runs_root, state_text
 
 COMPARE_METRICS = {
     "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
@@ -55,8 +55,7 @@ def _status_line(run_dir: str, status: dict, key: str) -> None:
     if state == "failed":
         st.error(f"The run failed: {status.get('error') or 'unknown error'}. Its log: `{Path(run_dir) / 'log.txt'}`.")
     if state in runs.ACTIVE_STATES:
-        frac, text = progress_text(status)
-        st.progress(frac, text=text if state == "running" else "queued: waiting for the run before it")
+        st.progress(progress_text(status)[0], text=state_text(run_dir, status))
         if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
                      help="Ends the run within one batch; its curves and best model so far are kept."):
             guard(jobs.stop, run_dir)
@@ -104,13 +103,14 @@ def evaluation_panel(run_dir: str) -> None:
     run = guard(runs.load_run, run_dir)
     h = evaluation.headline(run)
     m = st.columns(4)
-    m[0].metric("Clean test accuracy, best model", _pct(h["best_test_accuracy"]),
+    best = f"best epoch {h['best_epoch']}" if h["best_epoch"] else "best model"
+    m[0].metric(f"Clean test accuracy ({best})", _pct(h["best_test_accuracy"]),
                 help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) on the test set.")
-    m[1].metric("Clean test accuracy, final model", _pct(h["final_test_accuracy"]),
+    m[1].metric(f"Clean test accuracy (last epoch {h['epochs_done']})", _pct(h["final_test_accuracy"]),
                 help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
-    m[2].metric("Train accuracy on given labels", _pct(h["train_acc_noisy"]),
+    m[2].metric(f"Train accuracy on given labels ({best})", _pct(h["train_acc_noisy"]),
                 help="Agreement of the best model with the (partly wrong) labels it was trained on.")
-    m[3].metric("Train accuracy on true labels", _pct(h["train_acc_true"]),
+    m[3].metric(f"Train accuracy on true labels ({best})", _pct(h["train_acc_true"]),
                 help="Agreement of the best model with the true labels: unknown when the truth is unknown.")
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
@@ -179,15 +179,20 @@ def compare_panel(paths: list, *, metric: str) -> None:
     def _compare():
         loaded = [guard(runs.load_run, p) for p in paths]
         ids = [short_id(p) for p in paths]
-        labels = charts.differing_fields({i: r.config.to_dict() for i, r in zip(ids, loaded)}, ignore=("preset",))
+        labels = naming.legend_labels({i: r.config for i, r in zip(ids, loaded)},
+                                      summaries={i: r.summary for i, r in zip(ids, loaded)})
         st.altair_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
                                               labels=labels), width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
         table["run"] = ids
+        table["noise.model"] = [naming.labels_words(r.config) for r in loaded]   # words, not a bare model name
         pct = {c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
                for c in evaluation.METRIC_FIELDS if "acc" in c or c == "memorized"}
         st.dataframe(table, hide_index=True, width="stretch", column_config={
-            "label": st.column_config.TextColumn("what differs"), **pct})
+            "run": st.column_config.TextColumn("run", width="medium"),
+            "label": st.column_config.TextColumn("what differs", width="large"),
+            "noise.model": st.column_config.TextColumn("labels", width="medium"),
+            "noise.rate": st.column_config.NumberColumn("noise rate", format="percent"), **pct})
         st.download_button("Download as CSV", table.to_csv(index=False).encode(), "runs-compared.csv", "text/csv",
                            icon=":material/download:", key="compare.csv")
 

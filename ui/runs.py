@@ -63,8 +63,22 @@ def progress_text(status: dict) -> tuple[float, str]:
     return min(max(done, 0.0), 1.0), text
 
 
+def state_text(run_dir, status: dict) -> str:
+    """The progress bar's text for an active run: what it is doing or what it waits for (honest:
+    a queued run with no older run ahead of it is loading TensorFlow, not waiting)."""
+    if status.get("state") == "running":
+        return progress_text(status)[1]
+    ahead = jobs.runs_ahead(run_dir)
+    if ahead:
+        return f"queued: waiting for {ahead[0].name}" + (f" and {len(ahead) - 1} more" if len(ahead) > 1 else "")
+    return "starting: loading TensorFlow, the images and the model"
+
+
 def run_panel(run_dir: str, *, key: str) -> None:
-    """Status, progress, stop button and learning curves of one run; live while it trains."""
+    """Status, progress, stop button and learning curves of one run; live while it trains.
+
+    When the run's state changes (queued -> running -> finished) the whole page reruns, so pickers
+    that show the state (the Train page's run list) stay true."""
     state = jobs.poll(run_dir).get("state")
     live = state in runs.ACTIVE_STATES
 
@@ -75,15 +89,14 @@ def run_panel(run_dir: str, *, key: str) -> None:
         st.markdown(f"{STATE_ICONS.get(status.get('state'), '')} **{run.id}**: {status.get('state')}")
         if status.get("state") == "failed":
             st.error(f"The run failed: {status.get('error', 'unknown error')}. The log is in `{Path(run_dir) / 'log.txt'}`.")
+        if live and status.get("state") != state:  # queued -> running, or it just ended: redraw the page
+            st.rerun()
         if status.get("state") in runs.ACTIVE_STATES:
-            frac, text = progress_text(status)
-            st.progress(frac, text=text if status.get("state") == "running" else "queued: waiting for the run before it")
+            st.progress(progress_text(status)[0], text=state_text(run_dir, status))
             if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
                          help="Ends the run within one batch; its curves and best model so far are kept."):
                 guard(jobs.stop, run_dir)
                 st.toast("Stop requested; the run ends after the current batch.")
-        elif live:  # it just ended: redraw once without the timer
-            st.rerun()
         metrics = run.metrics
         if len(metrics):
             best = _best_epoch(run)
@@ -93,13 +106,29 @@ def run_panel(run_dir: str, *, key: str) -> None:
         else:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
-            s = run.summary
-            m = st.columns(3)
-            m[0].metric("Test accuracy (best model)", _pct(s.get("test_accuracy")))
-            m[1].metric("Train accuracy on given labels", _pct(s.get("train_acc_noisy")))
-            m[2].metric("Train accuracy on true labels", _pct(s.get("train_acc_true")))
+            _headline_metrics(run, best)
 
     _panel()
+
+
+HEADLINE = (("Test accuracy", "test_accuracy", "test_accuracy"),
+            ("Train accuracy on given labels", "train_acc_noisy", "train_acc_given"),
+            ("Train accuracy on true labels", "train_acc_true", "train_acc_true"))
+
+
+def _headline_metrics(run, best) -> None:
+    """The best model's numbers, each saying its epoch, with the last epoch's value underneath
+    (the curves end at the last epoch; the kept model is the best one)."""
+    s, m = run.summary, run.metrics
+    last = m.iloc[-1] if len(m) else None
+    last_epoch = int(last["epoch"]) if last is not None and "epoch" in m else None
+    where = f"best epoch {best}" if best else "best model"
+    cols = st.columns(len(HEADLINE))
+    for col, (name, summary_key, metric_key) in zip(cols, HEADLINE):
+        col.metric(f"{name} ({where})", _pct(s.get(summary_key)))
+        if last is not None and metric_key in m and last_epoch != best:
+            value = last[metric_key]
+            col.caption(f"Last epoch ({last_epoch}): {_pct(None if value != value else value)}")
 
 
 def _best_epoch(run):
