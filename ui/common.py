@@ -14,6 +14,13 @@ T = TypeVar("T")
 
 # Session keys, in one place so no page invents its own (GUIDE: no junk-drawer session_state).
 LABELS_KEY = "lab.labels_path"      # str: folder of the label set the user chose with "Use these labels"
+# Every page: button labels wrap onto a second line instead of ending in "…" (a narrow column at 1280-1400 px).
+APP_CSS = ("<style>button .stMarkdownEllipsis, button .stMarkdownEllipsis p "
+           "{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
+           "</style>")
+PRESENTER_KEY = "lab.presenter"     # bool: presenter mode (larger type for a projector), the sidebar toggle
+# Streamlit sizes its text in rem: a larger root font scales text, widgets, tables and metrics together.
+PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
 
 
 def guard(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -105,3 +112,23 @@ def param_notices(given: dict, used: dict) -> None:
         spec = used[name]
         if not _param_matches(str(value), spec[0], spec[2] if len(spec) > 2 else None):
             param_notice(name, value, valid=f"valid values are {spec[1]}", used=spec[0])
+
+
+# ---- Presenter mode -------------------------------------------------------------------------------
+def presenter_toggle() -> None:
+    """The sidebar switch for larger type (a classroom projector), and the app's CSS (with the larger
+    type when the switch is on)."""
+    st.html(APP_CSS)
+    st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY,
+              help="Larger text, controls and chart labels, readable from the back of a classroom.")
+    if st.session_state.get(PRESENTER_KEY):
+        st.html(PRESENTER_CSS)
+
+
+def show_chart(chart, *, where=None, **kwargs) -> None:
+    """st.altair_chart, with larger chart fonts in presenter mode (``where``: a column or container)."""
+    from noisycore.charts import larger_type
+
+    if st.session_state.get(PRESENTER_KEY):
+        chart = larger_type(chart)
+    (where or st).altair_chart(chart, **kwargs)

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from noisycore import charts, evaluation, jobs, naming, runs, sweeps
-from ui.common import cached_dataset, guard, upscale
+from ui.common import cached_dataset, guard, show_chart, upscale
 from ui.runs import STATE_ICONS, progress_text, runs_root, state_text
 
 COMPARE_METRICS = {
@@ -78,12 +78,12 @@ def live_curves(run_dir: str, *, key: str) -> None:
             return
         best = evaluation.best_epoch(run)
         # Full width: the legends of four series do not fit half a page (Vega does not wrap them).
-        st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy"), width="stretch")
+        show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy"), width="stretch")
         with st.expander("Loss per epoch"):
-            st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
+            show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
         st.markdown("#### The memorization gap")
         if evaluation.truth_known(run):
-            st.altair_chart(charts.memorization_chart(run.metrics, best_epoch=best), width="stretch")
+            show_chart(charts.memorization_chart(run.metrics, best_epoch=best), width="stretch")
             st.caption("Early on the network learns the patterns shared by the correct labels, so it agrees with "
                        "the truth even where the given label is wrong. Later it starts to memorize the wrong labels "
                        "one by one: accuracy on the given labels keeps rising while accuracy against the truth "
@@ -114,17 +114,17 @@ def evaluation_panel(run_dir: str) -> None:
                 help="Agreement of the best model with the true labels: unknown when the truth is unknown.")
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
-    st.altair_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
+    show_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
                                                   title="Confusion matrix (test set)"), width="content")
-    st.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names),
+    show_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names),
                     width="stretch")
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:
         st.markdown("#### Noise matrix: what the forward loss assumed, and the truth")
-        st.altair_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
+        show_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
                                                     title=matrices["used_title"]), width="content")
         if matrices["truth"] is not None:
-            st.altair_chart(charts.noise_matrix_heatmap(matrices["truth"], matrices["class_names"],
+            show_chart(charts.noise_matrix_heatmap(matrices["truth"], matrices["class_names"],
                                                         title="Realized noise matrix (the truth)",
                                                         counts=matrices["counts"]), width="content")
 
@@ -181,14 +181,17 @@ def compare_panel(paths: list, *, metric: str) -> None:
         ids = [short_id(p) for p in paths]
         labels = naming.legend_labels({i: r.config for i, r in zip(ids, loaded)},
                                       summaries={i: r.summary for i, r in zip(ids, loaded)})
-        st.altair_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
+        show_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
                                               labels=labels), width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
         table["run"] = ids
         table["noise.model"] = [naming.labels_words(r.config) for r in loaded]   # words, not a bare model name
         pct = {c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
                for c in evaluation.METRIC_FIELDS if "acc" in c or c == "memorized"}
-        st.dataframe(table, hide_index=True, width="stretch", column_config={
+        # What a reader compares first (what differs, the numbers), then the recipe fields, the run id last.
+        first = ["label", "state", *[c for c in evaluation.METRIC_FIELDS if c in table]]
+        order = first + [c for c in table.columns if c not in first and c != "run"] + ["run"]
+        st.dataframe(table, hide_index=True, width="stretch", column_order=order, column_config={
             "run": st.column_config.TextColumn("run", width="medium"),
             "label": st.column_config.TextColumn("what differs", width="large"),
             "noise.model": st.column_config.TextColumn("labels", width="medium"),
@@ -229,7 +232,7 @@ def sweep_panel(sweep_dir: str) -> None:
                 guard(sweeps.resume_sweep, sweep_dir)
                 st.rerun()
         table = guard(sweeps.summary_table, sweep_dir)
-        st.altair_chart(charts.sweep_chart(sweeps.finished_only(table), y=y, band=band), width="stretch")
+        show_chart(charts.sweep_chart(sweeps.finished_only(table), y=y, band=band), width="stretch")
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
             for c in ("rate", "test_accuracy", "last_test_accuracy", "train_acc_true", "memorized")})

@@ -9,7 +9,7 @@ import streamlit as st
 
 from noisycore import charts, jobs, runs
 from noisycore.config import default_runs_dir
-from ui.common import guard, labels_root
+from ui.common import guard, labels_root, show_chart
 
 RUN_KEY = "lab.run_dir"       # str: the run the user last started or selected
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
@@ -100,9 +100,9 @@ def run_panel(run_dir: str, *, key: str) -> None:
         metrics = run.metrics
         if len(metrics):
             best = _best_epoch(run)
-            st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy"), width="stretch")
+            show_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy"), width="stretch")
             with st.expander("Loss curves"):
-                st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
+                show_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
         else:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
