@@ -738,6 +738,12 @@ def larger_type(chart, *, scale: float = 1.4):
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 1.0 <= scale <= 3.0:
         raise UserError(f"scale={scale!r} must be a number from 1 to 3")
     size = lambda px: round(px * scale)  # noqa: E731
+    title = chart.title
+    if isinstance(title, alt.TitleParams) and isinstance(title.subtitle, list) and title.subtitle:
+        # the same width holds fewer characters: wrap the subtitle again, shorter by the scale
+        chars = max(int(max(map(len, title.subtitle)) / scale), 20)
+        chart = chart.properties(title=alt.TitleParams(
+            title.text, subtitle=textwrap.wrap(" ".join(title.subtitle), chars), anchor=title.anchor))
     return (chart.configure_axis(labelFontSize=size(11), titleFontSize=size(12), labelLimit=size(120))
-            .configure_legend(labelFontSize=size(12), titleFontSize=size(12), labelLimit=size(320))
+            .configure_legend(labelFontSize=size(12), titleFontSize=size(12), labelLimit=size(320), columns=1)
             .configure_title(fontSize=size(15), subtitleFontSize=size(12)))

@@ -135,7 +135,7 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
     preds = guard(evaluation.load_predictions, run_dir)
     names = list(preds.class_names)
     known = preds.train_true is not None
-    c = st.columns([2, 3, 2, 2, 1])
+    c = st.columns([3, 3, 2, 2, 1.4])   # "Training set | Test set" needs ~220 px at 1280
     split = c[0].segmented_control("Images", ["train", "test"], default="train", required=True, key=f"{key}.split",
                                    format_func={"train": "Training set", "test": "Test set"}.get)
     shows = [s for s in evaluation.GRID_FILTERS
