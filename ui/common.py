@@ -14,9 +14,9 @@ T = TypeVar("T")
 
 # Session keys, in one place so no page invents its own (GUIDE: no junk-drawer session_state).
 LABELS_KEY = "lab.labels_path"      # str: folder of the label set the user chose with "Use these labels"
-# Every page: button labels wrap onto a second line instead of ending in "…" (a narrow column at 1280-1400 px).
-# Metric labels likewise ("Train accuracy on given labels (best epoch 9)" in a quarter of the page).
-APP_CSS = ("<style>button .stMarkdownEllipsis, button .stMarkdownEllipsis p, [data-testid=stMetricLabel] *"
+# Every page: button, toggle and metric labels wrap onto a second line instead of ending in "…" (a narrow
+# column at 1280-1400 px: "Retrain with corrected labels", "Train accuracy on given labels (best epoch 9)").
+APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMetricLabel] *"
            "{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
            "</style>")
 PRESENTER_KEY = "lab.presenter"     # bool: presenter mode (larger type for a projector), the sidebar toggle

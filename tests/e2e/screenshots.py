@@ -74,7 +74,7 @@ def make_world(home: Path) -> dict:
     made = sorted(p for p in runs_root.glob(f"*-{LABELS}") if (p / "summary.json").exists()) if runs_root.exists() else []
     if len(made) < 2:
         for loss in ("gce", "ce"):      # the ce run is the newest: the Run view shows its memorization gap
-            _cli(home, "train", "--labels", labels, "--loss", loss, "--epochs", "6", "--max-train", "1500",
+            _cli(home, "train", "--labels", labels, "--loss", loss, "--epochs", "12", "--max-train", "3000",
                  "--out", runs_root)
         made = sorted(p for p in runs_root.glob(f"*-{LABELS}") if (p / "summary.json").exists())
     ce_run = next(p for p in reversed(made) if "-ce-" in p.name)

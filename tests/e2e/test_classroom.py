@@ -66,7 +66,7 @@ def _fits(page) -> dict:
         const right = main.getBoundingClientRect().right + 1;
         const charts = [...document.querySelectorAll('[data-testid=stVegaLiteChart] canvas')]
             .filter(c => c.getBoundingClientRect().right > right).length;
-        const buttons = [...document.querySelectorAll('button .stMarkdownEllipsis p, [data-testid=stMetricLabel] p')]
+        const buttons = [...document.querySelectorAll('.stMarkdownEllipsis p, [data-testid=stMetricLabel] p')]
             .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText);
         return {pageScroll: main.scrollWidth > main.clientWidth + 1, charts, buttons};
     }""")
