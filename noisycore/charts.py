@@ -742,6 +742,8 @@ def larger_type(chart, *, scale: float = 1.4):
     if isinstance(title, alt.TitleParams) and isinstance(title.subtitle, list) and title.subtitle:
         # the same width holds fewer characters: wrap the subtitle again, shorter by the scale
         chars = max(int(max(map(len, title.subtitle)) / scale), 20)
+        if isinstance(getattr(chart, "width", None), alt.Step):   # heatmaps: as narrow as their cells
+            chars = min(chars, 34)
         chart = chart.properties(title=alt.TitleParams(
             title.text, subtitle=textwrap.wrap(" ".join(title.subtitle), chars), anchor=title.anchor))
     return (chart.configure_axis(labelFontSize=size(11), titleFontSize=size(12), labelLimit=size(120))
