@@ -3,6 +3,7 @@
     python tests/e2e/screenshots.py                                   # 1280x800 into test-output/screenshots/
     python tests/e2e/screenshots.py --size 1920x1080 --out /tmp/shots
     python tests/e2e/screenshots.py --readme                          # 1280x800, README's images into docs/screenshots/
+    python tests/e2e/screenshots.py --readme --epochs 30 --max-train 8000   # longer runs: a clearer memorization gap
     python tests/e2e/screenshots.py --home /tmp/shots-home            # keep (and reuse) the runs it trains
 
 It makes its own small world first (skipped when --home already holds it): a 40% pair-noise label set
@@ -30,6 +31,9 @@ from idle_cpu import CHROMIUM, start_server  # noqa: E402
 LABELS = "builtin-pair-40-s0"
 THREE = ("airplane", "automobile", "cat")
 # name -> (address, README file name or None); the Review and Compare pages pick the runs made here.
+# The README shows a part of some pages: README_PART[name] = ("chart", n) for the n-th visible chart,
+# or ("main", max height in px) for the top of the page's main column.
+README_PART = {"data": ("main", 1400), "memorization": ("chart", 1), "sweep": ("chart", 0), "review": ("main", 1400)}
 SHOTS = {
     "home": ("/", None),
     "data": ("/data?noise=pair&rate=0.4", "data.png"),
@@ -66,15 +70,16 @@ def three_class_folder(root: Path) -> Path:
     return root
 
 
-def make_world(home: Path) -> dict:
-    """Label set, two runs, detection, sweep and the 3-class folder under ``home`` (reused when present)."""
+def make_world(home: Path, *, epochs: int = 12, max_train: int = 3000) -> dict:
+    """Label set, two runs, detection, sweep and the 3-class folder under ``home`` (reused when present).
+    ``epochs`` and ``max_train`` size the two runs (more of both: a clearer memorization gap, slower)."""
     runs_root, labels = home / "runs", home / "labels" / LABELS
     if not (labels / "labels.csv").exists():
         _cli(home, "inject", "--dataset", "builtin", "--noise", "pair", "--rate", "0.4", "--out", labels)
     made = sorted(p for p in runs_root.glob(f"*-{LABELS}") if (p / "summary.json").exists()) if runs_root.exists() else []
     if len(made) < 2:
         for loss in ("gce", "ce"):      # the ce run is the newest: the Run view shows its memorization gap
-            _cli(home, "train", "--labels", labels, "--loss", loss, "--epochs", "12", "--max-train", "3000",
+            _cli(home, "train", "--labels", labels, "--loss", loss, "--epochs", epochs, "--max-train", max_train,
                  "--out", runs_root)
         made = sorted(p for p in runs_root.glob(f"*-{LABELS}") if (p / "summary.json").exists())
     ce_run = next(p for p in reversed(made) if "-ce-" in p.name)
@@ -83,8 +88,8 @@ def make_world(home: Path) -> dict:
              "--out", home / "detected.csv")
     sweep = runs_root / "sweep-demo"
     if not (sweep / "summary.csv").exists():
-        _cli(home, "sweep", "--noise", "symmetric", "--rates", "0,0.4", "--losses", "ce,gce", "--epochs", "4",
-             "--max-train", "600", "--out", sweep)
+        _cli(home, "sweep", "--noise", "symmetric", "--rates", "0,0.4", "--losses", "ce,gce", "--epochs", "8",
+             "--max-train", "1000", "--out", sweep)    # the README's caption describes this sweep
     three = home / "three-classes"
     if not three.exists():
         three_class_folder(three)
@@ -116,10 +121,28 @@ def shoot(url: str, out: Path, *, width: int, height: int, names=None, values=No
                 path = out / f"{name}.png"
                 page.screenshot(path=str(path), full_page=True)
                 files.append(path)
+                if name in README_PART:
+                    files.append(_readme_part(page, name, out))
                 page.close()
         finally:
             browser.close()
     return files
+
+
+def _readme_part(page, name: str, out: Path) -> Path:
+    """The part of the page the README shows (see README_PART), as ``<name>-readme.png``."""
+    kind, n = README_PART[name]
+    path = out / f"{name}-readme.png"
+    if kind == "chart":   # the window is as tall as the page (see shoot), so a clip needs no scrolling
+        boxes = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stVegaLiteChart] svg.marks')]
+            .filter(e => e.checkVisibility()).map(e => { const r = e.getBoundingClientRect();
+                return {x: r.x, y: r.y + window.scrollY, width: r.width, height: r.height}; })""")
+        box = dict(boxes[n])     # charts in a closed expander are left out
+    else:
+        box = page.locator("[data-testid=stMainBlockContainer]").bounding_box()
+        box["height"] = min(box["height"], n)
+    page.screenshot(path=str(path), clip={k: box[k] for k in ("x", "y", "width", "height")}, full_page=True)
+    return path
 
 
 def main(argv=None) -> int:
@@ -129,11 +152,13 @@ def main(argv=None) -> int:
     ap.add_argument("--home", type=Path, default=None, help="data and runs folder to make or reuse")
     ap.add_argument("--readme", action="store_true", help="also copy the README's images into docs/screenshots/")
     ap.add_argument("--pages", nargs="+", choices=list(SHOTS), default=list(SHOTS))
+    ap.add_argument("--epochs", type=int, default=12, help="epochs of the two runs it trains (default 12)")
+    ap.add_argument("--max-train", type=int, default=3000, help="training images of those runs (default 3000)")
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     home = args.home or Path(tempfile.mkdtemp(prefix="noisylab-shots-"))
     home.mkdir(parents=True, exist_ok=True)
-    values = make_world(home)
+    values = make_world(home, epochs=args.epochs, max_train=args.max_train)
     proc, url = start_server(ROOT, home=home)
     try:
         files = shoot(url, args.out, width=width, height=height, names=args.pages, values=values)
@@ -148,7 +173,7 @@ def main(argv=None) -> int:
         for name in args.pages:
             target = SHOTS[name][1]
             if target:
-                shutil.copyfile(args.out / f"{name}.png", ROOT / "docs" / "screenshots" / target)
+                shutil.copyfile(args.out / f"{name}-readme.png", ROOT / "docs" / "screenshots" / target)
                 print(f"README: docs/screenshots/{target}")
     return 0
 

@@ -64,8 +64,9 @@ def _fits(page) -> dict:
     return page.evaluate("""() => {
         const main = document.querySelector('[data-testid=stMain] [data-testid=stMainBlockContainer]');
         const right = main.getBoundingClientRect().right + 1;
-        const charts = [...document.querySelectorAll('[data-testid=stVegaLiteChart] canvas')]
-            .filter(c => c.getBoundingClientRect().right > right).length;
+        const svgs = [...document.querySelectorAll('[data-testid=stVegaLiteChart] svg.marks')];
+        if (!svgs.length) return {charts: 'no chart found'};
+        const charts = svgs.filter(c => c.getBoundingClientRect().right > right).length;
         const buttons = [...document.querySelectorAll('.stMarkdownEllipsis p, [data-testid=stMetricLabel] p')]
             .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText);
         return {pageScroll: main.scrollWidth > main.clientWidth + 1, charts, buttons};
