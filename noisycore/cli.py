@@ -325,6 +325,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\nnoisycore {args.command}: interrupted", file=sys.stderr)
         return SIGNALS.exit_code or 130
+    finally:
+        SIGNALS.restore()
     return SIGNALS.exit_code or code
 
 

@@ -108,10 +108,18 @@ class StopSignals:
         return EXIT_SIGNAL.get(self.signum)
 
     def install(self) -> "StopSignals":
+        """Catch SIGINT and SIGTERM (main thread only); ``restore`` puts the previous handlers back."""
+        self.signum, self._saved = None, {}
         if threading.current_thread() is threading.main_thread():
             for sig in EXIT_SIGNAL:
-                signal.signal(sig, self._handle)
+                self._saved[sig] = signal.signal(sig, self._handle)
         return self
+
+    def restore(self) -> None:
+        """The handlers from before ``install`` (a command run in-process, e.g. by a test, leaves none behind)."""
+        for sig, handler in getattr(self, "_saved", {}).items():
+            signal.signal(sig, handler)
+        self._saved = {}
 
     def _handle(self, signum, frame) -> None:
         first = self.signum is None

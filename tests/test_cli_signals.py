@@ -87,3 +87,12 @@ def test_signal_stops_training_keeps_epochs_and_exits_with_its_code(tmp_path, si
     epoch_lines = [ln for ln in stderr.splitlines() if "] epoch " in ln]
     assert [ln.split("] ")[1] for ln in epoch_lines] == [f"epoch {e}/60 batch 3/3" for e in range(1, len(epoch_lines) + 1)]
     assert len(epoch_lines) >= epochs_kept
+
+
+def test_main_in_process_leaves_the_signal_handlers_as_they_were(tmp_path):
+    from noisycore.cli import main
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    assert main(["train", "--labels", str(tmp_path / "nothere"), "--out", str(tmp_path / "runs")]) == 2
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert not (tmp_path / "runs").exists()
