@@ -70,28 +70,33 @@ def _wait_idle(page, timeout: float = 180_000) -> None:
         "=== 'notRunning'", timeout=timeout)
 
 
-def measure(url: str, pid: int, pages, *, seconds: float, settle: float = 5.0) -> list[dict]:
-    """Open each page in a fresh tab, let it settle, then measure the server's CPU over `seconds`."""
-    from playwright.sync_api import sync_playwright
+def measure(url: str, pid: int, pages, *, seconds: float, settle: float = 5.0, browser=None) -> list[dict]:
+    """Open each page in a fresh tab, let it settle, then measure the server's CPU over `seconds`.
+    ``browser``: a Playwright browser to use (default: launch the system Chromium)."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
 
+        with sync_playwright() as p:
+            own = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                return measure(url, pid, pages, seconds=seconds, settle=settle, browser=own)
+            finally:
+                own.close()
     rows = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    for name in pages:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
         try:
-            for name in pages:
-                ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-                tab = ctx.new_page()
-                tab.goto(f"{url}/{PAGES[name]}")
-                tab.wait_for_selector("[data-test-script-state]", state="attached", timeout=180_000)
-                _wait_idle(tab)
-                time.sleep(settle)
-                c0, t0 = cpu_seconds(pid), time.monotonic()
-                time.sleep(seconds)
-                c1, t1 = cpu_seconds(pid), time.monotonic()
-                rows.append({"page": name, "cpu_s": c1 - c0, "wall_s": t1 - t0, "core_pct": 100 * (c1 - c0) / (t1 - t0)})
-                ctx.close()
+            tab = ctx.new_page()
+            tab.goto(f"{url}/{PAGES[name]}")
+            tab.wait_for_selector("[data-test-script-state]", state="attached", timeout=180_000)
+            _wait_idle(tab)
+            time.sleep(settle)
+            c0, t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(seconds)
+            c1, t1 = cpu_seconds(pid), time.monotonic()
+            rows.append({"page": name, "cpu_s": c1 - c0, "wall_s": t1 - t0, "core_pct": 100 * (c1 - c0) / (t1 - t0)})
         finally:
-            browser.close()
+            ctx.close()
     return rows
 
 

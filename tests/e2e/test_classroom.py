@@ -23,11 +23,11 @@ IDLE_LIMIT = 5.0     # % of one core; the recorded figure is ~0.4% (benchmarks/R
 SIZES = [(1280, 800), (1920, 1080)]
 
 
-def test_idle_server_with_an_open_tab_stays_idle(app_server):
+def test_idle_server_with_an_open_tab_stays_idle(app_server, browser):
     """The server as configured by the project (no file watcher) uses almost no CPU while a tab sits open.
     With the old watcher and a virtual environment inside the app folder this was ~75% of a core."""
     proc, url = app_server
-    rows = measure(url, proc.pid, ["home", "train"], seconds=12, settle=3)
+    rows = measure(url, proc.pid, ["home", "train"], seconds=12, settle=3, browser=browser)
     for row in rows:
         assert row["core_pct"] < IDLE_LIMIT, rows
 
