@@ -1,6 +1,8 @@
 """Noisy Label Lab: entry point. `streamlit run app.py`"""
 import streamlit as st
 
+from ui.common import presenter_toggle
+
 st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:", layout="wide")
 
 PAGES = [
@@ -14,4 +16,5 @@ PAGES = [
 page = st.navigation(PAGES)
 with st.sidebar:
     st.caption("Noisy Label Lab: train on noisy labels, see what the noise does, find and fix wrong labels.")
+    presenter_toggle()
 page.run()

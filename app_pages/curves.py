@@ -8,19 +8,21 @@ from noisycore.catalog import LOSS_HELP, MODEL_HELP
 from noisycore.config import METHOD_NAMES, PRESET_HELP, PRESETS, DataConfig, TrainConfig
 from noisycore.datasets import cifar10_available
 from noisycore.methods import METHOD_HELP
-from ui.common import guard
+from ui.common import address_params, guard, param_notices
 from ui.curves import (COMPARE_METRICS, compare_panel, evaluation_panel, live_curves, prediction_grid, run_choices,
                        sweep_panel)
 from ui.runs import current_run, runs_root, set_current_run
 
 RATE_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
+given_params = address_params()   # before the widgets: they drop invalid address values silently
 st.title("Curves & compare")
 st.caption("See what wrong labels do to a network while it trains, compare recipes side by side, and sweep the "
            "noise rate to see which loss or method holds up. Runs still training update live.")
 # Plain option names: a widget bound to the URL stores its shown text there (?view=Sweeps).
 view = st.segmented_control("View", ["Run", "Compare", "Sweeps"], default="Run", required=True, key="view",
                             bind="query-params")
+param_notices(given_params, {"view": (view, "Run, Compare, Sweeps")})
 
 # ---- One run ------------------------------------------------------------------------------------
 if view == "Run":

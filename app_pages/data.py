@@ -8,7 +8,8 @@ from noisycore import charts
 from noisycore.config import ConfigError, DataConfig, NoiseConfig, NOISE_MODEL_NAMES, default_data_dir
 from noisycore.datasets import cifar10_available, download_cifar10, skipped_text
 from noisycore.noise import NOISE_HELP, class_counts, describe, flipped_examples, save_label_set, validate_matrix
-from ui.common import (cached_dataset, cached_noise, guard, labels_root, set_current_labels_path, upscale)
+from ui.common import (address_params, cached_dataset, cached_noise, guard, labels_root, param_notices,
+                       set_current_labels_path, show_chart, upscale)
 
 SOURCES = {
     "builtin": "Built-in shapes (offline)",
@@ -18,7 +19,7 @@ SOURCES = {
 }
 BIND = dict(bind="query-params")
 
-
+given_params = address_params()   # before the widgets: they drop invalid address values silently
 st.title("Data & noise")
 st.caption("Pick a dataset, choose how its labels get corrupted, and see exactly which labels were flipped. "
            "The settings are in the page address, so you can share an exact setup.")
@@ -137,6 +138,16 @@ with st.container(border=True):
             st.stop()
         extra.update(human_labels=human_file, label_set=label_set)
 
+used_params = {"dataset": (kind, ", ".join(SOURCES.values()), SOURCES.get),   # the address holds the shown text "size": (size, "auto, 16, 24, 32, 48, 64, 96"),
+               "max_train": (int(max_train), "whole numbers from 0 (all) to 1,000,000"),
+               "noise": (model, ", ".join(models)), "rate": (rate, "numbers from 0 to 0.95"),
+               "seed": (int(seed), f"whole numbers from 0 to {2**31 - 1:,}")}
+if model == "symmetric":
+    used_params["per_example"] = (extra["per_example"], "true or false")
+text_keys = (["path"] if kind == "path" else []) + (["label_column"] if source.lower().endswith(".csv") else []) \
+    + (["human_labels", "label_set", "label_set_text"] if model == "human" else [])
+used_params.update({k: (given_params.get(k, ""), "any text") for k in text_keys})   # free text: never invalid
+param_notices(given_params, used_params)
 noise_cfg = guard(NoiseConfig, model=model, rate=rate if model not in ("none", "matrix", "human") else 0.0,
                   seed=int(seed), **extra)
 noisy = guard(cached_noise, data_cfg.to_json(), noise_cfg.to_json())
@@ -154,9 +165,9 @@ else:
     m3.metric("Labels changed", f"{int(noisy.is_noisy.sum()):,} of {len(noisy.labels):,}")
 
 c1, c2 = st.columns([2, 3])   # the heatmap needs the wider column for its square cells and legend
-c1.altair_chart(charts.class_counts_chart(class_counts(noisy, names)), width="stretch")
+show_chart(charts.class_counts_chart(class_counts(noisy, names)), where=c1, width="stretch")
 if noisy.realized_matrix is not None:
-    c2.altair_chart(charts.noise_matrix_heatmap(noisy.realized_matrix, names), width="content")
+    show_chart(charts.noise_matrix_heatmap(noisy.realized_matrix, names), where=c2, width="content")
 
 if noisy.is_noisy is not None and noisy.is_noisy.any():
     st.markdown("**Flipped examples** (true → given label)")

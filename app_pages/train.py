@@ -11,7 +11,7 @@ from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HEL
                               TrainConfig)
 from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
 from noisycore.noise import truth_known_meta
-from ui.common import current_labels_path, guard
+from ui.common import address_params, current_labels_path, guard, param_notices
 from ui.train_options import forget_rate_option, forward_options
 from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run
 
@@ -22,6 +22,7 @@ TEST_SET_NOTE = (
     "training data (a held-out share of the given labels, or a trusted subset with known true labels if you "
     "have one); the test (held-out) set is only ever reported.")
 
+given_params = address_params()   # before the widgets: they drop invalid address values silently
 st.title("Train")
 st.caption("Train a classifier on the given labels (some of them may be wrong). "
            "Training runs in the background: you can leave this page, "
@@ -58,6 +59,7 @@ with st.container(border=True):
     st.subheader("2. Recipe", anchor=False)
     preset = st.segmented_control("Preset", list(PRESETS), default="quick", required=True, key="preset",
                                   bind="query-params", help="A starting point; every option below overrides it.")
+    param_notices(given_params, {"preset": (preset, ", ".join(PRESETS))})
     st.caption(PRESET_HELP[preset])
     base = TrainConfig.from_preset(preset)
     k = f"opt.{preset}."   # widget keys per preset, so switching preset resets the options to its values

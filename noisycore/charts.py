@@ -148,9 +148,10 @@ def _title(text: str, subtitle=None, *, width: int = 72) -> alt.TitleParams:
     return alt.TitleParams(text, subtitle=textwrap.wrap(subtitle or "", width), anchor="start")
 
 
-def _finish(chart, title: str, subtitle=None, *, height=CURVE_HEIGHT):
-    """Title, plot height and Streamlit-proof autosize (see ``FIT_X``) on a finished chart."""
-    return chart.properties(autosize=FIT_X, title=_title(title, subtitle), height=height)
+def _finish(chart, title: str, subtitle=None, *, height=CURVE_HEIGHT, wrap: int = 72):
+    """Title, plot height and Streamlit-proof autosize (see ``FIT_X``) on a finished chart. ``wrap``:
+    characters per subtitle line (Vega cuts a line longer than the chart; narrow charts need less)."""
+    return chart.properties(autosize=FIT_X, title=_title(title, subtitle, width=wrap), height=height)
 
 
 def _placeholder(message: str, title: str) -> alt.Chart:
@@ -169,14 +170,17 @@ def _check_best_epoch(best_epoch):
     return int(best_epoch)
 
 
-def _best_rule(best_epoch: int) -> alt.LayerChart:
-    """Dashed vertical rule at the best epoch, labelled "best model"."""
+def _best_rule(best_epoch: int, epochs=None) -> alt.LayerChart:
+    """Dashed vertical rule at the best epoch, labelled "best model". ``epochs``: the epochs drawn; when
+    the best one is in the right half the label goes left of the rule (else the plot edge cuts it)."""
     data = pd.DataFrame({"epoch": [best_epoch], "label": ["best model"]})
     base = alt.Chart(data).encode(x=alt.X("epoch:Q"))
     rule = base.mark_rule(color=PALETTE["Best model"], strokeDash=[4, 4]).encode(
         tooltip=[alt.Tooltip("label:N", title="Marker"), alt.Tooltip("epoch:Q", title="Epoch")])
-    text = base.mark_text(align="left", baseline="top", dx=4, color=PALETTE["Best model"]).encode(
-        text="label:N", y=alt.value(4))
+    span = pd.to_numeric(pd.Series(epochs), errors="coerce").dropna() if epochs is not None else pd.Series([])
+    right_half = len(span) > 0 and best_epoch > (span.min() + span.max()) / 2
+    text = base.mark_text(align="right" if right_half else "left", baseline="top", dx=-4 if right_half else 4,
+                          color=PALETTE["Best model"]).encode(text="label:N", y=alt.value(4))
     return alt.layer(rule, text)
 
 
@@ -228,14 +232,15 @@ def class_counts_chart(counts: pd.DataFrame, *, title="Training examples per cla
                       for col, name in series], ignore_index=True)
     names = [name for _, name in series]
     chart = alt.Chart(long).mark_bar().encode(
-        x=alt.X("class:N", sort=order, title="Class", axis=alt.Axis(labelAngle=-45 if len(order) > 6 else 0)),
+        x=alt.X("class:N", sort=order, title="Class",   # every class labelled (Vega drops overlapping ones)
+                axis=alt.Axis(labelAngle=-45 if len(order) > 6 else 0, labelOverlap=False, labelLimit=120)),
         xOffset=alt.XOffset("labels:N", sort=names),
         y=alt.Y("count:Q", title="Number of training examples"),
         color=alt.Color("labels:N", scale=_colors(names), legend=_legend()),
         tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("labels:N", title="Counted by"),
                  alt.Tooltip("count:Q", title="Examples", format=",")],
     )
-    return _finish(chart, title, "Bars differ where noise moved examples from one class to another.")
+    return _finish(chart, title, "Bars differ where noise moved examples from one class to another.", wrap=40)
 
 
 def _heatmap(cells: pd.DataFrame, names, *, x_title, y_title, color_field, color_title,
@@ -247,15 +252,20 @@ def _heatmap(cells: pd.DataFrame, names, *, x_title, y_title, color_field, color
     """
     k = len(names)
     # Band sizes as steps, not pixels: Streamlit collapses discrete axes given a fixed pixel size.
-    step = 40 if k <= 12 else max(480 // k, 10)
+    step = 40 if k <= 8 else 36 if k <= 12 else max(480 // k, 10)   # 10 classes fit 3/5 of a 1280 px page
+    # Column headers stay level only when the longest fits its cell (~6.5 px per character at 11 px).
+    level = max(map(len, names)) * 6.5 <= step - 4
     base = alt.Chart(cells).encode(
         x=alt.X("col:N", sort=names, title=x_title,
-                axis=alt.Axis(labelAngle=-45 if k * max(map(len, names)) > 40 else 0, orient="top",
-                              labelOverlap=False)),
+                axis=alt.Axis(labelAngle=0 if level else -45, labelAlign="center" if level else alt.Undefined,
+                              orient="top", labelOverlap=False, labelLimit=140)),
         y=alt.Y("row:N", sort=names, title=y_title))
     rect = base.mark_rect(stroke="#333333").encode(
+        # legend below the matrix: at the right it is cut off in a narrow column
         color=alt.Color(f"{color_field}:Q", title=color_title,
-                        scale=alt.Scale(scheme="blues", type="sqrt", domain=[0, domain_max])),
+                        scale=alt.Scale(scheme="blues", type="sqrt", domain=[0, domain_max]),
+                        legend=alt.Legend(orient="bottom", direction="horizontal", titleLimit=300,
+                                          gradientLength=max(min(step * k, 240), 100))),
         strokeWidth=alt.condition("datum.diagonal", alt.value(1.5), alt.value(0)),
         tooltip=tooltip)
     layers = [rect]
@@ -397,7 +407,7 @@ def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy",
         color=alt.Color("series:N", scale=_colors(names), legend=_legend()),
         tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title=y_title, format=".2f" if kind == "accuracy" else ".4f")])
-    chart = lines if best_epoch is None else alt.layer(lines, _best_rule(best_epoch))
+    chart = lines if best_epoch is None else alt.layer(lines, _best_rule(best_epoch, metrics["epoch"]))
     return _finish(chart, title, subtitle)
 
 
@@ -438,7 +448,7 @@ def memorization_chart(metrics: pd.DataFrame, *, best_epoch=None) -> alt.Chart |
             legend=None),
         tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title="%", format=".1f")])
-    layers = [area, lines] + ([_best_rule(best_epoch)] if best_epoch is not None else [])
+    layers = [area, lines] + ([_best_rule(best_epoch, metrics["epoch"])] if best_epoch is not None else [])
     subtitle = ("Shaded: accuracy on the given (partly wrong) labels minus accuracy against the true "
                 "labels; it widens when the network starts memorizing wrong labels (dashed: share of "
                 "wrong labels it repeats).")
@@ -648,8 +658,8 @@ def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
     chart = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=y_title, scale=y_scale),
-        color=alt.Color("run:N", sort=used, scale=alt.Scale(domain=used, scheme="tableau10"),
-                        legend=_legend("Run")),
+        color=alt.Color("run:N", sort=used, scale=alt.Scale(domain=used, scheme="tableau10"),  # one run a line:
+                        legend=alt.Legend(title="Run", orient="bottom", columns=1, labelLimit=900)),  # never cut
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("run_id:N", title="Run id"),
                  alt.Tooltip("epoch:Q", title="Epoch"), alt.Tooltip("value:Q", title=y_title, format=".2f")],
     )
@@ -726,3 +736,24 @@ def precision_recall_chart(curves: pd.DataFrame) -> alt.Chart:
     )
     return _finish(chart, "Finding wrong labels: precision vs recall",
                    "Each point is one threshold; up and right is better.")
+
+
+# ----------------------------------------------------------------------------- presenter mode
+
+def larger_type(chart, *, scale: float = 1.4):
+    """The same chart with every font ``scale`` times larger (axes, legends, titles): for a projector.
+    Streamlit's chart theme stays underneath; only the sizes are overridden."""
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 1.0 <= scale <= 3.0:
+        raise UserError(f"scale={scale!r} must be a number from 1 to 3")
+    size = lambda px: round(px * scale)  # noqa: E731
+    title = chart.title
+    if isinstance(title, alt.TitleParams) and isinstance(title.subtitle, list) and title.subtitle:
+        # the same width holds fewer characters: wrap the subtitle again, shorter by the scale
+        chars = max(int(max(map(len, title.subtitle)) / scale), 20)
+        if isinstance(getattr(chart, "width", None), alt.Step):   # heatmaps: as narrow as their cells
+            chars = min(chars, 34)
+        chart = chart.properties(title=alt.TitleParams(
+            title.text, subtitle=textwrap.wrap(" ".join(title.subtitle), chars), anchor=title.anchor))
+    return (chart.configure_axis(labelFontSize=size(11), titleFontSize=size(12), labelLimit=size(120))
+            .configure_legend(labelFontSize=size(12), titleFontSize=size(12), labelLimit=size(320), columns=1)
+            .configure_title(fontSize=size(15), subtitleFontSize=size(12)))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from noisycore.config import ConfigError, DataConfig, NoiseConfig, NOISE_MODEL_NAMES
+from noisycore.console import StatusLine, StopSignals, quiet_tensorflow
 from noisycore.errors import UserError
 
 EXIT_USAGE = 2
@@ -205,22 +206,49 @@ def train_config(args, **changes):
     return TrainConfig.from_preset(args.preset, **over)
 
 
+def check_labels_path(labels_path) -> None:
+    """Refuse a --labels that names no label set before anything is created (no TensorFlow, no run folder)."""
+    if labels_path:
+        p = Path(labels_path)
+        if not ((p / "labels.csv").is_file() if p.is_dir() else p.is_file()):
+            raise UserError(f"no label set at {labels_path}: expected labels.csv (or a folder holding it); "
+                            "make one with `noisycore inject` or the app's Data & noise page")
+
+
 def cmd_train(args) -> int:
+    import shutil
+
     from noisycore import runs
 
     config = train_config(args)
-    run_dir = runs.create_run(config, root=args.out)
-    print(f"run folder: {run_dir}", flush=True)
+    check_labels_path(config.labels_path)
     train = import_quietly("noisycore.train")  # TensorFlow loads only after the options are known to be valid
-
-    bar = _ProgressBar()
+    train.check_config(config)
+    run_dir = runs.create_run(config, root=args.out)
+    line = StatusLine()
+    line.show("loading the images and building the model", key="start")
+    bar = _ProgressBar(line, run_dir)
+    SIGNALS.training.set()
     try:
         summary = train.run(config, run_dir, progress=bar)
     except KeyboardInterrupt:
-        print(f"\nstopped; the partial run is in {run_dir}", file=sys.stderr)
-        return 130
-    bar.close()
+        line.close()
+        print(f"stopped; the partial run is in {run_dir}", file=sys.stderr)
+        return SIGNALS.exit_code or 130
+    except UserError:
+        line.close()
+        if runs.read_metrics(run_dir).empty:   # refused before training: keep no failed run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        SIGNALS.training.clear()
+    line.close()
+    if not bar.announced:
+        print(f"run folder: {run_dir}")
     print(_summary_line(summary))
+    if SIGNALS.signum is not None:
+        print(f"stopped by a signal; the run is in {run_dir}", file=sys.stderr)
+        return SIGNALS.exit_code
     if config.loss == "forward":
         from noisycore import forward
 
@@ -229,32 +257,27 @@ def cmd_train(args) -> int:
 
 
 class _ProgressBar:
-    """One updating line on stderr: epoch, batch and a bar."""
+    """The training progress on a StatusLine: epoch, batch and a bar (one line per epoch when piped).
+    The run folder is printed (stdout) when training begins, after every input was accepted."""
 
-    def __init__(self, width: int = 30):
-        self.width, self.shown = width, False
-        self.tty = sys.stderr.isatty()
-        self.last_epoch = 0
+    def __init__(self, line: StatusLine, run_dir, width: int = 30):
+        self.line, self.run_dir, self.width, self.announced = line, run_dir, width, False
 
     def __call__(self, info: dict) -> None:
         epoch, epochs = info.get("epoch", 0), info.get("epochs", 0)
         batch, batches = info.get("batch", 0), info.get("batches", 0)
         if not epochs or not batches:
             return
+        if not self.announced:
+            self.line.close()
+            print(f"run folder: {self.run_dir}", flush=True)
+            self.announced = True
+        if not self.line.tty and batch != batches:
+            return                                # piped: one line per epoch, when it ends
         done = (epoch - 1 + batch / batches) / epochs
         fill = int(done * self.width)
-        line = f"[{'#' * fill}{'.' * (self.width - fill)}] epoch {epoch}/{epochs} batch {batch}/{batches}"
-        if self.tty:
-            sys.stderr.write("\r" + line)
-            self.shown = True
-        elif batch == batches and epoch != self.last_epoch:  # logs: one line per epoch
-            sys.stderr.write(line + "\n")
-            self.last_epoch = epoch
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
+        self.line.show(f"[{'#' * fill}{'.' * (self.width - fill)}] epoch {epoch}/{epochs} batch {batch}/{batches}",
+                       key=epoch)
 
 
 def _summary_line(s: dict) -> str:
@@ -292,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in _EXTRA_COMMANDS:
         importlib.import_module(module).add_cli(sub)
+    for command in sub.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="show TensorFlow's start-up messages (hidden by default)")
     return parser
 
 
@@ -302,32 +328,36 @@ _EXTRA_COMMANDS: list = [
 ]
 
 
+SIGNALS = StopSignals()       # SIGINT / SIGTERM of this command (installed by main)
+VERBOSE = False               # --verbose: keep TensorFlow's start-up messages
+
+
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Run one command. Exit codes: 0 done, 1 a run failed, 2 bad input (nothing created),
+    130 / 143 ended by SIGINT (Ctrl-C) / SIGTERM (a run keeps its epochs and is marked stopped)."""
+    global VERBOSE
     parser = build_parser()
     args = parser.parse_args(argv)
+    VERBOSE = bool(getattr(args, "verbose", False))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
+    SIGNALS.install()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except (UserError, ConfigError) as e:
         print(f"noisycore {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"noisycore {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"\nnoisycore {args.command}: interrupted", file=sys.stderr)
+        return SIGNALS.exit_code or 130
+    finally:
+        SIGNALS.restore()
+    return SIGNALS.exit_code or code
 
 
 def import_quietly(module: str):
-    """Import a module that loads TensorFlow, hiding the C++ start-up chatter it writes to stderr
-    (CUDA probing on CPU-only machines) that TF_CPP_MIN_LOG_LEVEL does not silence."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        return importlib.import_module(module)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    """Import a module that loads TensorFlow, hiding its start-up noise (C++ and absl logging, the
+    CUDA probe on CPU-only machines) unless --verbose; see noisycore.console."""
+    return quiet_tensorflow(module, verbose=VERBOSE)
 
 
 def _one_line(err: Exception) -> str:

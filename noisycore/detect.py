@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -602,22 +601,21 @@ def _source_for(run: Path, folds: Optional[int]) -> str:
         return "in_sample"
     if folds < 2:
         raise UserError(f"--folds {folds} is not valid: use 0 (in-sample) or at least 2 folds")
-    from noisycore import crossval
+    from noisycore.cli import import_quietly
+    from noisycore.console import StatusLine
 
+    crossval = import_quietly("noisycore.crossval")   # loads TensorFlow: its start-up noise hidden
+    line = StatusLine()     # redrawn in place on a terminal; one line per fold and epoch when piped
     try:
-        crossval.cross_validate(run, folds=folds, progress=_print_progress)
+        crossval.cross_validate(run, folds=folds, progress=lambda status: line.show(crossval_text(status)))
     except BaseException as e:
+        line.close()
         runs.update_status(run / crossval.CV_DIR, state="stopped" if isinstance(e, KeyboardInterrupt) else "failed",
                            error=" ".join(str(e).split()) or type(e).__name__, finished=runs.now_iso())
         raise
+    line.close()
     runs.update_status(run / crossval.CV_DIR, state="finished", error=None, finished=runs.now_iso())
-    sys.stderr.write("\n")
     return "cross_validation"
-
-
-def _print_progress(status: dict) -> None:
-    sys.stderr.write(f"\r{crossval_text(status)}          ")
-    sys.stderr.flush()
 
 
 def crossval_text(status: dict) -> str:

@@ -215,6 +215,13 @@ def stop(run_dir) -> dict:
     return runs.read_status(run_dir)
 
 
+def runs_ahead(run_dir) -> list:
+    """Older runs in the same folder that are queued or running (after poll): the runs this one waits for."""
+    run_dir = Path(run_dir)
+    return [p for p in runs.run_dirs(run_dir.parent)
+            if p.name < run_dir.name and poll(p).get("state") in runs.ACTIVE_STATES]
+
+
 def active_runs(root=None) -> list:
     """Run folders under ``root`` that are queued or running (after poll), oldest first."""
     return [p for p in runs.run_dirs(root) if poll(p).get("state") in runs.ACTIVE_STATES]

@@ -92,9 +92,12 @@ def _slug(text: str) -> str:
 
 
 def describe(config: TrainConfig) -> str:
-    """Short description for the run id, e.g. ``ce-symmetric40`` or ``coteaching-gce-pair20``."""
+    """Short description for the run id, e.g. ``ce-symmetric40``, ``coteaching-gce-pair20``, or
+    ``gce-builtin-pair-40-s0`` for a saved label set (its folder name; a labels.csv path names its folder)."""
     if config.labels_path:
-        noise = "labels-" + _slug(Path(config.labels_path).parent.name or "file")
+        from noisycore.naming import label_set_name
+
+        noise = _slug(label_set_name(config.labels_path)) or "labels"
     elif config.noise.model in ("none", "matrix", "human"):
         noise = config.noise.model + (f"-{config.noise.label_set}" if config.noise.label_set else "")
     else:

@@ -379,3 +379,24 @@ def test_learning_curves_from_a_metrics_csv_round_trip(tmp_path):
     _, df = _one(charts.learning_curves(pd.read_csv(path), best_epoch=4), "line")
     assert sorted(set(df["series"])) == ["Test", "Train (given labels)", "Validation"]
     assert df[df["series"] == "Validation"]["value"].tolist() == pytest.approx([25, 45, 55, 50])
+
+
+def test_larger_type_scales_fonts_and_rewraps_the_subtitle():
+    counts = pd.DataFrame({"class": ["a", "b"], "given": [3, 5], "true": [4, 4]})
+    chart = charts.class_counts_chart(counts)
+    big = charts.larger_type(chart, scale=2.0).to_dict()
+    assert big["config"]["axis"]["labelFontSize"] == 22 and big["config"]["title"]["fontSize"] == 30
+    lines = big["title"]["subtitle"]
+    assert max(map(len, lines)) <= 20 and " ".join(lines) == " ".join(chart.to_dict()["title"]["subtitle"])
+    with pytest.raises(UserError, match="scale=5"):
+        charts.larger_type(chart, scale=5)
+
+
+def test_class_chart_labels_every_class_and_best_rule_label_stays_inside():
+    counts = pd.DataFrame({"class": [f"class{i}" for i in range(10)], "given": range(10), "true": range(10)})
+    axis = charts.class_counts_chart(counts).to_dict()["encoding"]["x"]["axis"]
+    assert axis["labelOverlap"] is False and axis["labelAngle"] == -45
+    metrics = pd.DataFrame({"epoch": [1, 2, 3, 4], "accuracy": [0.1, 0.2, 0.3, 0.4]})
+    late = json.dumps(charts.learning_curves(metrics, best_epoch=4).to_dict())
+    early = json.dumps(charts.learning_curves(metrics, best_epoch=1).to_dict())
+    assert '"align": "right"' in late and '"align": "left"' in early

@@ -118,3 +118,13 @@ def test_slot_lock_is_exclusive(tmp_path):
     again = jobs.try_lock(tmp_path / ".train.lock")
     assert again is not None
     again.release()
+
+
+def test_runs_ahead_names_only_older_active_runs(tmp_path):
+    """A first run never 'waits for the run before it'; a second one names the first."""
+    first = runs.create_run(TrainConfig(), root=tmp_path)
+    second = runs.create_run(TrainConfig(), root=tmp_path)
+    assert jobs.runs_ahead(first) == []
+    assert jobs.runs_ahead(second) == [first]
+    runs.update_status(first, state="finished")
+    assert jobs.runs_ahead(second) == []

@@ -46,7 +46,11 @@ def test_start_a_run_from_the_page_and_watch_it_finish(_isolated_home):
     at.run()
     assert not at.exception, at.exception
     labels = [m.label for m in at.metric]
-    assert "Test accuracy (best model)" in labels
+    best = runs.read_summary(run_dir)["best_epoch"]
+    assert f"Test accuracy (best epoch {best})" in labels and f"Train accuracy on given labels (best epoch {best})" in labels
+    last = runs.read_metrics(run_dir).iloc[-1]
+    if best != 2:    # the last epoch's value is shown too (the curves end there)
+        assert f"Last epoch (2): {last['train_acc_given']:.1%}" in [c.value for c in at.caption]
     assert len(at.get("vega_lite_chart")) >= 2                  # accuracy and (in an expander) loss curves
     config = runs.read_config(run_dir)
     assert config.epochs == 2 and config.max_train == 300 and config.preset == "quick"

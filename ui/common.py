@@ -14,6 +14,14 @@ T = TypeVar("T")
 
 # Session keys, in one place so no page invents its own (GUIDE: no junk-drawer session_state).
 LABELS_KEY = "lab.labels_path"      # str: folder of the label set the user chose with "Use these labels"
+# Every page: button, toggle and metric labels wrap onto a second line instead of ending in "…" (a narrow
+# column at 1280-1400 px: "Retrain with corrected labels", "Train accuracy on given labels (best epoch 9)").
+APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMetricLabel] *"
+           "{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
+           "</style>")
+PRESENTER_KEY = "lab.presenter"     # bool: presenter mode (larger type for a projector), the sidebar toggle
+# Streamlit sizes its text in rem: a larger root font scales text, widgets, tables and metrics together.
+PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
 
 
 def guard(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -55,3 +63,73 @@ def current_labels_path() -> str | None:
 
 def set_current_labels_path(path: str) -> None:
     st.session_state[LABELS_KEY] = str(path)
+
+
+# ---- Page-address parameters ----------------------------------------------------------------------
+# Streamlit silently drops an invalid value of a widget bound to the address (bind="query-params") when
+# it creates the widget, and ignores parameters no widget reads. So a page takes a snapshot of the
+# address first (address_params), builds its widgets, then calls param_notices with what it used: every
+# parameter that was ignored or replaced gets a warning naming the value and the valid choices.
+IGNORED_PARAMS = ("embed", "embed_options")
+
+
+def address_params() -> dict:
+    """The page address's parameters as given (last value of each). Call it before any bound widget."""
+    return {k: st.query_params.get(k) for k in st.query_params if k not in IGNORED_PARAMS}
+
+
+def param_notice(name: str, value, *, valid: str, used=None) -> None:
+    """One warning: the address parameter ``name=value`` is invalid or unknown; ``valid`` lists the valid
+    choices (or the page's parameters); ``used`` is what the page uses instead (None: nothing)."""
+    text = f"The page address asks for **{name}={value}**, which this page cannot use: {valid}."
+    if used is not None:
+        text += f" Using **{name}={used}** instead."
+    st.warning(text, icon=":material/link_off:")
+
+
+def _param_matches(given: str, used, shown=None) -> bool:
+    """Whether the address value ``given`` (text) is the value the widget ended up with."""
+    if isinstance(used, bool):
+        return given.strip().lower() == str(used).lower()
+    if isinstance(used, (int, float)):
+        try:
+            number = float(given)
+        except ValueError:
+            return False
+        return number == number and abs(number) != float("inf") and abs(number - float(used)) <= 1e-9 * max(1, abs(number))
+    return given == str(used) or (shown is not None and given == str(shown(used)))
+
+
+def param_notices(given: dict, used: dict) -> None:
+    """Warn about every address parameter the page did not use as given.
+
+    ``given``: address_params() taken before the widgets; ``used``: parameter -> (value used, valid choices
+    as text[, shown: value -> the text the widget writes to the address]). Parameters not in ``used`` are
+    unknown to the page."""
+    for name, value in given.items():
+        if name not in used:
+            param_notice(name, value, valid=f"it is not a setting of this page (settings: {', '.join(used) or 'none'})")
+            continue
+        spec = used[name]
+        if not _param_matches(str(value), spec[0], spec[2] if len(spec) > 2 else None):
+            param_notice(name, value, valid=f"valid values are {spec[1]}", used=spec[0])
+
+
+# ---- Presenter mode -------------------------------------------------------------------------------
+def presenter_toggle() -> None:
+    """The sidebar switch for larger type (a classroom projector), and the app's CSS (with the larger
+    type when the switch is on)."""
+    st.html(APP_CSS)
+    st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY,
+              help="Larger text, controls and chart labels, readable from the back of a classroom.")
+    if st.session_state.get(PRESENTER_KEY):
+        st.html(PRESENTER_CSS)
+
+
+def show_chart(chart, *, where=None, **kwargs) -> None:
+    """st.altair_chart, with larger chart fonts in presenter mode (``where``: a column or container)."""
+    from noisycore.charts import larger_type
+
+    if st.session_state.get(PRESENTER_KEY):
+        chart = larger_type(chart)
+    (where or st).altair_chart(chart, **kwargs)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, evaluation, jobs, runs, sweeps
-from ui.common import cached_dataset, guard, upscale
-from ui.runs import STATE_ICONS, progress_text, runs_root
+from noisycore import charts, evaluation, jobs, naming, runs, sweeps
+from ui.common import cached_dataset, guard, show_chart, upscale
+from ui.runs import STATE_ICONS, progress_text, runs_root, state_text
 
 COMPARE_METRICS = {
     "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
@@ -55,8 +55,7 @@ def _status_line(run_dir: str, status: dict, key: str) -> None:
     if state == "failed":
         st.error(f"The run failed: {status.get('error') or 'unknown error'}. Its log: `{Path(run_dir) / 'log.txt'}`.")
     if state in runs.ACTIVE_STATES:
-        frac, text = progress_text(status)
-        st.progress(frac, text=text if state == "running" else "queued: waiting for the run before it")
+        st.progress(progress_text(status)[0], text=state_text(run_dir, status))
         if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
                      help="Ends the run within one batch; its curves and best model so far are kept."):
             guard(jobs.stop, run_dir)
@@ -79,13 +78,13 @@ def live_curves(run_dir: str, *, key: str) -> None:
             return
         best = evaluation.best_epoch(run)
         # Full width: the legends of four series do not fit half a page (Vega does not wrap them).
-        st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy",
-                                               truth_known=evaluation.truth_known(run)), width="stretch")
+        show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy",
+                                          truth_known=evaluation.truth_known(run)), width="stretch")
         with st.expander("Loss per epoch"):
-            st.altair_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
+            show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
         st.markdown("#### The memorization gap")
         if evaluation.truth_known(run):
-            st.altair_chart(charts.memorization_chart(run.metrics, best_epoch=best), width="stretch")
+            show_chart(charts.memorization_chart(run.metrics, best_epoch=best), width="stretch")
             st.caption("Early on the network learns the patterns shared by the correct labels, so it agrees with "
                        "the truth even where the given label is wrong. Later it starts to memorize the wrong labels "
                        "one by one: accuracy on the given labels keeps rising while accuracy against the truth "
@@ -105,40 +104,42 @@ def evaluation_panel(run_dir: str) -> None:
     run = guard(runs.load_run, run_dir)
     h = evaluation.headline(run)
     known = h["truth_known"]
+    best = f"best epoch {h['best_epoch']}" if h["best_epoch"] else "best model"
+    last = f"last epoch {h['epochs_done']}"
     m = st.columns(4 if known else 3)
     if known:
-        m[0].metric("Clean test accuracy, best model", _pct(h["best_test_accuracy"]),
+        m[0].metric(f"Clean test accuracy ({best})", _pct(h["best_test_accuracy"]),
                     help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) on the test set.")
-        m[1].metric("Clean test accuracy, final model", _pct(h["final_test_accuracy"]),
+        m[1].metric(f"Clean test accuracy ({last})", _pct(h["final_test_accuracy"]),
                     help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
     else:   # the user's own labels: the held-out labels may be wrong too
-        m[0].metric("Held-out accuracy (given labels), best model", _pct(h["best_test_accuracy"]),
+        m[0].metric(f"Held-out accuracy, given labels ({best})", _pct(h["best_test_accuracy"]),
                     help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) against the given "
                          "labels of held-out images it never trained on. Some of those labels may be wrong, so "
                          "this is not accuracy against the truth, which is unknown.")
-        m[1].metric("Held-out accuracy (given labels), final model", _pct(h["final_test_accuracy"]),
+        m[1].metric(f"Held-out accuracy, given labels ({last})", _pct(h["final_test_accuracy"]),
                     help="The model after the last epoch, against the given labels of the held-out images.")
-    m[2].metric("Train accuracy on given labels", _pct(h["train_acc_noisy"]),
+    m[2].metric(f"Train accuracy on given labels ({best})", _pct(h["train_acc_noisy"]),
                 help="Agreement of the best model with the labels it was trained on (some may be wrong).")
     if known:
-        m[3].metric("Train accuracy on true labels", _pct(h["train_acc_true"]),
+        m[3].metric(f"Train accuracy on true labels ({best})", _pct(h["train_acc_true"]),
                     help="Agreement of the best model with the true labels.")
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
-    st.altair_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
-                                                  title="Confusion matrix (test set)" if known else
-                                                  "Confusion matrix (held-out images, given labels)"), width="content")
-    st.altair_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names,
-                                                    split="Test" if known else "Held-out (given labels)"),
+    show_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
+                                             title="Confusion matrix (test set)" if known else
+                                             "Confusion matrix (held-out images, given labels)"), width="content")
+    show_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names,
+                                               split="Test" if known else "Held-out (given labels)"),
                     width="stretch")
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:
         st.markdown("#### Noise matrix: what the forward loss assumed, and the truth")
         st.caption(f"T[true, given] used by the forward loss: {matrices['source']}.")
-        st.altair_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
+        show_chart(charts.noise_matrix_heatmap(matrices["used"], matrices["class_names"],
                                                     title=matrices["used_title"]), width="content")
         if matrices["truth"] is not None:
-            st.altair_chart(charts.noise_matrix_heatmap(matrices["truth"], matrices["class_names"],
+            show_chart(charts.noise_matrix_heatmap(matrices["truth"], matrices["class_names"],
                                                         title="Realized noise matrix (the truth)",
                                                         counts=matrices["counts"]), width="content")
 
@@ -150,7 +151,7 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
     names = list(preds.class_names)
     known = preds.train_true is not None
     test_truth = known or evaluation.truth_known(run)   # own data: held-out labels are given labels too
-    c = st.columns([2, 3, 2, 2, 1])
+    c = st.columns([3, 3, 2, 2, 1.4])   # "Training set | Test set" needs ~220 px at 1280
     split = c[0].segmented_control("Images", ["train", "test"], default="train", required=True, key=f"{key}.split",
                                    format_func={"train": "Training set",
                                                 "test": "Test set" if test_truth else "Held-out images"}.get)
@@ -198,20 +199,25 @@ def compare_panel(paths: list, *, metric: str) -> None:
     def _compare():
         loaded = [guard(runs.load_run, p) for p in paths]
         ids = [short_id(p) for p in paths]
-        labels = charts.differing_fields({i: r.config.to_dict() for i, r in zip(ids, loaded)}, ignore=("preset",))
-        titles = {i: evaluation.run_title(p) for p, i in zip(paths, ids)}
-        if any(t != Path(p).name for p, t in zip(paths, titles.values())):   # a retrain on reviewed labels
-            labels = titles
-        st.altair_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
+        labels = naming.legend_labels({i: r.config for i, r in zip(ids, loaded)},
+                                      summaries={i: r.summary for i, r in zip(ids, loaded)})
+        show_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
                                               labels=labels), width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
         table["run"] = ids
+        table["noise.model"] = [naming.labels_words(r.config) for r in loaded]   # words, not a bare model name
         for line in guard(evaluation.review_gain_lines, paths):
             st.caption(line)
         pct = {c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
                for c in evaluation.METRIC_FIELDS if "acc" in c or c == "memorized"}
-        st.dataframe(table, hide_index=True, width="stretch", column_config={
-            "label": st.column_config.TextColumn("what differs"), **pct})
+        # What a reader compares first (what differs, the numbers), then the recipe fields, the run id last.
+        first = ["label", "state", *[c for c in evaluation.METRIC_FIELDS if c in table]]
+        order = first + [c for c in table.columns if c not in first and c != "run"] + ["run"]
+        st.dataframe(table, hide_index=True, width="stretch", column_order=order, column_config={
+            "run": st.column_config.TextColumn("run", width="medium"),
+            "label": st.column_config.TextColumn("what differs", width="large"),
+            "noise.model": st.column_config.TextColumn("labels", width="medium"),
+            "noise.rate": st.column_config.NumberColumn("noise rate", format="percent"), **pct})
         st.download_button("Download as CSV", table.to_csv(index=False).encode(), "runs-compared.csv", "text/csv",
                            icon=":material/download:", key="compare.csv")
 
@@ -248,7 +254,7 @@ def sweep_panel(sweep_dir: str) -> None:
                 guard(sweeps.resume_sweep, sweep_dir)
                 st.rerun()
         table = guard(sweeps.summary_table, sweep_dir)
-        st.altair_chart(charts.sweep_chart(sweeps.finished_only(table), y=y, band=band), width="stretch")
+        show_chart(charts.sweep_chart(sweeps.finished_only(table), y=y, band=band), width="stretch")
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
             for c in ("rate", "test_accuracy", "last_test_accuracy", "train_acc_true", "memorized")})

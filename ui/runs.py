@@ -9,7 +9,7 @@ import streamlit as st
 
 from noisycore import charts, evaluation, jobs, runs
 from noisycore.config import default_runs_dir
-from ui.common import guard, labels_root
+from ui.common import guard, labels_root, show_chart
 
 RUN_KEY = "lab.run_dir"       # str: the run the user last started or selected
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
@@ -63,8 +63,22 @@ def progress_text(status: dict) -> tuple[float, str]:
     return min(max(done, 0.0), 1.0), text
 
 
+def state_text(run_dir, status: dict) -> str:
+    """The progress bar's text for an active run: what it is doing or what it waits for (honest:
+    a queued run with no older run ahead of it is loading TensorFlow, not waiting)."""
+    if status.get("state") == "running":
+        return progress_text(status)[1]
+    ahead = jobs.runs_ahead(run_dir)
+    if ahead:
+        return f"queued: waiting for {ahead[0].name}" + (f" and {len(ahead) - 1} more" if len(ahead) > 1 else "")
+    return "starting: loading TensorFlow, the images and the model"
+
+
 def run_panel(run_dir: str, *, key: str) -> None:
-    """Status, progress, stop button and learning curves of one run; live while it trains."""
+    """Status, progress, stop button and learning curves of one run; live while it trains.
+
+    When the run's state changes (queued -> running -> finished) the whole page reruns, so pickers
+    that show the state (the Train page's run list) stay true."""
     state = jobs.poll(run_dir).get("state")
     live = state in runs.ACTIVE_STATES
 
@@ -75,39 +89,56 @@ def run_panel(run_dir: str, *, key: str) -> None:
         st.markdown(f"{STATE_ICONS.get(status.get('state'), '')} **{run.id}**: {status.get('state')}")
         if status.get("state") == "failed":
             st.error(f"The run failed: {status.get('error', 'unknown error')}. The log is in `{Path(run_dir) / 'log.txt'}`.")
+        if live and status.get("state") != state:  # queued -> running, or it just ended: redraw the page
+            st.rerun()
         if status.get("state") in runs.ACTIVE_STATES:
-            frac, text = progress_text(status)
-            st.progress(frac, text=text if status.get("state") == "running" else "queued: waiting for the run before it")
+            st.progress(progress_text(status)[0], text=state_text(run_dir, status))
             if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
                          help="Ends the run within one batch; its curves and best model so far are kept."):
                 guard(jobs.stop, run_dir)
                 st.toast("Stop requested; the run ends after the current batch.")
-        elif live:  # it just ended: redraw once without the timer
-            st.rerun()
         metrics = run.metrics
         known = evaluation.truth_known(run)
         if len(metrics):
             best = _best_epoch(run)
-            st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy", truth_known=known),
-                            width="stretch")
+            show_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy", truth_known=known),
+                       width="stretch")
             with st.expander("Loss curves"):
-                st.altair_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
+                show_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
         else:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
-            s = run.summary
-            m = st.columns(3 if known else 2)
-            m[0].metric("Test accuracy (best model)" if known else "Held-out accuracy (given labels), best model",
-                        _pct(s.get("test_accuracy")),
-                        help=None if known else "Against the given labels of held-out images the model never "
-                                                "trained on; the true labels are unknown.")
-            m[1].metric("Train accuracy on given labels", _pct(s.get("train_acc_noisy")))
-            if known:
-                m[2].metric("Train accuracy on true labels", _pct(s.get("train_acc_true")))
-            if s.get("skipped_images"):
-                st.caption(s["skipped_images"])
+            _headline_metrics(run, best, known=known)
+            if run.summary.get("skipped_images"):
+                st.caption(run.summary["skipped_images"])
 
     _panel()
+
+
+HEADLINE = (("Test accuracy", "test_accuracy", "test_accuracy"),
+            ("Train accuracy on given labels", "train_acc_noisy", "train_acc_given"),
+            ("Train accuracy on true labels", "train_acc_true", "train_acc_true"))
+HEADLINE_UNKNOWN_TRUTH = (("Held-out accuracy, given labels", "test_accuracy", "test_accuracy"),
+                          ("Train accuracy on given labels", "train_acc_noisy", "train_acc_given"))
+
+
+def _headline_metrics(run, best, *, known: bool = True) -> None:
+    """The best model's numbers, each saying its epoch, with the last epoch's value underneath
+    (the curves end at the last epoch; the kept model is the best one). Without the truth: no
+    true-label metric, and held-out accuracy is named for what it is (against given labels)."""
+    s, m = run.summary, run.metrics
+    last = m.iloc[-1] if len(m) else None
+    last_epoch = int(last["epoch"]) if last is not None and "epoch" in m else None
+    where = f"best epoch {best}" if best else "best model"
+    headline = HEADLINE if known else HEADLINE_UNKNOWN_TRUTH
+    cols = st.columns(len(headline))
+    for col, (name, summary_key, metric_key) in zip(cols, headline):
+        col.metric(f"{name} ({where})", _pct(s.get(summary_key)),
+                   help=None if known or summary_key != "test_accuracy" else
+                   "Against the given labels of held-out images the model never trained on; the true labels are unknown.")
+        if last is not None and metric_key in m and last_epoch != best:
+            value = last[metric_key]
+            col.caption(f"Last epoch ({last_epoch}): {_pct(None if value != value else value)}")
 
 
 def _best_epoch(run):
