@@ -14,7 +14,6 @@ neighbours in the model's feature space) loads TensorFlow.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from datetime import datetime

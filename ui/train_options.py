@@ -2,7 +2,6 @@
 co-teaching's forget rate)."""
 from __future__ import annotations
 
-import streamlit as st
 
 from noisycore import runs
 from noisycore.catalog import FORWARD_MATRIX_HELP, LOSS_DEFAULTS
