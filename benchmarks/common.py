@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:       # `python benchmarks/x.py` from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
+from noisycore.config import PRESETS, DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10"
@@ -91,6 +91,9 @@ RECIPES = {
     "sce": ({"model": "compact_cnn", "loss": "sce", "loss_params": {"alpha": 0.1, "beta": 1.0}, "augment": "strong",
              "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle"},
             "compact_cnn, SCE (alpha 0.1, beta 1), crop + flip, Adam one-cycle to 3e-3"),
+    "fast": ({"preset": "fast", **{k: v for k, v in PRESETS["fast"].items() if k not in ("epochs", "early_stopping_patience")}},
+             "the fast preset: fast_cnn (whitened first layer), label smoothing 0.2, Nesterov SGD warm-up + "
+             "linear decay, EMA of the weights, flip + 2 px translation, flip TTA"),
 }
 
 
