@@ -22,6 +22,7 @@ def test_train_page_renders_presets_and_explains_validation():
     assert [b.label for b in at.button] == ["Start training"]
     assert any("test** set" in i.value for i in at.info)       # why the test set is never used for selection
     assert "Quick demo" in " ".join(c.value for c in at.caption)
+    assert any(c.value.startswith("auto → ") and "on this machine" in c.value for c in at.caption)  # precision
     assert any("No runs yet" in i.value for i in at.info)
 
 
