@@ -113,6 +113,7 @@ def curve(metrics: pd.DataFrame) -> pd.DataFrame:
     """Epoch, cumulative training seconds and test accuracy of one cell."""
     fit = metrics["fit_seconds"] if "fit_seconds" in metrics else metrics["seconds"]
     return pd.DataFrame({"epoch": metrics["epoch"].astype(int), "train_seconds": fit.astype(float).cumsum(),
+                         "wall_seconds": metrics["seconds"].astype(float).cumsum(),
                          "test_accuracy": metrics["test_accuracy"].astype(float)})
 
 
@@ -129,6 +130,7 @@ def cell_row(setting: str, seed: int, m: pd.DataFrame, summary: dict, blog_epoch
     return {"setting": setting, "seed": seed, "blog_best": target, "blog_epoch": blog_epochs,
             "blog_seconds": blog_seconds, "fast_seconds": seconds,
             "fast_epoch": int(hit["epoch"].iloc[0]) if len(hit) else None,
+            "fast_seconds_with_evaluation": float(hit["wall_seconds"].iloc[0]) if len(hit) else None,
             "ratio": None if seconds is None or not blog_seconds else seconds / blog_seconds,
             "speed_goal_met": None if blog_seconds is None else bool(seconds is not None
                                                                      and seconds <= blog_seconds / SPEEDUP_GOAL),
@@ -154,6 +156,7 @@ def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, m
                               for t, e in zip(out["blog_best"], out["blog_epoch"])],
         "blog: time to it": out["blog_seconds"].map(_fmt_s),
         "fast: time to it": out["fast_seconds"].map(_fmt_s),
+        "(incl. per-epoch evaluation)": out["fast_seconds_with_evaluation"].map(_fmt_s),
         "ratio (goal <= 0.17)": out["ratio"].map(lambda r: "—" if r is None or r != r else f"{r:.3f}"),
         "fast best within 1/3 of blog time": out["best_within_third"].map(common.pct),
         "fast final (selected on noisy val)": out["final_test_accuracy"].map(common.pct),
@@ -171,7 +174,9 @@ def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, m
         f"Last written by `{command}`.", "",
         f"Blog recipe on this machine: {extrap}. Its time to its best = that x the epoch of its best in the "
         "reference run.", "",
-        "Fast recipe: clean test accuracy after each epoch against cumulative training time (steps + validation). "
+        "Fast recipe: clean test accuracy after each epoch against cumulative training time (steps + validation; "
+        "in brackets also with the app's per-epoch evaluation: TTA predictions of the whole training and test "
+        "sets for the curves, which the blog's epoch time does not include either). "
         f"Goals: ratio <= 1/{SPEEDUP_GOAL:.0f} and >= blog best + {100 * MARGIN_GOAL:.0f} points within 1/3 of "
         "the blog's time.", "", common.markdown_table(table) if len(table) else "(no finished cell yet)", ""])
 

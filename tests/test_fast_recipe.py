@@ -138,3 +138,19 @@ def test_tiny_fast_cnn_run_on_the_builtin_shapes_beats_chance(tmp_path):
     assert summary["test_accuracy"] > 0.3          # 10 classes: chance is 0.1
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["mixed_precision"] == "float32" and saved["preset"] == "fast"
+
+
+def test_cli_picks_the_fast_preset_for_real_images_and_reads_the_precision(capsys):
+    from helpers import run_main
+
+    from noisycore.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    c = train_config(parse(["train", "--dataset", "cifar10", "--noise", "symmetric", "--rate", "0.4"]))
+    assert (c.preset, c.model, c.data.source, c.mixed_precision) == ("fast", "fast_cnn", "cifar10", "auto")
+    assert train_config(parse(["train"])).preset == "quick"                       # the built-in shapes
+    assert train_config(parse(["train", "--precision", "float32"])).mixed_precision == "float32"
+    assert train_config(parse(["train", "--mixed-precision"])).mixed_precision == "bfloat16"
+    assert train_config(parse(["train", "--dataset", "cifar10", "--preset", "blog"])).model == "blog_cnn"
+    r = run_main(["train", "--precision", "half"], capsys)
+    assert r.returncode == 2 and "mixed_precision='half'" in r.stderr and "auto, float32, bfloat16" in r.stderr
