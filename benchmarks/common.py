@@ -79,17 +79,19 @@ SETTING_HELP = {
 RECIPES = {
     "blog": ({"preset": "blog", "model": "blog_cnn", "loss": "label_smoothing", "loss_params": {"epsilon": 0.1},
               "augment": "blog", "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128,
-              "lr_schedule": "plateau", "plateau_patience": 5},
+              "lr_schedule": "plateau", "plateau_patience": 5, "mixed_precision": "float32"},
              "the blog post's recipe: blog_cnn, label smoothing 0.1, rotate/shift/flip, Adam 1e-3, "
              "batch 128, ReduceLROnPlateau"),
     "gce": ({"model": "compact_cnn", "loss": "gce", "loss_params": {"q": 0.7}, "augment": "strong",
-             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle"},
+             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle",
+             "mixed_precision": "float32"},
             "compact_cnn, GCE (q 0.7), crop + flip, Adam one-cycle to 3e-3"),
     "ce": ({"model": "compact_cnn", "loss": "ce", "augment": "strong", "optimizer": "adam", "learning_rate": 3e-3,
-            "batch_size": 128, "lr_schedule": "onecycle"},
+            "batch_size": 128, "lr_schedule": "onecycle", "mixed_precision": "float32"},
            "the gce recipe with plain cross-entropy (how much the robust loss adds)"),
     "sce": ({"model": "compact_cnn", "loss": "sce", "loss_params": {"alpha": 0.1, "beta": 1.0}, "augment": "strong",
-             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle"},
+             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle",
+             "mixed_precision": "float32"},
             "compact_cnn, SCE (alpha 0.1, beta 1), crop + flip, Adam one-cycle to 3e-3"),
     "fast": ({"preset": "fast", **{k: v for k, v in PRESETS["fast"].items() if k not in ("epochs", "early_stopping_patience")}},
              "the fast preset: fast_cnn (whitened first layer), label smoothing 0.2, Nesterov SGD warm-up + "

@@ -53,12 +53,12 @@ def resolve_precision(setting: str) -> str:
 
 def precision_note(setting: str) -> str:
     """One line for the Train page: what ``setting`` resolves to on this machine, and why."""
-    chosen = resolve_precision(setting)
+    chosen, auto = resolve_precision(setting), resolve_precision("auto")
     if setting != "auto":
-        return f"Computing in {chosen} (forced)."
+        return f"Computing in {chosen} (set under Speed; auto would pick {auto} on this machine)."
     flags = sorted(cpu_flags() & {"amx_bf16", "avx512_bf16"})
     why = "a GPU" if has_gpu() else (f"CPU flags {', '.join(flags)}" if flags else "no native bfloat16 on this CPU")
-    return f"auto → {chosen} on this machine ({why})."
+    return f"Precision auto → {chosen} on this machine ({why})."
 
 
 def describe() -> dict:
