@@ -399,11 +399,10 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
 
 
 def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
+    from noisycore.hardware import resolve_precision
     from noisycore.methods import METHODS
     from noisycore.noise import save_label_set
     from noisycore.pipeline import make_dataset
-
-    from noisycore.hardware import resolve_precision
 
     keras.utils.set_random_seed(config.seed)
     precision = resolve_precision(config.mixed_precision)
