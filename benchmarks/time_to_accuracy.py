@@ -2,6 +2,7 @@
 
     python benchmarks/time_to_accuracy.py                      # full CIFAR-10: clean, sym40, worst; seed 0
     python benchmarks/time_to_accuracy.py --seeds 0,1          # a second seed (finished cells are kept)
+    python benchmarks/time_to_accuracy.py --recipe fast_gce    # the same with GCE (results ...-fast_gce.*)
     python benchmarks/time_to_accuracy.py --dataset builtin --budget smoke --blog-steps 3   # seconds (a test)
 
 The fast recipe is trained per noise setting (one resumable run folder per cell in --work, default
@@ -52,12 +53,15 @@ BUDGETS = {
 DEFAULT_OUT = common.ROOT / "benchmarks" / "results" / "time_to_accuracy"
 
 
-def cell_path(work: Path, setting: str, seed: int) -> Path:
-    return work / setting / f"fast-s{seed}"
+FAST_RECIPES = ("fast", "fast_gce")   # common.RECIPES entries this script can train
 
 
-def fast_config(dataset: str, budget: Budget, setting: str, seed: int):
-    return common.cell_config(dataset=dataset, budget=budget, setting=setting, recipe="fast", seed=seed)
+def cell_path(work: Path, setting: str, seed: int, recipe: str = "fast") -> Path:
+    return work / setting / f"{recipe}-s{seed}"
+
+
+def fast_config(dataset: str, budget: Budget, setting: str, seed: int, recipe: str = "fast"):
+    return common.cell_config(dataset=dataset, budget=budget, setting=setting, recipe=recipe, seed=seed)
 
 
 # ------------------------------------------------------------------------------ the blog recipe's epoch
@@ -233,20 +237,23 @@ def write_html(curves: pd.DataFrame, path: Path) -> None:
     chart.properties(title="fast recipe: test accuracy over training time", width=600).save(str(path))
 
 
-def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_name, command, machine) -> pd.DataFrame:
+def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_name, command, machine,
+                  recipe: str = "fast") -> pd.DataFrame:
     from noisycore import runs
 
     rows, curves = [], []
     for setting, seed in cells:
-        path = cell_path(work, setting, seed)
+        path = cell_path(work, setting, seed, recipe)
         if not (path / "summary.json").is_file():
             continue
         m = runs.read_metrics(path)
-        rows.append(cell_row(setting, seed, m, runs.read_summary(path) or {}, blog["epoch_seconds"]))
+        rows.append({"recipe": recipe, **cell_row(setting, seed, m, runs.read_summary(path) or {},
+                                                  blog["epoch_seconds"])})
         curves.append(curve(m).assign(setting=setting, seed=seed))
     rows = pd.DataFrame(rows)
     common.atomic_write(out.with_suffix(".csv"), rows.to_csv(index=False))
     text = markdown(rows, blog, dataset=dataset, budget_name=budget_name, command=command, machine=machine)
+    text += f"\nRecipe `{recipe}`: {common.RECIPES[recipe][1]}.\n"
     common.atomic_write(out.with_suffix(".md"), text)
     if curves:
         curves = pd.concat(curves, ignore_index=True)
@@ -264,10 +271,12 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default=None, help=f"one of {', '.join(BUDGETS)} (default full; smoke on builtin)")
     p.add_argument("--settings", default=None, help="noise settings (default clean,sym40,worst; builtin: clean,sym40)")
     p.add_argument("--seeds", default="0", help="seeds (default 0)")
+    p.add_argument("--recipe", default="fast", help=f"one of {', '.join(FAST_RECIPES)} (default fast)")
     p.add_argument("--blog-steps", type=int, default=60, help="timed steps of the blog recipe (default 60)")
     p.add_argument("--blog-precision", default="float32", choices=("float32", "bfloat16"),
                    help="the blog recipe's precision (default float32, as the blog post trains)")
-    p.add_argument("--work", default=None, help="folder of the runs (default runs/tta-<dataset>-<budget>)")
+    p.add_argument("--work", default=None, help="folder of the runs (default runs/tta-<dataset>-<budget>; "
+                                                 "both recipes' cells and the blog timing live there)")
     p.add_argument("--out", default=None, help="results prefix (default benchmarks/results/time_to_accuracy-<dataset>-<budget>)")
     return common.cli("time_to_accuracy", p, run, argv)
 
@@ -286,12 +295,14 @@ def run(args, argv) -> int:
     if args.blog_steps < 1:
         raise UserError(f"--blog-steps {args.blog_steps} must be at least 1")
     seeds = common.parse_seeds(args.seeds)
+    recipe = common.check_names("recipe", (args.recipe,), FAST_RECIPES)[0]
     budget = BUDGETS[budget_name]
+    tag = f"{args.dataset}-{budget_name}" + ("" if recipe == "fast" else f"-{recipe}")
     work = Path(args.work or common.ROOT / "runs" / f"tta-{args.dataset}-{budget_name}")
-    out = Path(args.out or DEFAULT_OUT.with_name(f"time_to_accuracy-{args.dataset}-{budget_name}"))
+    out = Path(args.out or DEFAULT_OUT.with_name(f"time_to_accuracy-{tag}"))
     command = "python benchmarks/time_to_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     cells = [(s, seed) for seed in seeds for s in setting_names]
-    configs = {c: fast_config(args.dataset, budget, *c) for c in cells}   # every config valid before training
+    configs = {c: fast_config(args.dataset, budget, *c, recipe) for c in cells}   # every config valid before training
     machine = describe()
     machine["load_start"] = machine["load_average"][0]
 
@@ -305,7 +316,7 @@ def run(args, argv) -> int:
     print(f"blog recipe: {blog['epoch_seconds']:.1f} s per epoch ({blog['precision']})", flush=True)
     done = 0
     for i, cell in enumerate(cells, 1):
-        path = cell_path(work, *cell)
+        path = cell_path(work, *cell, recipe)
         if not common.cell_finished(path, configs[cell]):
             print(f"[{i}/{len(cells)}] training {path.relative_to(work)} ...", flush=True)
             if common.train_cell(path, configs[cell]) is None:
@@ -314,7 +325,7 @@ def run(args, argv) -> int:
         done += 1
         machine["load_end"] = round(os.getloadavg()[0], 2)
         rows = write_results(work, out, cells, blog, dataset=args.dataset, budget_name=budget_name,
-                             command=command, machine=machine)
+                             command=command, machine=machine, recipe=recipe)
         r = rows.set_index(["setting", "seed"]).loc[cell]
         print(f"[{i}/{len(cells)}] {path.relative_to(work)}: final {common.pct(r['final_test_accuracy'])}%, "
               f"time to the blog's best {_fmt_s(r['fast_seconds'])} vs {_fmt_s(r['blog_seconds'])}", flush=True)

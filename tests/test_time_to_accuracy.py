@@ -42,3 +42,9 @@ def test_unknown_setting_is_one_line_and_exit_2(tmp_path):
                            "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
     assert "unknown setting 'worst'" in done.stderr
+
+
+def test_only_the_fast_recipes_can_be_timed(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--recipe", "blog",
+                           "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown recipe 'blog'; choose from: fast, fast_gce" in done.stderr
