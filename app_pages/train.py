@@ -6,9 +6,10 @@ import streamlit as st
 from noisycore import jobs, runs
 from noisycore.aum import COST_NOTE as AUM_COST_NOTE
 from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, LOSS_SETUP_KEYS,
-                               MIXUP_HELP, MODEL_HELP)
-from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRESET_HELP, PRESETS, DataConfig, NoiseConfig,
-                              TrainConfig)
+                               MIXUP_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP)
+from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS, PRESET_HELP, PRESETS, DataConfig,
+                              NoiseConfig, TrainConfig, default_preset)
+from noisycore.hardware import precision_note
 from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
 from noisycore.noise import truth_known_meta
 from ui.common import address_params, current_labels_path, guard, param_notices
@@ -57,7 +58,8 @@ with st.container(border=True):
 # ---- Inputs: preset and options -----------------------------------------------------------------
 with st.container(border=True):
     st.subheader("2. Recipe", anchor=False)
-    preset = st.segmented_control("Preset", list(PRESETS), default="quick", required=True, key="preset",
+    preset = st.segmented_control("Preset", list(PRESETS), default=default_preset(data_cfg.source), required=True,
+                                  key="preset",
                                   bind="query-params", help="A starting point; every option below overrides it.")
     param_notices(given_params, {"preset": (preset, ", ".join(PRESETS))})
     st.caption(PRESET_HELP[preset])
@@ -108,7 +110,10 @@ with st.container(border=True):
         lr = c[3].number_input("Learning rate", 1e-6, 1.0, base.learning_rate, format="%.4f", key=k + "lr")
         sched = c[4].selectbox("LR schedule", LR_SCHEDULES, index=LR_SCHEDULES.index(base.lr_schedule),
                                key=k + "sched", help="plateau: halve when validation loss stalls; cosine and "
-                               "onecycle: smooth decay; constant: never changes.")
+                               "onecycle: smooth decay; warmup_linear: rise, then fall linearly; constant: never changes.")
+        ema = c[0].number_input("Weight averaging (EMA momentum, 0 = off)", 0.0, 0.9999, base.ema_momentum, 0.01,
+                                format="%.3f", key=k + "ema", help="Evaluate and save a moving average of the "
+                                "weights over the last steps (about 1 / (1 - momentum) of them): steadier models.")
     with st.expander("Augmentation", expanded=False):
         c = st.columns(3)
         augment = c[0].selectbox("Augmentation", list(AUGMENT_HELP), index=list(AUGMENT_HELP).index(base.augment),
@@ -128,9 +133,11 @@ with st.container(border=True):
                                      "validation accuracy, and keep the best model.")
         max_train = c[3].number_input("Max. training images (0 = all)", 0, 10**7, base.max_train or 0, 500,
                                       key=k + "max_train", help="A smaller stratified subset trains faster.")
+        tta = c[0].selectbox("Test-time augmentation", list(TTA_HELP), index=list(TTA_HELP).index(base.tta),
+                             key=k + "tta", help=" ".join(f"{n}: {h}" for n, h in TTA_HELP.items()))
     with st.expander("Speed", expanded=False):
-        mp = st.toggle("Mixed precision (bfloat16)", base.mixed_precision, key=k + "mp",
-                       help="Faster on recent CPUs and GPUs, with the same accuracy in most cases.")
+        mp = st.segmented_control("Precision", PRECISIONS, default=base.mixed_precision, required=True,
+                                  key=k + "mp", help=PRECISION_HELP)
         seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", help="Same seed, same run.")
     with st.expander("Label-issue detection", expanded=False):
         aum_samples = st.toggle("AUM threshold samples (one extra training run)", base.aum_threshold_samples,
@@ -143,12 +150,13 @@ config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=n
                batch_size=int(batch), optimizer=opt, learning_rate=lr, lr_schedule=sched, augment=augment,
                cutout=cutout, mixup_alpha=mixup, val_fraction=val, trusted_val=trusted and truth_known,
                early_stopping_patience=int(patience), max_train=int(max_train) or None, mixed_precision=mp,
-               seed=int(seed), aum_threshold_samples=aum_samples)
+               seed=int(seed), aum_threshold_samples=aum_samples, tta=tta, ema_momentum=float(ema))
 
 # ---- Action -------------------------------------------------------------------------------------
 active = guard(jobs.active_runs, runs_root())
 if active:
     st.caption(f"{len(active)} run(s) queued or training; a new run waits its turn (one trains at a time).")
+st.caption(guard(precision_note, config.mixed_precision))
 if st.button("Start training", type="primary", icon=":material/play_arrow:"):
     run_dir = guard(jobs.start, config, root=runs_root())
     set_current_run(run_dir)

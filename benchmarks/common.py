@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:       # `python benchmarks/x.py` from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
+from noisycore.config import PRESETS, DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10"
@@ -76,21 +76,29 @@ SETTING_HELP = {
 # Recipe name -> (TrainConfig fields, one-line description). Every recipe runs with the same budget
 # and without early stopping: "best" is the test accuracy at the epoch with the best accuracy on the
 # noisy validation split, which is what EarlyStopping(restore_best_weights=True) would return.
+_FAST = {"preset": "fast", **{k: v for k, v in PRESETS["fast"].items() if k not in ("epochs", "early_stopping_patience")}}
 RECIPES = {
     "blog": ({"preset": "blog", "model": "blog_cnn", "loss": "label_smoothing", "loss_params": {"epsilon": 0.1},
               "augment": "blog", "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128,
-              "lr_schedule": "plateau", "plateau_patience": 5},
+              "lr_schedule": "plateau", "plateau_patience": 5, "mixed_precision": "float32"},
              "the blog post's recipe: blog_cnn, label smoothing 0.1, rotate/shift/flip, Adam 1e-3, "
              "batch 128, ReduceLROnPlateau"),
     "gce": ({"model": "compact_cnn", "loss": "gce", "loss_params": {"q": 0.7}, "augment": "strong",
-             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle"},
+             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle",
+             "mixed_precision": "float32"},
             "compact_cnn, GCE (q 0.7), crop + flip, Adam one-cycle to 3e-3"),
     "ce": ({"model": "compact_cnn", "loss": "ce", "augment": "strong", "optimizer": "adam", "learning_rate": 3e-3,
-            "batch_size": 128, "lr_schedule": "onecycle"},
+            "batch_size": 128, "lr_schedule": "onecycle", "mixed_precision": "float32"},
            "the gce recipe with plain cross-entropy (how much the robust loss adds)"),
     "sce": ({"model": "compact_cnn", "loss": "sce", "loss_params": {"alpha": 0.1, "beta": 1.0}, "augment": "strong",
-             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle"},
+             "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 128, "lr_schedule": "onecycle",
+             "mixed_precision": "float32"},
             "compact_cnn, SCE (alpha 0.1, beta 1), crop + flip, Adam one-cycle to 3e-3"),
+    "fast": (_FAST,
+             "the fast preset: fast_cnn (whitened first layer), label smoothing 0.2, Nesterov SGD warm-up + "
+             "linear decay, EMA of the weights, flip + 2 px translation, flip TTA"),
+    "fast_gce": ({**_FAST, "loss": "gce", "loss_params": {"q": 0.7}},
+                 "the fast recipe with GCE (q 0.7) instead of label smoothing (the loss choice at full scale)"),
 }
 
 

@@ -8,6 +8,7 @@ same names, and tests/test_catalog.py checks that they agree.
 MODEL_HELP = {
     "compact_cnn": "A small fast CNN for CPU demos: several times faster, a little less accurate.",
     "blog_cnn": "The blog post's CNN (817k parameters): accurate, slow on a CPU.",
+    "fast_cnn": "airbench-style CNN for real photos: whitened first layer, GELU, scaled logits; fast and accurate on a CPU.",
     "resnet": "A ResNet-18 for 32x32 images: best accuracy, needs a GPU.",
 }
 
@@ -46,7 +47,15 @@ AUGMENT_HELP = {
     "none": "No augmentation: every epoch shows the same images (fastest; memorizes noise soonest).",
     "blog": "The blog post's recipe: rotate up to 15 degrees, shift up to 10%, mirror left-right.",
     "strong": "Mirror left-right and crop a random window after padding 4 pixels (the usual CIFAR recipe).",
+    "flip_translate": "Mirror left-right and shift up to 2 pixels (mirrored border): airbench's light augmentation.",
 }
 CUTOUT_HELP = "Cutout: blank out one random square, half the image side (16x16 pixels at 32x32)."
 MIXUP_HELP = ("Mixup: blend each image and its label with another image of the batch "
               "(weight ~ Beta(alpha, alpha)); 0 turns it off, 0.2-1.0 is typical.")
+
+TTA_HELP = {
+    "none": "Predict each image once.",
+    "flip": "Test-time augmentation: average the predicted probabilities of each image and its mirror image.",
+}
+PRECISION_HELP = ("auto: bfloat16 where the hardware computes it natively (CPU flags amx_bf16 / avx512_bf16, "
+                  "or a GPU), else float32; float32 / bfloat16 force one.")

@@ -141,7 +141,7 @@ def _pairs(text: str) -> dict:
 
 # TrainConfig fields the train and sweep commands expose; None = keep the preset's value.
 TRAIN_OPTIONS = {
-    "--model": dict(help="compact_cnn, blog_cnn or resnet"),
+    "--model": dict(help="compact_cnn, blog_cnn, resnet or fast_cnn"),
     "--loss": dict(help="ce, label_smoothing, sce, gce, bootstrap_soft, bootstrap_hard, nce_rce, forward"),
     "--loss-params": dict(type=_pairs, help="loss hyper-parameters, e.g. q=0.7 or alpha=0.1,beta=1; forward: "
                           "matrix=known (the declared noise) or matrix=estimated (confident learning, after "
@@ -152,19 +152,22 @@ TRAIN_OPTIONS = {
                             "oracle_uses_true_labels (oracle: uses true labels)"),
     "--epochs": dict(type=int, help="passes over the training images"),
     "--batch-size": dict(type=int),
-    "--optimizer": dict(help="adam or sgd"),
+    "--optimizer": dict(help="adam, sgd or nesterov"),
     "--learning-rate": dict(type=float),
-    "--lr-schedule": dict(help="plateau, constant, cosine or onecycle"),
+    "--lr-schedule": dict(help="plateau, constant, cosine, onecycle or warmup_linear"),
     "--weight-decay": dict(type=float),
     "--dropout": dict(type=float, help="scale of the model's dropout rates (0 = off)"),
-    "--augment": dict(help="none, blog or strong"),
+    "--augment": dict(help="none, blog, strong or flip_translate"),
+    "--tta": dict(help="test-time augmentation of every prediction: none or flip"),
     "--mixup-alpha": dict(type=float),
     "--val-fraction": dict(type=float, help="share of the training images held out for validation"),
     "--early-stopping-patience": dict(type=int, help="0 = off"),
     "--seed": dict(type=int, help="seed of weights, shuffling and the validation split"),
+    "--precision": dict(help="auto (bfloat16 where the CPU / GPU computes it natively), float32 or bfloat16"),
 }
 TRAIN_FLAGS = {"--trusted-val": "validate against the true labels (a trusted subset)",
-               "--mixed-precision": "mixed_bfloat16 compute", "--cutout": "cutout augmentation",
+               "--mixed-precision": "mixed_bfloat16 compute (the same as --precision bfloat16)",
+               "--cutout": "cutout augmentation",
                "--no-batchnorm": "build the model without batch normalization",
                "--aum-threshold-samples": "AUM's threshold run (Pleiss et al.): needs one extra training run; "
                                           "N/(K+1) images get a fake class, for the aum detector"}
@@ -177,7 +180,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", choices=NOISE_MODEL_NAMES, default=None, help="noise model (instead of --labels)")
     p.add_argument("--rate", type=_rate, default=None, help="noise rate, e.g. 0.4 or 40%%")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise")
-    p.add_argument("--preset", default="quick", help="quick, blog or full; options override it")
+    p.add_argument("--preset", default=None, help="quick, fast, blog or full (default: quick for the built-in "
+                   "shapes, fast for real images); options override it")
     for flag, kw in TRAIN_OPTIONS.items():
         p.add_argument(flag, default=None, **kw)
     for flag, text in TRAIN_FLAGS.items():
@@ -186,13 +190,14 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 def train_config(args, **changes):
     """The TrainConfig the options describe (preset first, then every option given)."""
-    from noisycore.config import TrainConfig
+    from noisycore.config import TrainConfig, default_preset
 
     if args.labels and args.noise:
         raise UserError("give either --labels or --noise, not both")
     over = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag in TRAIN_OPTIONS}
     over = {k: v for k, v in over.items() if v is not None}
-    over.update(trusted_val=args.trusted_val or None, mixed_precision=args.mixed_precision or None,
+    over["mixed_precision"] = over.pop("precision", None) or ("bfloat16" if args.mixed_precision else None)
+    over.update(trusted_val=args.trusted_val or None,
                 cutout=args.cutout or None, batchnorm=False if args.no_batchnorm else None,
                 aum_threshold_samples=args.aum_threshold_samples or None)
     over = {k: v for k, v in over.items() if v is not None}
@@ -203,7 +208,7 @@ def train_config(args, **changes):
         over["max_train"] = args.max_train
     over["labels_path"] = args.labels
     over.update(changes)
-    return TrainConfig.from_preset(args.preset, **over)
+    return TrainConfig.from_preset(args.preset or default_preset(args.dataset), **over)
 
 
 def check_labels_path(labels_path) -> None:

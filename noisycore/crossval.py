@@ -106,7 +106,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
     import keras
 
     from noisycore import train
-    from noisycore.pipeline import make_dataset
+    from noisycore.pipeline import predict_probs
 
     run = detect._run_dir(run_dir)
     info = detect.read_run_labels(run)
@@ -139,7 +139,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")
         model = keras.models.load_model(fold_dir / "run" / "best.keras", compile=False, safe_mode=True)
-        p = model.predict(make_dataset(images[held], num_classes=k, batch_size=512), verbose=0)
+        p = predict_probs(model, images[held], tta=config.tta)   # the run's test-time augmentation
         keras.backend.clear_session()   # the next fold builds a fresh model
         p = np.asarray(p, dtype=np.float64)
         p /= p.sum(axis=1, keepdims=True)

@@ -132,7 +132,95 @@ def build_resnet(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weigh
     return keras.Model(inputs, outputs, name="resnet")
 
 
-MODELS = {"blog_cnn": build_blog_cnn, "compact_cnn": build_compact_cnn, "resnet": build_resnet}
+# ------------------------------------------------------------------------------ fast_cnn (airbench-style)
+FAST_WIDTHS = (64, 256, 256)   # airbench94's block widths; `width` scales them (0.5 -> 32, 128, 128)
+FAST_WHITEN_CHANNELS = 24      # 2x2x3 = 12 eigen-directions and their negatives (GELU keeps both signs)
+FAST_BN_MOMENTUM = 0.4         # Keras convention (moving = m * moving + (1 - m) * batch) = PyTorch 0.6 (airbench)
+FAST_LOGIT_SCALE = 1 / 9       # airbench: logits * 1/9 let the large learning rate stay stable
+
+
+def _fast_group(b, x, filters):
+    """airbench's ConvGroup: conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU (no conv bias)."""
+    x = b.conv_he(x, filters)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Activation("gelu")(layers.BatchNormalization(momentum=FAST_BN_MOMENTUM, scale=False, epsilon=1e-5)(x))
+    x = b.conv_he(x, filters)
+    return layers.Activation("gelu")(layers.BatchNormalization(momentum=FAST_BN_MOMENTUM, scale=False, epsilon=1e-5)(x))
+
+
+def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0, seed=None,
+                   width=0.5):
+    """airbench94's network for a CPU (Jordan 2024, "94% on CIFAR-10 in 3.29 seconds on a single GPU").
+
+    A frozen 2x2 "whitening" conv (24 filters, valid padding; ``init_whitening`` sets it from the
+    fit images' patch covariance), GELU, three groups [conv3x3 -> max-pool 2 -> BN -> GELU ->
+    conv3x3 -> BN -> GELU] of widths ``width`` x (64, 256, 256), a global max-pool ("features"),
+    a bias-free dense layer and logits scaled by 1/9 before the softmax. BatchNorm has no scale
+    (airbench freezes it at 1) and momentum 0.4 in Keras' convention (PyTorch's 0.6): the
+    statistics follow the weights within the few hundred steps of a short run. ``dropout`` and
+    ``batchnorm`` are ignored (the recipe needs BatchNorm); ``weight_decay`` is L2 on the kernels.
+    width 1.0: 1.97M parameters; 0.5: 0.5M and about a quarter of the multiply-adds.
+    """
+    if isinstance(width, bool) or not isinstance(width, (int, float, np.floating)) or not 0.05 <= width <= 4:
+        raise UserError(f"fast_cnn width={width!r} must be a number in [0.05, 4] (1.0 = airbench94's 64/256/256)")
+    b = _Blocks(dropout=0.0, batchnorm=True, weight_decay=weight_decay, seed=seed)
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = layers.Conv2D(FAST_WHITEN_CHANNELS * input_shape[2] // 3, 2, padding="valid", trainable=False,
+                      name="whiten")(inputs)
+    x = layers.Activation("gelu")(x)
+    for filters in FAST_WIDTHS:
+        x = _fast_group(b, x, max(8, int(round(filters * width))))
+    x = layers.GlobalMaxPooling2D(name="features")(x)
+    x = layers.Dense(num_classes, use_bias=False, kernel_regularizer=b.reg, name="logits",
+                     kernel_initializer=keras.initializers.GlorotUniform(b._next_seed()))(x)
+    x = layers.Rescaling(FAST_LOGIT_SCALE, name="logit_scale")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name="fast_cnn")
+
+
+def whitening_weights(images, *, kernel=2, eps=5e-4, max_images=5000):
+    """Kernel (k, k, C, 2D) and bias (2D,) that whiten the k x k patches of ``images``.
+
+    images: uint8 (N, H, W, C) or float in [0, 1]. With the patch mean mu and covariance
+    S = E[(p - mu)(p - mu)^T] = V diag(lam) V^T (D = k*k*C), the filters are
+    w_i = v_i / sqrt(lam_i + eps') and their negatives, the bias -w_i . mu, so the outputs
+    w_i . (p - mu) have covariance ~ identity. eps' = eps * trace(S) / D (airbench's 5e-4 on
+    images normalized to unit variance, here relative to the images' own scale). At most
+    ``max_images`` images are used (airbench uses 5,000).
+    """
+    x = np.asarray(images[:max_images], dtype=np.float64)
+    if x.ndim != 4 or len(x) == 0:
+        raise UserError(f"whitening needs images (N, H, W, C) with N >= 1, got shape {x.shape}")
+    if images.dtype == np.uint8:
+        x = x / 255.0
+    n, h, w, c = x.shape
+    patches = np.stack([x[:, i:h - kernel + 1 + i, j:w - kernel + 1 + j, :]
+                        for i in range(kernel) for j in range(kernel)], axis=3)   # (N, H', W', k*k, C)
+    flat = patches.reshape(-1, kernel * kernel * c)                              # order (di, dj, c) = kernel layout
+    mu = flat.mean(axis=0)
+    cov = np.cov(flat - mu, rowvar=False, bias=True)
+    lam, vec = np.linalg.eigh(cov)
+    lam, vec = lam[::-1], vec[:, ::-1]                                            # largest variance first
+    filters = vec / np.sqrt(np.maximum(lam, 0) + eps * np.trace(cov) / len(lam))  # (D, D): column i = w_i
+    filters = np.concatenate([filters, -filters], axis=1)
+    kern = filters.reshape(kernel, kernel, c, -1).astype(np.float32)
+    return kern, (-(mu @ filters)).astype(np.float32)
+
+
+def init_from_data(model, images) -> None:
+    """Set data-dependent initial weights: the ``whiten`` layer of fast_cnn from ``images``
+    (pass the FIT split only, never validation or test images). Other models: nothing to do."""
+    try:
+        layer = model.get_layer("whiten")
+    except ValueError:
+        return
+    kern, bias = whitening_weights(images, kernel=layer.kernel.shape[0])
+    layer.set_weights([kern, bias])
+
+
+MODELS = {"blog_cnn": build_blog_cnn, "compact_cnn": build_compact_cnn, "resnet": build_resnet,
+          "fast_cnn": build_fast_cnn}
+MODEL_OPTIONS = {"resnet": ("width", "blocks"), "fast_cnn": ("width",)}   # builder options beyond the shared ones
 MODEL_HELP = dict(catalog.MODEL_HELP)  # help texts live in the TensorFlow-free catalog
 assert set(MODELS) == set(MODEL_HELP), "noisycore.catalog and models disagree on model names"
 
@@ -146,7 +234,7 @@ def build_model(name, *, input_shape, num_classes, dropout=1.0, batchnorm=True, 
                 seed=None, **options) -> keras.Model:
     """Build model ``name`` from ``MODELS``: images (B, H, W, C) float [0, 1] -> probabilities (B, K).
 
-    ``options`` go to the builder (resnet: ``width``, ``blocks``). Seeded initializers: the same
+    ``options`` go to the builder (resnet: ``width``, ``blocks``; fast_cnn: ``width``). Seeded initializers: the same
     seed gives the same initial weights.
     """
     if name not in MODELS:
@@ -161,8 +249,9 @@ def build_model(name, *, input_shape, num_classes, dropout=1.0, batchnorm=True, 
     _check_number("weight_decay", weight_decay, 0.0, 0.1)
     if seed is not None and not isinstance(seed, (int, np.integer)):
         raise UserError(f"seed={seed!r} must be an integer or None")
-    if name != "resnet" and options:
-        raise UserError(f"model {name!r} takes no options {sorted(options)}; only resnet has width, blocks")
+    extra = sorted(set(options) - set(MODEL_OPTIONS.get(name, ())))
+    if extra:
+        raise UserError(f"model {name!r} takes no options {extra}; valid: {', '.join(MODEL_OPTIONS.get(name, ())) or 'none'}")
     return MODELS[name](input_shape=tuple(int(s) for s in shape), num_classes=int(num_classes),
                         dropout=dropout, batchnorm=bool(batchnorm), weight_decay=float(weight_decay),
                         seed=seed, **options)

@@ -6,7 +6,8 @@ per-image Python loop starves the model), then prefetched while the model trains
 
 Presets (``AUGMENTATIONS``): ``none``; ``blog`` (the blog post's rotation 15 degrees, shifts 10%,
 horizontal flip); ``strong`` (horizontal flip + random crop after 4-pixel reflect padding, the
-standard CIFAR recipe). ``cutout`` adds one erased square of half the image side (16x16 at 32 px,
+standard CIFAR recipe); ``flip_translate`` (the same with 2-pixel padding: airbench's flip +
+translate 2). ``cutout`` adds one erased square of half the image side (16x16 at 32 px,
 DeVries & Taylor 2017). ``mixup_alpha`` > 0 mixes each batch with a shuffled copy of itself
 (Zhang et al. 2018).
 """
@@ -63,8 +64,8 @@ def augmentation_layers(name, *, cutout=False, seed=0, image_size=32) -> keras.S
         layers = [L.RandomRotation(15 / 360, fill_mode="nearest", seed=seed),
                   L.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
                   L.RandomFlip("horizontal", seed=seed + 2)]
-    elif name == "strong":
-        pad = max(1, round(4 * image_size / 32))
+    elif name in ("strong", "flip_translate"):
+        pad = max(1, round((4 if name == "strong" else 2) * image_size / 32))
         layers = [L.RandomFlip("horizontal", seed=seed),
                   ReflectPad2D(pad),
                   L.RandomCrop(image_size, image_size, seed=seed + 1)]
@@ -185,3 +186,26 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
     if not with_index:
         ds = ds.map(_plain(lambda *batch: batch[:-1] if has_y else batch[0]))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def predict_probs(model, images, *, tta="none", batch_size=512) -> np.ndarray:
+    """Predicted probabilities (N, K) float32 of ``model`` for uint8 images (N, H, W, C), or for a
+    tf.data dataset of image batches (float [0, 1]).
+
+    tta="flip": p = (softmax(f(x)) + softmax(f(mirror(x)))) / 2, the mean of the model's outputs
+    for each image and its left-right mirror (test-time augmentation); "none": p = f(x).
+    Every prediction of a run (validation accuracy for model selection, test accuracy,
+    predictions.npz, detection) goes through here so that they all use the same TTA.
+    """
+    if tta not in catalog.TTA_HELP:
+        raise UserError(f"unknown tta {tta!r}; choose one of: {', '.join(catalog.TTA_HELP)}")
+    if isinstance(images, tf.data.Dataset):
+        ds = images
+    else:
+        x = _check_images(images)
+        ds = make_dataset(x, num_classes=2, batch_size=batch_size)
+    probs = model.predict(ds, verbose=0).astype(np.float32)
+    if tta == "flip":
+        mirrored = ds.map(_plain(lambda x: tf.reverse(x, axis=[2])))
+        probs = (probs + model.predict(mirrored, verbose=0).astype(np.float32)) / 2
+    return probs

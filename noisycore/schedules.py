@@ -43,7 +43,22 @@ def onecycle_lr(epoch: int, *, lr: float, epochs: int, warmup: float = 0.3,
     return float(low + (lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-LR_SCHEDULE_FUNCTIONS = {"constant": constant_lr, "cosine": cosine_lr, "onecycle": onecycle_lr}
+def warmup_linear_lr(epoch: int, *, lr: float, epochs: int, warmup: float = 0.23,
+                     start: float = 0.2, end: float = 0.07) -> float:
+    """airbench's schedule per epoch: linear from start*lr up to lr over the first `warmup` share of
+    training, then linear down to end*lr, evaluated at the middle of the epoch, t = (e + 0.5) / E
+    (Jordan 2024: warm-up 23% of the steps from 0.2 to 1, then decay to 0.07).
+    """
+    _check_epoch(epoch)
+    epochs = max(int(epochs), 1)
+    t = min((epoch + 0.5) / epochs, 1.0)
+    if t < warmup:
+        return float(lr * (start + (1.0 - start) * t / warmup))
+    return float(lr * (1.0 + (end - 1.0) * (t - warmup) / (1.0 - warmup)))
+
+
+LR_SCHEDULE_FUNCTIONS = {"constant": constant_lr, "cosine": cosine_lr, "onecycle": onecycle_lr,
+                         "warmup_linear": warmup_linear_lr}
 
 
 def lr_at(name: str, epoch: int, *, lr: float, epochs: int, min_lr: float = 0.0) -> float:
@@ -54,6 +69,8 @@ def lr_at(name: str, epoch: int, *, lr: float, epochs: int, min_lr: float = 0.0)
         return cosine_lr(epoch, lr=lr, epochs=epochs, min_lr=min_lr)
     if name == "onecycle":
         return onecycle_lr(epoch, lr=lr, epochs=epochs)
+    if name == "warmup_linear":
+        return warmup_linear_lr(epoch, lr=lr, epochs=epochs)
     raise ConfigError(f"lr schedule {name!r} has no formula; choose one of: {', '.join(LR_SCHEDULE_FUNCTIONS)} "
                       "(plateau reacts to val_loss instead)")
 

@@ -34,6 +34,7 @@ from noisycore.config import ConfigError, TrainConfig  # noqa: E402
 from noisycore.methods import method_params  # noqa: E402
 from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
 from noisycore.splits import stratified_split, stratified_subset  # noqa: E402
+from noisycore.pipeline import predict_probs  # noqa: E402
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
 STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
@@ -282,11 +283,13 @@ class EpochRecorder(keras.callbacks.Callback):
         # The lr this epoch used: schedulers set it at epoch begin; ReduceLROnPlateau (later in the
         # callback list) lowers it only after this runs.
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        ev, logs = self.ev, logs or {}
+        ev, logs = self.ev, (logs if logs is not None else {})
         net = self.method.predictor(self.model)
-        probs = net.predict(ev["train_ds"], verbose=0)
-        test_probs = net.predict(ev["test_ds"], verbose=0)
+        probs = predict_probs(net, ev["train_ds"], tta=ev["tta"])
+        test_probs = predict_probs(net, ev["test_ds"], tta=ev["tta"])
         self.last_probs = probs
+        if ev["tta"] != "none":   # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
+            logs["val_accuracy"] = float((probs_argmax(probs[ev["val_idx"]]) == ev["y_val"]).mean())
         row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
                **training_set_metrics(probs[ev["fit_idx"]], ev["given_fit"], ev["true_fit"]),
                "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
@@ -419,7 +422,10 @@ def _context(config: TrainConfig, prepared: Prepared, run_dir: Path):
 def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) -> list:
     from noisycore.schedules import lr_at
 
-    cbs = [monitor, recorder,
+    # EMA first: from the end of each epoch its weights are in the model, so the recorder evaluates
+    # and the checkpoint saves them (fit's validation swaps them in too); training resumes on the raw ones.
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum > 0 else []
+    cbs = ema + [monitor, recorder,
            CompleteEpochCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
                                    save_best_only=True, save_weights_only=True, monitor_run=monitor),
            LastModelSaver(run_dir / "last.keras", method)]  # before EarlyStopping restores the best
@@ -439,13 +445,15 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
 
 
 def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
+    from noisycore.hardware import resolve_precision
     from noisycore.methods import METHODS
     from noisycore.noise import save_label_set
     from noisycore.pipeline import make_dataset
 
     keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    precision = resolve_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    runs.update_status(run_dir, precision=precision)
     prepared = prepare(config)
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
@@ -459,7 +467,8 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
     evaluation = {"train_ds": make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
                   "test_ds": make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
-                  "fit_idx": fit_idx, "given_fit": ctx.y_fit, "true_fit": ctx.report_truth,
+                  "fit_idx": fit_idx, "val_idx": val_idx, "y_val": ctx.y_val, "tta": config.tta,
+                  "precision": precision, "given_fit": ctx.y_fit, "true_fit": ctx.report_truth,
                   "given_all": np.asarray(noisy.labels), "y_test": np.asarray(ds.y_test), "record_margins": record}
     monitor = RunMonitor(run_dir, epochs=config.epochs, batches=batches, progress=progress)
     recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
@@ -495,8 +504,8 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
         model.load_weights(best)
     net = method.predictor(model)
     net.save(run_dir / "best.keras")
-    train_probs = net.predict(evaluation["train_ds"], verbose=0).astype(np.float32)
-    test_probs = net.predict(evaluation["test_ds"], verbose=0).astype(np.float32)
+    train_probs = predict_probs(net, evaluation["train_ds"], tta=evaluation["tta"])
+    test_probs = predict_probs(net, evaluation["test_ds"], tta=evaluation["tta"])
     given, fit_idx = evaluation["given_all"], evaluation["fit_idx"]
     final_labels = given.copy()
     final_labels[fit_idx] = method.final_fit_labels()
@@ -520,7 +529,7 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
         "last_memorized": None if last is None else _num(last.get("memorized")),
         "num_fit": int(len(fit_idx)), "num_val": int(len(val_idx)), "num_test": int(len(ds.y_test)),
         "num_classes": ds.num_classes, **_summary_truth(noisy), "trusted_val": config.trusted_val,
-        "skipped_images": _skipped(ds),
+        "skipped_images": _skipped(ds), "precision": evaluation["precision"], "tta": config.tta,
         "seconds": round(time.monotonic() - t_start, 2), **method.summary(),
     }
     runs.write_json(run_dir / "summary.json", summary)

@@ -36,6 +36,11 @@ def test_train_page_renders_presets_and_explains_validation():
     assert [b.label for b in at.button] == ["Start training"]
     assert any("test** set" in i.value for i in at.info)       # why the test set is never used for selection
     assert "Quick demo" in " ".join(c.value for c in at.caption)
+    # the quick demo stays in float32; the caption says what auto would pick here
+    assert any(c.value.startswith("Computing in float32") and "auto would pick" in c.value for c in at.caption)
+    at.segmented_control(key="preset").set_value("fast").run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Precision auto → ") for c in at.caption)
     assert any("No runs yet" in i.value for i in at.info)
 
 

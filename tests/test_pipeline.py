@@ -113,7 +113,7 @@ def test_soft_label_probs_pass_through():
 
 
 def test_presets_and_bad_inputs_are_explained():
-    assert set(AUGMENTATIONS) == set(AUGMENT_HELP) == {"none", "blog", "strong"}
+    assert set(AUGMENTATIONS) == set(AUGMENT_HELP) == {"none", "blog", "strong", "flip_translate"}
     with pytest.raises(DataError, match="uint8"):
         make_dataset(X / 255.0, Y, num_classes=4)
     with pytest.raises(DataError, match=r"0\.\.3"):

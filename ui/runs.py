@@ -86,7 +86,8 @@ def run_panel(run_dir: str, *, key: str) -> None:
     def _panel():
         status = jobs.poll(run_dir)
         run = guard(runs.load_run, run_dir)
-        st.markdown(f"{STATE_ICONS.get(status.get('state'), '')} **{run.id}**: {status.get('state')}")
+        st.markdown(f"{STATE_ICONS.get(status.get('state'), '')} **{run.id}**: {status.get('state')}"
+                    + (f" · computing in {status['precision']}" if status.get("precision") else ""))
         if status.get("state") == "failed":
             st.error(f"The run failed: {status.get('error', 'unknown error')}. The log is in `{Path(run_dir) / 'log.txt'}`.")
         if live and status.get("state") != state:  # queued -> running, or it just ended: redraw the page

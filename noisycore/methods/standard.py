@@ -59,19 +59,24 @@ class StandardMethod:
     # -- building blocks shared by the methods ------------------------------------------------
     def network(self, *, seed_offset: int = 0) -> keras.Model:
         """A fresh network from the registry (seed = config seed + seed_offset)."""
-        from noisycore.models import build_model
+        from noisycore.models import build_model, init_from_data
 
         c = self.ctx.config
-        return build_model(c.model, input_shape=self.ctx.input_shape, num_classes=self.ctx.num_classes,
-                           dropout=c.dropout, batchnorm=c.batchnorm, weight_decay=c.weight_decay,
-                           seed=c.seed + seed_offset)
+        net = build_model(c.model, input_shape=self.ctx.input_shape, num_classes=self.ctx.num_classes,
+                          dropout=c.dropout, batchnorm=c.batchnorm, weight_decay=c.weight_decay,
+                          seed=c.seed + seed_offset)
+        init_from_data(net, self.ctx.x_fit)   # fast_cnn's whitening layer: from the fit split only
+        return net
 
     def optimizer(self) -> keras.optimizers.Optimizer:
-        """Adam, or SGD with momentum 0.9, at the configured (initial) learning rate."""
+        """Adam, or SGD with (Nesterov) momentum 0.9, at the configured (initial) learning rate;
+        ``ema_momentum`` > 0 keeps Keras' moving average of the weights (``use_ema``)."""
         c = self.ctx.config
-        if c.optimizer == "sgd":
-            return keras.optimizers.SGD(learning_rate=c.learning_rate, momentum=0.9)
-        return keras.optimizers.Adam(learning_rate=c.learning_rate)
+        ema = {"use_ema": True, "ema_momentum": c.ema_momentum} if c.ema_momentum > 0 else {}
+        if c.optimizer in ("sgd", "nesterov"):
+            return keras.optimizers.SGD(learning_rate=c.learning_rate, momentum=0.9,
+                                        nesterov=c.optimizer == "nesterov", **ema)
+        return keras.optimizers.Adam(learning_rate=c.learning_rate, **ema)
 
     def loss(self, *, reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
         from noisycore.losses import get_loss

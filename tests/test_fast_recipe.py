@@ -1,0 +1,156 @@
+"""The fast recipe's pieces: whitening init, TTA, EMA, precision choice, schedule, preset, a tiny run."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from noisycore.config import ConfigError, TrainConfig, choose_precision, default_preset
+from noisycore.models import build_model, init_from_data, whitening_weights
+from noisycore.pipeline import predict_probs
+from noisycore.schedules import lr_at, warmup_linear_lr
+
+
+def _patches(x, k=2):
+    n, h, w, c = x.shape
+    return np.stack([x[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)],
+                    axis=3).reshape(-1, k * k * c)
+
+
+def test_whitening_makes_patch_covariance_identity_on_a_tiny_batch():
+    rng = np.random.default_rng(0)
+    # Correlated pixels: a shared brightness per image plus smooth noise, so the raw covariance is far from I.
+    x = rng.random((6, 8, 8, 3)) * 0.2 + rng.random((6, 1, 1, 1)) * 0.6
+    x[:, :, 1:] = 0.5 * x[:, :, 1:] + 0.5 * x[:, :, :-1]
+    kern, bias = whitening_weights(x, eps=0.0)     # eps > 0 damps the weakest directions a little
+    assert kern.shape == (2, 2, 3, 24) and bias.shape == (24,)
+    p = _patches(x)
+    raw_cov = np.cov(p, rowvar=False, bias=True)
+    assert np.abs(raw_cov - np.eye(12)).max() > 0.5 * raw_cov.max() or raw_cov.max() < 0.1
+    out = p @ kern.reshape(12, 24) + bias            # what the valid 2x2 conv computes per patch
+    first = out[:, :12]
+    np.testing.assert_allclose(first.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(np.cov(first, rowvar=False, bias=True), np.eye(12), atol=1e-4)
+    np.testing.assert_allclose(out[:, 12:], -first, atol=1e-6)      # the negated copies
+
+
+def test_whitening_layer_of_fast_cnn_is_set_from_images_and_frozen():
+    rng = np.random.default_rng(1)
+    x = (rng.random((4, 16, 16, 3)) * 255).astype(np.uint8)
+    model = build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, seed=0)
+    init_from_data(model, x)
+    layer = model.get_layer("whiten")
+    assert not layer.trainable and all(w is not layer.kernel for w in model.trainable_weights)
+    feats = keras.Model(model.inputs, layer.output).predict(x.astype(np.float32) / 255, verbose=0)
+    got = feats.reshape(-1, 24)[:, :12]
+    np.testing.assert_allclose(np.cov(got, rowvar=False, bias=True), np.eye(12), atol=0.02)
+    init_from_data(build_model("compact_cnn", input_shape=(16, 16, 3), num_classes=3), x)  # no whiten layer: no-op
+
+
+def test_flip_tta_is_the_mean_of_the_two_softmax_outputs():
+    rng = np.random.default_rng(2)
+    x = (rng.random((5, 4, 4, 3)) * 255).astype(np.uint8)
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(3),
+                              keras.layers.Softmax()])
+    w, b = [v.numpy() for v in model.layers[1].weights]
+
+    def softmax_of(images):
+        z = images.reshape(len(images), -1).astype(np.float64) / 255 @ w + b
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    expected = (softmax_of(x) + softmax_of(x[:, :, ::-1])) / 2
+    np.testing.assert_allclose(predict_probs(model, x, tta="flip", batch_size=2), expected, atol=1e-5)
+    np.testing.assert_allclose(predict_probs(model, x, tta="none"), softmax_of(x), atol=1e-5)
+    assert not np.allclose(expected, softmax_of(x), atol=1e-3)   # the mirror really changes the prediction
+    with pytest.raises(Exception, match="unknown tta 'crop'"):
+        predict_probs(model, x, tta="crop")
+
+
+def test_ema_weights_follow_the_momentum_formula():
+    """Keras use_ema: a_1 = w_1 (first step), then a_t = m a_{t-1} + (1 - m) w_t."""
+    var = keras.Variable(np.array([1.0, -2.0], np.float32))
+    opt = keras.optimizers.SGD(learning_rate=0.5, use_ema=True, ema_momentum=0.9)
+    grads = [np.array([1.0, 1.0], np.float32), np.array([2.0, -4.0], np.float32)]
+    opt.apply_gradients([(keras.ops.convert_to_tensor(grads[0]), var)])
+    w1 = np.array([1.0, -2.0]) - 0.5 * grads[0]
+    average = opt._model_variables_moving_average[0]
+    np.testing.assert_allclose(var.numpy(), w1)
+    np.testing.assert_allclose(average.numpy(), w1)
+    opt.apply_gradients([(keras.ops.convert_to_tensor(grads[1]), var)])
+    w2 = w1 - 0.5 * grads[1]
+    np.testing.assert_allclose(var.numpy(), w2)
+    np.testing.assert_allclose(average.numpy(), 0.9 * w1 + 0.1 * w2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("setting, flags, gpu, expected", [
+    ("auto", {"fpu", "avx2", "avx512f", "avx512_bf16"}, False, "bfloat16"),   # AMD Zen 4 / EPYC
+    ("auto", {"avx512f", "amx_bf16", "amx_tile"}, False, "bfloat16"),        # Intel Sapphire Rapids
+    ("auto", {"fpu", "avx2", "avx512f"}, False, "float32"),                  # bf16 would be emulated
+    ("auto", set(), True, "bfloat16"),                                       # a GPU
+    ("auto", [], False, "float32"),
+    ("float32", {"amx_bf16"}, True, "float32"),                              # forced
+    ("bfloat16", set(), False, "bfloat16"),
+    (True, set(), False, "bfloat16"), (False, {"amx_bf16"}, False, "float32"),  # old bool configs
+])
+def test_choose_precision_from_cpu_flags(setting, flags, gpu, expected):
+    assert choose_precision(setting, cpu_flags=flags, has_gpu=gpu) == expected
+
+
+def test_choose_precision_rejects_unknown_settings():
+    with pytest.raises(ConfigError, match="mixed_precision='half'.*auto, float32, bfloat16"):
+        choose_precision("half", cpu_flags=set(), has_gpu=False)
+
+
+def test_old_configs_with_bool_mixed_precision_still_load():
+    old = json.loads(TrainConfig().to_json())
+    del old["tta"], old["ema_momentum"]   # fields newer than the run folder
+    for value, expected in ((True, "bfloat16"), (False, "float32")):
+        loaded = TrainConfig.from_dict({**old, "mixed_precision": value})
+        assert (loaded.mixed_precision, loaded.tta, loaded.ema_momentum) == (expected, "none", 0.0)
+
+
+def test_fast_preset_round_trips_and_is_the_default_for_real_images():
+    c = TrainConfig.from_preset("fast", data={"source": "cifar10"})
+    assert (c.model, c.tta, c.augment, c.optimizer, c.lr_schedule) == \
+        ("fast_cnn", "flip", "flip_translate", "nesterov", "warmup_linear")
+    assert c.ema_momentum > 0 and c.loss_kwargs == {"epsilon": 0.2}
+    assert TrainConfig.from_json(c.to_json()) == c
+    assert default_preset("cifar10") == default_preset("/data/photos") == "fast"
+    assert default_preset("builtin") == "quick"
+
+
+def test_warmup_linear_schedule_rises_then_decays():
+    lrs = [warmup_linear_lr(e, lr=1.0, epochs=10) for e in range(10)]
+    assert lrs[0] == pytest.approx(0.2 + 0.8 * 0.05 / 0.23)          # t = 0.05, in the warm-up
+    assert lrs[9] == pytest.approx(1 + (0.07 - 1) * (0.95 - 0.23) / 0.77)
+    assert max(lrs) == lrs[2] and lrs == [lr_at("warmup_linear", e, lr=1.0, epochs=10) for e in range(10)]
+
+
+def test_tiny_fast_cnn_run_on_the_builtin_shapes_beats_chance(tmp_path):
+    from noisycore import train
+
+    config = TrainConfig.from_preset("fast", max_train=600, epochs=3, batch_size=32, learning_rate=0.1,
+                                     mixed_precision="float32", noise={"model": "none"},
+                                     data={"max_test": 300})
+    summary = train.run(config, tmp_path / "run")
+    assert summary["tta"] == "flip" and summary["precision"] == "float32"
+    assert summary["test_accuracy"] > 0.3          # 10 classes: chance is 0.1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["mixed_precision"] == "float32" and saved["preset"] == "fast"
+
+
+def test_cli_picks_the_fast_preset_for_real_images_and_reads_the_precision(capsys):
+    from helpers import run_main
+
+    from noisycore.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    c = train_config(parse(["train", "--dataset", "cifar10", "--noise", "symmetric", "--rate", "0.4"]))
+    assert (c.preset, c.model, c.data.source, c.mixed_precision) == ("fast", "fast_cnn", "cifar10", "auto")
+    assert train_config(parse(["train"])).preset == "quick"                       # the built-in shapes
+    assert train_config(parse(["train", "--precision", "float32"])).mixed_precision == "float32"
+    assert train_config(parse(["train", "--mixed-precision"])).mixed_precision == "bfloat16"
+    assert train_config(parse(["train", "--dataset", "cifar10", "--preset", "blog"])).model == "blog_cnn"
+    r = run_main(["train", "--precision", "half"], capsys)
+    assert r.returncode == 2 and "mixed_precision='half'" in r.stderr and "auto, float32, bfloat16" in r.stderr

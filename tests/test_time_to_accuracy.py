@@ -1,0 +1,50 @@
+"""benchmarks/time_to_accuracy.py --budget smoke on the built-in shapes: tables, chart, resuming."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "time_to_accuracy.py"
+
+
+def _run(tmp_path, *extra):
+    return subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--budget", "smoke",
+                           "--settings", "sym40", "--blog-steps", "2", "--work", str(tmp_path / "work"),
+                           "--out", str(tmp_path / "tta"), *extra], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_smoke_benchmark_writes_tables_and_chart_and_resumes(tmp_path):
+    done = _run(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "tta.csv").open()))
+    assert [(r["setting"], r["seed"]) for r in rows] == [("sym40", "0")]
+    row = rows[0]
+    assert row["blog_best"] == "0.7991" and row["blog_epoch"] == "54"
+    assert float(row["blog_seconds"]) > 0 and row["precision"] in ("float32", "bfloat16")
+    epochs = list(csv.DictReader((tmp_path / "tta_epochs.csv").open()))
+    assert len(epochs) == 2 and float(epochs[1]["train_seconds"]) > float(epochs[0]["train_seconds"]) > 0
+    text = (tmp_path / "tta.md").read_text()
+    assert "extrapolated from 2 timed steps" in text and "bfloat16-related CPU flags" in text
+    assert (tmp_path / "tta.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "tta.html").is_file()
+    run_dir = tmp_path / "work" / "sym40" / "fast-s0"
+    stamp = (run_dir / "summary.json").stat().st_mtime_ns
+    again = _run(tmp_path)                  # resumes: the finished cell and the blog timing are kept
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training" not in again.stdout and "timing the blog" not in again.stdout
+    assert (run_dir / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_unknown_setting_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--settings", "worst",
+                           "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert "unknown setting 'worst'" in done.stderr
+
+
+def test_only_the_fast_recipes_can_be_timed(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--recipe", "blog",
+                           "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown recipe 'blog'; choose from: fast, fast_gce" in done.stderr
