@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from noisycore import crossval, detect, issues, runs  # noqa: E402
+from noisycore import crossval, detect, issues  # noqa: E402
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
