@@ -323,6 +323,10 @@ class TrainConfig(JsonConfig):
         for key in ("data", "noise"):
             if isinstance(overrides.get(key), dict):
                 overrides[key] = {**values.get(key, {}), **overrides[key]}
+        # another loss or method than the preset's: the preset's hyper-parameters belonged to its choice
+        for name, params in (("loss", "loss_params"), ("method", "method_params")):
+            if overrides.get(name) not in (None, values.get(name)) and params not in overrides:
+                values.pop(params, None)
         values.update(overrides)
         return cls(**values)
 

@@ -99,3 +99,15 @@ def test_from_json_rejects_unknown_fields_and_bad_json():
         TrainConfig.from_dict({"epoch_count": 3})
     with pytest.raises(ConfigError, match="not valid JSON"):
         TrainConfig.from_json("{nope")
+
+
+def test_preset_with_another_loss_drops_the_presets_loss_params():
+    from noisycore.config import PRESETS, TrainConfig
+
+    name = next(n for n, p in PRESETS.items() if p.get("loss_params"))
+    preset_loss = PRESETS[name]["loss"]
+    other = "gce" if preset_loss != "gce" else "ce"
+    cfg = TrainConfig.from_preset(name, loss=other)
+    assert cfg.loss == other and set(cfg.loss_kwargs) <= {"q"}
+    kept = TrainConfig.from_preset(name, loss=preset_loss)
+    assert kept.loss_kwargs == dict(PRESETS[name]["loss_params"])
