@@ -72,8 +72,9 @@ def recommended_recipe() -> dict:
 def fold_config(config, labels_dir, *, truth_known: bool):
     """The TrainConfig of one fold: the run's config on the fold's label set, never validated against
     true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe."""
-    recipe = {} if truth_known else recommended_recipe()
-    return config.replace(**recipe, labels_path=str(Path(labels_dir).resolve()), max_train=None,
+    if not truth_known:   # the recipe on top of the defaults: nothing of the run's own recipe leaks in
+        config = type(config)(data=config.data, noise=config.noise, seed=config.seed, **recommended_recipe())
+    return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,
                           record_margins=False, trusted_val=False)
 
 

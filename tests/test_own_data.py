@@ -147,14 +147,19 @@ def test_reviewed_labels_carry_provenance_and_retrain_on_the_same_held_out_image
 @pytest.mark.slow
 def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch):
     run, _, planted, _ = own_run
-    monkeypatch.setitem(crossval.RECOMMENDED_RECIPE, "epochs", 2)
-    monkeypatch.setitem(crossval.RECOMMENDED_RECIPE, "batch_size", 32)
+    from noisycore.config import PRESETS
+
+    recipe = PRESETS["fast"] if "fast" in PRESETS else crossval.RECOMMENDED_RECIPE
+    monkeypatch.setitem(recipe, "epochs", 2)
+    monkeypatch.setitem(recipe, "batch_size", 32)
+    expected = crossval.recommended_recipe()
     probs = crossval.cross_validate(run, folds=2)
     assert probs.shape == (120, 4) and np.isfinite(probs).all()
     folds = sorted((run / crossval.CV_DIR).glob("k2-fold*"))
     for fold in folds:
         cfg = runs.read_config(fold / "run")
-        assert cfg.trusted_val is False and cfg.loss == "gce" and cfg.lr_schedule == "onecycle"
+        assert cfg.trusted_val is False   # the recommended recipe for real images, not the run's own
+        assert (cfg.model, cfg.loss, cfg.lr_schedule) == (expected["model"], expected["loss"], expected["lr_schedule"])
         trained = set(pd.read_csv(fold / "run" / "labels.csv")["id"])
         held = set(np.load(fold / "run" / "predictions.npz")["test_ids"])
         assert len(trained) == 60 and trained.isdisjoint(held) and len(trained | held) == 120
@@ -180,3 +185,17 @@ def test_an_old_own_folder_run_opens_as_truth_unknown(own_run, tmp_path):
     assert evaluation.truth_known(loaded) is False and evaluation.headline(loaded)["train_acc_true"] is None
     info = detect.read_run_labels(old)
     assert info.true_labels is None and len(info.ids) == 120
+
+
+def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_path):
+    from noisycore.config import TrainConfig
+
+    run_cfg = TrainConfig.from_preset("quick", data={"source": str(tmp_path)}, seed=3)   # dropout 0, constant lr
+    fold = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False)
+    expected = TrainConfig(**crossval.recommended_recipe())
+    for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size", "augment",
+                  "early_stopping_patience"):
+        assert getattr(fold, field) == getattr(expected, field), field
+    assert fold.seed == 3 and fold.data == run_cfg.data and fold.trusted_val is False
+    kept = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=True)   # injected noise: the run's recipe
+    assert (kept.model, kept.dropout, kept.lr_schedule) == (run_cfg.model, run_cfg.dropout, run_cfg.lr_schedule)
