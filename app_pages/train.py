@@ -40,12 +40,13 @@ with st.container(border=True):
                           help="Label sets are made on the Data & noise page with “Use these labels”.")
     if choice == DEFAULT_LABELS:
         data_cfg, noise_cfg, labels_path = DataConfig(), NoiseConfig(model="symmetric", rate=0.4), None
-        truth_known = True
+        truth_known, num_images = True, None
     else:
         chosen = next(s for s in sets if s["name"] == choice)
         meta = chosen["meta"]
         data_cfg = guard(DataConfig.from_dict, meta.get("data_config") or {"source": meta["dataset"]["source"]})
         noise_cfg, labels_path = guard(NoiseConfig.from_dict, meta["config"]), chosen["path"]
+        num_images = (meta.get("counts") or {}).get("labels")
         truth_known = truth_known_meta(meta) and meta.get("realized_rate") is not None
         rate = meta.get("realized_rate")
         if truth_known:
@@ -58,7 +59,7 @@ with st.container(border=True):
 # ---- Inputs: preset and options -----------------------------------------------------------------
 with st.container(border=True):
     st.subheader("2. Recipe", anchor=False)
-    preset = st.segmented_control("Preset", list(PRESETS), default=default_preset(data_cfg.source), required=True,
+    preset = st.segmented_control("Preset", list(PRESETS), default=default_preset(data_cfg.source, num_images), required=True,
                                   key="preset",
                                   bind="query-params", help="A starting point; every option below overrides it.")
     param_notices(given_params, {"preset": (preset, ", ".join(PRESETS))})

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from noisycore import crossval, detect, issues  # noqa: E402
-from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
+from noisycore.config import PRESETS, DataConfig, NoiseConfig, TrainConfig, default_preset  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
 CIFAR_TAR = Path(os.environ.get("NOISYLAB_CIFAR_IMAGES",
@@ -96,9 +96,9 @@ def build(work: Path, *, classes, per_class: int, planted: int, smoke: bool, see
     return zip_path, truth
 
 
-def train_config(zip_path: Path, *, smoke: bool, epochs: int) -> TrainConfig:
-    """The recipe the app recommends for real images, on the folder labels as given (no noise)."""
-    recipe = crossval.recommended_recipe()
+def train_config(zip_path: Path, *, smoke: bool, epochs: int, num_images: int) -> TrainConfig:
+    """The recipe the app recommends for real images of this many, on the folder labels as given (no noise)."""
+    recipe = crossval.recommended_recipe(num_images)
     recipe["epochs"] = epochs
     if smoke:
         recipe.update(batch_size=32, batchnorm=False)
@@ -171,15 +171,17 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     zip_path, truth = build(work, classes=args.classes, per_class=args.per_class, planted=args.planted,
                             smoke=args.smoke, seed=args.seed)
-    config = train_config(zip_path, smoke=args.smoke, epochs=args.epochs)
+    n_images = len(args.classes) * args.per_class   # every image of the "upload" (the app counts them too)
+    config = train_config(zip_path, smoke=args.smoke, epochs=args.epochs, num_images=n_images)
     run = trained_run(work, config)
-    recipe = dict(crossval.RECOMMENDED_RECIPE)
+    preset = PRESETS[default_preset("own", n_images)]
+    saved = dict(preset)
     try:   # the folds use the recommended recipe with this benchmark's epochs
-        crossval.RECOMMENDED_RECIPE.update(epochs=args.epochs, **({"batch_size": 32} if args.smoke else {}))
+        preset.update(epochs=args.epochs, **({"batch_size": 32} if args.smoke else {}))
         crossval.cross_validate(run, folds=args.folds)
     finally:
-        crossval.RECOMMENDED_RECIPE.clear()
-        crossval.RECOMMENDED_RECIPE.update(recipe)
+        preset.clear()
+        preset.update(saved)
     result = score(run, truth)
     text = report(result, args, time.monotonic() - t0)
     out = Path(args.out) if args.out else RESULTS / f"own_data-{budget}.md"

@@ -208,7 +208,21 @@ def train_config(args, **changes):
         over["max_train"] = args.max_train
     over["labels_path"] = args.labels
     over.update(changes)
-    return TrainConfig.from_preset(args.preset or default_preset(args.dataset), **over)
+    return TrainConfig.from_preset(args.preset or _default_preset(args, default_preset), **over)
+
+
+def _default_preset(args, default_preset) -> str:
+    """config.default_preset for what will be trained: the label set's dataset and size, or --max-train."""
+    source, n = args.dataset, args.max_train
+    if args.labels:
+        folder = Path(args.labels).parent if str(args.labels).lower().endswith(".csv") else Path(args.labels)
+        try:
+            meta = json.loads((folder / "noise.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        source = (meta.get("data_config") or {}).get("source") or (meta.get("dataset") or {}).get("source") or source
+        n = n or (meta.get("counts") or {}).get("labels")
+    return default_preset(source, n)
 
 
 def check_labels_path(labels_path) -> None:

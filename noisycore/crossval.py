@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+import pandas as pd
 
 from noisycore import detect, jobs, runs
 from noisycore.splits import stratified_folds
@@ -39,14 +40,6 @@ from noisycore.errors import UserError
 
 CV_DIR = "cv"
 MAX_FOLDS = 20
-# The recipe the app recommends for real images, used by the fold models when the truth is unknown
-# (the user's own photos): compact CNN, GCE (q 0.7), crop + flip, Adam one-cycle to 3e-3 (the best
-# recipe of benchmarks/robustness.py on CIFAR-10), all epochs run and the best noisy-validation
-# epoch kept. A "fast" preset in config.PRESETS replaces it (see recommended_recipe).
-RECOMMENDED_RECIPE = {"model": "compact_cnn", "loss": "gce", "loss_params": {"q": 0.7}, "augment": "strong",
-                      "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64, "lr_schedule": "onecycle",
-                      "method": "standard", "mixup_alpha": 0.0, "cutout": False, "dropout": 1.0,
-                      "early_stopping_patience": 0, "epochs": 30}
 _NOT_RECIPE = ("data", "noise", "labels_path", "max_train", "seed", "preset", "record_margins", "trusted_val")
 _TERM = threading.Event()
 
@@ -60,12 +53,14 @@ def fold_assignments(labels, *, folds: int, seed: int) -> np.ndarray:
     return stratified_folds(labels, folds, seed)
 
 
-def recommended_recipe() -> dict:
-    """TrainConfig fields of the recipe the app recommends for real images: the ``fast`` preset when
-    config.PRESETS has one, else RECOMMENDED_RECIPE (data, noise, subset and seed fields left out)."""
-    from noisycore.config import PRESETS
+def recommended_recipe(num_images: Optional[int] = None) -> dict:
+    """TrainConfig fields of the recipe the app recommends for real images of this many (the
+    config.default_preset rule: ``fast`` from FAST_MIN_IMAGES images on, else ``small``), without the
+    data, noise, subset and seed fields. The fold models of the user's own images (truth unknown) use it,
+    all epochs run and the best noisy-validation epoch kept."""
+    from noisycore.config import PRESETS, default_preset
 
-    recipe = PRESETS["fast"] if "fast" in PRESETS else RECOMMENDED_RECIPE
+    recipe = PRESETS[default_preset("own", num_images)]
     return {k: v for k, v in recipe.items() if k not in _NOT_RECIPE}
 
 
@@ -73,7 +68,8 @@ def fold_config(config, labels_dir, *, truth_known: bool):
     """The TrainConfig of one fold: the run's config on the fold's label set, never validated against
     true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe."""
     if not truth_known:   # the recipe on top of the defaults: nothing of the run's own recipe leaks in
-        config = type(config)(data=config.data, noise=config.noise, seed=config.seed, **recommended_recipe())
+        n = len(pd.read_csv(Path(labels_dir) / "labels.csv", usecols=["id"]))
+        config = type(config)(data=config.data, noise=config.noise, seed=config.seed, **recommended_recipe(n))
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,
                           record_margins=False, trusted_val=False)
 

@@ -111,3 +111,14 @@ def test_preset_with_another_loss_drops_the_presets_loss_params():
     assert cfg.loss == other and set(cfg.loss_kwargs) <= {"q"}
     kept = TrainConfig.from_preset(name, loss=preset_loss)
     assert kept.loss_kwargs == dict(PRESETS[name]["loss_params"])
+
+
+def test_default_preset_by_source_and_size():
+    from noisycore.config import FAST_MIN_IMAGES, default_preset
+
+    assert default_preset("builtin") == "quick"
+    assert default_preset("cifar10") == "fast"
+    assert default_preset("/photos/garden.zip") == "small"            # size unknown: a user's folder
+    assert default_preset("/photos/garden.zip", 450) == "small"
+    assert default_preset("/photos/garden.zip", FAST_MIN_IMAGES) == "fast"
+    assert default_preset("cifar10", 5000) == "small"                 # a 5,000-image subset

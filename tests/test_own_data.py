@@ -149,10 +149,10 @@ def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch)
     run, _, planted, _ = own_run
     from noisycore.config import PRESETS
 
-    recipe = PRESETS["fast"] if "fast" in PRESETS else crossval.RECOMMENDED_RECIPE
+    recipe = PRESETS["small"]   # 120 images: the small-data recipe (fast needs FAST_MIN_IMAGES)
     monkeypatch.setitem(recipe, "epochs", 2)
     monkeypatch.setitem(recipe, "batch_size", 32)
-    expected = crossval.recommended_recipe()
+    expected = crossval.recommended_recipe(120)
     probs = crossval.cross_validate(run, folds=2)
     assert probs.shape == (120, 4) and np.isfinite(probs).all()
     folds = sorted((run / crossval.CV_DIR).glob("k2-fold*"))
@@ -191,8 +191,13 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
     from noisycore.config import TrainConfig
 
     run_cfg = TrainConfig.from_preset("quick", data={"source": str(tmp_path)}, seed=3)   # dropout 0, constant lr
+    (tmp_path / "labels").mkdir()
+    pd.DataFrame({"id": [f"a/{i}.png" for i in range(200)], "label": "a"}).to_csv(tmp_path / "labels" / "labels.csv",
+                                                                                 index=False)
     fold = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False)
-    expected = TrainConfig(**crossval.recommended_recipe())
+    expected = TrainConfig(**crossval.recommended_recipe(200))
+    assert expected.model == "compact_cnn" and expected.loss == "gce"   # 200 images: the small-data recipe
+    assert TrainConfig(**crossval.recommended_recipe(50_000)).model == "fast_cnn"
     for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size", "augment",
                   "early_stopping_patience"):
         assert getattr(fold, field) == getattr(expected, field), field
