@@ -116,7 +116,8 @@ def test_fast_preset_round_trips_and_is_the_default_for_real_images():
         ("fast_cnn", "flip", "flip_translate", "nesterov", "warmup_linear")
     assert c.ema_momentum > 0 and c.loss_kwargs == {"epsilon": 0.2}
     assert TrainConfig.from_json(c.to_json()) == c
-    assert default_preset("cifar10") == default_preset("/data/photos") == "fast"
+    assert default_preset("cifar10") == default_preset("/data/photos", 20_000) == "fast"
+    assert default_preset("/data/photos", 450) == "small"   # a few dozen steps of batch 256 would not learn
     assert default_preset("builtin") == "quick"
 
 

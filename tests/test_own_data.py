@@ -147,19 +147,19 @@ def test_reviewed_labels_carry_provenance_and_retrain_on_the_same_held_out_image
 @pytest.mark.slow
 def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch):
     run, _, planted, _ = own_run
-    from noisycore.config import PRESETS
+    from noisycore.config import PRESETS, TrainConfig
 
     recipe = PRESETS["small"]   # 120 images: the small-data recipe (fast needs FAST_MIN_IMAGES)
     monkeypatch.setitem(recipe, "epochs", 2)
     monkeypatch.setitem(recipe, "batch_size", 32)
-    expected = crossval.recommended_recipe(120)
+    expected = TrainConfig(**crossval.recommended_recipe(120))
     probs = crossval.cross_validate(run, folds=2)
     assert probs.shape == (120, 4) and np.isfinite(probs).all()
     folds = sorted((run / crossval.CV_DIR).glob("k2-fold*"))
     for fold in folds:
         cfg = runs.read_config(fold / "run")
         assert cfg.trusted_val is False   # the recommended recipe for real images, not the run's own
-        assert (cfg.model, cfg.loss, cfg.lr_schedule) == (expected["model"], expected["loss"], expected["lr_schedule"])
+        assert (cfg.model, cfg.loss, cfg.lr_schedule) == (expected.model, expected.loss, expected.lr_schedule)
         trained = set(pd.read_csv(fold / "run" / "labels.csv")["id"])
         held = set(np.load(fold / "run" / "predictions.npz")["test_ids"])
         assert len(trained) == 60 and trained.isdisjoint(held) and len(trained | held) == 120
