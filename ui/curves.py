@@ -128,9 +128,11 @@ def evaluation_panel(run_dir: str) -> None:
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
     show_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
                                              title="Confusion matrix (test set)" if known else
-                                             "Confusion matrix (held-out images, given labels)"), width="content")
+                                             "Confusion matrix (held-out images, given labels)",
+                                             rows_are="true class" if known else "given label"), width="content")
     show_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names,
-                                               split="Test" if known else "Held-out (given labels)"),
+                                               split="Test" if known else "Held-out (given labels)",
+                                               rows_are="true class" if known else "given label"),
                     width="stretch")
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:

@@ -98,7 +98,7 @@ def test_main_loop_data_train_curves_review_export(page, app_url, app_home):
     assert state_of(first) == "finished", (first / "log.txt").read_text()[-2000:]
     assert any(t.startswith("epoch ") for t in texts), texts    # 'epoch 2 of 3, batch 5 of 27, about 9 s left'
     assert len(set(texts)) >= 2, texts                           # it moved while we watched
-    page.get_by_text(f"{first.name}: finished").wait_for()
+    page.get_by_text(f"{first.name}: finished").first.wait_for()
     expect(page.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2)   # accuracy and loss curves
     page.locator('[data-testid="stMetric"]').filter(has_text="Test accuracy (best epoch").wait_for()
     screenshot(page, "train")
@@ -111,7 +111,7 @@ def test_main_loop_data_train_curves_review_export(page, app_url, app_home):
     page.get_by_text(f"{second.name}: running").wait_for(timeout=120_000)
     expect(progress.first).to_contain_text("epoch ", timeout=120_000)
     page.get_by_role("button", name="Stop", exact=True).click()
-    page.get_by_text(f"{second.name}: stopped").wait_for(timeout=120_000)
+    page.get_by_text(f"{second.name}: stopped").first.wait_for(timeout=120_000)
     status = json.loads((second / "status.json").read_text())
     assert status["state"] == "stopped" and status["epoch"] < 40, status
 
