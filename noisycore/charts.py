@@ -50,6 +50,7 @@ SERIES_NAMES = {
     "loss": "Train (given labels)", "val_loss": "Validation", "memorized": "Memorized noisy labels",
 }
 
+HELD_OUT_GIVEN = "Held-out accuracy, given labels (%)"   # test accuracy when the truth is unknown
 # Column -> axis title with units.
 AXIS_TITLES = {
     "epoch": "Epoch", "rate": "Noise rate (%)", "realized_rate": "Realized noise rate (%)",
@@ -627,11 +628,12 @@ def differing_fields(configs: dict[str, dict], *, ignore=()) -> dict[str, str]:
 
 
 def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
-                   labels: dict[str, str] | None = None) -> alt.Chart:
+                   labels: dict[str, str] | None = None, truth_known: bool = True) -> alt.Chart:
     """One metric over epochs for several runs, one coloured line per run.
 
     ``runs``: run id -> metrics DataFrame; ``labels``: run id -> legend text (see ``differing_fields``),
-    default the run id. Runs without values for ``metric`` are left out.
+    default the run id. Runs without values for ``metric`` are left out. ``truth_known=False`` (the
+    user's own labels): test accuracy is named held-out accuracy against the given labels.
     """
     if not isinstance(runs, Mapping) or not runs:
         raise UserError("runs must be a non-empty dict run id -> metrics DataFrame; pick at least one run")
@@ -652,11 +654,12 @@ def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
         parts.append(pd.DataFrame({"run_id": str(run_id), "run": label,
                                    "epoch": pd.to_numeric(m["epoch"]).to_numpy(),
                                    "value": _scaled(m[metric], metric).to_numpy()}))
-    title = f"{_axis_title(metric).split(' (')[0]} per epoch, by run"
+    axis = _axis_title(metric) if truth_known or metric != "test_accuracy" else HELD_OUT_GIVEN
+    title = f"{axis.split(' (')[0]} per epoch, by run"
     if not parts:
         return _placeholder(f"No selected run has recorded {metric} yet.", title)
     data = pd.concat(parts, ignore_index=True).dropna(subset=["value"])
-    y_title = _axis_title(metric)
+    y_title = axis
     y_scale = alt.Scale(domain=[0, 100]) if _is_percent(metric) else alt.Scale(zero=False)
     chart = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)),

@@ -299,6 +299,9 @@ def test_compare_curves_one_line_per_run_with_labels():
         charts.compare_curves(runs, metric="f1")
     _, df = _one(charts.compare_curves(runs, labels={"r1": "same", "r2": "same"}), "line")
     assert set(df["run"]) == {"same", "same [r2]"}
+    own = charts.compare_curves(runs, truth_known=False)   # the user's own labels: named for what it is
+    assert _one(own, "line")[0]["y"]["title"] == "Held-out accuracy, given labels (%)"
+    assert "Test" not in json.dumps(own.to_dict()["title"])
 
 
 SWEEP = pd.DataFrame({

@@ -193,6 +193,15 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
             st.markdown("  \n".join(lines))
 
 
+def compare_metrics(paths: list) -> dict:
+    """The curves the Compare view offers for these runs: without a run that knows its true labels,
+    no true-label curve and test accuracy named for what it is (held-out images, given labels)."""
+    if any(evaluation.truth_known(guard(runs.load_run, p)) for p in paths) or not paths:
+        return COMPARE_METRICS
+    return {k: ("Held-out accuracy (given labels)" if k == "test_accuracy" else v)
+            for k, v in COMPARE_METRICS.items() if k not in ("train_acc_true", "memorized")}
+
+
 def compare_panel(paths: list, *, metric: str) -> None:
     """Overlaid curves of several runs (legend: what differs) and their table, sortable and downloadable."""
     live = any(jobs.poll(p).get("state") in runs.ACTIVE_STATES for p in paths)
@@ -204,7 +213,9 @@ def compare_panel(paths: list, *, metric: str) -> None:
         labels = naming.legend_labels({i: r.config for i, r in zip(ids, loaded)},
                                       summaries={i: r.summary for i, r in zip(ids, loaded)})
         show_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
-                                              labels=labels), width="stretch")
+                                              labels=labels,
+                                              truth_known=any(evaluation.truth_known(r) for r in loaded)),
+                   width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
         table["run"] = ids
         table["noise.model"] = [naming.labels_words(r.config) for r in loaded]   # words, not a bare model name

@@ -284,6 +284,7 @@ def test_own_zip_is_reviewed_without_claims_of_truth(page, app_url, app_home, tm
     page.goto(f"{app_url}/curves?view=Compare")
     page.get_by_text(re.compile(re.escape(reviewed["title"]) + r": held-out accuracy .* on the same \d+ "
                                                               r"held-out images")).wait_for()
+    expect(page.get_by_role("combobox", name="Curve")).to_have_value("Held-out accuracy (given labels)")
     wait_idle(page)
     _no_truth_claims(page, "Compare")
     screenshot(page, "own-compare")
