@@ -9,7 +9,7 @@ from noisycore.config import METHOD_NAMES, PRESET_HELP, PRESETS, DataConfig, Tra
 from noisycore.datasets import cifar10_available
 from noisycore.methods import METHOD_HELP
 from ui.common import address_params, guard, param_notices
-from ui.curves import (COMPARE_METRICS, compare_panel, evaluation_panel, live_curves, prediction_grid, run_choices,
+from ui.curves import (compare_metrics, compare_panel, evaluation_panel, live_curves, prediction_grid, run_choices,
                        sweep_panel)
 from ui.runs import current_run, runs_root, set_current_run
 
@@ -56,7 +56,8 @@ elif view == "Compare":
     paths = list(choices)
     picked = st.multiselect("Runs", paths, default=paths[: min(3, len(paths))], format_func=choices.get,
                             key="compare.runs", help="Pick any runs; their curves are overlaid.")
-    metric = st.selectbox("Curve", list(COMPARE_METRICS), format_func=COMPARE_METRICS.get, key="compare.metric")
+    offered = compare_metrics(picked)
+    metric = st.selectbox("Curve", list(offered), format_func=offered.get, key="compare.metric")
     if not picked:
         st.info("Pick at least one run.")
         st.stop()

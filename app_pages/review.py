@@ -7,7 +7,7 @@ from noisycore import charts, detect, triage
 from noisycore.issues import DETECTOR_HELP
 from noisycore.review import ReviewStore
 from ui.common import guard, upscale
-from ui.review import (CLASS_KEYS, decide, detection_panel, focus_page, get_position, last_reviewed_run,
+from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, truth_known, undo, url_notice)
 from ui.review_grid import grid_view
@@ -149,6 +149,7 @@ if view != "One by one":
     grid_view(run_dir, everything, classes=classes, store_path=store_path, reviewer=reviewer, pos_key=pos_key,
               detector=detector, images=run_images(run_dir))
 else:
+    st.session_state.pop(UNDONE_KEY, None)   # an undo here shows its image now: the grid must not open its page later
     c = st.columns(3)
     given_f = c[0].selectbox("Given class", ["all"] + classes, key="review.given")
     proposed_f = c[1].selectbox("Proposed class", ["all"] + classes, key="review.proposed")

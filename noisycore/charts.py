@@ -50,6 +50,7 @@ SERIES_NAMES = {
     "loss": "Train (given labels)", "val_loss": "Validation", "memorized": "Memorized noisy labels",
 }
 
+HELD_OUT_GIVEN = "Held-out accuracy, given labels (%)"   # test accuracy when the truth is unknown
 # Column -> axis title with units.
 AXIS_TITLES = {
     "epoch": "Epoch", "rate": "Noise rate (%)", "realized_rate": "Realized noise rate (%)",
@@ -471,9 +472,11 @@ def confusion_matrix(true, pred, num_classes: int) -> np.ndarray:
     return np.bincount(t * k + p, minlength=k * k).reshape(k, k)
 
 
-def confusion_matrix_chart(true, pred, class_names, *, normalize=True,
-                           title="Confusion matrix") -> alt.LayerChart:
+def confusion_matrix_chart(true, pred, class_names, *, normalize=True, title="Confusion matrix",
+                           rows_are="true class") -> alt.LayerChart:
     """Heatmap of the confusion matrix: rows true class, columns predicted class.
+
+    ``rows_are`` names the rows in the axis, legend and caption ("given label" when the truth is unknown).
 
     normalize=True colours by the row percentage ``100 C[i, j] / sum_j C[i, j]`` (the diagonal is
     per-class accuracy, i.e. recall); False colours by count. Cells show the % and the count.
@@ -490,22 +493,23 @@ def confusion_matrix_chart(true, pred, class_names, *, normalize=True,
                           "count": counts[i, j], "percent": pct[i, j]})
     cells["text"] = [f"{_fmt_pct(p)}\n({n:,})" if normalize else f"{n:,}"
                      for p, n in zip(cells["percent"], cells["count"])]
-    tooltip = [alt.Tooltip("true_class:N", title="True class"),
+    tooltip = [alt.Tooltip("true_class:N", title=rows_are.capitalize()),
                alt.Tooltip("predicted_class:N", title="Predicted class"),
                alt.Tooltip("count:Q", title="Examples", format=","),
-               alt.Tooltip("percent:Q", title="% of the true class", format=".1f")]
-    color_field, color_title, dmax = ("percent", "% of true class", 100) if normalize else (
+               alt.Tooltip("percent:Q", title=f"% of the {rows_are}", format=".1f")]
+    color_field, color_title, dmax = ("percent", f"% of {rows_are}", 100) if normalize else (
         "count", "Examples", max(int(counts.max()), 1))
-    return _heatmap(cells, names, x_title="Predicted class", y_title="True class", color_field=color_field,
+    return _heatmap(cells, names, x_title="Predicted class", y_title=rows_are.capitalize(), color_field=color_field,
                     color_title=color_title, domain_max=dmax, tooltip=tooltip, title=title,
-                    subtitle="Row = true class, column = the model's prediction; the diagonal holds the "
+                    subtitle=f"Row = {rows_are}, column = the model's prediction; the diagonal holds the "
                              "correct predictions (per-class accuracy when shown in %).")
 
 
-def per_class_accuracy_chart(true, pred, class_names, *, split="Test") -> alt.LayerChart:
+def per_class_accuracy_chart(true, pred, class_names, *, split="Test", rows_are="true class") -> alt.LayerChart:
     """Horizontal bars: accuracy per true class, ``100 * mean(pred == true | true == i)``, in %.
 
-    The dashed rule is the overall accuracy; ``split`` names the data set (title and colour).
+    The dashed rule is the overall accuracy; ``split`` names the data set (title and colour);
+    ``rows_are`` names the classes of the bars ("given label" when the truth is unknown).
     """
     names = _class_names(class_names)
     counts = confusion_matrix(true, pred, len(names))
@@ -515,7 +519,7 @@ def per_class_accuracy_chart(true, pred, class_names, *, split="Test") -> alt.La
     data = pd.DataFrame({"class": names, "accuracy": acc, "correct": correct, "examples": n})
     overall = 100.0 * correct.sum() / max(int(n.sum()), 1)
     bars = alt.Chart(data).mark_bar(color=PALETTE.get(split, PALETTE["Test"])).encode(
-        y=alt.Y("class:N", sort=names, title="True class"),
+        y=alt.Y("class:N", sort=names, title=rows_are.capitalize()),
         x=alt.X("accuracy:Q", title=f"{split} accuracy (%)", scale=alt.Scale(domain=[0, 100]), axis=PCT_TICKS),
         tooltip=[alt.Tooltip("class:N", title="Class"),
                  alt.Tooltip("accuracy:Q", title="Accuracy (%)", format=".1f"),
@@ -524,7 +528,7 @@ def per_class_accuracy_chart(true, pred, class_names, *, split="Test") -> alt.La
         strokeDash=[4, 4], color=PALETTE["Best model"]).encode(
         x="accuracy:Q", tooltip=[alt.Tooltip("accuracy:Q", title="Overall accuracy (%)", format=".1f")])
     return _finish(alt.layer(bars, rule), f"{split} accuracy per class",
-                   f"Share of each true class predicted correctly; dashed line: overall ({overall:.1f}%).",
+                   f"Share of each {rows_are} predicted correctly; dashed line: overall ({overall:.1f}%).",
                    height=max(20 * len(names), 120))
 
 
@@ -624,11 +628,12 @@ def differing_fields(configs: dict[str, dict], *, ignore=()) -> dict[str, str]:
 
 
 def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
-                   labels: dict[str, str] | None = None) -> alt.Chart:
+                   labels: dict[str, str] | None = None, truth_known: bool = True) -> alt.Chart:
     """One metric over epochs for several runs, one coloured line per run.
 
     ``runs``: run id -> metrics DataFrame; ``labels``: run id -> legend text (see ``differing_fields``),
-    default the run id. Runs without values for ``metric`` are left out.
+    default the run id. Runs without values for ``metric`` are left out. ``truth_known=False`` (the
+    user's own labels): test accuracy is named held-out accuracy against the given labels.
     """
     if not isinstance(runs, Mapping) or not runs:
         raise UserError("runs must be a non-empty dict run id -> metrics DataFrame; pick at least one run")
@@ -649,11 +654,12 @@ def compare_curves(runs: dict[str, pd.DataFrame], *, metric="test_accuracy",
         parts.append(pd.DataFrame({"run_id": str(run_id), "run": label,
                                    "epoch": pd.to_numeric(m["epoch"]).to_numpy(),
                                    "value": _scaled(m[metric], metric).to_numpy()}))
-    title = f"{_axis_title(metric).split(' (')[0]} per epoch, by run"
+    axis = _axis_title(metric) if truth_known or metric != "test_accuracy" else HELD_OUT_GIVEN
+    title = f"{axis.split(' (')[0]} per epoch, by run"
     if not parts:
         return _placeholder(f"No selected run has recorded {metric} yet.", title)
     data = pd.concat(parts, ignore_index=True).dropna(subset=["value"])
-    y_title = _axis_title(metric)
+    y_title = axis
     y_scale = alt.Scale(domain=[0, 100]) if _is_percent(metric) else alt.Scale(zero=False)
     chart = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)),

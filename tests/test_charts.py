@@ -225,6 +225,10 @@ def test_confusion_matrix_chart_row_percentages_and_counts():
     enc, df = _one(charts.confusion_matrix_chart(TRUE, PRED, ["a", "b", "c"], normalize=False), "rect")
     assert enc["color"]["field"] == "count" and enc["color"]["scale"]["domain"] == [0, 2]
     assert df.set_index(["true_class", "predicted_class"]).loc[("b", "b"), "text"] == "2"
+    own = charts.confusion_matrix_chart(TRUE, PRED, ["a", "b", "c"], rows_are="given label")   # truth unknown
+    enc, _ = _one(own, "rect")
+    assert enc["y"]["title"] == "Given label" and enc["color"]["title"] == "% of given label"
+    assert "true" not in json.dumps(own.to_dict()["title"]).lower()
 
 
 def test_per_class_accuracy_chart():
@@ -233,6 +237,8 @@ def test_per_class_accuracy_chart():
     assert enc["y"]["field"] == "class" and enc["x"]["title"] == "Test accuracy (%)"
     assert list(df["accuracy"]) == pytest.approx([50, 100, 50]) and list(df["examples"]) == [2, 2, 2]
     assert list(_one(chart, "rule")[1]["accuracy"]) == pytest.approx([400 / 6])
+    own = charts.per_class_accuracy_chart(TRUE, PRED, ["a", "b", "c"], split="Held-out", rows_are="given label")
+    assert _one(own, "bar")[0]["y"]["title"] == "Given label" and "true" not in json.dumps(own.to_dict()["title"])
 
 
 def test_top_k_chart_always_shows_highlighted_classes():
@@ -293,6 +299,9 @@ def test_compare_curves_one_line_per_run_with_labels():
         charts.compare_curves(runs, metric="f1")
     _, df = _one(charts.compare_curves(runs, labels={"r1": "same", "r2": "same"}), "line")
     assert set(df["run"]) == {"same", "same [r2]"}
+    own = charts.compare_curves(runs, truth_known=False)   # the user's own labels: named for what it is
+    assert _one(own, "line")[0]["y"]["title"] == "Held-out accuracy, given labels (%)"
+    assert "Test" not in json.dumps(own.to_dict()["title"])
 
 
 SWEEP = pd.DataFrame({

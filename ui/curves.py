@@ -128,9 +128,11 @@ def evaluation_panel(run_dir: str) -> None:
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
     show_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
                                              title="Confusion matrix (test set)" if known else
-                                             "Confusion matrix (held-out images, given labels)"), width="content")
+                                             "Confusion matrix (held-out images, given labels)",
+                                             rows_are="true class" if known else "given label"), width="content")
     show_chart(charts.per_class_accuracy_chart(preds.test_true, preds.test_pred, preds.class_names,
-                                               split="Test" if known else "Held-out (given labels)"),
+                                               split="Test" if known else "Held-out (given labels)",
+                                               rows_are="true class" if known else "given label"),
                     width="stretch")
     matrices = guard(evaluation.noise_matrices, run_dir)
     if matrices and matrices["used"] is not None:
@@ -191,6 +193,15 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
             st.markdown("  \n".join(lines))
 
 
+def compare_metrics(paths: list) -> dict:
+    """The curves the Compare view offers for these runs: without a run that knows its true labels,
+    no true-label curve and test accuracy named for what it is (held-out images, given labels)."""
+    if any(evaluation.truth_known(guard(runs.load_run, p)) for p in paths) or not paths:
+        return COMPARE_METRICS
+    return {k: ("Held-out accuracy (given labels)" if k == "test_accuracy" else v)
+            for k, v in COMPARE_METRICS.items() if k not in ("train_acc_true", "memorized")}
+
+
 def compare_panel(paths: list, *, metric: str) -> None:
     """Overlaid curves of several runs (legend: what differs) and their table, sortable and downloadable."""
     live = any(jobs.poll(p).get("state") in runs.ACTIVE_STATES for p in paths)
@@ -202,7 +213,9 @@ def compare_panel(paths: list, *, metric: str) -> None:
         labels = naming.legend_labels({i: r.config for i, r in zip(ids, loaded)},
                                       summaries={i: r.summary for i, r in zip(ids, loaded)})
         show_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
-                                              labels=labels), width="stretch")
+                                              labels=labels,
+                                              truth_known=any(evaluation.truth_known(r) for r in loaded)),
+                   width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
         table["run"] = ids
         table["noise.model"] = [naming.labels_words(r.config) for r in loaded]   # words, not a bare model name

@@ -1,5 +1,7 @@
 """Helpers for the real-browser tests (a module of its own: `conftest` is a name two folders share)."""
+import re
 import shutil
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +60,77 @@ def detected_run_without_training(root, name: str, *, noise: dict, max_train: in
     runs.update_status(run, state="finished", epoch=config.epochs, finished=runs.now_iso())
     detect.detect_all(run, source="in_sample")
     return run
+
+
+# ----------------------------------------------------------------------------- page helpers shared by the tests
+ITEM = re.compile(r"Item (\d+) of (\d+)")   # the one-by-one review view's counter
+
+
+def goto_page(page, title: str) -> None:
+    """Follow the sidebar link (keeps the browser session, unlike page.goto)."""
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).click()
+    page.get_by_role("heading", name=title).first.wait_for()
+    wait_idle(page)
+
+
+def newest_run(runs_root: Path, before: set) -> Path:
+    """The run folder that appeared under ``runs_root`` since ``before`` (names), waiting up to 30 s."""
+    from noisycore import runs
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = [p for p in runs.run_dirs(runs_root) if p.name not in before]   # complete run folders only
+        if new:
+            return new[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no new run folder appeared under {runs_root}")
+
+
+def item_caption(page):
+    return page.locator('[data-testid="stCaptionContainer"]').filter(has_text=ITEM).first
+
+
+def current_item(page) -> tuple[int, str]:
+    """(position 1-based, item id) of the image on screen: 'Item 3 of 120 · <id> · label quality ...'."""
+    text = item_caption(page).inner_text()
+    return int(ITEM.search(text).group(1)), text.split("·")[1].strip()
+
+
+def press(page, key: str, expect_pos: int) -> None:
+    """Press a shortcut on the page body; wait until the item counter shows ``expect_pos`` and the run ends."""
+    from playwright.sync_api import expect
+
+    page.keyboard.press(key)
+    expect(item_caption(page)).to_contain_text(f"Item {expect_pos} of ", timeout=60_000)
+    wait_idle(page)
+
+
+def press_key(page, name: str) -> None:
+    """Press a shortcut whose effect has no counter to wait for (the grid): wait for the rerun to end."""
+    page.keyboard.press(name)
+    page.wait_for_timeout(300)   # the rerun starts
+    wait_idle(page)
+
+
+def tally(page) -> dict:
+    """The Review page's decision counts: {"Accepted": n, "Kept": n, "Relabelled": n, "Excluded": n}."""
+    out = {}
+    for name in ("Accepted", "Kept", "Relabelled", "Excluded"):
+        metric = page.locator('[data-testid="stMetric"]').filter(has_text=name).first
+        out[name] = int(metric.locator('[data-testid="stMetricValue"]').inner_text())
+    return out
+
+
+def choose_option(page, combobox: str, option: str) -> None:
+    """Pick the option containing ``option`` in the selectbox named ``combobox``."""
+    box, choice = page.get_by_role("combobox", name=combobox), page.get_by_role("option").filter(has_text=option)
+    for _ in range(5):   # right after a rerun the first click can leave the list closed: try again
+        wait_idle(page)
+        box.click()
+        try:
+            choice.first.wait_for(timeout=3_000)
+            break
+        except Exception:
+            page.keyboard.press("Escape")
+    choice.first.click()
+    wait_idle(page)

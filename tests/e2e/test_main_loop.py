@@ -6,7 +6,6 @@ detection; ten images decided with the keyboard, one undo; reload resumes; CSV e
 Screenshots of every page go to test-output/e2e/.
 """
 import json
-import re
 import time
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from e2e_support import screenshot, wait_idle
+from e2e_support import current_item, goto_page, item_caption, newest_run, press, screenshot, tally, wait_idle
 
-from noisycore import detect, runs, triage
+from noisycore import detect, triage
 from noisycore.issues import estimate_noise
 from noisycore.review import ReviewStore
 
@@ -24,18 +23,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EPOCHS = 3            # keep the first run well under a minute on a shared 2-core CPU
 MAX_TRAIN = 1000
-ITEM = re.compile(r"Item (\d+) of (\d+)")
 expect.set_options(timeout=90_000)   # a shared 2-core machine (the e2e modules set the same value)
 
 
 # ----------------------------------------------------------------------------- small page helpers
-def goto_page(page, title: str) -> None:
-    """Follow the sidebar link (keeps the browser session, unlike page.goto)."""
-    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).click()
-    page.get_by_role("heading", name=title).first.wait_for()
-    wait_idle(page)
-
-
 def set_number(page, label: str, value: int) -> None:
     box = page.locator('[data-testid="stNumberInput"]').filter(has_text=label).locator("input")
     box.fill(str(value))
@@ -54,46 +45,11 @@ def pick_option(page, label: str, option: str) -> None:
     wait_idle(page)
 
 
-def newest_run(runs_root: Path, before: set) -> Path:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        new = [p for p in runs.run_dirs(runs_root) if p.name not in before]   # complete run folders only
-        if new:
-            return new[-1]
-        time.sleep(0.2)
-    raise AssertionError(f"no new run folder appeared under {runs_root}")
-
-
 def state_of(run: Path) -> str:
     try:
         return json.loads((run / "status.json").read_text())["state"]
     except (OSError, ValueError, KeyError):
         return "unknown"
-
-
-def item_caption(page):
-    return page.locator('[data-testid="stCaptionContainer"]').filter(has_text=ITEM).first
-
-
-def current_item(page) -> tuple[int, str]:
-    """(position 1-based, item id) of the image on screen: 'Item 3 of 120 · <id> · label quality ...'."""
-    text = item_caption(page).inner_text()
-    return int(ITEM.search(text).group(1)), text.split("·")[1].strip()
-
-
-def press(page, key: str, expect_pos: int) -> None:
-    """Press a shortcut on the page body; wait until the item counter shows ``expect_pos`` and the run ends."""
-    page.keyboard.press(key)
-    expect(item_caption(page)).to_contain_text(f"Item {expect_pos} of ", timeout=60_000)
-    wait_idle(page)
-
-
-def tally(page) -> dict:
-    out = {}
-    for name in ("Accepted", "Kept", "Relabelled", "Excluded"):
-        metric = page.locator('[data-testid="stMetric"]').filter(has_text=name).first
-        out[name] = int(metric.locator('[data-testid="stMetricValue"]').inner_text())
-    return out
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -142,7 +98,7 @@ def test_main_loop_data_train_curves_review_export(page, app_url, app_home):
     assert state_of(first) == "finished", (first / "log.txt").read_text()[-2000:]
     assert any(t.startswith("epoch ") for t in texts), texts    # 'epoch 2 of 3, batch 5 of 27, about 9 s left'
     assert len(set(texts)) >= 2, texts                           # it moved while we watched
-    page.get_by_text(f"{first.name}: finished").wait_for()
+    page.get_by_text(f"{first.name}: finished").first.wait_for()
     expect(page.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2)   # accuracy and loss curves
     page.locator('[data-testid="stMetric"]').filter(has_text="Test accuracy (best epoch").wait_for()
     screenshot(page, "train")
@@ -155,7 +111,7 @@ def test_main_loop_data_train_curves_review_export(page, app_url, app_home):
     page.get_by_text(f"{second.name}: running").wait_for(timeout=120_000)
     expect(progress.first).to_contain_text("epoch ", timeout=120_000)
     page.get_by_role("button", name="Stop", exact=True).click()
-    page.get_by_text(f"{second.name}: stopped").wait_for(timeout=120_000)
+    page.get_by_text(f"{second.name}: stopped").first.wait_for(timeout=120_000)
     status = json.loads((second / "status.json").read_text())
     assert status["state"] == "stopped" and status["epoch"] < 40, status
 

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from e2e_support import detected_run_without_training, screenshot, wait_idle
+from e2e_support import choose_option, detected_run_without_training, press_key, screenshot, wait_idle
 
 from noisycore import detect, triage
 from noisycore.issues import estimate_noise
@@ -26,12 +26,6 @@ def grid_run(app_home, monkeypatch):
 
 def _grid_caption(page):
     return page.locator('[data-testid="stCaptionContainer"]').filter(has_text=re.compile(r"^Page \d+ of")).first
-
-
-def _key(page, key: str) -> None:
-    page.keyboard.press(key)
-    page.wait_for_timeout(300)   # the rerun starts
-    wait_idle(page)
 
 
 def test_grid_triage_with_the_keyboard(page, app_url, grid_run):
@@ -54,12 +48,12 @@ def test_grid_triage_with_the_keyboard(page, app_url, grid_run):
     assert len(items) > triage.PAGE_SIZE, f"the largest pair needs two pages, has {len(items)}"
     classes = list(info.class_names)
 
-    _key(page, "1")
-    _key(page, "3")
+    press_key(page, "1")
+    press_key(page, "3")
     accept = page.get_by_role("button", name=re.compile(f"^Accept {proposed} for the 2 selected"))
     expect(accept).to_be_visible()
     screenshot(page, "review-grid-selected")
-    _key(page, "a")                                               # A: the two selected
+    press_key(page, "a")                                          # A: the two selected
     expect(page.get_by_role("button", name=re.compile("for all 8 open on this page"))).to_have_count(2)
     store = ReviewStore.for_run(grid_run)
     for item in (items[0], items[2]):
@@ -67,11 +61,11 @@ def test_grid_triage_with_the_keyboard(page, app_url, grid_run):
         assert (d["decision"], d["new_label"], d["reviewer"]) == ("accept", classes.index(proposed), "gina")
 
     rest = [i for i in items[:triage.PAGE_SIZE] if i not in (items[0], items[2])]
-    _key(page, "k")                                               # K: every open tile left on the page
+    press_key(page, "k")                                          # K: every open tile left on the page
     expect(_grid_caption(page)).to_contain_text("Page 2 of ")     # the page is done: the next one opens
     assert all(store.decision_of(i)["decision"] == "keep" for i in rest)
 
-    _key(page, "u")                                               # U: the whole keep batch, back to page 1
+    press_key(page, "u")                                          # U: the whole keep batch, back to page 1
     expect(_grid_caption(page)).to_contain_text("Page 1 of ")
     assert all(store.decision_of(i) is None for i in rest)
     assert store.decision_of(items[0])["decision"] == "accept"
@@ -79,20 +73,10 @@ def test_grid_triage_with_the_keyboard(page, app_url, grid_run):
     assert sorted(undo_rows["item_id"]) == sorted(rest)
 
     # a key right after choosing another pair in the selectbox reaches the shortcuts, not the selectbox
-    second = page.get_by_role("option").filter(has_text=f"{pairs['given_label'][1]} → {pairs['proposed_label'][1]}")
-    for _ in range(5):   # right after the undo's rerun the first click can leave the list closed: try again
-        wait_idle(page)
-        page.get_by_role("combobox", name="Given → proposed").click()
-        try:
-            second.wait_for(timeout=3_000)
-            break
-        except Exception:
-            page.keyboard.press("Escape")
-    second.click()
-    wait_idle(page)
+    choose_option(page, "Given → proposed", f"{pairs['given_label'][1]} → {pairs['proposed_label'][1]}")
     expect(page.get_by_role("combobox", name="Given → proposed")).to_have_value(
         re.compile(f"^{pairs['given_label'][1]} → {pairs['proposed_label'][1]}"))
-    _key(page, "1")
+    press_key(page, "1")
     expect(page.get_by_role("button", name=re.compile("^Accept .* for the 1 selected"))).to_be_visible()
 
     page.reload()                                                 # a new session: the decisions stay
