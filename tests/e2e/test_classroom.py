@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from noisycore.config import PRESETS
+
 from e2e_support import ROOT, screenshot, wait_idle
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -40,7 +42,7 @@ def _alerts(page) -> list[str]:
     ("/data?noise=banana&rate=7", ["noise=banana", "none, symmetric", "Using noise=symmetric",
                                    "rate=7", "numbers from 0 to 0.95", "Using rate=0.4"]),
     ("/data?rate=nan&colour=red", ["rate=nan", "colour=red", "not a setting of this page"]),
-    ("/train?preset=turbo", ["preset=turbo", "quick, blog, full", "Using preset=quick"]),
+    ("/train?preset=turbo", ["preset=turbo", ", ".join(PRESETS), "Using preset=quick"]),
     ("/curves?view=Banana", ["view=Banana", "Run, Compare, Sweeps", "Using view=Run"]),
 ])
 def test_every_ignored_address_parameter_is_named(page, app_url, address, shown):
@@ -85,7 +87,7 @@ def test_data_pages_fit_laptop_and_projector_with_and_without_presenter_mode(bro
     page.set_default_timeout(120_000)
     try:
         for name, address in [("data10", "/data?noise=pair&rate=0.4"),
-                              ("data3", f"/data?dataset=Folder+or+CSV+on+this+computer&path={three}&noise=pair")]:
+                              ("data3", f"/data?dataset=Folder+or+CSV+on+this+computer&path={three}&noise_own=pair")]:
             page.goto(app_url + address)
             page.get_by_text("Realized noise matrix").wait_for()
             wait_idle(page)
