@@ -7,7 +7,7 @@ from noisycore import sweeps
 from noisycore.catalog import LOSS_HELP, MODEL_HELP
 from noisycore.config import METHOD_NAMES, PRESET_HELP, PRESETS, DataConfig, TrainConfig
 from noisycore.datasets import cifar10_available
-from noisycore.methods import METHOD_HELP
+from noisycore.catalog import METHOD_HELP
 from ui.common import address_params, guard, param_notices
 from ui.curves import (compare_metrics, compare_panel, evaluation_panel, live_curves, prediction_grid, run_choices,
                        sweep_panel)

@@ -7,7 +7,9 @@ import streamlit as st
 from noisycore import charts
 from noisycore.config import DataConfig, NoiseConfig, NOISE_MODEL_NAMES, default_data_dir
 from noisycore.datasets import cifar10_available, download_cifar10, skipped_text
-from noisycore.noise import NOISE_HELP, class_counts, describe, flipped_examples, save_label_set, validate_matrix
+from noisycore.catalog import NOISE_HELP
+from noisycore.labelsets import save_label_set
+from noisycore.noise import class_counts, describe, flipped_examples, validate_matrix
 from ui.common import (address_params, cached_dataset, cached_noise, guard, labels_root, param_notices,
                        set_current_labels_path, show_chart, upscale)
 

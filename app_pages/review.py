@@ -3,8 +3,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, detect, triage
-from noisycore.issues import DETECTOR_HELP
+from noisycore import charts, corrections, detect, review, triage
+from noisycore.detectors import DETECTOR_HELP
 from noisycore.review import ReviewStore
 from ui.common import guard, upscale
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
@@ -122,7 +122,7 @@ st.markdown(line)
 
 store = guard(ReviewStore.for_run, run_dir)
 decisions = guard(store.latest)
-everything = guard(detect.review_queue, pool, decisions, class_names=classes, flagged_only=False)
+everything = guard(review.review_queue, pool, decisions, class_names=classes, flagged_only=False)
 done = int((everything["decision"] != "unreviewed").sum())
 st.progress(done / max(len(everything), 1), text=f"{done} of {len(everything)} reviewed ({detector})")
 tally = store.tally()
@@ -138,7 +138,7 @@ m = st.columns(5 if reveal else 4)
 for col, name in zip(m, ("accepted", "kept", "relabelled", "excluded")):
     col.metric(name.capitalize(), tally[name])
 if reveal:
-    acc = detect.reviewer_accuracy(everything)
+    acc = review.reviewer_accuracy(everything)
     m[4].metric("Your accuracy", "—" if not acc or acc["accuracy"] is None else f"{acc['accuracy']:.0%}",
                 help="Decisions that left the right label (exclusions count as right when the label was wrong).")
 show_note()
@@ -153,9 +153,9 @@ else:
     c = st.columns(3)
     given_f = c[0].selectbox("Given class", ["all"] + classes, key="review.given")
     proposed_f = c[1].selectbox("Proposed class", ["all"] + classes, key="review.proposed")
-    state_f = c[2].selectbox("Decision", detect.DECISION_STATES, key="review.state",
+    state_f = c[2].selectbox("Decision", review.DECISION_STATES, key="review.state",
                              help="Every label of the selection, only those still to review, or one kind of decision.")
-    queue = guard(detect.review_queue, pool, decisions, class_names=classes, flagged_only=False,
+    queue = guard(review.review_queue, pool, decisions, class_names=classes, flagged_only=False,
                   given=None if given_f == "all" else given_f, proposed=None if proposed_f == "all" else proposed_f,
                   state=state_f)
     ids = queue["id"].tolist()
@@ -240,13 +240,13 @@ with st.container(border=True):
                                   (e[2], "folder", "Image folders (zip)", "images_reviewed.zip")):
         def _data(fmt=fmt, name=name):
             out = Path(run_dir) / "exports" / name
-            guard(detect.export, run_dir, fmt=fmt, out=out, detector=detector, dataset=None)
+            guard(corrections.export, run_dir, fmt=fmt, out=out, detector=detector, dataset=None)
             return out.read_bytes()
         col.download_button(label, data=_data, file_name=name, on_click="ignore", icon=":material/download:",
-                            key=f"review.export.{fmt}", help=detect.EXPORT_FORMATS[fmt], width="stretch")
+                            key=f"review.export.{fmt}", help=corrections.EXPORT_FORMATS[fmt], width="stretch")
     if e[3].button("Retrain on these labels", key="review.retrain", icon=":material/replay:", width="stretch",
                    help="Starts a training run with the same recipe on the reviewed labels (excluded images "
                         "left out); compare it with this run on the Curves page."):
-        new = guard(detect.retrain, run_dir, store=store)
+        new = guard(corrections.retrain, run_dir, store=store)
         st.success(f"Started **{new.name}** in the background. Compare it with {Path(run_dir).name} on the "
                    "Curves & compare page once it finishes.")

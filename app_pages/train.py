@@ -10,8 +10,8 @@ from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HE
 from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS, PRESET_HELP, PRESETS, DataConfig,
                               NoiseConfig, TrainConfig, default_preset)
 from noisycore.hardware import precision_note
-from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP
-from noisycore.noise import truth_known_meta
+from noisycore.catalog import METHOD_DEFAULTS, METHOD_HELP
+from noisycore.labelsets import truth_known_meta
 from ui.common import address_params, current_labels_path, guard, param_notices
 from ui.train_options import forget_rate_option, forward_options
 from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run

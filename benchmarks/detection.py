@@ -46,7 +46,7 @@ def cv_seconds(run_dir: Path, folds: int) -> float:
 def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
     """Every detector on one source of probabilities; one row each."""
     from noisycore import detect
-    from noisycore import issues as issues_mod
+    from noisycore import detectors
 
     info = detect.read_run_labels(run_dir)
     if info.is_noisy is None:
@@ -58,14 +58,14 @@ def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
 
     rate = (runs.read_summary(run_dir) or {}).get("noise_rate")
     rows = []
-    for name in issues_mod.DETECTORS:
-        if name in issues_mod.MARGIN_DETECTORS and (source != "in_sample" or margins is None or name == "aum"):
+    for name in detectors.DETECTORS:
+        if name in detectors.MARGIN_DETECTORS and (source != "in_sample" or margins is None or name == "aum"):
             continue            # AUM reads the margins recorded while the run trained: in-sample only
         t0 = time.perf_counter()
-        found = issues_mod.find_label_issues(info.labels, probs, detector=name,
-                                             margins=margins if name in issues_mod.MARGIN_DETECTORS else None)
+        found = detectors.find_label_issues(info.labels, probs, detector=name,
+                                             margins=margins if name in detectors.MARGIN_DETECTORS else None)
         seconds = time.perf_counter() - t0
-        ev = issues_mod.evaluate(found, info.is_noisy)
+        ev = detectors.evaluate(found, info.is_noisy)
         rows.append({"setting": setting, "noise_rate": rate, "n": len(info.labels), "n_noisy": int(info.is_noisy.sum()),
                      "source": "in-sample" if source == "in_sample" else f"{folds}-fold CV", "detector": name,
                      "flagged": found.num_issues, **{k: ev.get(k) for k in ("precision", "recall", "f1",
@@ -140,7 +140,7 @@ def run(args, argv) -> int:
     import logging
 
     from noisycore import crossval
-    from noisycore.cli import import_quietly
+    from noisycore.console import import_quietly
 
     import_quietly("noisycore.train")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -4,7 +4,7 @@ A new user's scenario, through the app's real path: CIFAR-10 photos of a few cla
 class folders, some are moved into a wrong folder ("planted"), the folder is zipped, imported like
 an upload (DataConfig(source=<zip>)), a model is trained on the folder labels (noise "none"), and
 K-fold cross-validation over every image (training + held-out) feeds confident learning. Recorded:
-N = confident learning's estimate of the number of wrong labels (issues.estimate_noise), the share
+N = confident learning's estimate of the number of wrong labels (detectors.estimate_noise), the share
 of planted mislabels among the first N ranked images (recall@N), and precision / recall of the
 detector's flags. Only the benchmark knows which images were planted.
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from noisycore import crossval, detect, issues  # noqa: E402
+from noisycore import crossval, detect, detectors  # noqa: E402
 from noisycore.config import PRESETS, DataConfig, NoiseConfig, TrainConfig, default_preset  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
@@ -123,7 +123,7 @@ def score(run: Path, truth: dict) -> dict:
     frame = detect.detect(run, detector="confident_learning", source="cross_validation")
     info = detect.read_run_labels(run)
     probs = detect.pred_probs(run, source="cross_validation", ids=info.ids)
-    n_est = issues.estimate_noise(info.labels, probs).num_issues
+    n_est = detectors.estimate_noise(info.labels, probs).num_issues
     planted = frame["id"].isin(list(truth)).to_numpy()
     flagged = frame["is_label_issue"].to_numpy()
     hits_n = int(planted[:n_est].sum())

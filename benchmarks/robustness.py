@@ -195,7 +195,7 @@ def run(args, argv) -> int:
     if not args.report:
         import logging
 
-        from noisycore.cli import import_quietly
+        from noisycore.console import import_quietly
 
         import_quietly("noisycore.train")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)

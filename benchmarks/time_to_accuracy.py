@@ -78,7 +78,7 @@ def blog_epoch_seconds(dataset: str, budget: Budget, *, steps: int, precision: s
     policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     try:
-        ctx, fit_idx, _ = train._context(config, train.prepare(config), None)
+        ctx, fit_idx, _ = train.make_context(config, train.prepare(config), None)
         method = METHODS["standard"](ctx)
         model = method.build()
         data = method.train_data().repeat()
@@ -308,7 +308,7 @@ def run(args, argv) -> int:
 
     import logging
 
-    from noisycore.cli import import_quietly
+    from noisycore.console import import_quietly
 
     import_quietly("noisycore.train")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

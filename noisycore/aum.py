@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from noisycore.splits import stratified_subset
+from noisycore.util import stratified_subset
 
 FAKE_CLASS_NAME = "(AUM threshold class)"
 COST_NOTE = "needs one extra training run: this run gives N/(K+1) images a fake class to set AUM's threshold"

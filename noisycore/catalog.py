@@ -1,9 +1,31 @@
-"""Names, one-line help and default hyper-parameters of every model, loss and augmentation.
+"""Names, one-line help and default hyper-parameters of every registry: noise models, models, losses,
+methods, optimizers, schedules, augmentations, test-time augmentation and precisions, with the
+validation of their parameters (``method_params``, ``forward_options``).
 
-Pure data, free of TensorFlow, so the pages and the CLI can offer the choices without importing
-Keras. The registries (models.MODELS, losses.LOSSES, pipeline.AUGMENTATIONS) are built from the
-same names, and tests/test_catalog.py checks that they agree.
+Pure data, free of TensorFlow and of every other noisycore module but ``errors``, so the config,
+the pages and the CLI can offer and check the choices without importing Keras. The registries
+(models.MODELS, losses.LOSSES, methods.METHODS) are built from the same names, and
+tests/test_models.py, tests/test_losses.py and tests/test_methods.py check that they agree.
 """
+from noisycore.errors import ConfigError
+
+NOISE_MODEL_NAMES = ("none", "symmetric", "uniform", "pair", "asymmetric", "matrix", "instance", "human")
+NOISE_HELP = {
+    "none": "keep the labels as given",
+    "symmetric": "flip to a random other class",
+    "uniform": "redraw at random, may land on the true class",
+    "pair": "class i becomes class i+1",
+    "asymmetric": "similar classes swap (cat↔dog, truck→automobile…)",
+    "matrix": "you set P(given | true) per class pair",
+    "instance": "harder-looking images flip more (Xia et al. 2020)",
+    "human": "real annotators' labels (e.g. CIFAR-10N)",
+}
+assert tuple(NOISE_HELP) == NOISE_MODEL_NAMES
+METHOD_NAMES = ("standard", "confidence_weighting", "coteaching", "label_correction")
+OPTIMIZERS = ("adam", "sgd", "nesterov")          # sgd: momentum 0.9; nesterov: Nesterov momentum 0.9
+LR_SCHEDULES = ("plateau", "constant", "cosine", "onecycle", "warmup_linear")
+AUGMENTATIONS = ("none", "blog", "strong", "flip_translate")
+PRECISIONS = ("auto", "float32", "bfloat16")      # auto: bfloat16 where the hardware computes it natively
 
 MODEL_HELP = {
     "compact_cnn": "A small fast CNN for CPU demos: several times faster, a little less accurate.",
@@ -59,3 +81,99 @@ TTA_HELP = {
 }
 PRECISION_HELP = ("auto: bfloat16 where the hardware computes it natively (CPU flags amx_bf16 / avx512_bf16, "
                   "or a GPU), else float32; float32 / bfloat16 force one.")
+
+
+# ----------------------------------------------------------------------------- methods
+METHOD_HELP = {
+    "standard": "One network trained on the given labels with the chosen loss.",
+    "confidence_weighting": "After a warm-up, weight each image by the model's confidence in its given label "
+                            "(p[label]^gamma), so images the model doubts count less.",
+    "coteaching": "Two networks; each learns only from the images its peer finds easiest (small loss), "
+                  "dropping a growing share of likely-wrong labels (Han et al. 2018).",
+    "label_correction": "Self-training: train, replace labels the model contradicts with high confidence, "
+                        "continue on the corrected labels; reports how many corrections were right.",
+}
+
+# Hyper-parameters each method accepts (TrainConfig.method_params), with defaults and units.
+METHOD_DEFAULTS = {
+    "standard": {},
+    "confidence_weighting": {
+        "warmup_epochs": 5,    # epochs with weight 1 before the weights switch on
+        "gamma": 1.0,          # w = p[given]^gamma; 0 = no weighting, larger = harsher
+    },
+    "coteaching": {
+        "forget_rate": None,   # tau, share of each batch dropped: a number, or a key of FORGET_RATE_SOURCES (None = auto)
+        "t_k": 10,             # epochs over which the forget rate ramps linearly from 0 to tau
+    },
+    "label_correction": {
+        "threshold": 0.9,      # relabel when the predicted class has probability above this (the blog's 0.9)
+        "rounds": 2,           # relabelling rounds; the epochs are split into rounds + 1 equal phases
+    },
+}
+
+# Co-teaching's forget rate when it is not a number. No choice but the oracle reads a true label.
+FORGET_RATE_SOURCES = {
+    "auto": "the declared noise rate if the noise settings give one, else estimated",
+    "declared": "the noise rate the noise settings declare (the requested rate of injected noise or of "
+                "the label set's noise.json; never counted from the true labels)",
+    "estimated": "confident learning's estimated share of wrong labels (detectors.estimate_noise) from the "
+                 "network's predictions on the training split after the first epoch",
+    "oracle_uses_true_labels": "oracle (uses true labels): the realized share of wrong labels, for "
+                               "experiments only",
+}
+METHOD_PARAM_HELP = {
+    "coteaching": {
+        "forget_rate": "Share of each batch dropped at the end of the ramp: a number you declare, or "
+                       + "; ".join(f"{k}: {v}" for k, v in FORGET_RATE_SOURCES.items()) + ".",
+        "t_k": "Epochs over which the forget rate ramps linearly from 0.",
+    },
+}
+
+assert tuple(METHOD_HELP) == METHOD_NAMES == tuple(METHOD_DEFAULTS)
+
+
+def method_params(name: str, params: dict) -> dict:
+    """The defaults of method ``name`` updated with ``params``; unknown keys raise ConfigError."""
+    if name not in METHOD_DEFAULTS:
+        raise ConfigError(f"method={name!r} is not valid; choose one of: {', '.join(METHOD_NAMES)}")
+    defaults = METHOD_DEFAULTS[name]
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"method {name!r} has no parameter {', '.join(unknown)}; "
+                          f"valid: {', '.join(defaults) or 'none'}")
+    rate = params.get("forget_rate") if name == "coteaching" else None
+    if rate is not None and rate not in FORGET_RATE_SOURCES and (
+            isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 0.9):
+        raise ConfigError(f"forget_rate={rate!r} must be a number in [0, 0.9] or one of: "
+                          f"{', '.join(FORGET_RATE_SOURCES)}")
+    return {**defaults, **params}
+
+
+# ----------------------------------------------------------------------------- the forward loss's options
+MAX_WARMUP = 1000
+
+
+MAX_WARMUP = 1000
+
+
+def forward_options(loss_kwargs: dict) -> dict:
+    """The forward loss's matrix options, validated: {"matrix", "matrix_from", "warmup_epochs"}."""
+    matrix = loss_kwargs.get("matrix") or "known"
+    if matrix not in FORWARD_MATRIX_HELP:
+        raise ConfigError(f"forward loss: matrix={matrix!r} is not valid; choose one of: {', '.join(FORWARD_MATRIX_HELP)}")
+    source = loss_kwargs.get("matrix_from") or None
+    if source is not None and matrix != "estimated":
+        raise ConfigError("forward loss: matrix_from (a reference run) needs matrix=estimated")
+    warmup = loss_kwargs.get("warmup_epochs", LOSS_DEFAULTS["forward"]["warmup_epochs"])
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup != int(warmup) \
+            or not 1 <= warmup <= MAX_WARMUP:
+        raise ConfigError(f"forward loss: warmup_epochs={warmup!r} must be an integer in 1..{MAX_WARMUP}")
+    return {"matrix": matrix, "matrix_from": None if source is None else str(source), "warmup_epochs": int(warmup)}
+
+
+def check_forward(config) -> None:
+    """Validate the forward options of a TrainConfig before anything is written (ConfigError)."""
+    opts = forward_options(config.loss_kwargs)
+    if opts["matrix"] == "estimated" and opts["matrix_from"] is None and opts["warmup_epochs"] >= config.epochs:
+        raise ConfigError(f"forward loss: warmup_epochs={opts['warmup_epochs']} must be below epochs={config.epochs} "
+                          "(T is estimated after the warm-up, then the forward loss trains)")

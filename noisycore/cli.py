@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
-from noisycore.config import ConfigError, DataConfig, NoiseConfig, NOISE_MODEL_NAMES
-from noisycore.console import StatusLine, StopSignals, quiet_tensorflow
+from noisycore import console, detect, detectors, runs
+from noisycore.corrections import EXPORT_FORMATS, export
+from noisycore.cliargs import (add_data_args, add_noise_args, add_train_options, check_labels_path, data_config,
+                               noise_config, train_config)
+from noisycore.config import ConfigError
+from noisycore.console import StatusLine, StopSignals, import_quietly
 from noisycore.errors import UserError
+from noisycore.util import write_csv
+from noisycore.util import pct as fmt_pct
 
 EXIT_USAGE = 2
 
@@ -24,68 +30,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         sys.exit(EXIT_USAGE)
-
-
-def _rate(text: str) -> float:
-    try:
-        return float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"noise rate {text!r} is not a number; use e.g. 0.4 or 40%") from None
-
-
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="builtin",
-                   help="builtin, cifar10, or a path to an image folder, a .zip of one, or a CSV manifest (path,label)")
-    p.add_argument("--image-size", type=int, default=None, help="resize images to this many pixels per side")
-    p.add_argument("--label-column", default=None, help="CSV manifests: the column with the given labels")
-    p.add_argument("--test-fraction", type=float, default=0.2,
-                   help="test share held out when the source has no test split (default 0.2)")
-    p.add_argument("--max-train", type=int, default=None, help="use a stratified subset of this many training images")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the test split / built-in generator")
-    p.add_argument("--skip-unreadable", action=argparse.BooleanOptionalAction, default=None,
-                   help="leave unreadable image files out (counted and listed) instead of refusing the import "
-                        "(default: on for folders and zips, off for CSV manifests)")
-
-
-def _add_noise_args(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument("--noise", choices=NOISE_MODEL_NAMES, required=required,
-                   default=None if required else "none", help="noise model")
-    p.add_argument("--rate", type=_rate, default=0.0, help="noise rate in [0, 1), e.g. 0.4 or 40%%")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same labels)")
-    p.add_argument("--per-example", action="store_true",
-                   help="symmetric: flip each label with probability RATE instead of exactly round(RATE*N)")
-    p.add_argument("--matrix", default=None, help="matrix noise: a CSV or JSON file with a K x K row-stochastic matrix")
-    p.add_argument("--human-labels", default=None, help="human noise: CSV manifest or CIFAR-10_human.pt")
-    p.add_argument("--label-set", default=None, help="human noise: aggre, worst, random1, random2, random3, or a CSV column")
-
-
-def data_config(args) -> DataConfig:
-    return DataConfig(source=args.dataset, image_size=args.image_size, test_fraction=args.test_fraction,
-                      seed=args.data_seed, label_column=args.label_column, max_train=args.max_train,
-                      skip_unreadable=args.skip_unreadable)
-
-
-def read_matrix_file(path: str):
-    """A K x K matrix from a JSON list of lists or a CSV without header."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"matrix file {path} does not exist; give a CSV or JSON file with a K x K matrix")
-    text = p.read_text(encoding="utf-8-sig")
-    try:
-        if p.suffix.lower() == ".json":
-            rows = json.loads(text)
-        else:
-            rows = [[float(v) for v in line.replace(";", ",").split(",")] for line in text.splitlines() if line.strip()]
-    except (ValueError, json.JSONDecodeError) as e:
-        raise UserError(f"matrix file {path} is not a numeric matrix ({e}); write one row per line, comma-separated") from None
-    return tuple(tuple(float(v) for v in r) for r in rows)
-
-
-def noise_config(args) -> NoiseConfig:
-    model = args.noise or "none"
-    return NoiseConfig(model=model, rate=args.rate, seed=args.seed, per_example=args.per_example,
-                       matrix=read_matrix_file(args.matrix) if args.matrix else None,
-                       human_labels=args.human_labels, label_set=args.label_set)
 
 
 def cmd_datasets(args) -> int:
@@ -99,11 +43,12 @@ def cmd_datasets(args) -> int:
 
 def cmd_inject(args) -> int:
     from noisycore.datasets import load_dataset
-    from noisycore.noise import apply_noise, describe, save_label_set
+    from noisycore.labelsets import save_label_set
+    from noisycore.noise import apply_noise, describe
 
     ncfg = noise_config(args)  # validate before the (slow) load
     if ncfg.human_labels and not ncfg.human_labels.lower().endswith(".csv"):
-        from noisycore.noise import read_cifar10n_pt
+        from noisycore.human_labels import read_cifar10n_pt
 
         read_cifar10n_pt(ncfg.human_labels)   # a bad or malicious label file is refused before any image is read
     dcfg = data_config(args)
@@ -123,115 +68,6 @@ def cmd_inject(args) -> int:
         print(f"realized noise rate: {noisy.realized_rate:.2%} ({wrong} of {n} labels differ from the truth)")
         print(f"written: {out / 'labels.csv'} and {out / 'noise.json'}")
     return 0
-
-
-def _pairs(text: str) -> dict:
-    """'q=0.7,beta=1' -> {'q': 0.7, 'beta': 1.0} (numbers where they parse, else strings)."""
-    out = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE (e.g. q=0.7)")
-        try:
-            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
-# TrainConfig fields the train and sweep commands expose; None = keep the preset's value.
-TRAIN_OPTIONS = {
-    "--model": dict(help="compact_cnn, blog_cnn, resnet or fast_cnn"),
-    "--loss": dict(help="ce, label_smoothing, sce, gce, bootstrap_soft, bootstrap_hard, nce_rce, forward"),
-    "--loss-params": dict(type=_pairs, help="loss hyper-parameters, e.g. q=0.7 or alpha=0.1,beta=1; forward: "
-                          "matrix=known (the declared noise) or matrix=estimated (confident learning, after "
-                          "warmup_epochs=5 of CE, or matrix_from=RUN a finished run)"),
-    "--method": dict(help="standard, confidence_weighting, coteaching, label_correction"),
-    "--method-params": dict(type=_pairs, help="method hyper-parameters, e.g. forget_rate=0.4,t_k=10; co-teaching's "
-                            "forget_rate may also be auto (default), declared, estimated, or "
-                            "oracle_uses_true_labels (oracle: uses true labels)"),
-    "--epochs": dict(type=int, help="passes over the training images"),
-    "--batch-size": dict(type=int),
-    "--optimizer": dict(help="adam, sgd or nesterov"),
-    "--learning-rate": dict(type=float),
-    "--lr-schedule": dict(help="plateau, constant, cosine, onecycle or warmup_linear"),
-    "--weight-decay": dict(type=float),
-    "--dropout": dict(type=float, help="scale of the model's dropout rates (0 = off)"),
-    "--augment": dict(help="none, blog, strong or flip_translate"),
-    "--tta": dict(help="test-time augmentation of every prediction: none or flip"),
-    "--mixup-alpha": dict(type=float),
-    "--val-fraction": dict(type=float, help="share of the training images held out for validation"),
-    "--early-stopping-patience": dict(type=int, help="0 = off"),
-    "--seed": dict(type=int, help="seed of weights, shuffling and the validation split"),
-    "--precision": dict(help="auto (bfloat16 where the CPU / GPU computes it natively), float32 or bfloat16"),
-}
-TRAIN_FLAGS = {"--trusted-val": "validate against the true labels (a trusted subset)",
-               "--mixed-precision": "mixed_bfloat16 compute (the same as --precision bfloat16)",
-               "--cutout": "cutout augmentation",
-               "--no-batchnorm": "build the model without batch normalization",
-               "--aum-threshold-samples": "AUM's threshold run (Pleiss et al.): needs one extra training run; "
-                                          "N/(K+1) images get a fake class, for the aum detector"}
-
-
-def add_train_options(p: argparse.ArgumentParser) -> None:
-    """The dataset, labels and every TrainConfig option (used by `train` and `sweep`)."""
-    _add_data_args(p)
-    p.add_argument("--labels", default=None, help="a labels.csv (or its folder) made by `inject` or the app")
-    p.add_argument("--noise", choices=NOISE_MODEL_NAMES, default=None, help="noise model (instead of --labels)")
-    p.add_argument("--rate", type=_rate, default=None, help="noise rate, e.g. 0.4 or 40%%")
-    p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise")
-    p.add_argument("--preset", default=None, help="quick, fast, blog or full (default: quick for the built-in "
-                   "shapes, fast for real images); options override it")
-    for flag, kw in TRAIN_OPTIONS.items():
-        p.add_argument(flag, default=None, **kw)
-    for flag, text in TRAIN_FLAGS.items():
-        p.add_argument(flag, action="store_true", help=text)
-
-
-def train_config(args, **changes):
-    """The TrainConfig the options describe (preset first, then every option given)."""
-    from noisycore.config import TrainConfig, default_preset
-
-    if args.labels and args.noise:
-        raise UserError("give either --labels or --noise, not both")
-    over = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag in TRAIN_OPTIONS}
-    over = {k: v for k, v in over.items() if v is not None}
-    over["mixed_precision"] = over.pop("precision", None) or ("bfloat16" if args.mixed_precision else None)
-    over.update(trusted_val=args.trusted_val or None,
-                cutout=args.cutout or None, batchnorm=False if args.no_batchnorm else None,
-                aum_threshold_samples=args.aum_threshold_samples or None)
-    over = {k: v for k, v in over.items() if v is not None}
-    if args.noise:
-        over["noise"] = dict(model=args.noise, rate=args.rate or 0.0, seed=args.noise_seed)
-    over["data"] = {**data_config(args).to_dict(), "max_train": None}
-    if args.max_train is not None:   # the training subset is the TrainConfig's (the labels stay whole)
-        over["max_train"] = args.max_train
-    over["labels_path"] = args.labels
-    over.update(changes)
-    return TrainConfig.from_preset(args.preset or _default_preset(args, default_preset), **over)
-
-
-def _default_preset(args, default_preset) -> str:
-    """config.default_preset for what will be trained: the label set's dataset and size, or --max-train."""
-    source, n = args.dataset, args.max_train
-    if args.labels:
-        folder = Path(args.labels).parent if str(args.labels).lower().endswith(".csv") else Path(args.labels)
-        try:
-            meta = json.loads((folder / "noise.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            meta = {}
-        source = (meta.get("data_config") or {}).get("source") or (meta.get("dataset") or {}).get("source") or source
-        n = n or (meta.get("counts") or {}).get("labels")
-    return default_preset(source, n)
-
-
-def check_labels_path(labels_path) -> None:
-    """Refuse a --labels that names no label set before anything is created (no TensorFlow, no run folder)."""
-    if labels_path:
-        p = Path(labels_path)
-        if not ((p / "labels.csv").is_file() if p.is_dir() else p.is_file()):
-            raise UserError(f"no label set at {labels_path}: expected labels.csv (or a folder holding it); "
-                            "make one with `noisycore inject` or the app's Data & noise page")
 
 
 def cmd_train(args) -> int:
@@ -301,8 +137,7 @@ class _ProgressBar:
 
 def _summary_line(s: dict) -> str:
     def pct(key):
-        v = s.get(key)
-        return "n/a" if v is None else f"{v:.2%}"
+        return fmt_pct(s.get(key), 2, missing="n/a")
 
     head = (s.get("skipped_images") + "\n") if s.get("skipped_images") else ""
     if s.get("truth_known") is False:   # the user's own labels: no claim about true labels
@@ -314,6 +149,84 @@ def _summary_line(s: dict) -> str:
             f"train accuracy on given labels {pct('train_acc_noisy')}, on true labels {pct('train_acc_true')}")
 
 
+# ----------------------------------------------------------------------------- detect and export
+def add_review_commands(subparsers) -> None:
+    """Add ``noisycore detect`` and ``noisycore export``."""
+    p = subparsers.add_parser("detect", help="find likely wrong labels in a training run")
+    p.add_argument("--run", required=True, help="a finished run folder")
+    p.add_argument("--detector", default="confident_learning", choices=list(detectors.DETECTORS))
+    p.add_argument("--folds", type=int, default=None,
+                   help="out-of-sample probabilities by K-fold cross-validation (K >= 2 trainings, in this "
+                        "terminal); 0 = the run's own (in-sample) predictions; default: reuse an earlier "
+                        "cross-validation of the run if there is one, else in-sample")
+    p.add_argument("--out", required=True, help="CSV to write (every training image, most suspicious first)")
+    p.set_defaults(func=cmd_detect)
+
+    p = subparsers.add_parser("export", help="export a run's reviewed labels")
+    p.add_argument("--run", required=True, help="a run folder with review decisions")
+    p.add_argument("--format", choices=list(EXPORT_FORMATS), default="csv",
+                   help="; ".join(f"{k}: {v}" for k, v in EXPORT_FORMATS.items()))
+    p.add_argument("--detector", default=None, help="whose label_quality goes into the score column")
+    p.add_argument("--out", required=True, help="file to write (.csv or .zip)")
+    p.set_defaults(func=cmd_export)
+
+
+def _source_for(run: Path, folds: Optional[int]) -> str:
+    if folds is None:
+        return "cross_validation" if (run / detect.CV_PROBS).is_file() else "in_sample"
+    if folds == 0:
+        return "in_sample"
+    if folds < 2:
+        raise UserError(f"--folds {folds} is not valid: use 0 (in-sample) or at least 2 folds")
+    crossval = import_quietly("noisycore.crossval")   # loads TensorFlow: its start-up noise hidden
+    line = StatusLine()     # redrawn in place on a terminal; one line per fold and epoch when piped
+    try:
+        crossval.cross_validate(run, folds=folds, progress=lambda status: line.show(crossval.progress_text(status)))
+    except BaseException as e:
+        line.close()
+        runs.update_status(run / crossval.CV_DIR, state="stopped" if isinstance(e, KeyboardInterrupt) else "failed",
+                           error=" ".join(str(e).split()) or type(e).__name__, finished=runs.now_iso())
+        raise
+    line.close()
+    runs.update_status(run / crossval.CV_DIR, state="finished", error=None, finished=runs.now_iso())
+    return "cross_validation"
+
+
+def cmd_detect(args) -> int:
+    run = detect.run_path(args.run)
+    if args.detector not in detect.available_detectors(run):
+        raise UserError(f"{run.name} cannot run {args.detector}: it recorded no margins (aum also needs a run "
+                        "trained with aum_threshold_samples); pick another detector")
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a .csv file name")
+    source = _source_for(run, args.folds)
+    frame = detect.detect(run, detector=args.detector, source=source)
+    cols = ["id", "given_label", "proposed_label", "label_quality", "is_label_issue"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(out, frame[cols])
+    n_flag = int(frame["is_label_issue"].sum())
+    print(f"{args.detector} ({source.replace('_', '-')} predictions): {n_flag} of {len(frame)} labels flagged; "
+          f"written to {out}")
+    meta = detect.detection_meta(run)[args.detector]
+    print(f"confident learning estimates {meta['estimated_issues']} wrong label(s) among the {len(frame)} images; "
+          "review the most suspicious ones first")
+    if source == "in_sample":
+        print("note: in-sample predictions come from a model that trained on these labels; "
+              "use --folds 4 for out-of-sample ones")
+    ev = detect.detection_meta(run)[args.detector].get("evaluation")
+    if ev:
+        print(f"against the true labels: precision {ev['precision']:.1%}, recall {ev['recall']:.1%}, "
+              f"F1 {ev['f1']:.3f} ({ev['true_positives']} of {ev['n_noisy']} wrong labels found)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    path = export(args.run, fmt=args.format, out=args.out, detector=args.detector)
+    print(f"written: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="noisycore", description="Noisy Label Lab from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -322,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("inject", help="make a noisy label set (labels.csv + noise.json)")
-    _add_data_args(p)
-    _add_noise_args(p, required=True)
+    add_data_args(p)
+    add_noise_args(p, required=True)
     p.add_argument("--out", required=True, help="folder to write labels.csv and noise.json into")
     p.set_defaults(func=cmd_inject)
 
@@ -332,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder that holds the run folders (default: runs/)")
     p.set_defaults(func=cmd_train)
 
+    add_review_commands(sub)
     for module in _EXTRA_COMMANDS:
         importlib.import_module(module).add_cli(sub)
     for command in sub.choices.values():
@@ -342,23 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that add their own sub-commands with add_cli(subparsers); one line each.
 _EXTRA_COMMANDS: list = [
-    "noisycore.detect",
     "noisycore.sweeps",
 ]
 
 
 SIGNALS = StopSignals()       # SIGINT / SIGTERM of this command (installed by main)
-VERBOSE = False               # --verbose: keep TensorFlow's start-up messages
 
 
 def main(argv=None) -> int:
     """Run one command. Exit codes: 0 done, 1 a run failed, 2 bad input (nothing created),
     130 / 143 ended by SIGINT (Ctrl-C) / SIGTERM (a run keeps its epochs and is marked stopped)."""
-    global VERBOSE
     parser = build_parser()
     args = parser.parse_args(argv)
-    VERBOSE = bool(getattr(args, "verbose", False))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
+    console.VERBOSE = bool(getattr(args, "verbose", False))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if console.VERBOSE else "3")
     SIGNALS.install()
     try:
         code = int(args.func(args) or 0)
@@ -371,12 +282,6 @@ def main(argv=None) -> int:
     finally:
         SIGNALS.restore()
     return SIGNALS.exit_code or code
-
-
-def import_quietly(module: str):
-    """Import a module that loads TensorFlow, hiding its start-up noise (C++ and absl logging, the
-    CUDA probe on CPU-only machines) unless --verbose; see noisycore.console."""
-    return quiet_tensorflow(module, verbose=VERBOSE)
 
 
 def _one_line(err: Exception) -> str:

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 
-from noisycore.errors import UserError
-
-
-class ConfigError(UserError):
-    """A configuration value is invalid; the message names the value and the valid choices."""
+from noisycore.catalog import (AUGMENTATIONS, LOSS_DEFAULTS, LOSS_HELP, LR_SCHEDULES, METHOD_NAMES, MODEL_HELP,
+                               NOISE_MODEL_NAMES, OPTIMIZERS, PRECISIONS, TTA_HELP, check_forward, method_params)
+from noisycore.errors import ConfigError  # noqa: F401  (config.ConfigError: many importers)
 
 
 def default_data_dir() -> Path:
@@ -30,7 +28,7 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("NOISYLAB_RUNS", "runs"))
 
 
-def _choice(name: str, value: Any, choices) -> None:
+def check_choice(name: str, value: Any, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
 
@@ -101,9 +99,6 @@ class DataConfig(JsonConfig):
                 raise ConfigError(f"{name}={v} must be at least 10 (or None for all)")
 
 
-NOISE_MODEL_NAMES = ("none", "symmetric", "uniform", "pair", "asymmetric", "matrix", "instance", "human")
-
-
 @dataclass(frozen=True)
 class NoiseConfig(JsonConfig):
     """How the given labels are made from the true labels (see noisycore.noise)."""
@@ -120,7 +115,7 @@ class NoiseConfig(JsonConfig):
     MODELS: ClassVar[tuple] = NOISE_MODEL_NAMES
 
     def __post_init__(self):
-        _choice("noise model", self.model, NOISE_MODEL_NAMES)
+        check_choice("noise model", self.model, NOISE_MODEL_NAMES)
         try:
             rate = float(self.rate)
         except (TypeError, ValueError):
@@ -141,11 +136,6 @@ class NoiseConfig(JsonConfig):
 # Training
 # --------------------------------------------------------------------------------------------
 
-METHOD_NAMES = ("standard", "confidence_weighting", "coteaching", "label_correction")
-OPTIMIZERS = ("adam", "sgd", "nesterov")          # sgd: momentum 0.9; nesterov: Nesterov momentum 0.9
-LR_SCHEDULES = ("plateau", "constant", "cosine", "onecycle", "warmup_linear")
-AUGMENTATIONS = ("none", "blog", "strong", "flip_translate")
-PRECISIONS = ("auto", "float32", "bfloat16")      # auto: bfloat16 where the hardware computes it natively
 
 
 def _precision_setting(value) -> str:
@@ -200,8 +190,8 @@ class TrainConfig(JsonConfig):
     model: str = "compact_cnn"          # a name in noisycore.models.MODELS
     loss: str = "ce"                    # a name in noisycore.losses.LOSSES
     loss_params: tuple = ()             # loss hyper-parameters, e.g. {"q": 0.7}; see LOSS_DEFAULTS
-    method: str = "standard"            # one of METHOD_NAMES (see noisycore.methods.METHOD_HELP)
-    method_params: tuple = ()           # method hyper-parameters; see noisycore.methods.METHOD_DEFAULTS
+    method: str = "standard"            # one of METHOD_NAMES (see noisycore.catalog.METHOD_HELP)
+    method_params: tuple = ()           # method hyper-parameters; see noisycore.catalog.METHOD_DEFAULTS
     epochs: int = 20                    # passes over the training split (the maximum with early stopping)
     batch_size: int = 128               # images per gradient step
     optimizer: str = "adam"             # adam | sgd (momentum 0.9) | nesterov (Nesterov momentum 0.9)
@@ -231,18 +221,16 @@ class TrainConfig(JsonConfig):
 
     def __post_init__(self):
         self._coerce_nested()
-        _choice("method", self.method, METHOD_NAMES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("augment", self.augment, AUGMENTATIONS)
+        check_choice("method", self.method, METHOD_NAMES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("augment", self.augment, AUGMENTATIONS)
         object.__setattr__(self, "mixed_precision", _precision_setting(self.mixed_precision))
-        _choice("mixed_precision", self.mixed_precision, PRECISIONS)
-        from noisycore.catalog import LOSS_DEFAULTS, LOSS_HELP, MODEL_HELP, TTA_HELP  # pure data: no TensorFlow
+        check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        check_choice("tta", self.tta, tuple(TTA_HELP))
 
-        _choice("tta", self.tta, tuple(TTA_HELP))
-
-        _choice("model", self.model, tuple(MODEL_HELP))
-        _choice("loss", self.loss, tuple(LOSS_HELP))
+        check_choice("model", self.model, tuple(MODEL_HELP))
+        check_choice("loss", self.loss, tuple(LOSS_HELP))
         unknown = sorted(set(self.loss_kwargs) - set(LOSS_DEFAULTS[self.loss]))
         if unknown:
             raise ConfigError(f"loss {self.loss!r} has no parameter {', '.join(unknown)}; "
@@ -251,15 +239,11 @@ class TrainConfig(JsonConfig):
         if self.mixup_alpha > 0 and self.method != "standard":
             raise ConfigError(f"mixup_alpha={self.mixup_alpha} works only with method 'standard' "
                               f"(method={self.method!r} needs the given label of each image); set mixup_alpha=0")
-        from noisycore.methods import method_params  # light import (no TensorFlow); avoids a cycle
-
         method_params(self.method, self.method_kwargs)
-        if self.loss == "forward":   # how T is chosen (noisycore.forward; no TensorFlow)
-            from noisycore.forward import check_config
-
-            check_config(self)
+        if self.loss == "forward":   # how T is chosen (see noisycore.forward)
+            check_forward(self)
         if self.preset is not None:
-            _choice("preset", self.preset, tuple(PRESETS))
+            check_choice("preset", self.preset, tuple(PRESETS))
         if self.labels_path is not None and not str(self.labels_path).strip():
             raise ConfigError("labels_path is empty; give a labels.csv path or None")
 
@@ -318,7 +302,7 @@ class TrainConfig(JsonConfig):
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "TrainConfig":
         """A preset (see PRESETS) with some fields overridden; data / noise may be partial dicts."""
-        _choice("preset", name, tuple(PRESETS))
+        check_choice("preset", name, tuple(PRESETS))
         values = {**PRESETS[name], "preset": name}
         for key in ("data", "noise"):
             if isinstance(overrides.get(key), dict):
@@ -440,7 +424,7 @@ def choose_precision(setting: str, *, cpu_flags, has_gpu: bool) -> str:
     ``cpu_flags``: the words of /proc/cpuinfo's "flags" line (any iterable of str).
     """
     setting = _precision_setting(setting)
-    _choice("mixed_precision", setting, PRECISIONS)
+    check_choice("mixed_precision", setting, PRECISIONS)
     if setting != "auto":
         return setting
     native = bool(has_gpu) or bool({"amx_bf16", "avx512_bf16"} & {str(f).lower() for f in cpu_flags})

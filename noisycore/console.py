@@ -1,6 +1,7 @@
 """Terminal behaviour of the ``noisycore`` command: quiet TensorFlow start-up, progress lines, signals.
 
     quiet_tensorflow(module, verbose=False)   import a TF-loading module with its start-up noise hidden
+    import_quietly(module)                    the same, verbose as the command's --verbose
     StatusLine()                              redraws in place on a terminal, one line per change when piped
     signals = StopSignals().install()         SIGINT / SIGTERM: first one stops the run gracefully
     signals.exit_code                         130 (SIGINT) or 143 (SIGTERM) once one arrived, else None
@@ -21,6 +22,7 @@ import sys
 import threading
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+VERBOSE = False   # the command's --verbose: keep TensorFlow's start-up messages (set by cli.main)
 
 
 @contextlib.contextmanager
@@ -62,6 +64,12 @@ def quiet_tensorflow(module: str, *, verbose: bool = False):
     except ImportError:
         pass
     return mod
+
+
+def import_quietly(module: str):
+    """Import a module that loads TensorFlow, hiding its start-up noise unless the command runs with
+    --verbose (:data:`VERBOSE`)."""
+    return quiet_tensorflow(module, verbose=VERBOSE)
 
 
 class StatusLine:

@@ -24,9 +24,7 @@ import argparse
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -34,14 +32,13 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from noisycore import detect, jobs, runs
-from noisycore.splits import stratified_folds
+from noisycore import corrections, detect, jobs, runs
 from noisycore.errors import UserError
+from noisycore.util import save_npy, stratified_folds
 
 CV_DIR = "cv"
 MAX_FOLDS = 20
 _NOT_RECIPE = ("data", "noise", "labels_path", "max_train", "seed", "preset", "record_margins", "trusted_val")
-_TERM = threading.Event()
 
 
 class Stopped(Exception):
@@ -49,7 +46,7 @@ class Stopped(Exception):
 
 
 def fold_assignments(labels, *, folds: int, seed: int) -> np.ndarray:
-    """Fold number 0..folds-1 per example (N,), stratified by label (see splits.stratified_folds)."""
+    """Fold number 0..folds-1 per example (N,), stratified by label (see util.stratified_folds)."""
     return stratified_folds(labels, folds, seed)
 
 
@@ -87,7 +84,7 @@ def _check_folds(folds, n: int, *, allow_zero: bool = False) -> int:
 
 def _fold_progress(cv_dir: Path, fold: int, folds: int, progress: Optional[Callable]):
     def report(info: dict) -> None:
-        if runs.stop_requested(cv_dir) or _TERM.is_set():
+        if runs.stop_requested(cv_dir) or jobs.TERM.is_set():
             from noisycore import train
             train.request_stop()
         keys = {k: info[k] for k in ("epoch", "epochs", "batch", "batches") if k in info}
@@ -105,7 +102,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
     from noisycore import train
     from noisycore.pipeline import predict_probs
 
-    run = detect._run_dir(run_dir)
+    run = detect.run_path(run_dir)
     info = detect.read_run_labels(run)
     folds = _check_folds(folds, len(info.ids))
     config = runs.read_config(run)
@@ -128,7 +125,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         shutil.rmtree(fold_dir, ignore_errors=True)   # a fold cut short starts again
         # The truth stays out of the folds: no true labels in their label sets, validation on the given
         # labels, so nothing about a fold model (training or its best epoch) can depend on it.
-        labels_dir = detect.write_label_subset(      # the held-out fold is the fold run's test set
+        labels_dir = corrections.write_label_subset(      # the held-out fold is the fold run's test set
             fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
             split=np.where(held, "test", "train"), extra={"realized_matrix": None})
         cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None)
@@ -142,17 +139,14 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         p /= p.sum(axis=1, keepdims=True)
         np.save(done, p, allow_pickle=False)
         probs[held] = p
-    tmp = run / f".{detect.CV_PROBS}.tmp"
-    with open(tmp, "wb") as fh:
-        np.save(fh, probs.astype(np.float32), allow_pickle=False)
-    tmp.replace(run / detect.CV_PROBS)
+    save_npy(run / detect.CV_PROBS, probs.astype(np.float32))
     return probs
 
 
 # ----------------------------------------------------------------------------- background worker
 def start(run_dir, *, folds: int = 4) -> dict:
     """Start cross-validation (or, with folds=0, only the neighbour features) in a detached process."""
-    run = detect._run_dir(run_dir)
+    run = detect.run_path(run_dir)
     folds = _check_folds(folds, len(detect.read_run_labels(run).ids), allow_zero=True)
     status = poll(run)
     if status.get("state") in runs.ACTIVE_STATES:
@@ -164,17 +158,16 @@ def start(run_dir, *, folds: int = 4) -> dict:
     task = "cross_validation" if folds else "features"
     runs.write_status(cv_dir, {"state": "queued", "task": task, "folds": folds, "fold": 0, "error": None,
                                "created": runs.now_iso()})
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(jobs.PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
-              if os.name == "nt" else {"start_new_session": True})
-    with open(cv_dir / "log.txt", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "noisycore.crossval", str(run.resolve()), "--folds", str(folds)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                close_fds=True, **detach)
-    jobs._CHILDREN[proc.pid] = proc
+    proc = jobs.spawn(["noisycore.crossval", str(run.resolve()), "--folds", str(folds)], cv_dir / "log.txt")
     return runs.update_status(cv_dir, pid=proc.pid)
+
+
+def progress_text(status: dict) -> str:
+    """'fold 2 of 4, epoch 3 of 10' from a cross-validation status dict."""
+    text = f"fold {status.get('fold') or 0} of {status.get('folds') or '?'}"
+    if status.get("epochs"):
+        text += f", epoch {status.get('epoch') or 0} of {status['epochs']}"
+    return text
 
 
 def poll(run_dir) -> dict:
@@ -196,16 +189,9 @@ def stop(run_dir) -> dict:
     return runs.read_status(cv_dir)
 
 
-def _on_sigterm(signum, frame) -> None:
-    _TERM.set()
-    train = sys.modules.get("noisycore.train")
-    if train is not None:
-        train.request_stop()
-
-
 def _wait_for_slot(run: Path):
     while True:
-        if _TERM.is_set() or runs.stop_requested(run / CV_DIR):
+        if jobs.TERM.is_set() or runs.stop_requested(run / CV_DIR):
             return None
         lock = jobs.try_lock(run.parent / jobs.LOCK_NAME)
         if lock is not None:
@@ -217,7 +203,7 @@ def worker(run_dir, *, folds: int) -> int:
     """The background process: cross-validate (holding the training slot), then features and detection."""
     run = Path(run_dir).resolve()
     cv_dir = run / CV_DIR
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, jobs.on_sigterm)
     runs.update_status(cv_dir, pid=os.getpid())
     lock = _wait_for_slot(run) if folds else None
     if folds and lock is None:

@@ -10,3 +10,7 @@ class UserError(ValueError):
 
 class DataError(UserError):
     """An input dataset, image, archive or manifest is unusable."""
+
+
+class ConfigError(UserError):
+    """A configuration value is invalid; the message names the value and the valid choices."""

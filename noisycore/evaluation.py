@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from noisycore import runs
-from noisycore.config import DataConfig, TrainConfig
+
 from noisycore.errors import DataError, UserError
+from noisycore.util import flatten
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,7 +129,7 @@ def headline(run: runs.Run) -> dict:
             "final_test_accuracy": _num(s.get("last_test_accuracy", last.get("test_accuracy") if len(m) else None)),
             "train_acc_noisy": _num(s.get("train_acc_noisy")), "train_acc_true": _num(s.get("train_acc_true")),
             "memorized": _num(s.get("memorized")), "best_epoch": best_epoch(run),
-            "epochs_done": int(len(m)), "truth_known": known, "title": run_title(run)}
+            "epochs_done": int(len(m)), "truth_known": known, "title": display_name(run)}
 
 
 def _noise_meta(run_dir) -> Optional[dict]:
@@ -147,7 +148,7 @@ def truth_known(run: runs.Run) -> bool:
     False for the user's own labels (a folder, a zip, a CSV without a true-label column, noise "none"),
     also in runs written before noise.json recorded ``truth_known``, and for a retrain on reviewed
     labels of such data (a reviewer's fix is not a truth)."""
-    from noisycore.noise import truth_known_meta
+    from noisycore.labelsets import truth_known_meta
 
     meta = _noise_meta(run.path)
     if meta is not None:
@@ -160,22 +161,29 @@ def truth_known(run: runs.Run) -> bool:
     cfg = run.config
     if cfg.labels_path:
         return False
-    from noisycore.noise import _is_own_source
-    return not (cfg.noise.model == "none" and _is_own_source(cfg.data.source))
-
-
-def run_title(run) -> str:
-    """The name the pages show for a run (a Run or its folder): "<run> after review (N changed, M excluded)"
-    for a retrain on reviewed labels (RUN/reviewed.json, written by detect.retrain), else the folder name."""
-    path = Path(getattr(run, "path", run))
-    try:
-        info = json.loads((path / REVIEWED_FILE).read_text(encoding="utf-8"))
-        return str(info["title"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return path.name
+    from noisycore.labelsets import is_own_source
+    return not (cfg.noise.model == "none" and is_own_source(cfg.data.source))
 
 
 REVIEWED_FILE = "reviewed.json"   # in a retrained run: title, from (the original run), changed, excluded
+
+
+def reviewed_record(run) -> Optional[dict]:
+    """RUN/reviewed.json of a retrain on reviewed labels (written by corrections.retrain): title, from
+    (the original run's folder), changed, excluded, labels; None for any other run."""
+    path = Path(getattr(run, "path", run))
+    try:
+        info = json.loads((path / REVIEWED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def display_name(run) -> str:
+    """The name the pages show for a run (a Run or its folder): "<run> after review (N changed, M excluded)"
+    for a retrain on reviewed labels, else the folder name."""
+    info = reviewed_record(run)
+    return str(info["title"]) if info and info.get("title") else Path(getattr(run, "path", run)).name
 
 
 def review_gain(original_run, retrained_run) -> dict:
@@ -205,12 +213,14 @@ def review_gain_lines(run_dirs) -> list:
     accuracy gain over the original on the same held-out images (see review_gain)."""
     out = []
     for path in map(Path, run_dirs):
+        info = reviewed_record(path)
+        if not info or not info.get("from"):
+            continue   # not a retrain
+        original = Path(info["from"])
         try:
-            info = json.loads((path / REVIEWED_FILE).read_text(encoding="utf-8"))
-            original = Path(info["from"])
             gain = review_gain(original, path)
         except (OSError, ValueError, KeyError, TypeError):
-            continue   # not a retrain, or a run without predictions yet
+            continue   # a run without predictions yet, or its original is gone
         if gain["n"]:
             out.append(f"{info.get('title', path.name)}: held-out accuracy {gain['retrained']:.1%} vs "
                        f"{gain['original']:.1%} for {original.name} on the same {gain['n']:,} held-out images "
@@ -334,14 +344,6 @@ def grid_rows(preds: RunPredictions, *, split: str = "train", show: str = "all",
     return df.reset_index(drop=True), total
 
 
-def run_data_config(config: TrainConfig) -> DataConfig:
-    """The DataConfig whose images a run trained on (as noisycore.train.prepare loads them)."""
-    data = config.data
-    if config.max_train is not None and not config.labels_path:
-        data = data.replace(max_train=min(config.max_train, data.max_train or config.max_train))
-    return data
-
-
 def images_for(dataset, ids, *, split: str = "train") -> np.ndarray:
     """The dataset's uint8 images (n, H, W, 3) for the given ids of its train or test split."""
     if split not in ("train", "test"):
@@ -357,14 +359,6 @@ def images_for(dataset, ids, *, split: str = "train") -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ comparing runs
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value if not isinstance(value, (list, tuple, dict)) else json.dumps(value)
-    return out
 
 
 KEY_FIELDS = ("loss", "method", "noise.model", "noise.rate", "model", "epochs")
@@ -378,13 +372,13 @@ def compare_table(run_dirs, *, labels: Optional[dict] = None) -> pd.DataFrame:
     loaded = [runs.load_run(p) for p in run_dirs]
     if not loaded:
         raise UserError("pick at least one run to compare")
-    flat = [_flatten(r.config.to_dict()) for r in loaded]
+    flat = [flatten(r.config.to_dict(), encode=True) for r in loaded]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     differ = [k for k in keys if k not in KEY_FIELDS and len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
     rows = []
     for run, f in zip(loaded, flat):
         h = headline(run)
-        rows.append({"run": run.id, "name": run_title(run), "label": (labels or {}).get(str(run.path), run_title(run)),
+        rows.append({"run": run.id, "name": display_name(run), "label": (labels or {}).get(str(run.path), display_name(run)),
                      "state": run.state,
                      **{k: f.get(k) for k in KEY_FIELDS + tuple(differ)}, **{k: h[k] for k in METRIC_FIELDS}})
     return pd.DataFrame(rows)

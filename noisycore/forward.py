@@ -34,34 +34,10 @@ from typing import Optional
 import numpy as np
 
 from noisycore import catalog, runs
-from noisycore.config import ConfigError, default_runs_dir
+from noisycore.config import ConfigError, default_runs_dir  # noqa: F401
 
 MATRIX_FILE = "noise_matrix_used.json"
 MATRIX_CHOICES = catalog.FORWARD_MATRIX_HELP        # "known" | "estimated" -> one line for the page and CLI
-MAX_WARMUP = 1000
-
-
-def options(loss_kwargs: dict) -> dict:
-    """The forward loss's matrix options, validated: {"matrix", "matrix_from", "warmup_epochs"}."""
-    matrix = loss_kwargs.get("matrix") or "known"
-    if matrix not in MATRIX_CHOICES:
-        raise ConfigError(f"forward loss: matrix={matrix!r} is not valid; choose one of: {', '.join(MATRIX_CHOICES)}")
-    source = loss_kwargs.get("matrix_from") or None
-    if source is not None and matrix != "estimated":
-        raise ConfigError("forward loss: matrix_from (a reference run) needs matrix=estimated")
-    warmup = loss_kwargs.get("warmup_epochs", catalog.LOSS_DEFAULTS["forward"]["warmup_epochs"])
-    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup != int(warmup) \
-            or not 1 <= warmup <= MAX_WARMUP:
-        raise ConfigError(f"forward loss: warmup_epochs={warmup!r} must be an integer in 1..{MAX_WARMUP}")
-    return {"matrix": matrix, "matrix_from": None if source is None else str(source), "warmup_epochs": int(warmup)}
-
-
-def check_config(config) -> None:
-    """Validate the forward options of a TrainConfig before anything is written (ConfigError)."""
-    opts = options(config.loss_kwargs)
-    if opts["matrix"] == "estimated" and opts["matrix_from"] is None and opts["warmup_epochs"] >= config.epochs:
-        raise ConfigError(f"forward loss: warmup_epochs={opts['warmup_epochs']} must be below epochs={config.epochs} "
-                          "(T is estimated after the warm-up, then the forward loss trains)")
 
 
 def reference_run(matrix_from: str) -> Path:
@@ -79,7 +55,7 @@ def estimate_from_run(run_dir, *, num_classes: int) -> tuple:
     """(T (K, K), description): confident learning on a finished run's labels and probabilities
     (cross-validated when it has cv_probs.npy, else its in-sample predictions)."""
     from noisycore import detect
-    from noisycore.issues import estimate_noise
+    from noisycore.detectors import estimate_noise
 
     run = reference_run(str(run_dir))
     info = detect.read_run_labels(run)
@@ -94,7 +70,7 @@ def estimate_from_run(run_dir, *, num_classes: int) -> tuple:
 def initial_matrix(config, noisy, *, num_classes: int) -> dict:
     """What the run starts with: {"noise_matrix": (K, K) list, "source": str, "estimated": bool,
     "warmup_epochs": int or None, "reference_run": str or None}. Raises ConfigError when T is unknown."""
-    kw, opts = config.loss_kwargs, options(config.loss_kwargs)
+    kw, opts = config.loss_kwargs, catalog.forward_options(config.loss_kwargs)
     record = {"matrix": opts["matrix"], "estimated": opts["matrix"] == "estimated", "warmup_epochs": None,
               "reference_run": None, "estimated_at_epoch": None, "estimated_matrix": None}
     if opts["matrix"] == "known":
@@ -112,7 +88,7 @@ def initial_matrix(config, noisy, *, num_classes: int) -> dict:
         t, text = estimate_from_run(opts["matrix_from"], num_classes=num_classes)
         record.update(reference_run=opts["matrix_from"], estimated_matrix=t.tolist())
     else:
-        check_config(config)
+        catalog.check_forward(config)
         t = np.eye(num_classes)
         text = f"identity (plain CE) during the {opts['warmup_epochs']}-epoch warm-up; estimate pending"
         record["warmup_epochs"] = opts["warmup_epochs"]
@@ -144,7 +120,7 @@ def make_warmup_callback(*, variable, record: dict, run_dir, fit_probs, fit_labe
     predictions of that epoch) and ``fit_labels`` and assigns it to ``variable`` (the loss's T)."""
     import keras
 
-    from noisycore.issues import estimate_noise
+    from noisycore.detectors import estimate_noise
 
     warmup = int(record["warmup_epochs"])
 

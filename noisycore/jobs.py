@@ -39,7 +39,7 @@ DEAD_WORKER_ERROR = "the training process ended unexpectedly (killed?)"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]   # the folder holding the noisycore package
 
 _CHILDREN: dict = {}          # pid -> Popen of workers started by this process (reaped by poll)
-_TERM = threading.Event()     # SIGTERM received by this worker
+TERM = threading.Event()      # SIGTERM received by this worker process (a run, a cross-validation, a sweep)
 
 
 # ------------------------------------------------------------------------------ processes
@@ -168,21 +168,27 @@ def start(config: TrainConfig, *, root=None, name: Optional[str] = None, max_par
     _check_parallel(max_parallel)
     run_dir = runs.create_run(config, root=Path(root).resolve() if root is not None else default_runs_dir().resolve(),
                               name=name)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "noisycore.jobs", "worker", str(run_dir), "--max-parallel", str(max_parallel)]
-    if os.name == "nt":
-        detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
-    else:
-        detach = {"start_new_session": True}  # Ctrl-C in the app's terminal does not kill training
-    with open(run_dir / "log.txt", "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, close_fds=True, **detach)
-    _CHILDREN[proc.pid] = proc
+    proc = spawn(["noisycore.jobs", "worker", str(run_dir), "--max-parallel", str(max_parallel)], run_dir / "log.txt")
     runs.atomic_write_text(run_dir / "worker.pid", str(proc.pid))
     return run_dir
+
+
+def spawn(module_args: list, log_path: Path, *, detach: bool = True) -> subprocess.Popen:
+    """Start ``python -m <module_args...>`` with its output appended to ``log_path`` and this package
+    importable; ``detach``: in its own session, so Ctrl-C in the app's terminal does not kill it. The
+    child is remembered so :func:`pid_alive` can reap it. Training runs, cross-validation and sweeps."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    flags = {}
+    if detach:
+        flags = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
+                 if os.name == "nt" else {"start_new_session": True})
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", *map(str, module_args)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, close_fds=True, **flags)
+    _CHILDREN[proc.pid] = proc
+    return proc
 
 
 def poll(run_dir) -> dict:
@@ -228,8 +234,9 @@ def active_runs(root=None) -> list:
 
 
 # ------------------------------------------------------------------------------ the worker
-def _on_sigterm(signum, frame) -> None:
-    _TERM.set()
+def on_sigterm(signum, frame) -> None:
+    """The SIGTERM handler of every worker process: set TERM and ask a running training to stop."""
+    TERM.set()
     train = sys.modules.get("noisycore.train")
     if train is not None:
         train.request_stop()
@@ -238,7 +245,7 @@ def _on_sigterm(signum, frame) -> None:
 def _wait_for_slot(run_dir: Path, max_parallel: int) -> Optional[SlotLock]:
     """Block until this run may train (returns its lock) or is stopped while queued (None)."""
     while True:
-        if _TERM.is_set() or runs.stop_requested(run_dir):
+        if TERM.is_set() or runs.stop_requested(run_dir):
             return None
         if not _older_run_waiting(run_dir):
             lock = _try_slots(run_dir.parent, max_parallel)
@@ -250,7 +257,7 @@ def _wait_for_slot(run_dir: Path, max_parallel: int) -> Optional[SlotLock]:
 def worker(run_dir, *, max_parallel: int = 1) -> int:
     """Wait for a slot, then train the run in this process. Returns the exit code."""
     run_dir = Path(run_dir).resolve()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     runs.update_status(run_dir, pid=os.getpid())
     lock = _wait_for_slot(run_dir, max_parallel)
     if lock is None:
@@ -265,7 +272,7 @@ def worker(run_dir, *, max_parallel: int = 1) -> int:
         except Exception as e:
             runs.update_status(run_dir, state="failed", error=" ".join(str(e).split()), finished=runs.now_iso())
             raise
-        if _TERM.is_set():
+        if TERM.is_set():
             train.request_stop()
         try:
             train.run(config, run_dir, verbose=2)

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Mapping, Optional
 
+from noisycore.util import int_or_none
+
 LOSS_NAMES = {"ce": "cross-entropy", "label_smoothing": "label smoothing", "sce": "symmetric CE", "gce": "GCE",
               "bootstrap_soft": "soft bootstrapping", "bootstrap_hard": "hard bootstrapping",
               "nce_rce": "NCE+RCE", "forward": "forward correction"}
@@ -102,40 +104,19 @@ def review_note(config, summary: Optional[dict] = None) -> Optional[dict]:
     """How a run's labels came from a review: {"run", "changed", "excluded"} (counts may be None), else None.
 
     Read defensively from, in order: the summary's or config's ``review`` entry (if a later version stores
-    it), then the label set's noise.json (``reviewed_from`` and ``review`` counts, written by
-    detect.corrected_label_set)."""
+    it), then the label set's noise.json (labelsets.review_provenance)."""
     cfg = _as_dict(config)
     for source in (summary or {}, cfg):
         note = source.get("review") if isinstance(source, Mapping) else None
         if isinstance(note, Mapping) and (note.get("run") or note.get("reviewed_from")):
             return {"run": str(note.get("run") or note.get("reviewed_from")),
-                    "changed": _count(note.get("changed")), "excluded": _count(note.get("excluded"))}
+                    "changed": int_or_none(note.get("changed")), "excluded": int_or_none(note.get("excluded"))}
     labels_path = cfg.get("labels_path")
     if not labels_path:
         return None
-    path = Path(str(labels_path))
-    folder = path.parent if path.suffix.lower() == ".csv" else path
-    meta = _read_json(folder / "noise.json")
-    run = meta.get("reviewed_from")
-    if not run:
-        return None
-    counts = meta.get("review") if isinstance(meta.get("review"), Mapping) else {}
-    changed = None
-    if counts:
-        changed = (_count(counts.get("accept")) or 0) + (_count(counts.get("relabel")) or 0)
-    if meta.get("changed") is not None:
-        changed = _count(meta.get("changed"))
-    excluded = _count(counts.get("exclude")) if counts else None
-    if excluded is None and isinstance(meta.get("excluded_ids"), list):
-        excluded = len(meta["excluded_ids"])
-    return {"run": str(run), "changed": changed, "excluded": excluded}
+    from noisycore.labelsets import review_provenance   # numpy / pandas: only when a label set is named
 
-
-def _count(value) -> Optional[int]:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    return review_provenance(labels_path)
 
 
 def review_words(note: dict) -> str:

@@ -1,4 +1,4 @@
-"""Review decisions: an append-only SQLite log in the run folder, undo, and exports.
+"""Review decisions: an append-only SQLite log in the run folder, undo, and the review queue.
 
 Every decision a reviewer makes is one row, written in its own transaction and committed (WAL
 journal, ``synchronous=FULL``) before :meth:`ReviewStore.record` returns, so a page that confirms a
@@ -15,16 +15,14 @@ Decisions: ``accept`` (take the proposed label), ``keep`` (the given label is ri
 A grid of thumbnails decides many items with one key press: :meth:`ReviewStore.record_batch` writes them
 in one transaction as one batch, and :meth:`ReviewStore.undo_latest` cancels a reviewer's latest action,
 a whole batch at once (one undo row per decision of it).
+
+The queue (:func:`review_queue`) is a detector's ranked table filtered by class and decision;
+applying the decisions (exports, the corrected label set, the retrain) is :mod:`noisycore.corrections`.
 """
 from __future__ import annotations
 
-import io
-import os
-import re
 import sqlite3
-import tempfile
 import threading
-import zipfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +34,7 @@ import pandas as pd
 from noisycore.errors import DataError, UserError
 
 DECISIONS = ("accept", "keep", "relabel", "exclude")
+DECISION_STATES = ("all", "unreviewed", "reviewed", "accept", "keep", "relabel", "exclude")
 UNDO = "undo"
 NO_DECISION = "unreviewed"         # the decision column of an item nobody has decided yet
 REVIEW_DB_NAME = "review.sqlite"   # file name inside a run folder
@@ -318,164 +317,53 @@ def _frame(rows: list[dict], *, undoes: bool) -> pd.DataFrame:
     return frame
 
 
-# ----------------------------------------------------------------------------- applying decisions
-
-def _check_items(ids, given_labels, class_names=None):
-    ids = np.asarray([str(i) for i in ids], dtype=object)
-    y = np.asarray(given_labels)
-    if y.ndim != 1 or len(y) != len(ids) or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"given_labels must be {len(ids)} integer labels (one per id), "
-                        f"got shape {y.shape} dtype {y.dtype}")
-    if len(set(ids)) != len(ids):
-        dup = pd.Series(ids).value_counts().index[0]
-        raise DataError(f"ids must be unique; {dup!r} appears more than once")
-    if class_names is not None and len(y) and (y.min() < 0 or y.max() >= len(class_names)):
-        raise DataError(f"given label {y.max() if y.max() >= len(class_names) else y.min()} has no "
-                        f"class name ({len(class_names)} classes)")
-    return ids, y.astype(np.int64)
-
-
-def final_labels(given_labels, ids, store: ReviewStore):
-    """Apply the effective decisions to the given labels.
-
-    Returns ``(final, excluded, decision)``, each (N,): final int labels (an excluded item keeps
-    its given label here: drop it with the mask), excluded bool, decision str per item
-    (``"unreviewed"`` where nobody decided). Decisions are matched by item id.
-    """
-    ids, y = _check_items(ids, given_labels)
-    position = {item: i for i, item in enumerate(ids)}
-    final, excluded = y.copy(), np.zeros(len(y), dtype=bool)
-    decision = np.full(len(y), NO_DECISION, dtype=object)
-    effective = store.latest()
-    unknown = sorted(set(effective["item_id"]) - set(position))
-    if unknown:
-        raise DataError(f"{len(unknown)} reviewed item(s) are not in this dataset, e.g. {unknown[0]!r}; "
-                        "was the review made on another dataset or label set?")
-    for row in effective.itertuples(index=False):
-        i = position[row.item_id]
-        decision[i] = row.decision
-        if row.decision == "exclude":
-            excluded[i] = True
-        else:
-            final[i] = int(row.new_label)
-    return final, excluded, decision
+# ----------------------------------------------------------------------------- the review queue
+def review_queue(issues: pd.DataFrame, decisions: pd.DataFrame, *, class_names: Sequence[str],
+                 given: Optional[str] = None, proposed: Optional[str] = None, state: str = "all",
+                 flagged_only: bool = True) -> pd.DataFrame:
+    """The items to review, most suspicious first: the ranked ``issues`` (flagged ones only by
+    default), filtered by given class, proposed class and decision state (one of DECISION_STATES,
+    matched against ``decisions`` = ReviewStore.latest()). Adds ``decision`` and ``final_label``
+    (class name; the given label while unreviewed, "" when excluded)."""
+    if state not in DECISION_STATES:
+        raise UserError(f"state={state!r} is not valid; choose one of: {', '.join(DECISION_STATES)}")
+    q = issues[issues["is_label_issue"]] if flagged_only else issues
+    ids = decisions["item_id"].astype(str)
+    names = np.asarray(list(class_names) + [""], dtype=object)   # index -1 -> "" (excluded)
+    new = names[decisions["new_label"].fillna(-1).astype(int).to_numpy()] if len(decisions) else []
+    q = q.assign(decision=q["id"].map(dict(zip(ids, decisions["decision"]))).fillna("unreviewed"))
+    q = q.assign(final_label=q["id"].map(dict(zip(ids, new))).fillna(q["given_label"]))
+    if given:
+        q = q[q["given_label"] == given]
+    if proposed:
+        q = q[q["proposed_label"] == proposed]
+    if state == "unreviewed":
+        q = q[q["decision"] == "unreviewed"]
+    elif state == "reviewed":
+        q = q[q["decision"] != "unreviewed"]
+    elif state != "all":
+        q = q[q["decision"] == state]
+    return q.reset_index(drop=True)
 
 
-def _atomic_write(path, write) -> Path:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+def reviewer_accuracy(queue: pd.DataFrame) -> Optional[dict]:
+    """Teaching mode: how often the reviewer's decisions made the label right (truth known only).
+
+    A decision is right when its final label equals the true label; an exclusion is right when the
+    given label was wrong. Returns correct, decided and accuracy = correct / decided (None if none)."""
+    if "true_label" not in queue or "final_label" not in queue:
+        return None
+    decided = queue[queue["decision"] != "unreviewed"]
+    if decided.empty:
+        return {"correct": 0, "decided": 0, "accuracy": None}
+    excluded = decided["decision"] == "exclude"
+    right = np.where(excluded, decided["given_label"] != decided["true_label"],
+                     decided["final_label"] == decided["true_label"])
+    return {"correct": int(right.sum()), "decided": int(len(decided)), "accuracy": float(right.mean())}
 
 
-def review_frame(*, ids, given_labels, class_names: Sequence[str], store: ReviewStore,
-                 scores=None) -> pd.DataFrame:
-    """One row per item: id, given_label, final_label ("" if excluded), decision, score, reviewer."""
-    names = np.asarray(list(class_names), dtype=object)
-    ids, y = _check_items(ids, given_labels, names)
-    final, excluded, decision = final_labels(y, ids, store)
-    effective = store.latest().set_index("item_id")
-    if scores is not None:
-        score = np.asarray(scores, dtype=np.float64)
-        if score.shape != (len(ids),):
-            raise DataError(f"scores must have one value per id ({len(ids)}), got shape {score.shape}")
-    else:
-        score = effective["score"].reindex(ids).to_numpy(dtype=np.float64, na_value=np.nan)
-    if len(final) and final.max() >= len(names):
-        raise DataError(f"a decision sets label {final.max()} but there are only {len(names)} classes")
-    return pd.DataFrame({
-        "id": ids, "given_label": names[y],
-        "final_label": np.where(excluded, "", names[final]),
-        "decision": decision, "score": score,
-        "reviewer": effective["reviewer"].reindex(ids).fillna("").to_numpy(dtype=object),
-    })
-
-
-def export_csv(path, *, ids, given_labels, class_names: Sequence[str], store: ReviewStore,
-               scores=None, drop_excluded: bool = False) -> Path:
-    """Write the reviewed labels: columns id, given_label, final_label, decision, score, reviewer
-    (class names; final_label empty for an excluded item, or the row dropped with drop_excluded)."""
-    frame = review_frame(ids=ids, given_labels=given_labels, class_names=class_names,
-                         store=store, scores=scores)
-    if drop_excluded:
-        frame = frame[frame["decision"] != "exclude"]
-    return _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def export_manifest(path, *, ids, given_labels, class_names: Sequence[str], store: ReviewStore) -> Path:
-    """Write a CSV manifest ``path,label`` (label = final class name, excluded items dropped, path =
-    id) that ``datasets.load_csv_manifest`` reads back; put it where the ids are relative to."""
-    frame = review_frame(ids=ids, given_labels=given_labels, class_names=class_names, store=store)
-    frame = frame[frame["decision"] != "exclude"]
-    out = pd.DataFrame({"path": frame["id"], "label": frame["final_label"]})
-    return _atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-def _safe_name(text: str, fallback: str) -> str:
-    name = _UNSAFE.sub("_", str(text)).strip(" .")
-    return name or fallback
-
-
-def export_folder(path_zip, *, images, ids, given_labels, class_names: Sequence[str],
-                  store: ReviewStore, files=None) -> Path:
-    """Write a zip of an image-folder tree ``<final class>/<name>`` (excluded items dropped).
-
-    files: the user's original file per item (a path, or None): copied byte for byte, any size and
-    format, keeping its extension. Items without one are written from ``images`` (uint8 (N, H, W, 3)
-    or (N, H, W) grey; may be None when every item has a file) as ``<name>.png``. name = the id's
-    file name without extension, made filesystem-safe; a repeated name in one folder gets ``-2``,
-    ``-3``... appended.
-    """
-    names = list(class_names)
-    frame = review_frame(ids=ids, given_labels=given_labels, class_names=names, store=store)
-    files = [None] * len(frame) if files is None else list(files)
-    if len(files) != len(frame):
-        raise DataError(f"files must list one path (or None) per item ({len(frame)}), got {len(files)}")
-    x = None if images is None else np.asarray(images)
-    if x is None and any(f is None for f in files):
-        raise DataError("some items have no original file, so images are needed to export them")
-    if x is not None and (x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(frame)):
-        raise DataError(f"images must be uint8 (N, H, W, 3) with N={len(frame)}, "
-                        f"got {x.dtype} {x.shape}")
-    folders = {c: _safe_name(c, f"class_{i}") for i, c in enumerate(names)}
-    if len(set(folders.values())) != len(folders):
-        raise DataError(f"class names {names} give clashing folder names; rename the classes")
-    keep = np.flatnonzero(frame["decision"].to_numpy() != "exclude")
-
-    def write(tmp):
-        used = set()
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:  # PNG is compressed
-            for i in keep:
-                folder = folders[frame["final_label"].iat[i]]
-                stem = _safe_name(Path(str(frame["id"].iat[i]).replace("\\", "/")).stem, f"item_{i}")
-                ext = ".png" if files[i] is None else "." + _safe_name(Path(files[i]).suffix.lower().lstrip("."),
-                                                                           "png")
-                member, n = f"{folder}/{stem}{ext}", 1
-                while member in used:
-                    n += 1
-                    member = f"{folder}/{stem}-{n}{ext}"
-                used.add(member)
-                if files[i] is not None:
-                    zf.write(files[i], member)
-                else:
-                    zf.writestr(member, _png(x[i]))
-
-    return _atomic_write(path_zip, write)
-
-
-def _png(image: np.ndarray) -> bytes:
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(buf, "PNG")
-    return buf.getvalue()
+def top_k(probs_row, class_names, *, k: int = 5) -> pd.DataFrame:
+    """The k most probable classes of one row: class, probability (descending)."""
+    p = np.asarray(probs_row, dtype=np.float64)
+    order = np.argsort(-p, kind="stable")[:k]
+    return pd.DataFrame({"class": np.asarray(class_names, dtype=object)[order], "probability": p[order]})

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Optional
 
 from noisycore.config import ConfigError, TrainConfig, default_runs_dir
 from noisycore.errors import UserError
+from noisycore.util import atomic_write_text, write_json  # noqa: F401  (runs.write_json: the run files' writer)
 
 if TYPE_CHECKING:   # pandas is imported where it is used: a queued worker waits without it (~15 MB, not ~100)
     import pandas as pd
@@ -63,31 +64,19 @@ def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and os.replace (atomic)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default))
-
-
-def _json_default(value):
-    if hasattr(value, "item"):       # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
+def run_data_config(run, *, training_subset: bool = True):
+    """The DataConfig of a run (a TrainConfig or a run folder). With ``training_subset`` it loads the
+    images the run trained on (as noisycore.train.prepare: the run's ``max_train`` applied); without,
+    every image of the dataset (the run's labels.csv then picks its images: review and export)."""
+    config = run if isinstance(run, TrainConfig) else read_config(run)
+    data = config.data
+    if training_subset and config.max_train is not None and not config.labels_path:
+        data = data.replace(max_train=min(config.max_train, data.max_train or config.max_train))
+    return data
 
 
 # ------------------------------------------------------------------------------ creating runs
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:40]
 
 
@@ -97,13 +86,13 @@ def describe(config: TrainConfig) -> str:
     if config.labels_path:
         from noisycore.naming import label_set_name
 
-        noise = _slug(label_set_name(config.labels_path)) or "labels"
+        noise = slug(label_set_name(config.labels_path)) or "labels"
     elif config.noise.model in ("none", "matrix", "human"):
         noise = config.noise.model + (f"-{config.noise.label_set}" if config.noise.label_set else "")
     else:
         noise = f"{config.noise.model}{round(config.noise.rate * 100)}"
     parts = ([] if config.method == "standard" else [config.method]) + [config.loss, noise]
-    return _slug("-".join(parts))
+    return slug("-".join(parts))
 
 
 def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) -> Path:
@@ -112,7 +101,7 @@ def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) ->
         raise UserError(f"create_run needs a TrainConfig, got {type(config).__name__}")
     root = Path(root) if root is not None else default_runs_dir()
     root.mkdir(parents=True, exist_ok=True)
-    desc = _slug(name) if name else describe(config)
+    desc = slug(name) if name else describe(config)
     if name is not None and not desc:
         raise UserError(f"run name {name!r} has no letters or digits; use e.g. 'gce-test'")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

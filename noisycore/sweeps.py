@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,9 +32,10 @@ from typing import Callable, Optional
 import pandas as pd
 
 from noisycore import jobs, runs
-from noisycore.config import (METHOD_NAMES, ConfigError, JsonConfig, NoiseConfig, TrainConfig, _choice,
+from noisycore.config import (METHOD_NAMES, ConfigError, JsonConfig, NoiseConfig, TrainConfig, check_choice,
                               default_runs_dir)
 from noisycore.errors import UserError
+from noisycore.util import pct
 
 SWEEP_FILE, STATUS_FILE, SUMMARY_FILE = "sweep.json", "sweep_status.json", "summary.csv"
 STOP_FILE = runs.STOP_FILE
@@ -44,7 +44,6 @@ SUMMARY_COLUMNS = ("recipe", "loss", "method", "rate", "seed", "state", "test_ac
                    "best_epoch", "train_acc_true", "memorized", "epochs_done", "run")
 MAX_CELLS = 1000
 STATES = ("running", "stopping", "finished", "stopped", "incomplete")
-_TERM = threading.Event()       # SIGTERM received by a sweep worker
 
 
 # ------------------------------------------------------------------------------ the grid
@@ -88,7 +87,7 @@ class SweepSpec(JsonConfig):
         if self.base.labels_path:
             raise ConfigError("a sweep injects noise at each rate, so its base config cannot train on a labels "
                               f"file (labels_path={self.base.labels_path!r}); leave labels_path unset")
-        _choice("sweep noise model", self.noise, SWEEPABLE_NOISE)
+        check_choice("sweep noise model", self.noise, SWEEPABLE_NOISE)
         object.__setattr__(self, "rates", _tuple("rates", self.rates, float))
         bad = [r for r in self.rates if not 0.0 <= r < 1.0]
         if bad:
@@ -97,9 +96,9 @@ class SweepSpec(JsonConfig):
         object.__setattr__(self, "methods", _tuple("methods", self.methods, str))
         object.__setattr__(self, "seeds", _tuple("seeds", self.seeds, int))
         for loss in self.losses:
-            _choice("loss", loss, tuple(LOSS_HELP))
+            check_choice("loss", loss, tuple(LOSS_HELP))
         for method in self.methods:
-            _choice("method", method, METHOD_NAMES)
+            check_choice("method", method, METHOD_NAMES)
         if any(s < 0 for s in self.seeds):
             raise ConfigError(f"seeds={list(self.seeds)} must be non-negative integers")
         n = len(self.rates) * len(self.losses) * len(self.methods) * len(self.seeds)
@@ -254,7 +253,7 @@ def sweep_status(sweep_dir) -> dict:
 
 
 def stop_requested(sweep_dir) -> bool:
-    return _TERM.is_set() or (Path(sweep_dir) / STOP_FILE).exists()
+    return jobs.TERM.is_set() or (Path(sweep_dir) / STOP_FILE).exists()
 
 
 def list_sweeps(root=None) -> pd.DataFrame:
@@ -366,25 +365,8 @@ def work(sweep_dir, *, max_parallel: int = 1, verbose: int = 0, pass_id: Optiona
     return write_summary(sweep_dir)
 
 
-def _worker_command(sweep_dir: Path, *extra) -> tuple:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(jobs.PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    return [sys.executable, "-m", "noisycore.sweeps", "worker", str(sweep_dir), *extra], env
-
-
 def _spawn(sweep_dir: Path, log_name: str, *extra, detach: bool) -> subprocess.Popen:
-    cmd, env = _worker_command(sweep_dir, *extra)
-    flags = {}
-    if detach:
-        flags = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
-                 if os.name == "nt" else {"start_new_session": True})
-    with open(sweep_dir / log_name, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                close_fds=True, **flags)
-    jobs._CHILDREN[proc.pid] = proc   # so pid_alive can reap it
-    return proc
+    return jobs.spawn(["noisycore.sweeps", "worker", sweep_dir, *extra], sweep_dir / log_name, detach=detach)
 
 
 def resume_sweep(sweep_dir) -> dict:
@@ -403,7 +385,7 @@ def resume_sweep(sweep_dir) -> dict:
 def start_sweep(spec: SweepSpec, *, root=None, name: Optional[str] = None) -> Path:
     """Create ``<root>/sweep-NAME`` and train it in a detached background worker; returns the folder."""
     root = Path(root) if root is not None else default_runs_dir()
-    slug = runs._slug(name or f"{spec.noise}-{'-'.join(spec.losses)}")
+    slug = runs.slug(name or f"{spec.noise}-{'-'.join(spec.losses)}")
     if not slug:
         raise UserError(f"sweep name {name!r} has no letters or digits; use e.g. 'gce-vs-ce'")
     out = root.resolve() / f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{slug}"
@@ -471,13 +453,13 @@ def _list_of(convert, what: str):
 
 def add_cli(subparsers) -> None:
     """The ``noisycore sweep`` sub-command (registered through cli._EXTRA_COMMANDS)."""
-    from noisycore.cli import _rate, add_train_options
+    from noisycore.cliargs import add_train_options, parse_rate
 
     p = subparsers.add_parser("sweep", help="train a grid of noise rates x losses x methods x seeds (resumable)",
                               description="Train one run per cell of the grid into --out, then write summary.csv. "
                                           "Run the same command again to resume: finished cells are not rerun.")
     add_train_options(p)
-    p.add_argument("--rates", type=_list_of(_rate, "noise rates"), default=(0.0, 0.2, 0.4, 0.6),
+    p.add_argument("--rates", type=_list_of(parse_rate, "noise rates"), default=(0.0, 0.2, 0.4, 0.6),
                    help="noise rates, e.g. 0,0.2,0.4,0.6 (default)")
     p.add_argument("--losses", type=_list_of(str, "losses"), default=None, help="losses, e.g. ce,sce,gce")
     p.add_argument("--methods", type=_list_of(str, "methods"), default=None, help="methods, e.g. standard,coteaching")
@@ -489,7 +471,7 @@ def add_cli(subparsers) -> None:
 
 def spec_from_args(args) -> SweepSpec:
     """The SweepSpec the `sweep` options describe (the train options make the base recipe)."""
-    from noisycore.cli import train_config
+    from noisycore.cliargs import train_config
 
     if args.labels:
         raise UserError("a sweep injects noise at each rate; --labels cannot be used (give --noise and --rates)")
@@ -503,12 +485,8 @@ def spec_from_args(args) -> SweepSpec:
                      seeds=args.seeds or (base.seed,))
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None or value != value else f"{float(value):.1%}"
-
-
 def cmd_sweep(args) -> int:
-    from noisycore.cli import import_quietly
+    from noisycore.console import import_quietly
 
     spec = spec_from_args(args)
     sweep_dir = create_sweep(spec, args.out)
@@ -520,8 +498,8 @@ def cmd_sweep(args) -> int:
     count = iter(range(done + 1, len(grid) + 1))
 
     def report(cell, state, row):
-        print(f"[{next(count, '?')}/{len(grid)}] {cell.name}: {state}, test accuracy {_pct(row.get('test_accuracy'))}"
-              f", train accuracy on true labels {_pct(row.get('train_acc_true'))}", flush=True)
+        print(f"[{next(count, '?')}/{len(grid)}] {cell.name}: {state}, test accuracy {pct(row.get('test_accuracy'), missing='n/a')}"
+              f", train accuracy on true labels {pct(row.get('train_acc_true'), missing='n/a')}", flush=True)
 
     try:
         if args.jobs > 1:
@@ -541,15 +519,8 @@ def cmd_sweep(args) -> int:
     if len(finished_only(table)):
         mean = finished_only(table).groupby(["recipe", "rate"])["test_accuracy"].mean().unstack("rate")
         print("mean test accuracy (rows: recipe, columns: noise rate):")
-        print(mean.map(_pct).to_string())
+        print(mean.map(lambda v: pct(v, missing="n/a")).to_string())
     return 0 if finished == len(table) else 1
-
-
-def _on_sigterm(signum, frame) -> None:
-    _TERM.set()
-    train = sys.modules.get("noisycore.train")
-    if train is not None:
-        train.request_stop()
 
 
 def main(argv=None) -> int:
@@ -561,7 +532,7 @@ def main(argv=None) -> int:
     w.add_argument("--pass-id", default=None)
     w.add_argument("--child", action="store_true", help="one of several workers started by `sweep --jobs N`")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, jobs.on_sigterm)
     try:
         work(args.sweep_dir, max_parallel=args.max_parallel, verbose=2, pass_id=args.pass_id, owner=not args.child,
              report=lambda cell, state, row: print(f"{cell.name}: {state}", flush=True))

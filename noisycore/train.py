@@ -30,10 +30,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from noisycore import runs  # noqa: E402
+from noisycore.labelsets import SUBSET_KEY  # noqa: E402
 from noisycore.config import ConfigError, TrainConfig  # noqa: E402
-from noisycore.methods import method_params  # noqa: E402
+from noisycore.catalog import method_params  # noqa: E402
 from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
-from noisycore.splits import stratified_split, stratified_subset  # noqa: E402
+from noisycore.util import margins, save_npy, save_npz, stratified_split, stratified_subset  # noqa: E402
 from noisycore.pipeline import predict_probs  # noqa: E402
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
@@ -105,7 +106,6 @@ def _subset_labels(dataset, noisy, n: int, seed: int):
     return ds, dataclasses.replace(noisy, **changes)
 
 
-SUBSET_KEY = "subset_of_dataset"   # noise.json flag: the label set lists only some training images
 
 
 def restrict_to_label_set(dataset, labels_path):
@@ -116,7 +116,7 @@ def restrict_to_label_set(dataset, labels_path):
     may come from the dataset's test split: cross-validation over every image of the user's own data),
     rows ``test`` form the held-out set with the label set's labels (the reviewed labels of the same
     held-out images). Without test rows the held-out set is the dataset's, minus any image trained on."""
-    from noisycore.noise import _norm_ids
+    from noisycore.human_labels import norm_ids
 
     path = Path(labels_path)
     csv_path = path / "labels.csv" if path.is_dir() else path
@@ -131,16 +131,16 @@ def restrict_to_label_set(dataset, labels_path):
     split = df["split"].str.strip().str.lower() if "split" in df else pd.Series("train", index=df.index)
     x = np.concatenate([dataset.x_train, dataset.x_test])
     y = np.concatenate([dataset.y_train, dataset.y_test])
-    all_ids = np.concatenate([_norm_ids(dataset.ids_train), _norm_ids(dataset.ids_test)])
+    all_ids = np.concatenate([norm_ids(dataset.ids_train), norm_ids(dataset.ids_test)])
     raw_ids = np.concatenate([np.asarray(dataset.ids_train), np.asarray(dataset.ids_test)]).astype(str)
     n_train = len(dataset.y_train)
-    train_keep = np.flatnonzero(np.isin(all_ids, _norm_ids(ids[split != "test"])))
+    train_keep = np.flatnonzero(np.isin(all_ids, norm_ids(ids[split != "test"])))
     only_train = bool((train_keep < n_train).all())   # a CSV's other label columns cover the training split only
     changes = dict(x_train=x[train_keep], y_train=y[train_keep], ids_train=raw_ids[train_keep],
                    label_sets={k: v[train_keep] for k, v in dataset.label_sets.items()} if only_train else {})
     test_rows = df[split == "test"]
     if len(test_rows):
-        where = pd.Index(all_ids).get_indexer(_norm_ids(test_rows["id"]))
+        where = pd.Index(all_ids).get_indexer(norm_ids(test_rows["id"]))
         names = {n: i for i, n in enumerate(dataset.class_names)}
         found = where >= 0
         labels = test_rows["label"].map(names)
@@ -157,7 +157,8 @@ def prepare(config: TrainConfig) -> Prepared:
     """Load the dataset (``config.data``, ``max_train`` applied) and the given labels
     (``labels_path`` if set, else ``apply_noise(dataset, config.noise)``)."""
     from noisycore.datasets import load_dataset
-    from noisycore.noise import apply_noise, load_label_set
+    from noisycore.labelsets import load_label_set
+    from noisycore.noise import apply_noise
 
     data = config.data
     if config.max_train is not None and not config.labels_path:
@@ -261,11 +262,30 @@ class RunMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """What the per-epoch and final evaluations need: the un-augmented training and test pipelines, the
+    fit / validation split, the labels to score against, and how to predict (TTA, precision)."""
+
+    train_ds: object                  # tf.data of every training image (fit + validation), batch EVAL_BATCH
+    test_ds: object                   # tf.data of the test images
+    fit_idx: np.ndarray               # int (n_fit,) positions of the images the model trains on
+    val_idx: np.ndarray               # int (n_val,) positions of the validation images
+    y_val: np.ndarray                 # the labels validation scores against (given, or true with trusted_val)
+    tta: str                          # "none" | "flip"
+    precision: str                    # "float32" | "bfloat16", as resolved for this run
+    given_fit: np.ndarray             # given labels of the fit images
+    true_fit: Optional[np.ndarray]    # true labels of the fit images (None when the truth is unknown)
+    given_all: np.ndarray             # given labels of every training image
+    y_test: np.ndarray                # labels of the test images
+    record_margins: bool              # keep each epoch's margins (AUM) in margins.npy
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """After each complete epoch: predict the training and test sets (un-augmented, batch 512),
     append a metrics.csv row and the margins, and let the method react (weights, relabelling)."""
 
-    def __init__(self, *, run_dir, method, monitor: RunMonitor, evaluation: dict, progress=None):
+    def __init__(self, *, run_dir, method, monitor: RunMonitor, evaluation: "Evaluation", progress=None):
         super().__init__()
         self.run_dir, self.method, self.monitor, self.ev, self.progress = run_dir, method, monitor, evaluation, progress
         self.columns = None
@@ -285,16 +305,16 @@ class EpochRecorder(keras.callbacks.Callback):
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         ev, logs = self.ev, (logs if logs is not None else {})
         net = self.method.predictor(self.model)
-        probs = predict_probs(net, ev["train_ds"], tta=ev["tta"])
-        test_probs = predict_probs(net, ev["test_ds"], tta=ev["tta"])
+        probs = predict_probs(net, ev.train_ds, tta=ev.tta)
+        test_probs = predict_probs(net, ev.test_ds, tta=ev.tta)
         self.last_probs = probs
-        if ev["tta"] != "none":   # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
-            logs["val_accuracy"] = float((probs_argmax(probs[ev["val_idx"]]) == ev["y_val"]).mean())
+        if ev.tta != "none":   # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
+            logs["val_accuracy"] = float((probs_argmax(probs[ev.val_idx]) == ev.y_val).mean())
         row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-               **training_set_metrics(probs[ev["fit_idx"]], ev["given_fit"], ev["true_fit"]),
+               **training_set_metrics(probs[ev.fit_idx], ev.given_fit, ev.true_fit),
                "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
-               "test_accuracy": float((probs_argmax(test_probs) == ev["y_test"]).mean()), "lr": self._lr}
-        extras = self.method.after_epoch(epoch, probs[ev["fit_idx"]], self.model)
+               "test_accuracy": float((probs_argmax(test_probs) == ev.y_test).mean()), "lr": self._lr}
+        extras = self.method.after_epoch(epoch, probs[ev.fit_idx], self.model)
         extras.update({k: logs[k] for k in ("val_accuracy_2",) if k in logs})
         row.update(extras)
         row["seconds"] = round(time.monotonic() - self._t0, 3)
@@ -302,12 +322,12 @@ class EpochRecorder(keras.callbacks.Callback):
         if self.columns is None:
             self.columns = list(runs.METRIC_COLUMNS) + [k for k in extras if k not in runs.METRIC_COLUMNS]
         runs.append_metrics_row(self.run_dir, row, self.columns)
-        if ev["record_margins"]:   # training dynamics: the fit images only (validation images stay NaN)
-            row_margins = np.full(len(ev["given_all"]), np.nan, dtype=np.float32)
-            fit = ev["fit_idx"]
-            row_margins[fit] = margins(probs[fit], ev["given_all"][fit])
+        if ev.record_margins:   # training dynamics: the fit images only (validation images stay NaN)
+            row_margins = np.full(len(ev.given_all), np.nan, dtype=np.float32)
+            fit = ev.fit_idx
+            row_margins[fit] = margins(probs[fit], ev.given_all[fit])
             self.margins.append(row_margins.astype(np.float16))
-            _save_npy(self.run_dir / "margins.npy", np.stack(self.margins))
+            save_npy(self.run_dir / "margins.npy", np.stack(self.margins))
         runs.update_status(self.run_dir, epoch=epoch + 1, epochs_done=epoch + 1)
         if self.progress is not None:
             self.progress({"state": "running", "epoch": epoch + 1, "metrics": row})
@@ -356,22 +376,6 @@ def training_set_metrics(probs, given, true=None) -> dict:
     return out
 
 
-def margins(probs, labels) -> np.ndarray:
-    """AUM margin per example: log p[y] - max_{k != y} log p[k] (Pleiss et al. 2020). (N, K), (N,) -> (N,)."""
-    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
-    rows = np.arange(len(labels))
-    given = logp[rows, labels]
-    logp[rows, labels] = -np.inf
-    return (given - logp.max(axis=1)).astype(np.float32)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------ the run
 def run(config: TrainConfig, run_dir, *, progress: Optional[Callable] = None, verbose: int = 0) -> dict:
     """Train one experiment in this process, writing the run folder; return the summary.
@@ -406,7 +410,7 @@ def one_line(err: BaseException) -> str:
     return text if isinstance(err, ValueError) else f"{type(err).__name__}: {text}"
 
 
-def _context(config: TrainConfig, prepared: Prepared, run_dir: Path):
+def make_context(config: TrainConfig, prepared: Prepared, run_dir: Path):
     """Split off validation and build the TrainContext (+ index arrays for evaluation)."""
     ds, noisy = prepared.dataset, prepared.noisy
     given, true = np.asarray(noisy.labels), noisy.true_labels
@@ -447,7 +451,7 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
 def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     from noisycore.hardware import resolve_precision
     from noisycore.methods import METHODS
-    from noisycore.noise import save_label_set
+    from noisycore.labelsets import save_label_set
     from noisycore.pipeline import make_dataset
 
     keras.utils.set_random_seed(config.seed)
@@ -457,7 +461,7 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     prepared = prepare(config)
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
-    ctx, fit_idx, val_idx = _context(config, prepared, run_dir)
+    ctx, fit_idx, val_idx = make_context(config, prepared, run_dir)
     fit_probs = lambda: None if monitor.interrupted else recorder.last_probs[fit_idx]  # noqa: E731 (set below)
     extra_callbacks = _forward_setup(config, noisy, ctx, run_dir, fit_probs)
     method = METHODS[config.method](ctx, **config.method_kwargs)
@@ -465,11 +469,11 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     batches = -(-len(fit_idx) // config.batch_size)
     k = ds.num_classes
     record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
-    evaluation = {"train_ds": make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
-                  "test_ds": make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
-                  "fit_idx": fit_idx, "val_idx": val_idx, "y_val": ctx.y_val, "tta": config.tta,
-                  "precision": precision, "given_fit": ctx.y_fit, "true_fit": ctx.report_truth,
-                  "given_all": np.asarray(noisy.labels), "y_test": np.asarray(ds.y_test), "record_margins": record}
+    evaluation = Evaluation(train_ds=make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
+                            test_ds=make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
+                            fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
+                            given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
+                            y_test=np.asarray(ds.y_test), record_margins=record)
     monitor = RunMonitor(run_dir, epochs=config.epochs, batches=batches, progress=progress)
     recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
     runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx))
@@ -478,14 +482,6 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
               shuffle=False)  # the pipeline already reshuffles each epoch
     return _finish(config, run_dir, model=model, method=method, prepared=prepared, evaluation=evaluation,
                    val_idx=val_idx, stopped=monitor.stopped, t_start=t_start)
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    """np.savez without pickle (ids as fixed-width unicode), written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _best_epoch(metrics) -> tuple:
@@ -504,32 +500,32 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
         model.load_weights(best)
     net = method.predictor(model)
     net.save(run_dir / "best.keras")
-    train_probs = predict_probs(net, evaluation["train_ds"], tta=evaluation["tta"])
-    test_probs = predict_probs(net, evaluation["test_ds"], tta=evaluation["tta"])
-    given, fit_idx = evaluation["given_all"], evaluation["fit_idx"]
+    train_probs = predict_probs(net, evaluation.train_ds, tta=evaluation.tta)
+    test_probs = predict_probs(net, evaluation.test_ds, tta=evaluation.tta)
+    given, fit_idx = evaluation.given_all, evaluation.fit_idx
     final_labels = given.copy()
     final_labels[fit_idx] = method.final_fit_labels()
     is_val = np.zeros(len(given), bool)
     is_val[val_idx] = True
-    _save_npz(run_dir / "predictions.npz", train_probs=train_probs, test_probs=test_probs,
+    save_npz(run_dir / "predictions.npz", train_probs=train_probs, test_probs=test_probs,
               train_ids=np.asarray(ds.ids_train).astype(str), test_ids=np.asarray(ds.ids_test).astype(str),
-              train_labels=given, test_labels=evaluation["y_test"], is_val=is_val, train_labels_final=final_labels)
+              train_labels=given, test_labels=evaluation.y_test, is_val=is_val, train_labels_final=final_labels)
     metrics = runs.read_metrics(run_dir)
     best_epoch, best_val = _best_epoch(metrics)
-    fit = training_set_metrics(train_probs[fit_idx], evaluation["given_fit"], evaluation["true_fit"])
+    fit = training_set_metrics(train_probs[fit_idx], evaluation.given_fit, evaluation.true_fit)
     last = metrics.iloc[-1] if len(metrics) else None
     state = "stopped" if stopped else "finished"
     summary = {
         "state": state, "epochs_done": int(len(metrics)), "epochs": config.epochs,
         "best_epoch": best_epoch, "best_val_accuracy": best_val,
-        "test_accuracy": float((test_probs.argmax(1) == evaluation["y_test"]).mean()),
+        "test_accuracy": float((test_probs.argmax(1) == evaluation.y_test).mean()),
         "train_acc_noisy": fit["train_acc_given"], "train_acc_true": fit["train_acc_true"],
         "memorized": fit["memorized"],
         "last_test_accuracy": None if last is None else _num(last.get("test_accuracy")),
         "last_memorized": None if last is None else _num(last.get("memorized")),
         "num_fit": int(len(fit_idx)), "num_val": int(len(val_idx)), "num_test": int(len(ds.y_test)),
         "num_classes": ds.num_classes, **_summary_truth(noisy), "trusted_val": config.trusted_val,
-        "skipped_images": _skipped(ds), "precision": evaluation["precision"], "tta": config.tta,
+        "skipped_images": _skipped(ds), "precision": evaluation.precision, "tta": config.tta,
         "seconds": round(time.monotonic() - t_start, 2), **method.summary(),
     }
     runs.write_json(run_dir / "summary.json", summary)

@@ -36,7 +36,7 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in frame]
     if missing:
         raise UserError(f"{what} lacks the column(s) {', '.join(missing)}; pass a table from detect.load_issues "
-                        "or detect.review_queue")
+                        "or review.review_queue")
 
 
 def ranked(issues: pd.DataFrame) -> pd.DataFrame:

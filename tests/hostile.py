@@ -9,7 +9,6 @@ Used by tests/test_hostile_inputs.py.
 from __future__ import annotations
 
 import io
-import json
 import stat
 import struct
 import zipfile
@@ -157,7 +156,8 @@ def tiny_run(root: Path, data_root: Path, *, k_model: Optional[int] = None) -> P
     from noisycore import runs
     from noisycore.config import DataConfig, NoiseConfig, TrainConfig
     from noisycore.datasets import load_dataset
-    from noisycore.noise import apply_noise, save_label_set
+    from noisycore.labelsets import save_label_set
+    from noisycore.noise import apply_noise
 
     data = DataConfig(source=str(data_root))
     noise = NoiseConfig(model="symmetric", rate=0.25, seed=1)

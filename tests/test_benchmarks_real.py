@@ -137,9 +137,9 @@ def test_detection_reuses_the_run_scores_every_detector_and_resumes_folds(robust
     wrong = labels["label"] != labels["true_label"]
     assert (frame["n"] == len(labels)).all() and (frame["n_noisy"] == wrong.sum()).all()
     # precision and recall of one detector recomputed from its flags
-    from noisycore import detect, issues
+    from noisycore import detect, detectors
     info = detect.read_run_labels(run)
-    found = issues.find_label_issues(info.labels, detect.pred_probs(run, source="cross_validation"),
+    found = detectors.find_label_issues(info.labels, detect.pred_probs(run, source="cross_validation"),
                                      detector="confident_learning")
     tp = int((found.is_label_issue & info.is_noisy).sum())
     row = frame[(frame["source"] == "2-fold CV") & (frame["detector"] == "confident_learning")].iloc[0]

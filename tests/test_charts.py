@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from noisycore import charts
-from noisycore.config import ConfigError, NoiseConfig
+from noisycore.config import ConfigError
 from noisycore.errors import DataError, UserError
 
 
@@ -115,13 +115,6 @@ def test_noise_matrix_heatmap_rejects_bad_input(matrix, names, error, match):
         charts.noise_matrix_heatmap(matrix, names)
 
 
-def test_noise_rate_bar():
-    enc, df = _one(charts.noise_rate_bar(0.4, 0.38), "bar")
-    assert list(df["rate"]) == ["Requested", "Realized"] and list(df["percent"]) == pytest.approx([40.0, 38.0])
-    assert list(df["text"]) == ["40%", "38%"] and enc["x"]["title"] == "Training labels changed (%)"
-    assert len(_one(charts.noise_rate_bar(0.2, None), "bar")[1]) == 1
-    with pytest.raises(UserError, match="1.5"):
-        charts.noise_rate_bar(1.5, 0.3)
 
 
 # ----------------------------------------------------------------------------- training curves
@@ -260,30 +253,6 @@ def test_top_k_chart_always_shows_highlighted_classes():
 
 # ----------------------------------------------------------------------------- comparing runs
 
-def test_differing_fields_names_exactly_the_differing_keys():
-    configs = {
-        "r1": {"loss": "gce", "noise": {"rate": 0.4, "model": "symmetric"}, "seed": 0},
-        "r2": {"loss": "ce", "noise": {"rate": 0.2, "model": "symmetric"}, "seed": 0},
-        "r3": {"loss": "ce", "noise": {"rate": 0.4, "model": "symmetric"}, "seed": 0},
-    }
-    assert charts.differing_fields(configs) == {
-        "r1": "loss=gce, noise.rate=0.4", "r2": "loss=ce, noise.rate=0.2", "r3": "loss=ce, noise.rate=0.4"}
-    assert charts.differing_fields({"a": configs["r1"], "b": configs["r1"]}) == {"a": "a", "b": "b"}
-    assert charts.differing_fields({"a": {"x": 1, "lr": 0.1}, "b": {"x": 1}}) == {"a": "lr=0.1", "b": "lr=unset"}
-    assert charts.differing_fields({"a": {"run_id": "a", "k": 1}, "b": {"run_id": "b", "k": 1}},
-                                   ignore=["run_id"]) == {"a": "a", "b": "b"}
-    # identical configs among differing ones stay distinguishable
-    labels = charts.differing_fields({"a": {"k": 1}, "b": {"k": 1}, "c": {"k": 2}})
-    assert labels == {"a": "k=1 [a]", "b": "k=1 [b]", "c": "k=2"}
-
-
-def test_differing_fields_accepts_config_objects():
-    labels = charts.differing_fields({"x": NoiseConfig(model="pair", rate=0.2), "y": NoiseConfig(rate=0.2)})
-    assert labels == {"x": "model=pair", "y": "model=symmetric"}
-    with pytest.raises(UserError, match="run 'z'"):
-        charts.differing_fields({"z": 3})
-
-
 def test_compare_curves_one_line_per_run_with_labels():
     runs = {"r1": METRICS, "r2": METRICS.assign(test_accuracy=[0.5, 0.6, 0.7, 0.8]),
             "r3": METRICS.drop(columns=["test_accuracy"])}
@@ -358,7 +327,6 @@ def test_config_errors_are_user_errors():
 ALL_CHARTS = {
     "counts": lambda: charts.class_counts_chart(pd.DataFrame({"class": ["a"], "true": [1], "given": [1]})),
     "noise": lambda: charts.noise_matrix_heatmap(np.eye(2), ["a", "b"]),
-    "rate": lambda: charts.noise_rate_bar(0.4, 0.39),
     "curves": lambda: charts.learning_curves(METRICS, best_epoch=2),
     "memorization": lambda: charts.memorization_chart(METRICS.assign(train_acc_true=0.5)),
     "confusion": lambda: charts.confusion_matrix_chart(TRUE, PRED, ["a", "b", "c"]),

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from noisycore import cli, crossval, detect, runs
+from noisycore import cli, corrections, crossval, detect, labelsets, review, runs
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig
 from noisycore.datasets import load_dataset, load_image_folder
 from noisycore.errors import DataError, UserError
@@ -111,16 +111,16 @@ def test_review_queue_filters_and_reviewer_accuracy(tmp_path):
                  reviewer="t")                                # wrong: the label was flipped
     store.record(item_id=ids[25], index=25, decision="exclude", previous_label=int(given[25]), new_label=None,
                  reviewer="t")                                # right: excluded a wrong label
-    q = detect.review_queue(issues, store.latest(), class_names=names)
+    q = review.review_queue(issues, store.latest(), class_names=names)
     assert len(q) == 4 and q["decision"].tolist().count("unreviewed") == 1
     assert q.set_index("id").loc[ids[25], "final_label"] == ""
-    assert detect.reviewer_accuracy(q) == {"correct": 2, "decided": 3, "accuracy": 2 / 3}
-    assert detect.review_queue(issues, store.latest(), class_names=names, state="unreviewed")["id"].tolist() == [ids[40]]
-    assert detect.review_queue(issues, store.latest(), class_names=names, state="keep")["id"].tolist() == [ids[10]]
-    only = detect.review_queue(issues, store.latest(), class_names=names, given=names[given[40]])
+    assert review.reviewer_accuracy(q) == {"correct": 2, "decided": 3, "accuracy": 2 / 3}
+    assert review.review_queue(issues, store.latest(), class_names=names, state="unreviewed")["id"].tolist() == [ids[40]]
+    assert review.review_queue(issues, store.latest(), class_names=names, state="keep")["id"].tolist() == [ids[10]]
+    only = review.review_queue(issues, store.latest(), class_names=names, given=names[given[40]])
     assert ids[40] in only["id"].tolist() and (only["given_label"] == names[given[40]]).all()
     with pytest.raises(UserError, match="state='maybe'"):
-        detect.review_queue(issues, store.latest(), class_names=names, state="maybe")
+        review.review_queue(issues, store.latest(), class_names=names, state="maybe")
 
 
 def test_nearest_neighbours_by_cosine_similarity():
@@ -148,7 +148,7 @@ def test_fold_assignments_are_stratified_balanced_and_seeded():
 
 def test_corrected_label_set_drops_excluded_and_trains_on_the_rest(tmp_path):
     train = pytest.importorskip("noisycore.train")
-    from noisycore.noise import load_label_set
+    from noisycore.labelsets import load_label_set
 
     run, ds, given, true = fake_run(tmp_path)
     store = ReviewStore.for_run(run)
@@ -156,18 +156,18 @@ def test_corrected_label_set_drops_excluded_and_trains_on_the_rest(tmp_path):
                  new_label=int(true[3]), reviewer="t")
     store.record(item_id=ds.ids_train[10], index=10, decision="exclude", previous_label=int(given[10]),
                  new_label=None, reviewer="t")
-    folder = detect.corrected_label_set(run, store=store)
+    folder = corrections.corrected_label_set(run, store=store)
     meta = json.loads((folder / "noise.json").read_text())
-    assert meta[detect.SUBSET_KEY] is True and detect.SUBSET_KEY == train.SUBSET_KEY
+    assert meta[labelsets.SUBSET_KEY] is True and labelsets.SUBSET_KEY == train.SUBSET_KEY
     assert meta["excluded_ids"] == [ds.ids_train[10]]
-    config = detect.retrain_config(run, folder)
+    config = corrections.retrain_config(run, folder)
     prepared = train.prepare(config)
     assert len(prepared.dataset.ids_train) == len(ds.ids_train) - 1
     assert ds.ids_train[10] not in set(prepared.dataset.ids_train)
     pos = list(prepared.dataset.ids_train).index(ds.ids_train[3])
     assert prepared.noisy.labels[pos] == true[3] and prepared.noisy.realized_rate == pytest.approx(2 / (len(given) - 1))
     # a label set without the flag still has to cover every image
-    meta.pop(detect.SUBSET_KEY)
+    meta.pop(labelsets.SUBSET_KEY)
     (folder / "noise.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="no row for 1"):
         load_label_set(folder, train.restrict_to_label_set(load_dataset(config.data), folder))
@@ -181,13 +181,13 @@ def test_exports_round_trip(tmp_path):
                  new_label=int(true[3]), reviewer="t")
     store.record(item_id=ds.ids_train[10], index=10, decision="exclude", previous_label=int(given[10]),
                  new_label=None, reviewer="t")
-    out = detect.export(run, fmt="csv", out=tmp_path / "all.csv")
+    out = corrections.export(run, fmt="csv", out=tmp_path / "all.csv")
     table = pd.read_csv(out, keep_default_na=False)
     assert list(table.columns[:5]) == ["id", "given_label", "final_label", "decision", "score"]
     assert len(table) == len(given) and table["score"].between(0, 1).all()
-    kept = pd.read_csv(detect.export(run, fmt="csv_kept", out=tmp_path / "kept.csv"), keep_default_na=False)
+    kept = pd.read_csv(corrections.export(run, fmt="csv_kept", out=tmp_path / "kept.csv"), keep_default_na=False)
     assert len(kept) == len(given) - 1 and ds.ids_train[10] not in set(kept["id"])
-    zpath = detect.export(run, fmt="folder", out=tmp_path / "tree.zip")
+    zpath = corrections.export(run, fmt="folder", out=tmp_path / "tree.zip")
     with zipfile.ZipFile(zpath) as zf:
         zf.extractall(tmp_path / "tree")
     back = load_image_folder(tmp_path / "tree", test_fraction=0.2)
@@ -202,7 +202,7 @@ def test_exports_round_trip(tmp_path):
     expected = np.bincount(np.delete(final, 10), minlength=4)
     assert counts[[names.index(c) for c in ds.class_names]].tolist() == expected.tolist()
     with pytest.raises(UserError, match="format='xml'"):
-        detect.export(run, fmt="xml", out=tmp_path / "x")
+        corrections.export(run, fmt="xml", out=tmp_path / "x")
 
 
 def test_cli_detect_and_export(tmp_path, capsys):

@@ -144,7 +144,8 @@ def test_tiny_fast_cnn_run_on_the_builtin_shapes_beats_chance(tmp_path):
 def test_cli_picks_the_fast_preset_for_real_images_and_reads_the_precision(capsys):
     from helpers import run_main
 
-    from noisycore.cli import build_parser, train_config
+    from noisycore.cli import build_parser
+    from noisycore.cliargs import train_config
 
     parse = build_parser().parse_args
     c = train_config(parse(["train", "--dataset", "cifar10", "--noise", "symmetric", "--rate", "0.4"]))

@@ -83,7 +83,7 @@ PINS = {
 def test_every_loss_detector_and_noise_model_is_pinned():
     import importlib
 
-    from noisycore.issues import DETECTORS
+    from noisycore.detectors import DETECTORS
     from noisycore.noise import NOISE_MODELS
 
     registries = {"losses": LOSSES, "detectors": DETECTORS, "noise models": NOISE_MODELS}
@@ -137,7 +137,7 @@ def quadrants(tmp_path_factory):
 def test_max_train_selects_the_same_images_with_and_without_a_saved_label_set(quadrants, tmp_path):
     from helpers import tiny_config
     from noisycore import train
-    from noisycore.noise import save_label_set
+    from noisycore.labelsets import save_label_set
 
     whole = train.prepare(tiny_config(quadrants, data={"source": str(quadrants), "image_size": 8,
                                                        "test_fraction": 0.25, "seed": 3}))
@@ -152,13 +152,14 @@ def test_max_train_selects_the_same_images_with_and_without_a_saved_label_set(qu
 
 
 def test_one_stratified_splitter_everywhere():
-    from noisycore import crossval, datasets, splits, train
+    from noisycore import crossval, datasets, train
+    from noisycore import util as splits
 
     y = np.random.default_rng(0).integers(0, 4, 103)
     np.testing.assert_array_equal(train.validation_split(y, fraction=0.2, seed=4)[1], splits.stratified_split(y, 0.2, 4))
     np.testing.assert_array_equal(crossval.fold_assignments(y, folds=3, seed=4), splits.stratified_folds(y, 3, 4))
-    assert datasets._stratified_subset is splits.stratified_subset
-    mask = datasets._holdout(y, [str(c) for c in range(4)], 0.25, 4)
+    assert datasets.base._stratified_subset is splits.stratified_subset
+    mask = datasets.base._holdout(y, [str(c) for c in range(4)], 0.25, 4)
     np.testing.assert_array_equal(np.flatnonzero(mask), splits.stratified_split(y, 0.25, 4))
     sub = splits.stratified_subset(y, 40, 1)
     assert len(sub) == 40 and abs(np.bincount(y[sub], minlength=4) - 40 * np.bincount(y) / 103).max() < 1
@@ -193,7 +194,7 @@ def _pair_label_set(quadrants, out):
     from helpers import tiny_config
     from noisycore import train
     from noisycore.config import NoiseConfig
-    from noisycore.noise import save_label_set
+    from noisycore.labelsets import save_label_set
 
     p = train.prepare(tiny_config(quadrants, noise=NoiseConfig(model="pair", rate=0.3, seed=2)))
     save_label_set(out, p.dataset, p.noisy)
@@ -217,12 +218,12 @@ def test_forward_trains_on_a_saved_label_set_with_its_known_matrix(quadrants, tm
     pair = 0.7 * np.eye(4) + 0.3 * np.roll(np.eye(4), 1, axis=1)       # T[i, i+1] = 0.3
     np.testing.assert_allclose(record["noise_matrix"], pair)
     # a fold's label set (cross-validation) and a reviewed one (retrain) carry the declared matrix
-    from noisycore import detect
+    from noisycore import corrections, detect
 
     info = detect.read_run_labels(tmp_path / "run")
-    subset = detect.write_label_subset(tmp_path / "fold", tmp_path / "run", ids=info.ids[::2],
+    subset = corrections.write_label_subset(tmp_path / "fold", tmp_path / "run", ids=info.ids[::2],
                                        labels=info.labels[::2], true_labels=None)
-    for later in (config.replace(labels_path=str(subset)), detect.retrain_config(tmp_path / "run", subset)):
+    for later in (config.replace(labels_path=str(subset)), corrections.retrain_config(tmp_path / "run", subset)):
         prepared = train.prepare(later)
         assert prepared.noisy.true_labels is None
         np.testing.assert_allclose(train._loss_kwargs(later, prepared.noisy, 4)["noise_matrix"], pair)
@@ -234,7 +235,7 @@ def test_forward_estimate_after_warm_up_is_confident_learnings_matrix_on_the_fit
     import keras
 
     from noisycore import forward
-    from noisycore.issues import estimate_noise
+    from noisycore.detectors import estimate_noise
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 60)
@@ -270,7 +271,7 @@ def test_forward_loss_with_identity_is_cross_entropy_and_follows_its_variable():
 
 def test_forward_estimate_from_a_reference_run(tmp_path):
     from noisycore import forward
-    from noisycore.issues import estimate_noise
+    from noisycore.detectors import estimate_noise
     from test_detect import fake_run
 
     run, ds, given, true = fake_run(tmp_path)
@@ -324,7 +325,7 @@ def _coteaching(quadrants, tmp_path, forget_rate=None, **overrides):
     config = tiny_config(quadrants, method="coteaching", method_params=params,
                          noise=NoiseConfig(model="symmetric", rate=0.2, seed=1, per_example=True), **overrides)
     prepared = train.prepare(config)
-    ctx, _, _ = train._context(config, prepared, tmp_path)
+    ctx, _, _ = train.make_context(config, prepared, tmp_path)
     return CoTeachingMethod(ctx, **config.method_kwargs), prepared, ctx
 
 
@@ -337,7 +338,7 @@ def test_coteaching_default_forget_rate_is_the_declared_rate_not_read_from_the_t
 
 
 def test_coteaching_estimates_the_forget_rate_by_confident_learning_when_nothing_is_declared(quadrants, tmp_path):
-    from noisycore.issues import estimate_noise
+    from noisycore.detectors import estimate_noise
 
     method, _, ctx = _coteaching(quadrants, tmp_path, forget_rate="estimated")
     assert method.tau is None                                               # pending until the first epoch ends
@@ -358,7 +359,7 @@ def test_coteaching_oracle_is_labelled_as_using_the_true_labels(quadrants, tmp_p
     method, prepared, ctx = _coteaching(quadrants, tmp_path, forget_rate="oracle_uses_true_labels")
     assert method.tau == pytest.approx(float((ctx.report_truth != ctx.y_fit).mean()))
     assert method.summary()["forget_rate_source"] == "oracle (uses true labels)"
-    from noisycore.methods import METHOD_PARAM_HELP
+    from noisycore.catalog import METHOD_PARAM_HELP
 
     assert "oracle (uses true labels)" in METHOD_PARAM_HELP["coteaching"]["forget_rate"]
 
@@ -368,7 +369,7 @@ def test_aum_threshold_is_the_99th_percentile_of_the_threshold_samples_aum():
     """Pleiss et al. 2020, Sec. 3: AUM of a threshold sample = mean over epochs of its margin against
     the fake class; the threshold is the 99th percentile of those AUMs. By hand: AUMs -2, -1, 0, 3
     (two epochs each); np.percentile(..., 99) interpolates 0 + 0.97 * 3 = 2.91."""
-    from noisycore.issues import aum_threshold
+    from noisycore.detectors import aum_threshold
 
     fake = np.array([[-3.0, -1.0, 0.0, 2.0], [-1.0, -1.0, 0.0, 4.0]])
     assert aum_threshold(fake) == pytest.approx(2.91)
@@ -377,7 +378,7 @@ def test_aum_threshold_is_the_99th_percentile_of_the_threshold_samples_aum():
 
 def test_aum_uses_the_threshold_samples_and_the_cheap_rule_has_its_own_name():
     from noisycore.errors import UserError
-    from noisycore.issues import DETECTOR_HELP, DETECTORS, find_label_issues
+    from noisycore.detectors import DETECTOR_HELP, DETECTORS, find_label_issues
 
     margins = np.array([[1.0, -2.0, 0.5, np.nan], [3.0, 1.0, -1.5, np.nan]])   # AUM 2, -0.5, -0.5, unscored
     cheap = find_label_issues([0, 1, 2, 0], None, detector="aum_margin_below_0", margins=margins)
@@ -424,7 +425,7 @@ def test_aum_threshold_run_end_to_end(quadrants, tmp_path):
     """The extra training run: K + 1 outputs, threshold samples labelled with the fake class; the aum
     detector then flags the other fit images below the threshold samples' 99th-percentile AUM."""
     from helpers import tiny_config
-    from noisycore import aum, detect, issues, train
+    from noisycore import aum, detect, detectors, train
 
     train.run(tiny_config(quadrants, epochs=2, aum_threshold_samples=True), tmp_path)
     assert "aum" in detect.available_detectors(tmp_path)
@@ -432,7 +433,7 @@ def test_aum_threshold_run_end_to_end(quadrants, tmp_path):
     info = detect.read_run_labels(tmp_path)
     fake = info.labels == 4
     margins = detect.read_margins(tmp_path)
-    expected = issues.aum_threshold(margins[:, fake & np.isfinite(margins).all(axis=0)])
+    expected = detectors.aum_threshold(margins[:, fake & np.isfinite(margins).all(axis=0)])
     assert detect.detection_meta(tmp_path)["aum"]["params"]["threshold"] == pytest.approx(expected)
     by_index = frame.set_index("index")
     assert not by_index.loc[np.flatnonzero(fake), "is_label_issue"].any()       # threshold samples: not scored

@@ -4,9 +4,7 @@ import signal
 import sys
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from noisycore import jobs, runs
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig
@@ -91,11 +89,11 @@ def test_sigterm_handler_stops_the_run_like_a_stop_request(quadrants, tmp_path):
     config = tiny_config(quadrants, epochs=50)
     run_dir = runs.create_run(config, root=tmp_path)
     try:
-        jobs._on_sigterm(signal.SIGTERM, None)                # what the worker's handler does
+        jobs.on_sigterm(signal.SIGTERM, None)                # what the worker's handler does
         summary = train.run(config, run_dir)
     finally:
         train.STOP_EVENT.clear()
-        jobs._TERM.clear()
+        jobs.TERM.clear()
     assert summary["state"] == "stopped" == runs.read_status(run_dir)["state"]
 
 

@@ -2,13 +2,13 @@
 training on a tiny learnable dataset (class = which quadrant of the image is bright)."""
 import numpy as np
 import pytest
-from PIL import Image
 
 keras = pytest.importorskip("keras")
 
 from noisycore import train  # noqa: E402
-from noisycore.config import ConfigError, DataConfig, NoiseConfig, TrainConfig  # noqa: E402
-from noisycore.methods import METHOD_DEFAULTS, METHOD_HELP, METHODS, method_params  # noqa: E402
+from noisycore.config import ConfigError  # noqa: E402
+from noisycore.catalog import METHOD_DEFAULTS, METHOD_HELP, method_params  # noqa: E402
+from noisycore.methods import METHODS  # noqa: E402
 from noisycore.methods.confidence_weighting import ExampleAwareModel, confidence_weights  # noqa: E402
 from noisycore.methods.coteaching import coteaching_selection, select_small_loss  # noqa: E402
 from noisycore.methods.label_correction import correct_labels, correction_counts, round_ends  # noqa: E402

@@ -14,9 +14,11 @@ import pytest
 from noisycore import noise
 from noisycore.config import ConfigError, NoiseConfig
 from noisycore.errors import DataError, UserError
-from noisycore.noise import (CIFAR10_CLASS_NAMES, NOISE_MODELS, NoisyLabels, apply_noise, class_counts,
-                             describe, flipped_examples, load_label_set, read_cifar10n_pt, realized_matrix,
-                             save_label_set, validate_matrix)
+from noisycore.datasets import CIFAR10_CLASSES as CIFAR10_CLASS_NAMES
+from noisycore.human_labels import cifar10n_ids, read_cifar10n_pt
+from noisycore.labelsets import load_label_set, save_label_set
+from noisycore.noise import (NOISE_MODELS, NoisyLabels, apply_noise, class_counts, describe, flipped_examples,
+                             realized_matrix, validate_matrix)
 
 CIFAR_CSV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10" / "cifar10n-train-labels.csv"
 
@@ -350,7 +352,7 @@ def test_read_fake_cifar10n_pt_zip_and_raw(tmp_path):
 def test_human_labels_from_pt_map_ids_by_class_order(tmp_path):
     arrays = _cifar10n_arrays()
     pt = _fake_pt(tmp_path / "CIFAR-10_human.pt", pickle.dumps(arrays, protocol=2))
-    ids = noise.cifar10n_ids(arrays["clean_label"])
+    ids = cifar10n_ids(arrays["clean_label"])
     first_cat = np.flatnonzero(arrays["clean_label"] == 3)[0]
     assert ids[first_cat] == "train/cat/0000.jpg"
     order = np.random.default_rng(1).permutation(30)          # the dataset lists images in another order

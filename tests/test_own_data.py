@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers import own_folder
-from noisycore import crossval, detect, evaluation, runs
+from noisycore import corrections, crossval, detect, evaluation, runs
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig
 from noisycore.datasets import load_dataset, skipped_text
 from noisycore.errors import DataError
@@ -47,7 +47,7 @@ def test_folder_and_zip_labels_have_unknown_truth_and_unreadable_files_are_liste
 
 
 def test_old_own_folder_label_sets_are_read_as_truth_unknown(tmp_path):
-    from noisycore.noise import truth_known_meta
+    from noisycore.labelsets import truth_known_meta
 
     own = {"config": {"model": "none"}, "dataset": {"source": str(tmp_path)}}
     assert truth_known_meta(own) is False
@@ -88,9 +88,9 @@ def test_own_run_claims_no_truth_and_reviews_every_image(own_run, tmp_path):
     assert len(frame) == 120 and "true_label" not in frame and "is_noisy" not in frame
     assert "evaluation" not in detect.detection_meta(run)["self_confidence"]
     # every image in the exports, the user's original files (bytes unchanged) in the folder zip
-    table = pd.read_csv(detect.export(run, fmt="csv", out=tmp_path / "all.csv"), keep_default_na=False)
+    table = pd.read_csv(corrections.export(run, fmt="csv", out=tmp_path / "all.csv"), keep_default_na=False)
     assert len(table) == 120 and set(table["id"]) == set(info.ids)
-    with zipfile.ZipFile(detect.export(run, fmt="folder", out=tmp_path / "tree.zip")) as zf:
+    with zipfile.ZipFile(corrections.export(run, fmt="folder", out=tmp_path / "tree.zip")) as zf:
         names = zf.namelist()
         assert len(names) == 120
         first = info.ids[-1]     # a held-out image
@@ -116,7 +116,7 @@ def test_reviewed_labels_carry_provenance_and_retrain_on_the_same_held_out_image
                  new_label=None, reviewer="bob")
     store.record(item_id=kept_id, index=pos[kept_id], decision="keep", previous_label=int(info.labels[pos[kept_id]]),
                  new_label=None, reviewer="ann")
-    folder = detect.corrected_label_set(run, store=store)
+    folder = corrections.corrected_label_set(run, store=store)
     table = pd.read_csv(folder / "labels.csv", keep_default_na=False).set_index("id")
     meta = json.loads((folder / "noise.json").read_text())
     assert meta["truth_known"] is False and meta["changed"] == 1 and meta["excluded"] == 1
@@ -126,7 +126,7 @@ def test_reviewed_labels_carry_provenance_and_retrain_on_the_same_held_out_image
         (names[right], moved.split("/")[0], "relabelled", "ann") and row["reviewed_at"]
     assert table.loc[kept_id, "decision"] == "kept" and test_id not in table.index
     assert len(table) == 119 and (table["split"] == "test").sum() == n_test - 1
-    config = detect.retrain_config(run, folder)
+    config = corrections.retrain_config(run, folder)
     prepared = train.prepare(config)
     assert prepared.noisy.true_labels is None and prepared.noisy.is_noisy is None
     original = np.load(run / "predictions.npz")
@@ -139,7 +139,7 @@ def test_reviewed_labels_carry_provenance_and_retrain_on_the_same_held_out_image
     assert (pd.read_csv(new / "labels.csv", keep_default_na=False)["is_noisy"] == "").all()
     gain = evaluation.review_gain(run, new)
     assert gain["n"] == n_test - 1 and gain["gain"] == pytest.approx(gain["retrained"] - gain["original"])
-    assert detect.retrain_title("r1", 1, 1) == "r1 after review (1 changed, 1 excluded)"
+    assert corrections.retrain_title("r1", 1, 1) == "r1 after review (1 changed, 1 excluded)"
     (new / evaluation.REVIEWED_FILE).write_text(json.dumps({"title": "r1 after review (1 changed, 1 excluded)"}))
     assert evaluation.headline(runs.load_run(new))["title"] == "r1 after review (1 changed, 1 excluded)"
 

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from noisycore import jobs, runs, sweeps
-from noisycore.config import DataConfig, NoiseConfig, TrainConfig
+from noisycore.config import NoiseConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FORWARD_RUN = "20260101-000000-forward-pair30"

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 pytest.importorskip("keras")
 
 from noisycore import detect, triage  # noqa: E402
-from noisycore.issues import estimate_noise  # noqa: E402
+from noisycore.detectors import estimate_noise  # noqa: E402
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.review import ReviewStore  # noqa: E402
 from helpers import quadrant_folder  # noqa: E402

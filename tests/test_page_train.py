@@ -68,7 +68,8 @@ def test_forward_loss_on_a_saved_pair_noise_set_from_the_page(_isolated_home):
     from noisycore import forward
     from noisycore.config import DataConfig, NoiseConfig
     from noisycore.datasets import load_dataset
-    from noisycore.noise import apply_noise, save_label_set
+    from noisycore.labelsets import save_label_set
+    from noisycore.noise import apply_noise
 
     data = DataConfig()
     noisy = apply_noise(load_dataset(data), NoiseConfig(model="pair", rate=0.3, seed=0))

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from noisycore.errors import DataError, UserError
-from noisycore.review import (REVIEW_DB_NAME, ReviewStore, export_csv, export_folder,
-                              export_manifest, final_labels)
+from noisycore.corrections import export_csv, export_folder, export_manifest, final_labels
+from noisycore.review import REVIEW_DB_NAME, ReviewStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "dog", "owl"]

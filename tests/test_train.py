@@ -5,12 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 keras = pytest.importorskip("keras")
 
 from noisycore import runs, train  # noqa: E402
-from noisycore.config import ConfigError, DataConfig, NoiseConfig, TrainConfig  # noqa: E402
+from noisycore.config import ConfigError  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 from noisycore.schedules import lr_at  # noqa: E402
 from helpers import quadrant_folder, tiny_config  # noqa: E402
@@ -53,16 +52,16 @@ def test_context_validates_on_noisy_or_trusted_labels(quadrants, tmp_path):
     config = tiny_config(quadrants)
     prepared = train.prepare(config)
     noisy = prepared.noisy
-    ctx, fit, val = train._context(config, prepared, tmp_path)
+    ctx, fit, val = train.make_context(config, prepared, tmp_path)
     assert ctx.y_val.tolist() == noisy.labels[val].tolist()                 # default: noisy labels
     assert (noisy.labels[val] != noisy.true_labels[val]).any()
-    trusted, _, val2 = train._context(config.replace(trusted_val=True), prepared, tmp_path)
+    trusted, _, val2 = train.make_context(config.replace(trusted_val=True), prepared, tmp_path)
     assert val2.tolist() == val.tolist() and trusted.y_val.tolist() == noisy.true_labels[val].tolist()
     assert len(ctx.y_fit) + len(ctx.y_val) == len(prepared.dataset.y_train) == 300   # never the test images
 
 
 def test_labels_file_without_truth_and_max_train(quadrants, tmp_path):
-    from noisycore.noise import save_label_set
+    from noisycore.labelsets import save_label_set
 
     prepared = train.prepare(tiny_config(quadrants))
     unknown = dataclasses.replace(prepared.noisy, true_labels=None, is_noisy=None, realized_rate=None,

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from noisycore import charts, evaluation, jobs, naming, runs, sweeps
+from noisycore.util import pct
 from ui.common import cached_dataset, guard, show_chart, upscale
 from ui.runs import STATE_ICONS, progress_text, runs_root, state_text
 
@@ -24,17 +25,13 @@ SWEEP_POLL = 2.0      # seconds between refreshes of a running sweep
 RUN_POLL = 1.0        # ... of a training run
 
 
-def _pct(value) -> str:
-    return "—" if value is None else f"{float(value):.1%}"
-
-
 def run_choices(root=None) -> dict:
     """Run folder path -> label, newest first: ordinary runs, then the cells of every sweep."""
     root = Path(root) if root is not None else runs_root()
     out = {}
     table = guard(runs.list_runs, root)
     for row in table.itertuples():
-        out[row.path] = f"{evaluation.run_title(row.path)} ({row.state})"
+        out[row.path] = f"{evaluation.display_name(row.path)} ({row.state})"
     for sweep in guard(sweeps.list_sweeps, root).itertuples():
         for cell in sweeps.cells(guard(sweeps.load_spec, sweep.path)):
             path = Path(sweep.path) / cell.name
@@ -108,21 +105,21 @@ def evaluation_panel(run_dir: str) -> None:
     last = f"last epoch {h['epochs_done']}"
     m = st.columns(4 if known else 3)
     if known:
-        m[0].metric(f"Clean test accuracy ({best})", _pct(h["best_test_accuracy"]),
+        m[0].metric(f"Clean test accuracy ({best})", pct(h["best_test_accuracy"]),
                     help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) on the test set.")
-        m[1].metric(f"Clean test accuracy ({last})", _pct(h["final_test_accuracy"]),
+        m[1].metric(f"Clean test accuracy ({last})", pct(h["final_test_accuracy"]),
                     help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
     else:   # the user's own labels: the held-out labels may be wrong too
-        m[0].metric(f"Held-out accuracy, given labels ({best})", _pct(h["best_test_accuracy"]),
+        m[0].metric(f"Held-out accuracy, given labels ({best})", pct(h["best_test_accuracy"]),
                     help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) against the given "
                          "labels of held-out images it never trained on. Some of those labels may be wrong, so "
                          "this is not accuracy against the truth, which is unknown.")
-        m[1].metric(f"Held-out accuracy, given labels ({last})", _pct(h["final_test_accuracy"]),
+        m[1].metric(f"Held-out accuracy, given labels ({last})", pct(h["final_test_accuracy"]),
                     help="The model after the last epoch, against the given labels of the held-out images.")
-    m[2].metric(f"Train accuracy on given labels ({best})", _pct(h["train_acc_noisy"]),
+    m[2].metric(f"Train accuracy on given labels ({best})", pct(h["train_acc_noisy"]),
                 help="Agreement of the best model with the labels it was trained on (some may be wrong).")
     if known:
-        m[3].metric(f"Train accuracy on true labels ({best})", _pct(h["train_acc_true"]),
+        m[3].metric(f"Train accuracy on true labels ({best})", pct(h["train_acc_true"]),
                     help="Agreement of the best model with the true labels.")
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
@@ -178,7 +175,7 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
                "red: wrong.")
     if not len(rows):
         return
-    dataset = guard(cached_dataset, evaluation.run_data_config(run.config).to_json())
+    dataset = guard(cached_dataset, runs.run_data_config(run.config).to_json())
     images = guard(evaluation.images_for, dataset, rows["id"], split=split)
     cols = st.columns(GRID_COLUMNS)
     for n, row in enumerate(rows.itertuples()):

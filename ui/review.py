@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from noisycore import crossval, detect, evaluation, runs
-from noisycore.issues import estimate_noise
+from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
 from ui.common import cached_dataset, guard
@@ -87,7 +87,7 @@ def _run_images(run_dir: str, data_json: str):
 
 def run_images(run_dir: str):
     """The run's training images (N, H, W, 3) in labels.csv order (the dataset is cached)."""
-    data = guard(detect.run_data_config, run_dir)
+    data = guard(runs.run_data_config, run_dir, training_subset=False)
     return guard(_run_images, run_dir, data.to_json())
 
 
@@ -129,7 +129,7 @@ def cv_progress(run_dir: str) -> None:
                 folds, fold = s.get("folds") or 1, s.get("fold") or 0
                 epochs, epoch = s.get("epochs") or 1, s.get("epoch") or 0
                 done = (max(fold - 1, 0) + (epoch - 1 + (s.get("batch") or 0) / (s.get("batches") or 1)) / epochs) / folds
-                st.progress(min(max(done, 0.0), 1.0), text=detect.crossval_text(s))
+                st.progress(min(max(done, 0.0), 1.0), text=crossval.progress_text(s))
             if st.button("Stop", key="review.cv_stop", icon=":material/stop:", help="Finished folds are kept."):
                 crossval.stop(run_dir)
         elif live:

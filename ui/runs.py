@@ -9,6 +9,7 @@ import streamlit as st
 
 from noisycore import charts, evaluation, jobs, runs
 from noisycore.config import default_runs_dir
+from noisycore.util import pct
 from ui.common import guard, labels_root, show_chart
 
 RUN_KEY = "lab.run_dir"       # str: the run the user last started or selected
@@ -134,12 +135,12 @@ def _headline_metrics(run, best, *, known: bool = True) -> None:
     headline = HEADLINE if known else HEADLINE_UNKNOWN_TRUTH
     cols = st.columns(len(headline))
     for col, (name, summary_key, metric_key) in zip(cols, headline):
-        col.metric(f"{name} ({where})", _pct(s.get(summary_key)),
+        col.metric(f"{name} ({where})", pct(s.get(summary_key)),
                    help=None if known or summary_key != "test_accuracy" else
                    "Against the given labels of held-out images the model never trained on; the true labels are unknown.")
         if last is not None and metric_key in m and last_epoch != best:
             value = last[metric_key]
-            col.caption(f"Last epoch ({last_epoch}): {_pct(None if value != value else value)}")
+            col.caption(f"Last epoch ({last_epoch}): {pct(None if value != value else value)}")
 
 
 def _best_epoch(run):
@@ -149,7 +150,3 @@ def _best_epoch(run):
     if "val_accuracy" in m and m["val_accuracy"].notna().any():
         return int(m.loc[m["val_accuracy"].idxmax(), "epoch"])
     return None
-
-
-def _pct(v) -> str:
-    return "—" if v is None else f"{float(v):.1%}"

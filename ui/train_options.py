@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from noisycore import runs
 from noisycore.catalog import FORWARD_MATRIX_HELP, LOSS_DEFAULTS
-from noisycore.methods import FORGET_RATE_SOURCES
+from noisycore.catalog import FORGET_RATE_SOURCES
 from ui.runs import runs_root
 
 WARM_UP = "a warm-up with plain cross-entropy in this run"

@@ -119,7 +119,7 @@ class ForgetRateCallback(keras.callbacks.Callback):
 
 
 class CoTeachingMethod(StandardMethod):
-    """Co-teaching; tau from method_params forget_rate (methods.FORGET_RATE_SOURCES):
+    """Co-teaching; tau from method_params forget_rate (catalog.FORGET_RATE_SOURCES):
 
     a number   the rate the user declares;
     declared   ctx.noise_rate, the rate the noise settings declare (requested, not realized);
@@ -146,7 +146,7 @@ class CoTeachingMethod(StandardMethod):
 
     def _initial_tau(self, choice) -> tuple:
         """(tau or None while it waits for the estimate, a description of where it comes from)."""
-        from noisycore.methods import FORGET_RATE_SOURCES
+        from noisycore.catalog import FORGET_RATE_SOURCES
 
         if isinstance(choice, (int, float)) and not isinstance(choice, bool):
             return float(choice), "given in method_params"
@@ -180,7 +180,7 @@ class CoTeachingMethod(StandardMethod):
 
     def after_epoch(self, epoch, probs_fit, model) -> dict:
         if self.tau is None:   # "estimated": confident learning on network 1's fit-split predictions
-            from noisycore.issues import estimate_noise
+            from noisycore.detectors import estimate_noise
 
             p = np.asarray(probs_fit, dtype=np.float64)
             rate = estimate_noise(self.ctx.y_fit, p / p.sum(axis=1, keepdims=True)).noise_rate

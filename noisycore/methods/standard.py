@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from noisycore.config import TrainConfig
-from noisycore.methods import method_params
+from noisycore.catalog import method_params
 
 EVAL_BATCH = 512  # images per batch for validation and prediction passes
 

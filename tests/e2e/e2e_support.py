@@ -41,7 +41,8 @@ def detected_run_without_training(root, name: str, *, noise: dict, max_train: in
     from noisycore import detect, runs
     from noisycore.config import DataConfig, TrainConfig
     from noisycore.datasets import load_dataset
-    from noisycore.noise import apply_noise, save_label_set
+    from noisycore.labelsets import save_label_set
+    from noisycore.noise import apply_noise
 
     config = TrainConfig.from_preset("quick", max_train=max_train, noise=noise)
     run = runs.create_run(config, root=root, name=name)

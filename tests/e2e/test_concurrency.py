@@ -25,7 +25,7 @@ from e2e_support import OUTPUT, detected_run_without_training, screenshot, wait_
 from noisycore import detect, jobs, runs, triage
 from noisycore.config import DataConfig, NoiseConfig
 from noisycore.datasets import load_dataset
-from noisycore.issues import estimate_noise
+from noisycore.detectors import estimate_noise
 from noisycore.noise import apply_noise
 from noisycore.review import ReviewStore
 

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from e2e_support import current_item, goto_page, item_caption, newest_run, press, screenshot, tally, wait_idle
 
 from noisycore import detect, triage
-from noisycore.issues import estimate_noise
+from noisycore.detectors import estimate_noise
 from noisycore.review import ReviewStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -26,8 +26,8 @@ from playwright.sync_api import expect
 from e2e_support import (choose_option, current_item, goto_page, item_caption, newest_run, press, press_key,
                          screenshot, tally, wait_idle)
 
-from noisycore import detect, evaluation, runs, triage
-from noisycore.issues import estimate_noise
+from noisycore import detect, evaluation, review, runs, triage
+from noisycore.detectors import estimate_noise
 from noisycore.review import ReviewStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -193,7 +193,7 @@ def test_own_zip_is_reviewed_without_claims_of_truth(page, app_url, app_home, tm
     expect(page.locator('[data-testid="stCaptionContainer"]').filter(has_text=re.compile(r"^Page \d+ of"))).to_be_visible()
     expect(item_caption(page)).to_have_count(0)   # no key may reach the one-by-one view's buttons
     wait_idle(page)
-    everything = detect.review_queue(queue, store.latest(), class_names=classes, flagged_only=False)
+    everything = review.review_queue(queue, store.latest(), class_names=classes, flagged_only=False)
     pairs = triage.pair_groups(everything)
     open_pairs = pairs[pairs["open"] > 0]
     assert len(open_pairs), f"no open given -> proposed pair left in the top {n}: {pairs}"

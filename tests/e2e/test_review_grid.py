@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from e2e_support import choose_option, detected_run_without_training, press_key, screenshot, wait_idle
 
 from noisycore import detect, triage
-from noisycore.issues import estimate_noise
+from noisycore.detectors import estimate_noise
 from noisycore.review import ReviewStore
 
 pytestmark = [pytest.mark.e2e]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from noisycore.errors import DataError, UserError
+from noisycore.util import check_labels, score_margins
 
 PROB_SUM_TOLERANCE = 1e-3   # |row sum - 1| allowed in pred_probs (float32 softmax outputs drift ~1e-6)
 _FUZZ = 1e-6                # cleanlab's floating-point comparison slack, kept so decisions match exactly
@@ -46,25 +47,6 @@ class LabelIssues:
 
 
 # ----------------------------------------------------------------------------- validation
-
-def _check_labels(labels, num_classes: Optional[int] = None) -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or arr.size == 0:
-        raise DataError(f"labels must be a non-empty 1-D array of class indices, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) \
-                or not np.all(arr == np.round(arr)):
-            raise DataError(f"labels must be integers 0..K-1, got dtype {arr.dtype} "
-                            f"(first value {arr.flat[0]!r}); map class names to indices first")
-    arr = arr.astype(np.int64)
-    hi = num_classes - 1 if num_classes is not None else None
-    bad = np.flatnonzero((arr < 0) | ((arr > hi) if hi is not None else False))
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(f"labels[{i}] = {arr[i]} is outside 0..{hi} (K={num_classes} columns in "
-                        f"pred_probs); {bad.size} label(s) out of range")
-    return arr
-
 
 def _check_probs(pred_probs, n: int) -> np.ndarray:
     p = np.asarray(pred_probs, dtype=np.float64)
@@ -94,7 +76,7 @@ def _check_inputs(labels, pred_probs):
     p = np.asarray(pred_probs)
     if p.ndim != 2:
         raise DataError(f"pred_probs must have shape (N, K), got {p.shape}")
-    y = _check_labels(labels, p.shape[1])
+    y = check_labels(labels, p.shape[1])
     return y, _check_probs(p, len(y))
 
 
@@ -364,7 +346,7 @@ def aum_margins(logits_or_probs_per_epoch, labels, *, kind: str = "auto") -> np.
         raise DataError(f"expected (epochs, N, K) logits or probabilities, got shape {z.shape}")
     if kind not in ("auto", "logits", "probs"):
         raise UserError(f"kind={kind!r} is not valid; choose one of: auto, logits, probs")
-    y = _check_labels(labels, z.shape[2])
+    y = check_labels(labels, z.shape[2])
     if z.shape[1] != len(y):
         raise DataError(f"{z.shape[1]} examples per epoch but {len(y)} labels; they must match")
     if not np.isfinite(z).all():
@@ -372,10 +354,7 @@ def aum_margins(logits_or_probs_per_epoch, labels, *, kind: str = "auto") -> np.
     is_probs = (z.min() >= 0 and np.abs(z.sum(axis=2) - 1).max() <= PROB_SUM_TOLERANCE)
     if kind == "probs" or (kind == "auto" and is_probs):
         z = np.log(np.clip(z, 1e-12, None))
-    rows = np.arange(len(y))
-    assigned = z[:, rows, y]
-    z[:, rows, y] = -np.inf
-    return assigned - z.max(axis=2)
+    return score_margins(z, y)
 
 
 def aum_threshold(threshold_margins, *, percentile: float = 99.0) -> float:
@@ -391,7 +370,7 @@ def aum_threshold(threshold_margins, *, percentile: float = 99.0) -> float:
 
 def _aum_scores(labels, pred_probs, margins):
     """(y, p, AUM (N,) with NaN for unscored examples) after checking the inputs."""
-    y = _check_labels(labels)
+    y = check_labels(labels)
     p = None if pred_probs is None else _check_inputs(y, pred_probs)[1]
     if margins is None:
         raise UserError("the aum detectors need margins=(epochs, N) recorded during training "
@@ -590,7 +569,7 @@ def to_frame(issues: LabelIssues, *, ids: Sequence, labels, class_names: Sequenc
     """
     n = len(issues.label_quality)
     names = np.asarray(list(class_names), dtype=object)
-    y = _check_labels(labels, len(names))
+    y = check_labels(labels, len(names))
     if len(ids) != n or len(y) != n:
         raise DataError(f"ids ({len(ids)}), labels ({len(y)}) and the issues ({n}) must have one "
                         "entry per example")
