@@ -53,8 +53,9 @@ with st.container(border=True):
             st.caption(f"{meta['dataset'].get('name')}: {meta['counts']['labels']:,} labels, noise model "
                        f"{meta['config']['model']}, {rate:.1%} wrong")
         else:
-            st.caption(f"{meta['dataset'].get('name')}: {meta['counts']['labels']:,} labels as given; which of "
-                       "them are wrong is unknown (find out on the Review page after training)")
+            st.caption(f"{meta['dataset'].get('name')}: the labels of {meta['counts']['labels']:,} training images "
+                       "(and of the held-out test images) as given; which of them are wrong is unknown (the Review "
+                       "page judges every image after training)")
 
 # ---- Inputs: preset and options -----------------------------------------------------------------
 with st.container(border=True):

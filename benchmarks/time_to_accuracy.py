@@ -3,6 +3,7 @@
     python benchmarks/time_to_accuracy.py                      # full CIFAR-10: clean, sym40, worst; seed 0
     python benchmarks/time_to_accuracy.py --seeds 0,1          # a second seed (finished cells are kept)
     python benchmarks/time_to_accuracy.py --recipe fast_gce    # the same with GCE (results ...-fast_gce.*)
+    python benchmarks/time_to_accuracy.py --recipe fast_gce --epochs 24 --settings sym40   # a longer schedule
     python benchmarks/time_to_accuracy.py --dataset builtin --budget smoke --blog-steps 3   # seconds (a test)
 
 The fast recipe is trained per noise setting (one resumable run folder per cell in --work, default
@@ -56,12 +57,19 @@ DEFAULT_OUT = common.ROOT / "benchmarks" / "results" / "time_to_accuracy"
 FAST_RECIPES = ("fast", "fast_gce")   # common.RECIPES entries this script can train
 
 
-def cell_path(work: Path, setting: str, seed: int, recipe: str = "fast") -> Path:
-    return work / setting / f"{recipe}-s{seed}"
+def recipe_tag(recipe: str, epochs=None) -> str:
+    """The recipe's name in cell folders and result files: ``fast_gce``, or ``fast_gce-e24`` when --epochs
+    changes the preset's schedule length (the schedule stretches with it)."""
+    return recipe if epochs is None else f"{recipe}-e{int(epochs)}"
 
 
-def fast_config(dataset: str, budget: Budget, setting: str, seed: int, recipe: str = "fast"):
-    return common.cell_config(dataset=dataset, budget=budget, setting=setting, recipe=recipe, seed=seed)
+def cell_path(work: Path, setting: str, seed: int, recipe: str = "fast", epochs=None) -> Path:
+    return work / setting / f"{recipe_tag(recipe, epochs)}-s{seed}"
+
+
+def fast_config(dataset: str, budget: Budget, setting: str, seed: int, recipe: str = "fast", epochs=None):
+    config = common.cell_config(dataset=dataset, budget=budget, setting=setting, recipe=recipe, seed=seed)
+    return config if epochs is None else config.replace(epochs=int(epochs))
 
 
 # ------------------------------------------------------------------------------ the blog recipe's epoch
@@ -238,22 +246,23 @@ def write_html(curves: pd.DataFrame, path: Path) -> None:
 
 
 def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_name, command, machine,
-                  recipe: str = "fast") -> pd.DataFrame:
+                  recipe: str = "fast", epochs=None) -> pd.DataFrame:
     from noisycore import runs
 
     rows, curves = [], []
     for setting, seed in cells:
-        path = cell_path(work, setting, seed, recipe)
+        path = cell_path(work, setting, seed, recipe, epochs)
         if not (path / "summary.json").is_file():
             continue
         m = runs.read_metrics(path)
-        rows.append({"recipe": recipe, **cell_row(setting, seed, m, runs.read_summary(path) or {},
+        rows.append({"recipe": recipe_tag(recipe, epochs), **cell_row(setting, seed, m, runs.read_summary(path) or {},
                                                   blog["epoch_seconds"])})
         curves.append(curve(m).assign(setting=setting, seed=seed))
     rows = pd.DataFrame(rows)
     common.atomic_write(out.with_suffix(".csv"), rows.to_csv(index=False))
     text = markdown(rows, blog, dataset=dataset, budget_name=budget_name, command=command, machine=machine)
-    text += f"\nRecipe `{recipe}`: {common.RECIPES[recipe][1]}.\n"
+    text += f"\nRecipe `{recipe_tag(recipe, epochs)}`: {common.RECIPES[recipe][1]}" + (
+        "" if epochs is None else f", {int(epochs)} epochs instead of the preset's {PRESETS['fast']['epochs']}") + ".\n"
     common.atomic_write(out.with_suffix(".md"), text)
     if curves:
         curves = pd.concat(curves, ignore_index=True)
@@ -272,6 +281,8 @@ def main(argv=None) -> int:
     p.add_argument("--settings", default=None, help="noise settings (default clean,sym40,worst; builtin: clean,sym40)")
     p.add_argument("--seeds", default="0", help="seeds (default 0)")
     p.add_argument("--recipe", default="fast", help=f"one of {', '.join(FAST_RECIPES)} (default fast)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train this many epochs instead of the preset's (the schedule stretches; own cells and results)")
     p.add_argument("--blog-steps", type=int, default=60, help="timed steps of the blog recipe (default 60)")
     p.add_argument("--blog-precision", default="float32", choices=("float32", "bfloat16"),
                    help="the blog recipe's precision (default float32, as the blog post trains)")
@@ -296,13 +307,16 @@ def run(args, argv) -> int:
         raise UserError(f"--blog-steps {args.blog_steps} must be at least 1")
     seeds = common.parse_seeds(args.seeds)
     recipe = common.check_names("recipe", (args.recipe,), FAST_RECIPES)[0]
+    if args.epochs is not None and not 1 <= args.epochs <= 200:
+        raise UserError(f"--epochs {args.epochs} must be between 1 and 200")
+    epochs = args.epochs
     budget = BUDGETS[budget_name]
-    tag = f"{args.dataset}-{budget_name}" + ("" if recipe == "fast" else f"-{recipe}")
+    tag = f"{args.dataset}-{budget_name}" + ("" if recipe == "fast" and epochs is None else f"-{recipe_tag(recipe, epochs)}")
     work = Path(args.work or common.ROOT / "runs" / f"tta-{args.dataset}-{budget_name}")
     out = Path(args.out or DEFAULT_OUT.with_name(f"time_to_accuracy-{tag}"))
     command = "python benchmarks/time_to_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     cells = [(s, seed) for seed in seeds for s in setting_names]
-    configs = {c: fast_config(args.dataset, budget, *c, recipe) for c in cells}   # every config valid before training
+    configs = {c: fast_config(args.dataset, budget, *c, recipe, epochs) for c in cells}   # every config valid before training
     machine = describe()
     machine["load_start"] = machine["load_average"][0]
 
@@ -316,7 +330,7 @@ def run(args, argv) -> int:
     print(f"blog recipe: {blog['epoch_seconds']:.1f} s per epoch ({blog['precision']})", flush=True)
     done = 0
     for i, cell in enumerate(cells, 1):
-        path = cell_path(work, *cell, recipe)
+        path = cell_path(work, *cell, recipe, epochs)
         if not common.cell_finished(path, configs[cell]):
             print(f"[{i}/{len(cells)}] training {path.relative_to(work)} ...", flush=True)
             if common.train_cell(path, configs[cell]) is None:
@@ -325,7 +339,7 @@ def run(args, argv) -> int:
         done += 1
         machine["load_end"] = round(os.getloadavg()[0], 2)
         rows = write_results(work, out, cells, blog, dataset=args.dataset, budget_name=budget_name,
-                             command=command, machine=machine, recipe=recipe)
+                             command=command, machine=machine, recipe=recipe, epochs=epochs)
         r = rows.set_index(["setting", "seed"]).loc[cell]
         print(f"[{i}/{len(cells)}] {path.relative_to(work)}: final {common.pct(r['final_test_accuracy'])}%, "
               f"time to the blog's best {_fmt_s(r['fast_seconds'])} vs {_fmt_s(r['blog_seconds'])}", flush=True)

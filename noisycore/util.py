@@ -55,10 +55,10 @@ def atomic_write_text(path, text: str) -> Path:
 
 
 def _json_default(value):
-    if hasattr(value, "item"):       # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, np.generic):   # numpy scalars
+        return value.item()
     return str(value)
 
 

@@ -77,6 +77,10 @@ def test_class_counts_chart_without_truth_and_bad_input():
     counts = pd.DataFrame({"class": ["a", "b"], "true": [np.nan, np.nan], "given": [3, 4]})
     enc, df = _one(charts.class_counts_chart(counts), "bar")
     assert enc["color"]["scale"]["domain"] == ["Given labels"] and list(df["count"]) == [3, 4]
+    subtitle = " ".join(charts.class_counts_chart(counts).to_dict()["title"]["subtitle"])
+    assert "true classes are unknown" in subtitle and "noise" not in subtitle   # no claim of noise on own labels
+    with_truth = pd.DataFrame({"class": ["a"], "true": [1], "given": [1]})
+    assert "noise moved" in " ".join(charts.class_counts_chart(with_truth).to_dict()["title"]["subtitle"])
     with pytest.raises(DataError, match="given"):
         charts.class_counts_chart(pd.DataFrame({"class": ["a"], "true": [1]}))
 

@@ -122,3 +122,30 @@ def test_default_preset_by_source_and_size():
     assert default_preset("/photos/garden.zip", 450) == "small"
     assert default_preset("/photos/garden.zip", FAST_MIN_IMAGES) == "fast"
     assert default_preset("cifar10", 5000) == "small"                 # a 5,000-image subset
+
+
+def test_cli_default_preset_follows_the_label_set(tmp_path):
+    """`noisycore train --labels SET` starts from the preset for the set's images, as the Train page does."""
+    from noisycore.cli import build_parser
+    from noisycore.cliargs import default_preset_for, train_config
+    from noisycore.config import default_preset
+
+    def label_set(name, source, n):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "noise.json").write_text(json.dumps({"data_config": {"source": source}, "counts": {"labels": n}}))
+        (folder / "labels.csv").write_text("id,label\n")
+        return folder
+
+    parse = lambda *a: build_parser().parse_args(["train", *map(str, a)])  # noqa: E731
+    own = label_set("own", str(tmp_path / "photos"), 800)
+    big = label_set("big", str(tmp_path / "many"), 20_000)
+    demo = label_set("demo", "builtin", 8_000)
+    assert default_preset_for(parse("--labels", own), default_preset) == "small"
+    assert default_preset_for(parse("--labels", own / "labels.csv"), default_preset) == "small"
+    assert default_preset_for(parse("--labels", big), default_preset) == "fast"
+    assert default_preset_for(parse("--labels", demo), default_preset) == "quick"
+    assert default_preset_for(parse("--dataset", "cifar10"), default_preset) == "fast"
+    assert default_preset_for(parse("--dataset", "cifar10", "--max-train", 2000), default_preset) == "small"
+    assert train_config(parse("--labels", own)).preset == "small"
+    assert train_config(parse("--labels", own, "--preset", "fast")).preset == "fast"   # an explicit preset wins

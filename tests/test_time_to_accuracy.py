@@ -35,6 +35,11 @@ def test_smoke_benchmark_writes_tables_and_chart_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "training" not in again.stdout and "timing the blog" not in again.stdout
     assert (run_dir / "summary.json").stat().st_mtime_ns == stamp
+    longer = _run(tmp_path, "--epochs", "3")   # its own cell and result files; the preset's cell untouched
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert len(list(csv.DictReader((tmp_path / "work" / "sym40" / "fast-e3-s0" / "metrics.csv").open()))) == 3
+    assert (run_dir / "summary.json").stat().st_mtime_ns == stamp
+    assert "Recipe `fast-e3`" in (tmp_path / "tta.md").read_text() and "3 epochs instead of" in (tmp_path / "tta.md").read_text()
 
 
 def test_unknown_setting_is_one_line_and_exit_2(tmp_path):
@@ -42,6 +47,13 @@ def test_unknown_setting_is_one_line_and_exit_2(tmp_path):
                            "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
     assert "unknown setting 'worst'" in done.stderr
+
+
+def test_epochs_out_of_range_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--epochs", "0",
+                           "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--epochs 0 must be between 1 and 200" in done.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_only_the_fast_recipes_can_be_timed(tmp_path):

@@ -190,13 +190,24 @@ def prediction_grid(run_dir: str, *, key: str) -> None:
             st.markdown("  \n".join(lines))
 
 
+TRUTH_COLUMNS = ("train_acc_true", "memorized")   # compare-table columns computed from true labels
+
+
+def compare_column_title(column: str, *, truth_known: bool) -> str:
+    """The compare table's header for a metric column: test accuracy is 'held-out accuracy (given
+    labels)' when no compared run knows its true labels."""
+    if not truth_known and column in ("best_test_accuracy", "final_test_accuracy"):
+        return ("best" if column.startswith("best") else "final") + " held-out accuracy (given labels)"
+    return column.replace("_", " ")
+
+
 def compare_metrics(paths: list) -> dict:
     """The curves the Compare view offers for these runs: without a run that knows its true labels,
     no true-label curve and test accuracy named for what it is (held-out images, given labels)."""
     if any(evaluation.truth_known(guard(runs.load_run, p)) for p in paths) or not paths:
         return COMPARE_METRICS
     return {k: ("Held-out accuracy (given labels)" if k == "test_accuracy" else v)
-            for k, v in COMPARE_METRICS.items() if k not in ("train_acc_true", "memorized")}
+            for k, v in COMPARE_METRICS.items() if k not in TRUTH_COLUMNS}
 
 
 def compare_panel(paths: list, *, metric: str) -> None:
@@ -209,17 +220,19 @@ def compare_panel(paths: list, *, metric: str) -> None:
         ids = [short_id(p) for p in paths]
         labels = naming.legend_labels({i: r.config for i, r in zip(ids, loaded)},
                                       summaries={i: r.summary for i, r in zip(ids, loaded)})
+        known = any(evaluation.truth_known(r) for r in loaded)
         show_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
-                                              labels=labels,
-                                              truth_known=any(evaluation.truth_known(r) for r in loaded)),
+                                              labels=labels, truth_known=known),
                    width="stretch")
         table = guard(evaluation.compare_table, paths, labels={p: labels[i] for p, i in zip(paths, ids)})
         table["run"] = ids
         table["noise.model"] = [naming.labels_words(r.config) for r in loaded]   # words, not a bare model name
+        if not known:   # the user's own labels: no truth, so no true-label columns and no injected noise rate
+            table = table.drop(columns=[c for c in TRUTH_COLUMNS + ("noise.rate",) if c in table])
         for line in guard(evaluation.review_gain_lines, paths):
             st.caption(line)
-        pct = {c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
-               for c in evaluation.METRIC_FIELDS if "acc" in c or c == "memorized"}
+        pct = {c: st.column_config.NumberColumn(compare_column_title(c, truth_known=known), format="percent")
+               for c in evaluation.METRIC_FIELDS if c in table and ("acc" in c or c == "memorized")}
         # What a reader compares first (what differs, the numbers), then the recipe fields, the run id last.
         first = ["label", "state", *[c for c in evaluation.METRIC_FIELDS if c in table]]
         order = first + [c for c in table.columns if c not in first and c != "run"] + ["run"]

@@ -33,7 +33,9 @@ def class_counts_chart(counts: pd.DataFrame, *, title="Training examples per cla
         tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("labels:N", title="Counted by"),
                  alt.Tooltip("count:Q", title="Examples", format=",")],
     )
-    return _finish(chart, title, "Bars differ where noise moved examples from one class to another.", wrap=40)
+    subtitle = ("Bars differ where noise moved examples from one class to another." if len(series) > 1
+                else "Your labels as given: the true classes are unknown.")
+    return _finish(chart, title, subtitle, wrap=40)
 
 
 def _heatmap(cells: pd.DataFrame, names, *, x_title, y_title, color_field, color_title,

@@ -103,7 +103,7 @@ def test_own_zip_is_reviewed_without_claims_of_truth(page, app_url, app_home, tm
 
     # ---- Train a short run.
     goto_page(page, "Train")
-    page.get_by_text("labels as given; which of them are wrong is unknown").wait_for()
+    page.get_by_text("as given; which of them are wrong is unknown").wait_for()
     page.locator('[data-testid="stExpander"] summary').filter(has_text="Optimization").click()
     box = page.locator('[data-testid="stNumberInput"]').filter(has_text="Epochs").locator("input")
     box.fill(str(EPOCHS))
