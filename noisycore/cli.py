@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 from noisycore import console, detect, detectors, runs
-from noisycore.corrections import EXPORT_FORMATS, export
 from noisycore.cliargs import (add_data_args, add_noise_args, add_train_options, check_labels_path, data_config,
                                noise_config, train_config)
 from noisycore.config import ConfigError
 from noisycore.console import StatusLine, StopSignals, import_quietly
+from noisycore.corrections import EXPORT_FORMATS, export
 from noisycore.errors import UserError
 from noisycore.util import write_csv
 from noisycore.util import pct as fmt_pct

@@ -439,6 +439,11 @@ def apply_noise(dataset, config: NoiseConfig) -> NoisyLabels:
     return model(dataset, config)
 
 
+def _share(x: float) -> str:
+    """0.4 -> '40%', 0.355 -> '35.5%' (no trailing .0)."""
+    return pct(x, trim=True)
+
+
 def describe(config: NoiseConfig, num_classes: int, *, class_names=None) -> str:
     """One line for the UI / CLI saying what the model does and what share of labels ends up wrong."""
     k, r, m = _check_num_classes(num_classes), float(config.rate), config.model
@@ -446,30 +451,30 @@ def describe(config: NoiseConfig, num_classes: int, *, class_names=None) -> str:
         return "no injected noise: the labels are used as given"
     if m == "symmetric":
         how = "each label flips with probability" if config.per_example else "exactly"
-        return f"symmetric {pct(r)}: {how} {pct(r)} of labels flip to a different class, chosen uniformly"
+        return f"symmetric {_share(r)}: {how} {_share(r)} of labels flip to a different class, chosen uniformly"
     if m == "uniform":
-        return (f"uniform {pct(r)}: about {pct(r * (k - 1) / k)} of labels end up wrong, "
+        return (f"uniform {_share(r)}: about {_share(r * (k - 1) / k)} of labels end up wrong, "
                 "since a redraw can land on the true class")
     if m == "pair":
-        return f"pair {pct(r)}: {pct(r)} of each class is relabelled as the next class (i -> i+1)"
+        return f"pair {_share(r)}: {_share(r)} of each class is relabelled as the next class (i -> i+1)"
     if m == "asymmetric":
         names = tuple(class_names) if class_names is not None else (CIFAR10_CLASSES if k == 10 else None)
         try:
             pairs = asymmetric_pairs(names or ())
         except ConfigError:
-            return f"asymmetric {pct(r)}: not available for these classes (use pair or matrix)"
+            return f"asymmetric {_share(r)}: not available for these classes (use pair or matrix)"
         share = overall_rate(_mapping_matrix(r, k, _check_pairs(pairs, k)))
-        return (f"asymmetric {pct(r)}: {pct(r)} of {len(pairs)} classes flip to a similar class "
-                f"({_pair_text(pairs, names)}); about {pct(share)} of all labels end up wrong")
+        return (f"asymmetric {_share(r)}: {_share(r)} of {len(pairs)} classes flip to a similar class "
+                f"({_pair_text(pairs, names)}); about {_share(share)} of all labels end up wrong")
     if m == "matrix":
         try:
             share = overall_rate(validate_matrix(config.matrix, k))
         except ConfigError as e:
             return f"matrix: invalid ({e})"
-        return f"matrix: labels drawn from your {k} x {k} table; about {pct(share)} wrong if classes are balanced"
+        return f"matrix: labels drawn from your {k} x {k} table; about {_share(share)} wrong if classes are balanced"
     if m == "instance":
-        return (f"instance {pct(r)}: each image flips with its own probability (mean {pct(r)}, "
-                f"std {pct(config.instance_std)}) towards classes its pixels point to (Xia et al., 2020)")
+        return (f"instance {_share(r)}: each image flips with its own probability (mean {_share(r)}, "
+                f"std {_share(config.instance_std)}) towards classes its pixels point to (Xia et al., 2020)")
     src = config.human_labels or "the dataset's own CSV"
     return f"human labels: label set {config.label_set!r} from {src}"
 

@@ -186,15 +186,15 @@ def check_labels(labels, num_classes: Optional[int] = None, what: str = "labels"
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) \
                 or not np.all(arr == np.round(arr)):
-            raise error(f"{what} must hold integer class indices 0..K-1, got dtype {arr.dtype} "
+            raise error(f"{what} must be integers 0..K-1 (class indices), got dtype {arr.dtype} "
                         f"(first value {arr.flat[0]!r}); map class names to indices first")
     arr = arr.astype(np.int64)
     if num_classes is not None:
         bad = np.flatnonzero((arr < 0) | (arr >= num_classes))
         if bad.size:
             i = int(bad[0])
-            raise error(f"{what}[{i}] = {arr[i]} is outside 0..{num_classes - 1} (K={num_classes} classes); "
-                        f"{bad.size} label(s) out of range")
+            raise error(f"{what}[{i}] = {arr[i]} is outside 0..{num_classes - 1} (class index {arr[i]} is not one of "
+                        f"0..{num_classes - 1} for K={num_classes} classes); {bad.size} label(s) out of range")
     return arr
 
 

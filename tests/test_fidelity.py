@@ -1,7 +1,7 @@
 """Scientific fidelity: each loss, detector, noise model and method does what its paper says, and the
 true labels enter no training or selection path (issue 13).
 
-Hand-computed values that tests/test_losses.py, test_issues.py and test_noise.py already pin are not
+Hand-computed values that tests/test_losses.py, test_detectors.py and test_noise.py already pin are not
 repeated here; this module adds what they did not check (gradients, the papers' exact procedures).
 """
 import math
@@ -61,7 +61,7 @@ def test_hard_bootstrapping_gradient_is_that_of_ce_against_a_fixed_target():
 # without a pin fails here.
 PINS = {
     "losses": ("test_losses", {name: "test_hand_computed_values" for name in LOSSES}),
-    "detectors": ("test_issues", {
+    "detectors": ("test_detectors", {
         "confident_learning": "test_confident_learning_prunes_by_noise_rate_by_hand",
         "self_confidence": "test_self_confidence_and_margin_by_hand",
         "normalized_margin": "test_self_confidence_and_margin_by_hand",
@@ -447,7 +447,7 @@ class TruthLeak(AssertionError):
 
 
 # The only functions allowed to read the truth during a run: evaluation-only reports.
-REPORTERS = {("train.py", "training_set_metrics"), ("train.py", "_summary_truth"), ("noise.py", "save_label_set"),
+REPORTERS = {("train.py", "training_set_metrics"), ("train.py", "_summary_truth"), ("labelsets.py", "save_label_set"),
              ("label_correction.py", "correction_counts"), ("confidence_weighting.py", "_report")}
 
 

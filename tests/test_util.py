@@ -81,7 +81,7 @@ def test_check_labels_accepts_columns_and_whole_floats_and_names_the_bad_value()
     assert util.check_labels([0.0, 2.0], 3).dtype == np.int64
     with pytest.raises(DataError, match=r"labels\[1\] = 3 is outside 0..1"):
         util.check_labels([0, 3], 2)
-    with pytest.raises(UserError, match="true_labels must hold integer class indices"):
+    with pytest.raises(UserError, match="true_labels must be integers"):
         util.check_labels([0.5], 2, "true_labels", error=UserError)
     with pytest.raises(DataError, match="non-empty 1-D"):
         util.check_labels([], 2)

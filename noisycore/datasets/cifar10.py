@@ -33,7 +33,7 @@ CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001
 
 
 def _project_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]   # noisycore/datasets/cifar10.py -> the project folder
 
 
 def _keras_datasets_dir() -> Path:
