@@ -10,7 +10,7 @@ from noisycore.datasets import cifar10_available, download_cifar10, skipped_text
 from noisycore.catalog import NOISE_HELP
 from noisycore.labelsets import save_label_set
 from noisycore.noise import class_counts, describe, flipped_examples, validate_matrix
-from ui.common import (address_params, cached_dataset, cached_noise, guard, labels_root, param_notices,
+from ui.common import (address_params, cached_dataset, cached_noise, guard, labels_root, param_notice, param_notices,
                        set_current_labels_path, show_chart, upscale)
 
 SOURCES = {
@@ -142,13 +142,17 @@ with st.container(border=True):
 
 used_params = {"dataset": (kind, ", ".join(SOURCES.values()), SOURCES.get),   # the address holds the shown text "size": (size, "auto, 16, 24, 32, 48, 64, 96"),
                "max_train": (int(max_train), "whole numbers from 0 (all) to 1,000,000"),
-               "noise": (model, ", ".join(models)), "rate": (rate, "numbers from 0 to 0.95"),
+               ("noise_own" if own else "noise"): (model, ", ".join(models)), "rate": (rate, "numbers from 0 to 0.95"),
                "seed": (int(seed), f"whole numbers from 0 to {2**31 - 1:,}")}
 if model == "symmetric":
     used_params["per_example"] = (extra["per_example"], "true or false")
 text_keys = (["path"] if kind == "path" else []) + (["label_column"] if source.lower().endswith(".csv") else []) \
     + (["human_labels", "label_set", "label_set_text"] if model == "human" else [])
 used_params.update({k: (given_params.get(k, ""), "any text") for k in text_keys})   # free text: never invalid
+if own and "noise" in given_params:   # a demo link's noise model: own images have their own setting
+    param_notice("noise", given_params.pop("noise"), used=None,
+                 valid="your own images start from their labels as given; to inject noise into them use "
+                       f"noise_own (now {model})")
 param_notices(given_params, used_params)
 noise_cfg = guard(NoiseConfig, model=model, rate=rate if model not in ("none", "matrix", "human") else 0.0,
                   seed=int(seed), **extra)

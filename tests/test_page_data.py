@@ -57,3 +57,20 @@ def test_bad_noise_matrix_gives_a_message_not_a_traceback():
     assert not at.exception, at.exception
     # the identity matrix is valid; the page shows no noise
     assert _metric(at, "Realized rate") == "0.00%"
+
+
+def test_a_demo_noise_link_on_own_images_says_what_it_does(tmp_path, _isolated_home):
+    """A shared link's noise=pair is the demo's setting: own images keep their labels as given, and the
+    notice says so and names the parameter that would inject noise (not a list that includes pair)."""
+    from helpers import quadrant_folder
+
+    folder = quadrant_folder(tmp_path / "photos", n_per_class=6)
+    at = _app().run()
+    at.query_params.update({"dataset": "Folder or CSV on this computer", "path": str(folder), "noise": "pair"})
+    at.switch_page("app_pages/data.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="noise_own").value == "none"
+    notices = [w.value for w in at.warning if "noise=pair" in w.value]
+    assert len(notices) == 1, [w.value for w in at.warning]
+    assert "labels as given" in notices[0] and "noise_own (now none)" in notices[0]
+    assert "valid values are" not in notices[0]
