@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Optional
 
 from noisycore.catalog import (AUGMENTATIONS, LOSS_DEFAULTS, LOSS_HELP, LR_SCHEDULES, METHOD_NAMES, MODEL_HELP,
                                NOISE_MODEL_NAMES, OPTIMIZERS, PRECISIONS, TTA_HELP, check_forward, method_params)
-from noisycore.errors import ConfigError  # noqa: F401  (config.ConfigError: many importers)
+from noisycore.errors import ConfigError
 
 
 def default_data_dir() -> Path:

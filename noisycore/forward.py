@@ -34,10 +34,9 @@ from typing import Optional
 import numpy as np
 
 from noisycore import catalog, runs
-from noisycore.config import ConfigError, default_runs_dir  # noqa: F401
+from noisycore.config import ConfigError, default_runs_dir
 
 MATRIX_FILE = "noise_matrix_used.json"
-MATRIX_CHOICES = catalog.FORWARD_MATRIX_HELP        # "known" | "estimated" -> one line for the page and CLI
 
 
 def reference_run(matrix_from: str) -> Path:

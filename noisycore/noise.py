@@ -1,4 +1,5 @@
-"""Label noise: make the given labels from the true labels, and read real human labels.
+"""Label noise: make the given labels from the true labels (real human labels are read by
+noisycore.human_labels, label sets on disk by noisycore.labelsets).
 
 Every model is a function ``(dataset, config) -> NoisyLabels`` in ``NOISE_MODELS``; the array-level
 functions (``symmetric_noise``, ``pair_noise``, ...) need no Dataset. Vocabulary: ``N`` examples,
@@ -22,14 +23,12 @@ from noisycore.human_labels import human_labels
 from noisycore.util import check_labels, pct
 
 
+MATRIX_TOLERANCE = 1e-6        # a row of a noise matrix may miss 1 by this much
+CHUNK_ROWS = 2048              # instance noise: images converted to float per chunk of this many
+
+
 def _labels(labels, num_classes: int, what: str = "true_labels") -> np.ndarray:
     return check_labels(labels, num_classes, what, error=UserError)
-
-
-MATRIX_TOLERANCE = 1e-6        # a row of a noise matrix may miss 1 by this much
-
-
-CHUNK_ROWS = 2048              # instance noise: images converted to float per chunk of this many
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Optional
 
 from noisycore.config import ConfigError, TrainConfig, default_runs_dir
 from noisycore.errors import UserError
-from noisycore.util import atomic_write_text, write_json  # noqa: F401  (runs.write_json: the run files' writer)
+from noisycore.util import atomic_write_text, write_json
 
 if TYPE_CHECKING:   # pandas is imported where it is used: a queued worker waits without it (~15 MB, not ~100)
     import pandas as pd

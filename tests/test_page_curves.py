@@ -118,6 +118,25 @@ def test_compare_overlays_runs_with_a_legend_of_differences_and_a_table(page):
 
 
 @pytest.mark.slow
+def test_compare_without_truth_has_no_true_label_or_noise_rate_columns(page):
+    """Runs on the user's own labels: the table claims no truth (no true-label accuracy, no memorized,
+    no injected noise rate) and names test accuracy for what it is."""
+    from ui.curves import compare_column_title
+
+    at = page
+    root = Path(os.environ["NOISYLAB_RUNS"])
+    at.segmented_control(key="view").set_value("Compare").run()
+    at.multiselect(key="compare.runs").set_value([str(root / LIVE_RUN)]).run()
+    assert not at.exception, at.exception
+    columns = set(at.dataframe[0].value.columns)
+    assert "best_test_accuracy" in columns and not {"train_acc_true", "memorized", "noise.rate"} & columns
+    assert compare_column_title("best_test_accuracy", truth_known=False) == "best held-out accuracy (given labels)"
+    assert compare_column_title("best_test_accuracy", truth_known=True) == "best test accuracy"
+    at.multiselect(key="compare.runs").set_value([str(root / LIVE_RUN), str(root / FORWARD_RUN)]).run()
+    assert {"train_acc_true", "memorized", "noise.rate"} <= set(at.dataframe[0].value.columns)
+
+
+@pytest.mark.slow
 def test_sweep_view_draws_accuracy_against_noise_rate(page):
     at = page
     at.segmented_control(key="view").set_value("Sweeps").run()
