@@ -2,8 +2,8 @@
 
     python benchmarks/time_to_accuracy.py                      # full CIFAR-10: clean, sym40, worst; seed 0
     python benchmarks/time_to_accuracy.py --seeds 0,1          # a second seed (finished cells are kept)
-    python benchmarks/time_to_accuracy.py --recipe fast_gce    # the same with GCE (results ...-fast_gce.*)
-    python benchmarks/time_to_accuracy.py --recipe fast_gce --epochs 24 --settings sym40   # a longer schedule
+    python benchmarks/time_to_accuracy.py --recipe fast_ls     # the same with label smoothing (results ...-fast_ls.*)
+    python benchmarks/time_to_accuracy.py --epochs 36 --settings clean   # a longer schedule (own cells)
     python benchmarks/time_to_accuracy.py --dataset builtin --budget smoke --blog-steps 3   # seconds (a test)
 
 The fast recipe is trained per noise setting (one resumable run folder per cell in --work, default
@@ -54,11 +54,11 @@ BUDGETS = {
 DEFAULT_OUT = common.ROOT / "benchmarks" / "results" / "time_to_accuracy"
 
 
-FAST_RECIPES = ("fast", "fast_gce")   # common.RECIPES entries this script can train
+FAST_RECIPES = ("fast", "fast_ls")   # common.RECIPES entries this script can train
 
 
 def recipe_tag(recipe: str, epochs=None) -> str:
-    """The recipe's name in cell folders and result files: ``fast_gce``, or ``fast_gce-e24`` when --epochs
+    """The recipe's name in cell folders and result files: ``fast_ls``, or ``fast_ls-e24`` when --epochs
     changes the preset's schedule length (the schedule stretches with it)."""
     return recipe if epochs is None else f"{recipe}-e{int(epochs)}"
 

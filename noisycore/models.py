@@ -139,17 +139,48 @@ FAST_BN_MOMENTUM = 0.4         # Keras convention (moving = m * moving + (1 - m)
 FAST_LOGIT_SCALE = 1 / 9       # airbench: logits * 1/9 let the large learning rate stay stable
 
 
-def _fast_group(b, x, filters):
+@keras.saving.register_keras_serializable(package="noisycore")
+class DiracInit(keras.initializers.Initializer):
+    """airbench's identity ("dirac") initialization of a conv kernel (kh, kw, C_in, C_out): the first
+    min(C_in, C_out) filters copy their input channel (centre tap 1, every other weight 0), the rest
+    are He-normal. Each conv group then starts close to an identity map (an implicit residual)."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        kernel = keras.initializers.HeNormal(self.seed)(shape, dtype=dtype)
+        kh, kw, c_in, c_out = shape
+        n = min(c_in, c_out)
+        eye = np.zeros((kh, kw, c_in, c_out), dtype=np.float32)
+        eye[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+        mask = np.ones((1, 1, 1, c_out), dtype=np.float32)
+        mask[..., :n] = 0.0
+        return kernel * keras.ops.convert_to_tensor(mask, dtype=kernel.dtype) + \
+            keras.ops.convert_to_tensor(eye, dtype=kernel.dtype)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+def _fast_norm(x):
+    """BatchNorm without scale (airbench freezes it at 1)."""
+    return layers.BatchNormalization(momentum=FAST_BN_MOMENTUM, scale=False, epsilon=1e-5)(x)
+
+
+def _fast_group(b, x, filters, *, dirac):
     """airbench's ConvGroup: conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU (no conv bias)."""
-    x = b.conv_he(x, filters)
-    x = layers.MaxPooling2D(2)(x)
-    x = layers.Activation("gelu")(layers.BatchNormalization(momentum=FAST_BN_MOMENTUM, scale=False, epsilon=1e-5)(x))
-    x = b.conv_he(x, filters)
-    return layers.Activation("gelu")(layers.BatchNormalization(momentum=FAST_BN_MOMENTUM, scale=False, epsilon=1e-5)(x))
+    def conv(x):
+        init = DiracInit(b._next_seed()) if dirac else keras.initializers.HeNormal(b._next_seed())
+        return layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init,
+                             kernel_regularizer=b.reg)(x)
+    x = layers.MaxPooling2D(2)(conv(x))
+    x = layers.Activation("gelu")(_fast_norm(x))
+    return layers.Activation("gelu")(_fast_norm(conv(x)))
 
 
 def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0, seed=None,
-                   width=0.5):
+                   width=0.5, dirac=True):
     """airbench94's network for a CPU (Jordan 2024, "94% on CIFAR-10 in 3.29 seconds on a single GPU").
 
     A frozen 2x2 "whitening" conv (24 filters, valid padding; ``init_whitening`` sets it from the
@@ -157,8 +188,11 @@ def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, wei
     conv3x3 -> BN -> GELU] of widths ``width`` x (64, 256, 256), a global max-pool ("features"),
     a bias-free dense layer and logits scaled by 1/9 before the softmax. BatchNorm has no scale
     (airbench freezes it at 1) and momentum 0.4 in Keras' convention (PyTorch's 0.6): the
-    statistics follow the weights within the few hundred steps of a short run. ``dropout`` and
-    ``batchnorm`` are ignored (the recipe needs BatchNorm); ``weight_decay`` is L2 on the kernels.
+    statistics follow the weights within the few hundred steps of a short run. ``dirac``: the
+    group convolutions start as identity maps (``DiracInit``). ``dropout`` and ``batchnorm`` are
+    ignored (the recipe needs BatchNorm); ``weight_decay`` is L2 on the kernels. (airbench's 64x
+    learning rate for the BatchNorm biases was tried as a reparametrized bias and measured no
+    better on a 10,000-image subset; see benchmarks/README.md.)
     width 1.0: 1.97M parameters; 0.5: 0.5M and about a quarter of the multiply-adds.
     """
     if isinstance(width, bool) or not isinstance(width, (int, float, np.floating)) or not 0.05 <= width <= 4:
@@ -169,7 +203,7 @@ def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, wei
                       name="whiten")(inputs)
     x = layers.Activation("gelu")(x)
     for filters in FAST_WIDTHS:
-        x = _fast_group(b, x, max(8, int(round(filters * width))))
+        x = _fast_group(b, x, max(8, int(round(filters * width))), dirac=bool(dirac))
     x = layers.GlobalMaxPooling2D(name="features")(x)
     x = layers.Dense(num_classes, use_bias=False, kernel_regularizer=b.reg, name="logits",
                      kernel_initializer=keras.initializers.GlorotUniform(b._next_seed()))(x)
@@ -220,7 +254,7 @@ def init_from_data(model, images) -> None:
 
 MODELS = {"blog_cnn": build_blog_cnn, "compact_cnn": build_compact_cnn, "resnet": build_resnet,
           "fast_cnn": build_fast_cnn}
-MODEL_OPTIONS = {"resnet": ("width", "blocks"), "fast_cnn": ("width",)}   # builder options beyond the shared ones
+MODEL_OPTIONS = {"resnet": ("width", "blocks"), "fast_cnn": ("width", "dirac")}   # builder options beyond the shared ones
 MODEL_HELP = dict(catalog.MODEL_HELP)  # help texts live in the TensorFlow-free catalog
 assert set(MODELS) == set(MODEL_HELP), "noisycore.catalog and models disagree on model names"
 

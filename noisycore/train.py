@@ -269,6 +269,7 @@ class Evaluation:
 
     train_ds: object                  # tf.data of every training image (fit + validation), batch EVAL_BATCH
     test_ds: object                   # tf.data of the test images
+    val_ds: object                    # tf.data of the validation images (in val_idx order); None without them
     fit_idx: np.ndarray               # int (n_fit,) positions of the images the model trains on
     val_idx: np.ndarray               # int (n_val,) positions of the validation images
     y_val: np.ndarray                 # the labels validation scores against (given, or true with trusted_val)
@@ -283,7 +284,13 @@ class Evaluation:
 
 class EpochRecorder(keras.callbacks.Callback):
     """After each complete epoch: predict the training and test sets (un-augmented, batch 512),
-    append a metrics.csv row and the margins, and let the method react (weights, relabelling)."""
+    append a metrics.csv row and the margins, and let the method react (weights, relabelling).
+
+    TTA (``ev.tta``) is used where a prediction decides or reports: the validation accuracy that
+    selects the best epoch and the test accuracy. The training images' per-epoch probabilities
+    (training-set curves, memorized, AUM margins, the methods' reweighting) are one plain forward
+    pass each: with flip TTA they cost two, which made the per-epoch evaluation as long as the
+    epoch's training. The final predictions (predictions.npz, detection) use TTA for every image."""
 
     def __init__(self, *, run_dir, method, monitor: RunMonitor, evaluation: "Evaluation", progress=None):
         super().__init__()
@@ -305,11 +312,13 @@ class EpochRecorder(keras.callbacks.Callback):
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         ev, logs = self.ev, (logs if logs is not None else {})
         net = self.method.predictor(self.model)
-        probs = predict_probs(net, ev.train_ds, tta=ev.tta)
+        probs = predict_probs(net, ev.train_ds, tta="none")
         test_probs = predict_probs(net, ev.test_ds, tta=ev.tta)
         self.last_probs = probs
-        if ev.tta != "none":   # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
-            logs["val_accuracy"] = float((probs_argmax(probs[ev.val_idx]) == ev.y_val).mean())
+        if ev.tta != "none" and ev.val_ds is not None:
+            # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
+            val_probs = predict_probs(net, ev.val_ds, tta=ev.tta)
+            logs["val_accuracy"] = float((probs_argmax(val_probs) == ev.y_val).mean())
         row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
                **training_set_metrics(probs[ev.fit_idx], ev.given_fit, ev.true_fit),
                "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
@@ -471,6 +480,8 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
     evaluation = Evaluation(train_ds=make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
                             test_ds=make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
+                            val_ds=make_dataset(ds.x_train[val_idx], num_classes=k, batch_size=EVAL_BATCH)
+                            if len(val_idx) else None,
                             fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
                             given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
                             y_test=np.asarray(ds.y_test), record_margins=record)

@@ -114,7 +114,7 @@ def test_fast_preset_round_trips_and_is_the_default_for_real_images():
     c = TrainConfig.from_preset("fast", data={"source": "cifar10"})
     assert (c.model, c.tta, c.augment, c.optimizer, c.lr_schedule) == \
         ("fast_cnn", "flip", "flip_translate", "nesterov", "warmup_linear")
-    assert c.ema_momentum > 0 and c.loss_kwargs == {"epsilon": 0.2}
+    assert c.ema_momentum > 0 and (c.loss, c.loss_kwargs, c.epochs, c.weight_decay) == ("gce", {"q": 0.7}, 24, 5e-4)
     assert TrainConfig.from_json(c.to_json()) == c
     assert default_preset("cifar10") == default_preset("/data/photos", 20_000) == "fast"
     assert default_preset("/data/photos", 450) == "small"   # a few dozen steps of batch 256 would not learn
@@ -128,6 +128,33 @@ def test_warmup_linear_schedule_rises_then_decays():
     assert max(lrs) == lrs[2] and lrs == [lr_at("warmup_linear", e, lr=1.0, epochs=10) for e in range(10)]
 
 
+def test_dirac_init_makes_the_first_filters_copy_their_input_channels():
+    from noisycore.models import DiracInit
+
+    kernel = keras.ops.convert_to_numpy(DiracInit(seed=0)((3, 3, 4, 6)))
+    eye = np.zeros((3, 3, 4, 4))
+    eye[1, 1, range(4), range(4)] = 1.0
+    np.testing.assert_array_equal(kernel[..., :4], eye)               # filters 0..3: identity on channel i
+    assert np.std(kernel[..., 4:]) > 0.1 and np.count_nonzero(kernel[..., 4:]) == 3 * 3 * 4 * 2   # He-normal
+    x = np.random.default_rng(3).random((2, 5, 5, 4)).astype(np.float32)
+    conv = keras.layers.Conv2D(6, 3, padding="same", use_bias=False, kernel_initializer=DiracInit(seed=0))
+    y = keras.ops.convert_to_numpy(conv(x))
+    np.testing.assert_allclose(y[..., :4], x, atol=1e-6)               # the conv starts as an identity map
+    assert DiracInit.from_config(DiracInit(seed=5).get_config()).seed == 5
+    wide_in = keras.ops.convert_to_numpy(DiracInit(seed=0)((3, 3, 6, 2)))   # more inputs than filters
+    assert wide_in[1, 1, 0, 0] == wide_in[1, 1, 1, 1] == 1 and wide_in[1, 1, 2:, :].sum() == 0
+
+
+def test_fast_cnn_with_dirac_init_saves_and_loads(tmp_path):
+    model = build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, seed=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    x = np.random.default_rng(4).random((2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    plain = build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, seed=0, dirac=False)
+    assert not np.allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
 def test_tiny_fast_cnn_run_on_the_builtin_shapes_beats_chance(tmp_path):
     from noisycore import train
 
@@ -139,6 +166,21 @@ def test_tiny_fast_cnn_run_on_the_builtin_shapes_beats_chance(tmp_path):
     assert summary["test_accuracy"] > 0.3          # 10 classes: chance is 0.1
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["mixed_precision"] == "float32" and saved["preset"] == "fast"
+
+    # The epoch is chosen on the validation images' flip-TTA accuracy; the per-epoch training-set
+    # curves are one plain forward pass per image. The kept model (best.keras) reproduces both.
+    import pandas as pd
+
+    run = tmp_path / "run"
+    pred = np.load(run / "predictions.npz")
+    is_val, given = pred["is_val"], pred["train_labels"]
+    tta_val = (pred["train_probs"][is_val].argmax(1) == given[is_val]).mean()   # final predictions: TTA
+    assert summary["best_val_accuracy"] == pytest.approx(tta_val, abs=1.01 / is_val.sum())
+    x_train = train.prepare(config).dataset.x_train
+    net = keras.models.load_model(run / "best.keras", compile=False)
+    plain = predict_probs(net, x_train[~is_val], tta="none").argmax(1)
+    row = pd.read_csv(run / "metrics.csv").set_index("epoch").loc[summary["best_epoch"]]
+    assert row["train_acc_given"] == pytest.approx((plain == given[~is_val]).mean(), abs=1.01 / (~is_val).sum())
 
 
 def test_cli_picks_the_fast_preset_for_real_images_and_reads_the_precision(capsys):

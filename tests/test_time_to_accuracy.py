@@ -59,4 +59,4 @@ def test_epochs_out_of_range_is_one_line_and_exit_2(tmp_path):
 def test_only_the_fast_recipes_can_be_timed(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--recipe", "blog",
                            "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "unknown recipe 'blog'; choose from: fast, fast_gce" in done.stderr
+    assert done.returncode == 2 and "unknown recipe 'blog'; choose from: fast, fast_ls" in done.stderr
