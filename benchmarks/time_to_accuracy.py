@@ -36,6 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import detection  # noqa: E402
 from common import SETTING_HELP, Budget  # noqa: E402
 
 from noisycore.config import PRESETS  # noqa: E402
@@ -187,8 +188,9 @@ def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, m
         f"Blog recipe on this machine: {extrap}. Its time to its best = that x the epoch of its best in the "
         "reference run.", "",
         "Fast recipe: clean test accuracy after each epoch against cumulative training time (steps + validation; "
-        "in brackets also with the app's per-epoch evaluation: TTA predictions of the whole training and test "
-        "sets for the curves, which the blog's epoch time does not include either). "
+        "in brackets also with the app's per-epoch evaluation: predictions of the whole training set, and TTA "
+        "predictions of the validation and test sets, for the curves, which the blog's epoch time does not "
+        "include either). "
         f"Goals: ratio <= 1/{SPEEDUP_GOAL:.0f} and >= blog best + {100 * MARGIN_GOAL:.0f} points within 1/3 of "
         "the blog's time.", "", common.markdown_table(table) if len(table) else "(no finished cell yet)", ""])
 
@@ -263,6 +265,12 @@ def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_n
     text = markdown(rows, blog, dataset=dataset, budget_name=budget_name, command=command, machine=machine)
     text += f"\nRecipe `{recipe_tag(recipe, epochs)}`: {common.RECIPES[recipe][1]}" + (
         "" if epochs is None else f", {int(epochs)} epochs instead of the preset's {PRESETS['fast']['epochs']}") + ".\n"
+    found = detection_rows(work, cells, recipe, epochs)
+    if len(found):
+        common.atomic_write(out.with_name(out.name + "_detection.csv"), found.to_csv(index=False))
+        text += ("\n## Detection with these models (in-sample)\n\nEvery detector on each noisy cell's own "
+                 "predictions (predictions.npz of its best model, flip TTA), against the known wrong labels:\n\n"
+                 + detection.markdown(found) + "\n")
     common.atomic_write(out.with_suffix(".md"), text)
     if curves:
         curves = pd.concat(curves, ignore_index=True)
@@ -270,6 +278,18 @@ def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_n
         write_png(curves, rows, out.with_suffix(".png"))
         write_html(curves, out.with_suffix(".html"))
     return rows
+
+
+def detection_rows(work: Path, cells, recipe: str, epochs) -> pd.DataFrame:
+    """Detection precision / recall / F1 of every finished cell whose labels are noisy (the truth is
+    known in every setting here), from the cell's own predictions: what the fast model buys a reviewer."""
+    rows = []
+    for setting, seed in cells:
+        path = cell_path(work, setting, seed, recipe, epochs)
+        if setting != "clean" and (path / "predictions.npz").is_file():
+            rows += detection.score(path, setting=setting if seed == 0 else f"{setting} (seed {seed})",
+                                    source="in_sample", folds=0)
+    return pd.DataFrame(rows, columns=list(detection.COLUMNS))
 
 
 # ------------------------------------------------------------------------------ the command line

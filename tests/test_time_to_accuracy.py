@@ -29,6 +29,13 @@ def test_smoke_benchmark_writes_tables_and_chart_and_resumes(tmp_path):
     text = (tmp_path / "tta.md").read_text()
     assert "extrapolated from 2 timed steps" in text and "bfloat16-related CPU flags" in text
     assert (tmp_path / "tta.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "tta.html").is_file()
+    # What the model buys a reviewer: every detector scored on the cell's own predictions.
+    found = list(csv.DictReader((tmp_path / "tta_detection.csv").open()))
+    assert {r["detector"] for r in found} >= {"confident_learning", "self_confidence"}
+    cl = next(r for r in found if r["detector"] == "confident_learning")
+    assert cl["setting"] == "sym40" and cl["source"] == "in-sample" and 0 < int(cl["n_noisy"]) < int(cl["n"])
+    assert 0 <= float(cl["precision"]) <= 1 and 0 <= float(cl["recall"]) <= 1
+    assert "## Detection with these models (in-sample)" in text and "| confident_learning |" in text
     run_dir = tmp_path / "work" / "sym40" / "fast-s0"
     stamp = (run_dir / "summary.json").stat().st_mtime_ns
     again = _run(tmp_path)                  # resumes: the finished cell and the blog timing are kept
