@@ -41,11 +41,12 @@ class _Blocks:
                              kernel_initializer=keras.initializers.GlorotUniform(self._next_seed()),
                              kernel_regularizer=self.reg, name=name)(x)
 
-    def conv_he(self, x, filters, *, kernel=3, strides=1, name=None):
-        """ResNet convolutions: He init, no bias when a BatchNorm follows."""
+    def conv_he(self, x, filters, *, kernel=3, strides=1, name=None, dirac=False):
+        """ResNet convolutions: He init (``dirac``: identity in the first filters, ``DiracInit``), no bias
+        when a BatchNorm follows."""
+        init = (DiracInit if dirac else keras.initializers.HeNormal)(self._next_seed())
         return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=not self.batchnorm,
-                             kernel_initializer=keras.initializers.HeNormal(self._next_seed()),
-                             kernel_regularizer=self.reg, name=name)(x)
+                             kernel_initializer=init, kernel_regularizer=self.reg, name=name)(x)
 
     def dense(self, x, units, *, name=None):
         return layers.Dense(units, kernel_initializer=keras.initializers.GlorotUniform(self._next_seed()),
@@ -170,13 +171,9 @@ def _fast_norm(x):
 
 def _fast_group(b, x, filters, *, dirac):
     """airbench's ConvGroup: conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU (no conv bias)."""
-    def conv(x):
-        init = DiracInit(b._next_seed()) if dirac else keras.initializers.HeNormal(b._next_seed())
-        return layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init,
-                             kernel_regularizer=b.reg)(x)
-    x = layers.MaxPooling2D(2)(conv(x))
+    x = layers.MaxPooling2D(2)(b.conv_he(x, filters, dirac=dirac))
     x = layers.Activation("gelu")(_fast_norm(x))
-    return layers.Activation("gelu")(_fast_norm(conv(x)))
+    return layers.Activation("gelu")(_fast_norm(b.conv_he(x, filters, dirac=dirac)))
 
 
 def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0, seed=None,

@@ -269,7 +269,7 @@ class Evaluation:
 
     train_ds: object                  # tf.data of every training image (fit + validation), batch EVAL_BATCH
     test_ds: object                   # tf.data of the test images
-    val_ds: object                    # tf.data of the validation images (in val_idx order); None without them
+    val_ds: object                    # tf.data of the validation images (val_idx order) for TTA selection; None without TTA
     fit_idx: np.ndarray               # int (n_fit,) positions of the images the model trains on
     val_idx: np.ndarray               # int (n_val,) positions of the validation images
     y_val: np.ndarray                 # the labels validation scores against (given, or true with trusted_val)
@@ -481,7 +481,7 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     evaluation = Evaluation(train_ds=make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
                             test_ds=make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
                             val_ds=make_dataset(ds.x_train[val_idx], num_classes=k, batch_size=EVAL_BATCH)
-                            if len(val_idx) else None,
+                            if len(val_idx) and config.tta != "none" else None,
                             fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
                             given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
                             y_test=np.asarray(ds.y_test), record_margins=record)
