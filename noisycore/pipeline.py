@@ -5,8 +5,8 @@ augmented inside the graph with Keras preprocessing layers (not ImageDataGenerat
 per-image Python loop starves the model), then prefetched while the model trains.
 
 Presets (``AUGMENTATIONS``): ``none``; ``blog`` (the blog post's rotation 15 degrees, shifts 10%,
-horizontal flip); ``strong`` (horizontal flip + random crop after 4-pixel reflect padding, the
-standard CIFAR recipe); ``flip_translate`` (the same with 2-pixel padding: airbench's flip +
+horizontal flip); ``strong`` (horizontal flip + a random crop of each image after 4-pixel reflect
+padding, the standard CIFAR recipe); ``flip_translate`` (the same with 2-pixel padding: airbench's flip +
 translate 2). ``cutout`` adds one erased square of half the image side (16x16 at 32 px,
 DeVries & Taylor 2017). ``mixup_alpha`` > 0 mixes each batch with a shuffled copy of itself
 (Zhang et al. 2018).
@@ -48,6 +48,36 @@ class ReflectPad2D(keras.layers.Layer):
         return {**super().get_config(), "pad": self.pad}
 
 
+class PerImageRandomCrop(keras.layers.Layer):
+    """Crop a random ``size`` x ``size`` window from each image of a batch, each at its own offset.
+
+    keras.layers.RandomCrop draws one offset per call, so every image of a batch would share the
+    same translation; the standard CIFAR crop (and airbench's translate) shifts each image on its own.
+    Offsets are uniform over 0..(H - size) and 0..(W - size), drawn from a seeded generator.
+    """
+
+    def __init__(self, size, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.seed = int(size), seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=True):
+        if not training:
+            return x
+        shape = tf.shape(x)
+        spare = tf.cast(tf.stack([shape[1], shape[2]]) - self.size + 1, tf.float32)
+        offsets = tf.cast(keras.random.uniform((shape[0], 2), seed=self.generator) * spare, tf.int32)
+        window = tf.range(self.size)
+        x = tf.gather(x, offsets[:, :1] + window[None], axis=1, batch_dims=1)     # rows of each image
+        return tf.gather(x, offsets[:, 1:] + window[None], axis=2, batch_dims=1)  # then its columns
+
+    def compute_output_shape(self, shape):
+        return (shape[0], self.size, self.size, shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "seed": self.seed}
+
+
 def augmentation_layers(name, *, cutout=False, seed=0, image_size=32) -> keras.Sequential:
     """The Keras preprocessing layers of preset ``name`` (apply to float [0, 1] batches, training=True).
 
@@ -68,7 +98,7 @@ def augmentation_layers(name, *, cutout=False, seed=0, image_size=32) -> keras.S
         pad = max(1, round((4 if name == "strong" else 2) * image_size / 32))
         layers = [L.RandomFlip("horizontal", seed=seed),
                   ReflectPad2D(pad),
-                  L.RandomCrop(image_size, image_size, seed=seed + 1)]
+                  PerImageRandomCrop(image_size, seed=seed + 1)]
     if cutout:
         # scale = erased area fraction: (1/2)^2 of the image, a square of half the side; factor 1 = always.
         layers.append(L.RandomErasing(factor=(1.0, 1.0), scale=(0.25, 0.25), fill_value=0.5,

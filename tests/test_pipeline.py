@@ -1,10 +1,12 @@
 """tf.data pipeline: dtypes and ranges, seeded shuffling, indices, augmentation, cutout, mixup."""
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
 
 from noisycore.errors import DataError, UserError
-from noisycore.pipeline import AUGMENT_HELP, AUGMENTATIONS, augmentation_layers, make_dataset
+from noisycore.pipeline import (AUGMENT_HELP, AUGMENTATIONS, PerImageRandomCrop, ReflectPad2D, augmentation_layers,
+                                make_dataset)
 
 RNG = np.random.default_rng(0)
 X = RNG.integers(0, 256, (70, 32, 32, 3), dtype=np.uint8)
@@ -76,6 +78,22 @@ def test_strong_crop_shifts_by_whole_pixels_with_reflect_padding():
         found = any(np.allclose(out[8:24, 8:24], img[8 + dy:24 + dy, 8 + dx:24 + dx], atol=1e-6)
                     for img in (original, original[:, ::-1]) for dy in range(-4, 5) for dx in range(-4, 5))
         assert found
+
+
+def test_translation_shifts_each_image_of_a_batch_on_its_own():
+    """keras.layers.RandomCrop shares one offset per batch; the pipeline's crop draws one per image:
+    a dot at (16, 16) lands at 16 + dy, 16 + dx with every shift in -2..2 present in one batch of 400."""
+    dots = np.zeros((400, 32, 32, 1), np.float32)
+    dots[:, 16, 16, 0] = 1.0
+    crop = keras.Sequential([ReflectPad2D(2), PerImageRandomCrop(32, seed=1)])
+    out = crop(tf.constant(dots), training=True).numpy()[..., 0]
+    where = [tuple(np.argwhere(im == 1.0)[0]) for im in out]
+    assert all(len(np.argwhere(im == 1.0)) == 1 for im in out)        # moved, not duplicated or lost
+    assert {r for r, _ in where} == set(range(14, 19)) and {c for _, c in where} == set(range(14, 19))
+    assert len(set(where)) == 25                                      # every (dy, dx) pair
+    again = keras.Sequential([ReflectPad2D(2), PerImageRandomCrop(32, seed=1)])(tf.constant(dots), training=True)
+    np.testing.assert_array_equal(again.numpy()[..., 0], out)       # seeded: the same shifts again
+    np.testing.assert_array_equal(PerImageRandomCrop(32)(tf.constant(dots), training=False).numpy(), dots)
 
 
 def test_cutout_blanks_one_half_side_square():
