@@ -90,8 +90,9 @@ METHOD_HELP = {
                             "(p[label]^gamma), so images the model doubts count less.",
     "coteaching": "Two networks; each learns only from the images its peer finds easiest (small loss), "
                   "dropping a growing share of likely-wrong labels (Han et al. 2018).",
-    "label_correction": "Self-training: train, replace labels the model contradicts with high confidence, "
-                        "continue on the corrected labels; reports how many corrections were right.",
+    "label_correction": "Self-training: train, replace labels the model contradicts with high confidence "
+                        "(or leave those images out), continue on the corrected labels; reports how many "
+                        "corrections were right.",
 }
 
 # Hyper-parameters each method accepts (TrainConfig.method_params), with defaults and units.
@@ -108,6 +109,9 @@ METHOD_DEFAULTS = {
     "label_correction": {
         "threshold": 0.9,      # relabel when the predicted class has probability above this (the blog's 0.9)
         "rounds": 2,           # relabelling rounds; the epochs are split into rounds + 1 equal phases
+        "detector": "threshold",  # which labels to act on: "threshold" (above) or "confident_learning"
+        "action": "relabel",   # "relabel" to the predicted class, or "drop" (leave the image out)
+        "restart": False,      # restart the learning-rate schedule in every phase
     },
 }
 
@@ -121,7 +125,19 @@ FORGET_RATE_SOURCES = {
     "oracle_uses_true_labels": "oracle (uses true labels): the realized share of wrong labels, for "
                                "experiments only",
 }
+LABEL_CORRECTION_CHOICES = {"detector": ("threshold", "confident_learning"), "action": ("relabel", "drop")}
 METHOD_PARAM_HELP = {
+    "label_correction": {
+        "threshold": "Relabel an image when the model gives another class more than this probability "
+                     "(detector threshold only).",
+        "rounds": "How often labels are corrected; the epochs are split into rounds + 1 equal phases.",
+        "detector": "threshold: the blog post's rule (above); confident_learning: the labels confident "
+                    "learning flags on the model's predictions (the same detector the Review page uses).",
+        "action": "relabel: train on the predicted class instead; drop: leave the flagged images out "
+                  "of the next phase (fewer, cleaner images: faster epochs).",
+        "restart": "Start the learning-rate schedule again in every phase (each phase is then a whole "
+                   "warm-up and decay of its own).",
+    },
     "coteaching": {
         "forget_rate": "Share of each batch dropped at the end of the ramp: a number you declare, or "
                        + "; ".join(f"{k}: {v}" for k, v in FORGET_RATE_SOURCES.items()) + ".",

@@ -76,12 +76,16 @@ def noise_config(args) -> NoiseConfig:
 
 
 def parse_pairs(text: str) -> dict:
-    """'q=0.7,beta=1' -> {'q': 0.7, 'beta': 1.0} (numbers where they parse, else strings)."""
+    """'q=0.7,beta=1,restart=true' -> {'q': 0.7, 'beta': 1.0, 'restart': True} (numbers where they parse,
+    true / false as booleans, else strings)."""
     out = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE (e.g. q=0.7)")
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+            continue
         try:
             out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:

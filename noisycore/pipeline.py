@@ -167,13 +167,15 @@ def _mixup(x, y, seeds, alpha):
 
 def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augment="none", cutout=False,
                  shuffle=False, seed=0, mixup_alpha=0.0, label_probs=None, with_index=False,
-                 drop_remainder=False) -> tf.data.Dataset:
+                 drop_remainder=False, keep=None) -> tf.data.Dataset:
     """A tf.data pipeline of batches ``(x, y)`` or ``(x, y, index)`` from uint8 images.
 
     x: float32 (B, H, W, C) in [0, 1]; y: float32 (B, K) one-hot of ``labels`` or rows of
     ``label_probs`` (soft targets); index: int64 (B,) positions in the input arrays. Without
     labels it yields x alone (or (x, index)). Shuffling (reshuffled every epoch), augmentation
     and mixup are all seeded by ``seed``: the same seed gives the same batches.
+    ``keep``: a boolean ``tf.Variable`` of shape (N,); each pass yields only the images whose entry
+    is True when the pass starts (set it between epochs to leave images out without rebuilding).
     """
     x_all = _check_images(images_uint8)
     n, height = x_all.shape[0], x_all.shape[1]
@@ -188,6 +190,10 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
     ds = tf.data.Dataset.range(n)
     if shuffle:
         ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
+    if keep is not None:
+        if not isinstance(keep, tf.Variable) or keep.dtype != tf.bool or tuple(keep.shape) != (n,):
+            raise UserError(f"keep must be a boolean tf.Variable of shape ({n},)")
+        ds = ds.filter(_plain(lambda i: tf.gather(keep, i)))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     @_plain

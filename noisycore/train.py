@@ -228,9 +228,11 @@ class RunMonitor(keras.callbacks.Callback):
     """Writes progress to status.json (at most every STATUS_INTERVAL s) and stops the run within
     one batch when RUN_DIR/stop.request appears or STOP_EVENT is set (SIGTERM)."""
 
-    def __init__(self, run_dir: Path, *, epochs: int, batches: int, progress: Optional[Callable] = None):
+    def __init__(self, run_dir: Path, *, epochs: int, batches: int, progress: Optional[Callable] = None,
+                 batches_fn: Optional[Callable[[], int]] = None):
         super().__init__()
         self.run_dir, self.epochs, self.batches, self.progress = run_dir, epochs, batches, progress
+        self.batches_fn = batches_fn  # batches of the coming epoch, when a method leaves images out
         self.stopped = False          # a stop was requested
         self.interrupted = False      # ... in the middle of an epoch (that epoch is not recorded)
         self.epoch = 0
@@ -241,6 +243,8 @@ class RunMonitor(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch + 1
+        if self.batches_fn is not None:
+            self.batches = self.batches_fn()
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.stopped and self._stop_requested():
@@ -449,9 +453,11 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.plateau_factor,
                                                      patience=config.plateau_patience, min_lr=config.min_lr))
     else:
-        cbs.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch, lr: lr_at(config.lr_schedule, epoch, lr=config.learning_rate, epochs=config.epochs,
-                                    min_lr=config.min_lr)))
+        def schedule(epoch, lr):
+            at, length = method.lr_phase(epoch)   # a method may restart the schedule in phases
+            return lr_at(config.lr_schedule, at, lr=config.learning_rate, epochs=length, min_lr=config.min_lr)
+
+        cbs.append(keras.callbacks.LearningRateScheduler(schedule))
     if config.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     return cbs + method.callbacks()
@@ -485,7 +491,8 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
                             fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
                             given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
                             y_test=np.asarray(ds.y_test), record_margins=record)
-    monitor = RunMonitor(run_dir, epochs=config.epochs, batches=batches, progress=progress)
+    monitor = RunMonitor(run_dir, epochs=config.epochs, batches=batches, progress=progress,
+                         batches_fn=method.fit_batches)
     recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
     runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx))
     model.fit(method.train_data(), validation_data=method.val_data(), epochs=config.epochs,

@@ -11,7 +11,7 @@ from noisycore.catalog import METHOD_DEFAULTS, METHOD_HELP, method_params  # noq
 from noisycore.methods import METHODS  # noqa: E402
 from noisycore.methods.confidence_weighting import ExampleAwareModel, confidence_weights  # noqa: E402
 from noisycore.methods.coteaching import coteaching_selection, select_small_loss  # noqa: E402
-from noisycore.methods.label_correction import correct_labels, correction_counts, round_ends  # noqa: E402
+from noisycore.methods.label_correction import correct_labels, correction_counts, drop_counts, round_ends  # noqa: E402
 from helpers import quadrant_folder, tiny_config as _tiny_config  # noqa: E402
 
 
@@ -113,6 +113,32 @@ def test_correct_labels_and_counts_by_hand():
         correct_labels(probs, labels, threshold=1.5)
 
 
+def test_drop_counts_by_hand():
+    flagged = np.array([True, False, True, False, False])
+    labels = np.array([1, 1, 2, 0, 2])
+    true = np.array([0, 1, 2, 0, 0])       # wrong labels: items 0 and 4
+    assert drop_counts(flagged, labels, true) == {"changed": 2, "changed_correct": 1, "changed_wrong": 1,
+                                                  "label_accuracy": 2 / 3}   # kept 1, 3, 4: two right
+    assert drop_counts(flagged, labels) == {"changed": 2, "changed_correct": None, "changed_wrong": None,
+                                            "label_accuracy": None}
+
+
+def test_label_correction_options_are_checked(quadrants):
+    from noisycore.methods.label_correction import LabelCorrectionMethod
+
+    ctx = train.make_context(tiny_config(quadrants), train.prepare(tiny_config(quadrants)), None)[0]
+    for params, match in [({"detector": "oracle"}, "detector='oracle' must be one of: threshold, confident_learning"),
+                          ({"action": "delete"}, "action='delete' must be one of: relabel, drop"),
+                          ({"restart": "yes"}, "restart='yes' must be true or false")]:
+        with pytest.raises(ConfigError, match=match):
+            LabelCorrectionMethod(ctx, **method_params("label_correction", params))
+    method = LabelCorrectionMethod(ctx, **method_params("label_correction", {"rounds": 2, "restart": True}))
+    # 4 epochs, 2 rounds: phases end after epochs 1 and 3 -> [0], [1, 2], [3]
+    assert [method.lr_phase(e) for e in range(4)] == [(0, 1), (0, 2), (1, 2), (0, 1)]
+    plain = LabelCorrectionMethod(ctx, **method_params("label_correction", {"rounds": 2}))
+    assert [plain.lr_phase(e) for e in range(4)] == [(e, 4) for e in range(4)]
+
+
 def test_round_ends_split_the_epochs_into_phases():
     assert round_ends(10, 2) == [3, 7]
     assert round_ends(9, 1) == [4]
@@ -137,10 +163,12 @@ def quadrants(tmp_path_factory):
     ("confidence_weighting", {"warmup_epochs": 2}),
     ("coteaching", {"t_k": 2}),
     ("label_correction", {"rounds": 1, "threshold": 0.6}),
+    ("label_correction", {"rounds": 1, "detector": "confident_learning", "action": "drop", "restart": True}),
 ])
 def test_every_method_beats_chance(quadrants, tmp_path, method, params):
     run_dir = tmp_path / method
-    summary = train.run(tiny_config(quadrants, method=method, method_params=params), run_dir)
+    extra = {"lr_schedule": "cosine"} if params.get("restart") else {}   # a schedule that changes per epoch
+    summary = train.run(tiny_config(quadrants, method=method, method_params=params, **extra), run_dir)
     assert summary["state"] == "finished" and summary["epochs_done"] == 4
     assert summary["test_accuracy"] > 0.5                     # chance is 0.25
     metrics = train.runs.read_metrics(run_dir)
@@ -150,6 +178,19 @@ def test_every_method_beats_chance(quadrants, tmp_path, method, params):
     if method == "coteaching":
         np.testing.assert_allclose(metrics["forget_rate"], [0.0, 0.1, 0.2, 0.2], atol=0.02)  # tau = the declared 0.2
         assert metrics["val_accuracy_2"].notna().all()
+    if method == "label_correction" and params.get("action") == "drop":
+        import pandas as pd
+
+        row = pd.read_csv(run_dir / "corrections.csv").iloc[0]
+        assert row["epoch"] == 2 and row["changed"] == summary["labels_changed"] > 0
+        assert row["changed_correct"] > row["changed_wrong"]   # most images left out had a wrong label
+        assert row["label_accuracy"] > 0.8 + 0.05              # the labels still trained on are cleaner (20% noise)
+        lr = metrics["lr"].tolist()
+        assert lr[:2] == lr[2:] and lr[0] > lr[1]                       # the schedule ran once per phase
+        status = train.runs.read_status(run_dir)
+        kept = status["num_fit"] - row["changed"]
+        assert status["batches"] == -(-kept // 32) < -(-status["num_fit"] // 32)   # shorter epochs after the drop
+        return
     if method == "label_correction":
         import pandas as pd
 

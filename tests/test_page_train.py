@@ -106,3 +106,22 @@ def test_aum_threshold_option_shows_its_extra_training_cost():
     at = _train_page()
     toggle = at.toggle(key="opt.quick.aum")
     assert "one extra training run" in toggle.label and toggle.value is False
+
+
+@pytest.mark.slow
+def test_label_correction_options_from_the_page_reach_the_run(_isolated_home):
+    """Text and on/off method options get a select box and a toggle; the run trains with what was chosen."""
+    at = _train_page()
+    at.selectbox(key="opt.quick.method").set_value("label_correction").run()
+    detector = at.selectbox(key="opt.quick.m.label_correction.detector")
+    assert detector.value == "threshold" and detector.options == ["threshold", "confident_learning"]
+    detector.set_value("confident_learning").run()
+    at.selectbox(key="opt.quick.m.label_correction.action").set_value("drop").run()
+    at.toggle(key="opt.quick.m.label_correction.restart").set_value(True).run()
+    at.number_input(key="opt.quick.m.label_correction.rounds").set_value(1).run()
+    run_dir = _start_and_wait(at, _isolated_home, epochs=2)
+    config = runs.read_config(run_dir)
+    assert config.method == "label_correction"
+    assert config.method_kwargs == {"threshold": 0.9, "rounds": 1, "detector": "confident_learning",
+                                    "action": "drop", "restart": True}
+    assert (run_dir / "corrections.csv").read_text().splitlines()[1].startswith("1,1,")   # round 1 after epoch 1

@@ -96,6 +96,22 @@ def test_translation_shifts_each_image_of_a_batch_on_its_own():
     np.testing.assert_array_equal(PerImageRandomCrop(32)(tf.constant(dots), training=False).numpy(), dots)
 
 
+def test_keep_leaves_images_out_from_the_next_pass_on():
+    keep = tf.Variable(np.ones(len(X), bool))
+    ds = make_dataset(X, Y, num_classes=4, batch_size=16, shuffle=True, seed=2, with_index=True, keep=keep)
+    seen = lambda: np.concatenate([b[2] for b in batches(ds)])   # noqa: E731
+    assert sorted(seen()) == list(range(len(X)))
+    out = np.arange(len(X)) % 3 == 0
+    keep.assign(~out)                                             # between epochs, as label correction does
+    second = seen()
+    assert sorted(second) == sorted(np.flatnonzero(~out)) and len(second) == (~out).sum()
+    x, y, index = batches(ds)[0]
+    np.testing.assert_allclose(x, X[index] / 255.0, atol=1e-6)    # images and labels still match their index
+    np.testing.assert_array_equal(y.argmax(axis=1), Y[index])
+    with pytest.raises(UserError, match=r"keep must be a boolean tf.Variable of shape \(70,\)"):
+        make_dataset(X, Y, num_classes=4, keep=np.ones(len(X), bool))
+
+
 def test_cutout_blanks_one_half_side_square():
     x = np.concatenate([b[0] for b in batches(make_dataset(X, Y, num_classes=4, batch_size=35, cutout=True))])
     gray = np.all(x == 0.5, axis=-1)  # 0.5 is no k/255 value, so only erased pixels are exactly 0.5

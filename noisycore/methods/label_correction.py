@@ -13,15 +13,25 @@ matter most). Corrections accumulate across rounds. Each round's counts (changed
 truth how many changes were right / wrong) go to ``corrections.csv`` and to the ``labels_changed``
 metric column. Validation labels are never corrected. Early stopping may end training before
 later rounds.
+
+Options (``catalog.METHOD_DEFAULTS``): ``detector="confident_learning"`` acts on the labels confident
+learning flags on the same predictions (its proposed label = the argmax) instead of the 0.9 rule;
+``action="drop"`` leaves the flagged images out of the following phase instead of relabelling them
+(each round decides afresh from all fit images; the pipeline skips them, so epochs get shorter; the
+counts then read: changed = images left out, changed_correct / changed_wrong = of those, how many
+labels were wrong / right, label_accuracy = accuracy of the labels still trained on);
+``restart=True`` runs the learning-rate schedule once per phase (``lr_phase``).
 """
 from __future__ import annotations
 
 import csv
 import os
+import warnings
 from typing import Optional
 
 import numpy as np
 
+from noisycore.catalog import LABEL_CORRECTION_CHOICES
 from noisycore.config import ConfigError
 from noisycore.methods.confidence_weighting import ExampleAwareMethod
 
@@ -53,6 +63,19 @@ def correction_counts(old, new, true_labels: Optional[np.ndarray] = None) -> dic
     return out
 
 
+def drop_counts(flagged, labels, true_labels: Optional[np.ndarray] = None) -> dict:
+    """Counts of a drop round: how many images are left out and, with the truth, how many of those
+    labels were wrong (a right decision) or right, and the accuracy of the labels kept."""
+    flagged, labels = np.asarray(flagged, bool), np.asarray(labels)
+    out = {"changed": int(flagged.sum()), "changed_correct": None, "changed_wrong": None, "label_accuracy": None}
+    if true_labels is not None:
+        wrong = labels != np.asarray(true_labels)
+        out["changed_correct"] = int((flagged & wrong).sum())
+        out["changed_wrong"] = int((flagged & ~wrong).sum())
+        out["label_accuracy"] = float((~wrong[~flagged]).mean()) if (~flagged).any() else None
+    return out
+
+
 def round_ends(epochs: int, rounds: int) -> list:
     """Epochs (1-based counts) after which labels are corrected: round(E r / (R + 1)), r = 1..R, in [1, E)."""
     ends = sorted({int(round(epochs * r / (rounds + 1))) for r in range(1, rounds + 1)})
@@ -72,22 +95,70 @@ class LabelCorrectionMethod(ExampleAwareMethod):
             raise ConfigError(f"threshold={thr!r} must be a number in (0, 1), e.g. 0.9")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 20:
             raise ConfigError(f"rounds={rounds!r} must be an integer in 1..20")
+        for name, choices in LABEL_CORRECTION_CHOICES.items():
+            if self.params[name] not in choices:
+                raise ConfigError(f"{name}={self.params[name]!r} must be one of: {', '.join(choices)}")
+        if not isinstance(self.params["restart"], bool):
+            raise ConfigError(f"restart={self.params['restart']!r} must be true or false")
         self.labels = np.asarray(ctx.y_fit, dtype=np.int64).copy()
         self.ends = round_ends(ctx.config.epochs, rounds)
         self.history: list = []
+        self.keep = None   # drop: tf.Variable (N_fit,) bool read by the training pipeline
 
     def init_model(self, model) -> None:
         model.example_labels.assign(self.labels.astype(np.int32))
 
+    def train_data(self):
+        if self.params["action"] != "drop":
+            return super().train_data()
+        import tensorflow as tf
+        from noisycore.pipeline import make_dataset
+
+        # The epochs shrink when images are dropped: Keras then warns that the input "ran out of data"
+        # (it expects the first epoch's length) and ends the epoch there, which is what is wanted.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        c = self.ctx.config
+        self.keep = tf.Variable(np.ones(len(self.labels), bool), trainable=False, name="keep")
+        return make_dataset(self.ctx.x_fit, self.ctx.y_fit, num_classes=self.ctx.num_classes,
+                            batch_size=c.batch_size, augment=c.augment, cutout=c.cutout, shuffle=True,
+                            seed=c.seed, mixup_alpha=c.mixup_alpha, with_index=True, keep=self.keep)
+
+    def fit_batches(self) -> int:
+        if self.keep is None:
+            return super().fit_batches()
+        return -(-int(self.keep.numpy().sum()) // self.ctx.config.batch_size)
+
+    def lr_phase(self, epoch: int) -> tuple:
+        """(epoch within its phase, phase length) with ``restart``; else the whole run."""
+        if not self.params["restart"]:
+            return super().lr_phase(epoch)
+        bounds = [0, *self.ends, self.ctx.config.epochs]
+        start = max(b for b in bounds[:-1] if b <= epoch)
+        return epoch - start, bounds[bounds.index(start) + 1] - start
+
+    def _flags(self, probs_fit) -> tuple:
+        """(flagged (N,) bool, proposed labels (N,)) by the configured detector."""
+        if self.params["detector"] == "threshold":
+            new = correct_labels(probs_fit, self.labels, threshold=float(self.params["threshold"]))
+            return new != self.labels, new
+        from noisycore.detectors import find_label_issues
+
+        issues = find_label_issues(self.labels, probs_fit, detector="confident_learning")
+        return issues.is_label_issue, np.where(issues.is_label_issue, issues.proposed_label, self.labels)
+
     def after_epoch(self, epoch, probs_fit, model) -> dict:
         if epoch + 1 not in self.ends:
             return {"labels_changed": 0}
-        new = correct_labels(probs_fit, self.labels, threshold=float(self.params["threshold"]))
-        row = {"round": len(self.history) + 1, "epoch": epoch + 1,
-               **correction_counts(self.labels, new, self.ctx.report_truth)}
+        flagged, proposed = self._flags(probs_fit)
+        if self.params["action"] == "drop":
+            counts = drop_counts(flagged, self.labels, self.ctx.report_truth)
+            self.keep.assign(~flagged)
+        else:
+            counts = correction_counts(self.labels, proposed, self.ctx.report_truth)
+            self.labels = proposed.astype(np.int64)
+            model.example_labels.assign(self.labels.astype(np.int32))
+        row = {"round": len(self.history) + 1, "epoch": epoch + 1, **counts}
         self.history.append(row)
-        self.labels = new
-        model.example_labels.assign(new.astype(np.int32))
         self._write(row)
         return {"labels_changed": row["changed"]}
 

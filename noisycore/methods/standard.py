@@ -130,6 +130,15 @@ class StandardMethod:
         fit split; returns extra metric columns for that epoch."""
         return {}
 
+    def fit_batches(self) -> int:
+        """Training batches in the coming epoch (methods that leave images out return fewer)."""
+        return -(-len(self.ctx.y_fit) // self.ctx.config.batch_size)
+
+    def lr_phase(self, epoch: int) -> tuple:
+        """(epoch, epochs) the learning-rate schedule is evaluated at: the whole run by default;
+        a method that restarts its schedule returns the epoch within the phase and its length."""
+        return epoch, self.ctx.config.epochs
+
     def final_fit_labels(self) -> np.ndarray:
         """The labels the method ended up training on (label correction changes them)."""
         return self.ctx.y_fit
