@@ -160,8 +160,9 @@ def _fmt_s(s) -> str:
     return "not reached" if s is None or s != s else f"{s / 60:.1f} min"
 
 
-def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, machine: dict) -> str:
+def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, machine: dict, epochs=None) -> str:
     b = BUDGETS[budget_name]
+    note = b.note if epochs is None else f"{b.note.rsplit(', ', 1)[0]}, {int(epochs)} epochs"
     out = rows.copy()
     table = pd.DataFrame({
         "setting": out["setting"].map(lambda s: SETTING_HELP.get(s, s)), "seed": out["seed"],
@@ -181,7 +182,7 @@ def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, m
               f"batches (extrapolated from {blog['steps_timed']} timed steps) + {blog['validation_seconds']:.1f} s "
               f"validation; {blog['precision']}; load {blog['load_before']} → {blog['load_after']}")
     return "\n".join([
-        f"# Time to accuracy on {dataset}: budget `{budget_name}` ({b.note})", "",
+        f"# Time to accuracy on {dataset}: budget `{budget_name}` ({note})", "",
         f"Machine: {common.machine()}; bfloat16-related CPU flags: {', '.join(machine['bf16_flags']) or 'none'}; "
         f"load average at the start {machine['load_start']}, at the end {machine['load_end']}.",
         f"Last written by `{command}`.", "",
@@ -262,7 +263,8 @@ def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_n
         curves.append(curve(m).assign(setting=setting, seed=seed))
     rows = pd.DataFrame(rows)
     common.atomic_write(out.with_suffix(".csv"), rows.to_csv(index=False))
-    text = markdown(rows, blog, dataset=dataset, budget_name=budget_name, command=command, machine=machine)
+    text = markdown(rows, blog, dataset=dataset, budget_name=budget_name, command=command, machine=machine,
+                    epochs=epochs)
     text += f"\nRecipe `{recipe_tag(recipe, epochs)}`: {common.RECIPES[recipe][1]}" + (
         "" if epochs is None else f", {int(epochs)} epochs instead of the preset's {PRESETS['fast']['epochs']}") + ".\n"
     found = detection_rows(work, cells, recipe, epochs)

@@ -57,3 +57,31 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     assert "| N (estimated wrong labels) |" in out.read_text()
     planted = json.loads((tmp_path / "work" / "planted.json").read_text())
     assert len(planted) == 8 and all(k.split("/")[0] != v for k, v in planted.items())
+
+
+def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
+    """benchmarks/recipe_probe.py: one JSON line per run; the second phase drops exactly the flagged
+    labels (its label accuracy is that of the rest), and a bad combination exits 2 with one line."""
+    out = tmp_path / "probe.jsonl"
+    script = str(ROOT / "benchmarks" / "recipe_probe.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
+    args = ["--dataset", "builtin", "--setting", "sym40", "--max-train", "400", "--epochs", "2", "--loss", "gce",
+            "--precision", "float32", "--out", str(out)]
+    done = subprocess.run([sys.executable, script, "--tag", "two", *args, "--phase2", "1", "--batch-crop"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["tag"] == "two" and row["options"]["phase2"] == 1 and row["options"]["batch_crop"] is True
+    assert row["fit_images"] == 360                                  # 400 minus the 10% validation split
+    assert 0 < row["flagged"] < row["fit_images"] and 0 <= row["flag_precision"] <= 1
+    n, f, right = row["fit_images"], row["flagged"], row["label_accuracy"] * row["fit_images"]
+    assert 0.5 < row["label_accuracy"] < 0.7                         # 40% symmetric noise
+    kept_right = right - (1 - row["flag_precision"]) * f             # the right labels that were not flagged
+    assert row["label_accuracy_phase2"] == pytest.approx(kept_right / (n - f))   # phase 2 = exactly the rest
+    assert 0 <= row["phase1_test_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
+    bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--phase2", "1", "--per-step"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--per-step and --phase2" in bad.stderr
+    assert len(out.read_text().splitlines()) == 1                    # the refused run wrote nothing

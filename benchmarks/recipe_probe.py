@@ -1,0 +1,195 @@
+"""Recipe probe: one fast_cnn training without the app's per-epoch evaluation, to compare recipe
+variants on full CIFAR-10 quickly (accuracy, not time: run two side by side if you like).
+
+    python benchmarks/recipe_probe.py --tag base --epochs 8                      # the fast recipe, label smoothing
+    python benchmarks/recipe_probe.py --tag w1 --epochs 6 --width 1.0            # airbench94's width
+    python benchmarks/recipe_probe.py --tag f32 --epochs 8 --precision float32
+    python benchmarks/recipe_probe.py --tag gce40 --epochs 8 --loss gce --setting sym40
+    python benchmarks/recipe_probe.py --tag drop --epochs 8 --loss gce --setting worst --phase2 8
+    python benchmarks/recipe_probe.py --tag smoke --dataset builtin --max-train 300 --epochs 1 --phase2 1
+
+It uses the app's own pieces and splits: the noise setting and the fit / validation split of
+``benchmarks/common.py`` and ``noisycore.train`` (seed 0), ``models.build_model("fast_cnn")`` with the
+whitening initialization from the fit split, the pipeline's flip + translate augmentation, the app's
+losses and ``warmup_linear`` schedule, Nesterov SGD with Keras' EMA (which ``fit`` copies into the
+weights at its end), and flip-TTA test accuracy. Options change one thing each (see --help).
+``--phase2 N`` then flags the fit labels with confident learning on the model's flip-TTA predictions,
+drops (or ``--phase2-action relabel``: relabels) them and trains N more epochs with a restarted
+schedule. Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tag", required=True, help="the run's name in the results")
+    p.add_argument("--dataset", default="cifar10", choices=("cifar10", "builtin"))
+    p.add_argument("--setting", default="clean", help="a noise setting of benchmarks/common.py (clean, sym40, worst, ...)")
+    p.add_argument("--max-train", type=int, default=None, help="training images (default all)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--loss", default="label_smoothing", choices=("label_smoothing", "gce", "ce"))
+    p.add_argument("--width", type=float, default=0.5, help="fast_cnn width (1.0 = airbench94)")
+    p.add_argument("--precision", default="bfloat16", choices=("bfloat16", "float32"))
+    p.add_argument("--lr", type=float, default=0.4)
+    p.add_argument("--end", type=float, default=0.07, help="final learning rate as a share of the peak")
+    p.add_argument("--per-step", action="store_true", help="the schedule per optimizer step instead of per epoch")
+    p.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm momentum (Keras convention)")
+    p.add_argument("--bn-epsilon", type=float, default=None)
+    p.add_argument("--no-ema", action="store_true", help="no moving average of the weights")
+    p.add_argument("--torch-init", action="store_true",
+                   help="non-identity conv filters with PyTorch's default scale (uniform, std 1/sqrt(3 fan_in))")
+    p.add_argument("--batch-crop", action="store_true",
+                   help="keras.layers.RandomCrop (one shift per batch) instead of the pipeline's per-image crop")
+    p.add_argument("--phase2", type=int, default=0, help="epochs of a second phase on the cleaned labels")
+    p.add_argument("--phase2-action", default="drop", choices=("drop", "relabel"))
+    p.add_argument("--out", default=str(common.ROOT / "benchmarks" / "results" / "recipe_probe.jsonl"))
+    return p.parse_args(argv)
+
+
+def _variants(a) -> None:
+    """Apply the options that change the app's building blocks for this process only."""
+    import keras
+
+    import noisycore.models as models
+    import noisycore.pipeline as pipeline
+
+    if a.bn_momentum is not None or a.bn_epsilon is not None:
+        momentum = models.FAST_BN_MOMENTUM if a.bn_momentum is None else a.bn_momentum
+        epsilon = 1e-5 if a.bn_epsilon is None else a.bn_epsilon
+        models._fast_norm = lambda x: keras.layers.BatchNormalization(momentum=momentum, scale=False,
+                                                                       epsilon=epsilon)(x)
+    if a.torch_init:
+        class TorchScaleDirac(models.DiracInit):
+            def __call__(self, shape, dtype=None):
+                kernel = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform", seed=self.seed)(shape)
+                kh, kw, c_in, c_out = shape
+                n = min(c_in, c_out)
+                eye = np.zeros(shape, np.float32)
+                eye[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+                mask = np.ones((1, 1, 1, c_out), np.float32)
+                mask[..., :n] = 0.0
+                return kernel * mask + eye
+        models.DiracInit = TorchScaleDirac
+    if a.batch_crop:
+        build = pipeline.augmentation_layers
+
+        def batch_crop(name, **kw):
+            seq = build(name, **kw)
+            return keras.Sequential([keras.layers.RandomCrop(layer.size, layer.size, seed=1)
+                                     if isinstance(layer, pipeline.PerImageRandomCrop) else layer
+                                     for layer in seq.layers])
+        pipeline.augmentation_layers = batch_crop
+
+
+def _fit_split(a):
+    from noisycore import train
+
+    config = common.cell_config(dataset=a.dataset, budget=common.Budget(a.max_train, None, a.epochs, ""),
+                                setting=a.setting, recipe="fast", seed=0)
+    prepared = train.prepare(config)
+    ctx = train.make_context(config, prepared, None)[0]
+    return prepared.dataset, ctx
+
+
+def _schedule(a, epochs: int, steps: int):
+    import keras
+
+    from noisycore.schedules import warmup_linear_lr
+
+    if not a.per_step:
+        return a.lr, [keras.callbacks.LearningRateScheduler(
+            lambda e, _: warmup_linear_lr(e, lr=a.lr, epochs=epochs, end=a.end))]
+
+    class PerStep(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            t = keras.ops.cast(step, "float32") / float(steps * epochs)
+            up, down = 0.2 + 0.8 * t / 0.23, 1.0 + (a.end - 1.0) * (t - 0.23) / 0.77
+            return a.lr * keras.ops.where(t < 0.23, up, down)
+    return PerStep(), []
+
+
+def run(a) -> dict:
+    import keras
+
+    from noisycore.detectors import find_label_issues
+    from noisycore.losses import get_loss
+    from noisycore.models import build_model, init_from_data
+    from noisycore.pipeline import make_dataset, predict_probs
+
+    _variants(a)
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if a.precision == "bfloat16" else "float32")
+    ds, ctx = _fit_split(a)
+    x, y, truth, k = ctx.x_fit, np.asarray(ctx.y_fit), ctx.report_truth, ds.num_classes
+    model = build_model("fast_cnn", input_shape=x.shape[1:], num_classes=k, weight_decay=5e-4, seed=0,
+                        width=a.width)
+    init_from_data(model, x)
+    steps = -(-len(x) // 256)
+    lr, callbacks = _schedule(a, a.epochs, steps)
+    ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": 0.95}
+    opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, **ema)
+    params = {"label_smoothing": {"epsilon": 0.2}, "gce": {"q": 0.7}, "ce": {}}[a.loss]
+    model.compile(optimizer=opt, loss=get_loss(a.loss, num_classes=k, **params), metrics=["accuracy"])
+    y_test = np.asarray(ds.y_test)
+    accuracy = lambda: float((predict_probs(model, ds.x_test, tta="flip").argmax(1) == y_test).mean())  # noqa: E731
+
+    def fit(images, labels, epochs, callbacks, seed):
+        data = make_dataset(images, labels, num_classes=k, batch_size=256, augment="flip_translate",
+                            shuffle=True, seed=seed)
+        t0 = time.perf_counter()
+        model.fit(data, epochs=epochs, callbacks=callbacks, verbose=2, shuffle=False)
+        return time.perf_counter() - t0      # fit() ends by copying the EMA into the weights
+
+    result = {"tag": a.tag, "options": {k_: v for k_, v in vars(a).items() if k_ not in ("tag", "out")},
+              "fit_images": int(len(x)), "train_seconds": round(fit(x, y, a.epochs, callbacks, 0), 1)}
+    result["test_accuracy"] = accuracy()
+    if a.phase2:
+        issues = find_label_issues(y, predict_probs(model, x, tta="flip"), detector="confident_learning")
+        flag = issues.is_label_issue
+        if a.phase2_action == "drop":
+            x2, y2, t2 = x[~flag], y[~flag], None if truth is None else truth[~flag]
+        else:
+            x2, y2, t2 = x, np.where(flag, issues.proposed_label, y), truth
+        result["phase1_test_accuracy"] = result.pop("test_accuracy")
+        result["flagged"] = int(flag.sum())
+        if truth is not None:
+            wrong = y != truth
+            result.update(label_accuracy=float((~wrong).mean()),
+                          flag_precision=float((flag & wrong).sum() / max(flag.sum(), 1)),
+                          flag_recall=float((flag & wrong).sum() / max(wrong.sum(), 1)),
+                          label_accuracy_phase2=float((y2 == t2).mean()))
+        callbacks2 = _schedule(a, a.phase2, -(-len(x2) // 256))[1]
+        result["train_seconds"] += round(fit(x2, y2, a.phase2, callbacks2, 1), 1)
+        result["test_accuracy"] = accuracy()
+    return result
+
+
+def main(argv=None) -> int:
+    a = parse(argv)
+    if a.per_step and a.phase2:
+        print("error: --per-step and --phase2 cannot be combined (the second phase restarts a per-epoch "
+              "schedule); drop one of them", file=sys.stderr)
+        return 2
+    result = run(a)
+    line = json.dumps(result)
+    print(line)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
