@@ -137,6 +137,19 @@ def test_label_correction_options_are_checked(quadrants):
     assert [method.lr_phase(e) for e in range(4)] == [(0, 1), (0, 2), (1, 2), (0, 1)]
     plain = LabelCorrectionMethod(ctx, **method_params("label_correction", {"rounds": 2}))
     assert [plain.lr_phase(e) for e in range(4)] == [(e, 4) for e in range(4)]
+    drop = LabelCorrectionMethod(ctx, **method_params("label_correction", {"rounds": 1, "action": "drop",
+                                                                         "threshold": 0.5}))
+    drop.train_data()
+    n, k = len(ctx.y_fit), ctx.num_classes
+    against = np.eye(k)[(ctx.y_fit + 1) % k]                      # sure of another class for every image
+    assert drop.after_epoch(drop.ends[0] - 1, against, None) == {"labels_changed": 0}   # never an empty epoch
+    assert drop.keep.numpy().all()
+    some = against.copy()
+    some[: n // 2] = np.eye(k)[ctx.y_fit[: n // 2]]                # the first half agrees with its label
+    drop.ends = [drop.ends[0] + 1]
+    assert drop.after_epoch(drop.ends[0] - 1, some, None) == {"labels_changed": n - n // 2}
+    assert drop.keep.numpy().tolist() == [True] * (n // 2) + [False] * (n - n // 2)
+    assert drop.fit_batches() == -(-(n // 2) // ctx.config.batch_size)
 
 
 def test_round_ends_split_the_epochs_into_phases():

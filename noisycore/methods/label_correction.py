@@ -151,6 +151,8 @@ class LabelCorrectionMethod(ExampleAwareMethod):
             return {"labels_changed": 0}
         flagged, proposed = self._flags(probs_fit)
         if self.params["action"] == "drop":
+            if flagged.all():   # nothing would be left to train on: this round keeps every image
+                flagged = np.zeros_like(flagged)
             counts = drop_counts(flagged, self.labels, self.ctx.report_truth)
             self.keep.assign(~flagged)
         else:
