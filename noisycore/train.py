@@ -481,7 +481,7 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     extra_callbacks = _forward_setup(config, noisy, ctx, run_dir, fit_probs)
     method = METHODS[config.method](ctx, **config.method_kwargs)
     model = method.build()
-    batches = -(-len(fit_idx) // config.batch_size)
+    batches = method.fit_batches()
     k = ds.num_classes
     record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
     evaluation = Evaluation(train_ds=make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),

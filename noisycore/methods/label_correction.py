@@ -112,16 +112,12 @@ class LabelCorrectionMethod(ExampleAwareMethod):
         if self.params["action"] != "drop":
             return super().train_data()
         import tensorflow as tf
-        from noisycore.pipeline import make_dataset
 
         # The epochs shrink when images are dropped: Keras then warns that the input "ran out of data"
         # (it expects the first epoch's length) and ends the epoch there, which is what is wanted.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        c = self.ctx.config
         self.keep = tf.Variable(np.ones(len(self.labels), bool), trainable=False, name="keep")
-        return make_dataset(self.ctx.x_fit, self.ctx.y_fit, num_classes=self.ctx.num_classes,
-                            batch_size=c.batch_size, augment=c.augment, cutout=c.cutout, shuffle=True,
-                            seed=c.seed, mixup_alpha=c.mixup_alpha, with_index=True, keep=self.keep)
+        return self.train_dataset(with_index=True, keep=self.keep)
 
     def fit_batches(self) -> int:
         if self.keep is None:

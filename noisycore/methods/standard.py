@@ -90,13 +90,14 @@ class StandardMethod:
 
         return per_example_loss(self.ctx.config.loss, num_classes=self.ctx.num_classes, **self.ctx.loss_kwargs)
 
-    def train_dataset(self, *, with_index: bool = False, mixup: bool = True):
+    def train_dataset(self, *, with_index: bool = False, mixup: bool = True, keep=None):
         from noisycore.pipeline import make_dataset
 
         c = self.ctx.config
         return make_dataset(self.ctx.x_fit, self.ctx.y_fit, num_classes=self.ctx.num_classes,
                             batch_size=c.batch_size, augment=c.augment, cutout=c.cutout, shuffle=True,
-                            seed=c.seed, mixup_alpha=c.mixup_alpha if mixup else 0.0, with_index=with_index)
+                            seed=c.seed, mixup_alpha=c.mixup_alpha if mixup else 0.0, with_index=with_index,
+                            keep=keep)
 
     # -- the interface ------------------------------------------------------------------------
     def build(self) -> keras.Model:
