@@ -14,6 +14,7 @@ module, the light ones included, may import it; it imports nothing from noisycor
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -88,10 +89,14 @@ def save_npz(path, **arrays) -> Path:
     return atomic_write(path, write)
 
 
-def atomic_directory(dest, fill: Callable[[Path], None]) -> Path:
+def atomic_directory(dest, fill: Callable[[Path], None], *, exist_ok: bool = False) -> Path:
     """Create folder ``dest`` whole or not at all: ``fill(tmp)`` fills a temporary sibling folder, which
     is then renamed to ``dest`` (an existing empty ``dest`` is replaced). On any error the temporary
-    folder is removed and the error propagates."""
+    folder is removed and the error propagates.
+
+    ``exist_ok``: for content-addressed folders (the same name always gets the same content), a ``dest``
+    that another process completed meanwhile is kept and this process's copy discarded, instead of the
+    rename failing ("Directory not empty")."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
@@ -99,7 +104,12 @@ def atomic_directory(dest, fill: Callable[[Path], None]) -> Path:
         fill(tmp)
         if dest.is_dir() and not any(dest.iterdir()):
             dest.rmdir()
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError as e:
+            if not (exist_ok and e.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.is_dir()):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

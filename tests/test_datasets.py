@@ -242,6 +242,30 @@ def test_zip_with_wrapper_folder_loads_and_is_imported_once(tmp_path, isolated_h
     assert {"name": "shapes", "kind": "import", "source": str(imports[0])}.items() <= srcs[2].items()
 
 
+def test_same_zip_imported_by_processes_at_once_ends_in_one_complete_folder(tmp_path, isolated_home):
+    """The app and a CLI run (or two sweep cells) loading the same upload at the same moment: every
+    process gets the images, one folder remains, with its metadata, and no partial folder is left.
+    (Before: the later rename failed with "Directory not empty", a traceback.)"""
+    import subprocess
+    import sys
+
+    members = {f"{c}/{i}.png": png((40 * k, i % 200, i // 200)) for k, c in enumerate(("a", "b", "c"))
+               for i in range(400)}
+    z = make_zip(tmp_path / "big.zip", members)
+    code = ("import sys; from noisycore.config import DataConfig; from noisycore.datasets import load_dataset; "
+            "ds = load_dataset(DataConfig(source=sys.argv[1])); print(len(ds.ids_train) + len(ds.ids_test))")
+    env = {**os.environ, "NOISYLAB_HOME": str(isolated_home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for _ in range(2):   # twice: the second round also races the "already imported" path
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(z)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-800:] for o in outs]
+        assert [o[0].strip() for o in outs] == ["1200"] * 3
+    imports = sorted(p.name for p in (isolated_home / "imports").iterdir())
+    assert len(imports) == 1 and not imports[0].startswith(".")
+    assert (isolated_home / "imports" / imports[0] / ".noisylab.json").is_file()
+
+
 @pytest.mark.parametrize("bad,expect", [
     ({"../evil.png": png()}, "outside"),
     ({"a/../../evil.png": png()}, "outside"),

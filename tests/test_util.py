@@ -66,6 +66,25 @@ def test_atomic_directory_is_whole_or_absent(tmp_path):
     assert sorted(p.name for p in (tmp_path / "imports").iterdir()) == ["abc"]
 
 
+def test_atomic_directory_shared_keeps_what_another_process_finished_first(tmp_path):
+    """Two processes importing the same zip: the second rename finds the folder complete. Without
+    exist_ok that is an error (as before), with it the first copy is kept and the second discarded."""
+    dest = tmp_path / "imports" / "abc"
+
+    def fill_racing(tmp):
+        (tmp / "mine.txt").write_text("second")
+        if not dest.exists():    # the other process renames its complete copy while this one fills
+            dest.mkdir()
+            (dest / "theirs.txt").write_text("first")
+
+    with pytest.raises(OSError):
+        util.atomic_directory(dest, fill_racing)
+    assert [p.name for p in dest.iterdir()] == ["theirs.txt"]
+    assert util.atomic_directory(dest, fill_racing, exist_ok=True) == dest
+    assert [p.name for p in dest.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in (tmp_path / "imports").iterdir()) == ["abc"]   # no partial folder left
+
+
 # ----------------------------------------------------------------------------- margins and labels
 def test_margins_by_hand():
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.5, 0.0]])

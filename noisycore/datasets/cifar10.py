@@ -156,7 +156,7 @@ def _extract_tarball(tarball: Path, dest: Path) -> Path:
         (tmp / ".complete").write_text(str(tarball))
 
     try:
-        atomic_directory(dest, fill)
+        atomic_directory(dest, fill, exist_ok=True)   # two processes extracting at once: one folder
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"could not extract {tarball} ({e}); check the file or download it again") from None
     return dest

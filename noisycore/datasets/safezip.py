@@ -11,6 +11,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 from noisycore.config import default_data_dir
 from noisycore.datasets.base import ZIP_MAX_BYTES, ZIP_MAX_FILES, _is_hidden
@@ -80,18 +81,23 @@ def _extract_members(zf, members, tmp: Path, max_bytes: int, name: str) -> None:
                             f"compression ({e}); re-create the zip") from None
 
 
-def safe_extract_zip(zip_path, dest_dir, *, max_bytes=ZIP_MAX_BYTES, max_files=ZIP_MAX_FILES) -> Path:
+def safe_extract_zip(zip_path, dest_dir, *, max_bytes=ZIP_MAX_BYTES, max_files=ZIP_MAX_FILES,
+                     marker: Optional[tuple] = None, shared: bool = False) -> Path:
     """Extract a zip into dest_dir safely, all or nothing; returns dest_dir.
 
     Refuses members with '..', absolute paths or drive letters, symlinks and special files, more than
     max_files files or max_bytes uncompressed (declared sizes and real bytes counted while extracting).
     Hidden entries (__MACOSX, .DS_Store) and inner .zip files are skipped (a zip holding only a zip is
     refused). Extraction goes to a temporary sibling folder that is renamed only on success.
+    ``marker``: (file name, text) written into the folder before the rename. ``shared``: the folder is
+    content-addressed, so one that another process completed first is kept (see atomic_directory).
     """
     zp, dest = Path(zip_path).expanduser(), Path(dest_dir).expanduser()
     if not zp.is_file():
         raise DataError(f"zip file {zp} does not exist")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        if shared and dest.is_dir():   # another process extracted the same content meanwhile
+            return dest
         raise DataError(f"{dest} already exists and is not an empty folder; choose a new folder")
     try:
         zf = zipfile.ZipFile(zp)
@@ -99,7 +105,11 @@ def safe_extract_zip(zip_path, dest_dir, *, max_bytes=ZIP_MAX_BYTES, max_files=Z
         raise DataError(f"{zp.name} is not a valid zip archive ({e}); re-create it") from None
     with zf:
         members = _zip_members(zf, zp.name, int(max_bytes), int(max_files))
-        atomic_directory(dest, lambda tmp: _extract_members(zf, members, tmp, int(max_bytes), zp.name))
+        def fill(tmp: Path) -> None:
+            _extract_members(zf, members, tmp, int(max_bytes), zp.name)
+            if marker is not None:   # (file name, text): written inside, so dest never exists without it
+                (tmp / marker[0]).write_text(marker[1])
+        atomic_directory(dest, fill, exist_ok=shared)
     return dest
 
 
@@ -112,14 +122,17 @@ def _file_digest(path: Path) -> str:
 
 
 def _import_zip(zip_path: Path) -> Path:
-    """Extract a zip once into default_data_dir()/imports/<content hash>/ and return that folder."""
+    """Extract a zip once into default_data_dir()/imports/<content hash>/ and return that folder.
+
+    The folder appears whole, with its .noisylab.json inside, or not at all; two processes importing
+    the same zip at once (the app and a CLI run, two sweep cells) both end with the one folder."""
     dest = default_data_dir() / "imports" / _file_digest(zip_path)[:16]
     meta = dest / ".noisylab.json"
     if meta.is_file():
         return dest
     if dest.exists():
-        shutil.rmtree(dest)  # an extraction that never got its metadata: redo it
-    safe_extract_zip(zip_path, dest)
-    meta.write_text(json.dumps({"name": zip_path.stem, "source": str(zip_path),
-                                "imported": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        shutil.rmtree(dest, ignore_errors=True)  # an extraction of an older version that never got its metadata
+    text = json.dumps({"name": zip_path.stem, "source": str(zip_path), "imported": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if not (dest.is_dir() and meta.is_file()):
+        safe_extract_zip(zip_path, dest, marker=(meta.name, text), shared=True)
     return dest
