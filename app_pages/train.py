@@ -10,7 +10,7 @@ from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HE
 from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS, PRESET_HELP, PRESETS, DataConfig,
                               NoiseConfig, TrainConfig, default_preset)
 from noisycore.hardware import precision_note
-from noisycore.catalog import LABEL_CORRECTION_CHOICES, METHOD_DEFAULTS, METHOD_HELP, METHOD_PARAM_HELP
+from noisycore.catalog import METHOD_CHOICES, METHOD_DEFAULTS, METHOD_HELP, METHOD_PARAM_HELP
 from noisycore.labelsets import truth_known_meta
 from ui.common import address_params, current_labels_path, guard, param_notices
 from ui.train_options import forget_rate_option, forward_options
@@ -105,7 +105,7 @@ with st.container(border=True):
             if isinstance(default, bool):
                 method_params[name] = c[1].toggle(label, bool(value), key=key, help=tip)
             elif isinstance(default, str):
-                choices = LABEL_CORRECTION_CHOICES[name]
+                choices = METHOD_CHOICES[method][name]
                 method_params[name] = c[1].selectbox(label, choices, index=choices.index(value), key=key, help=tip)
             else:
                 method_params[name] = c[1].number_input(label, value=value, key=key, help=tip)

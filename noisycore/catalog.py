@@ -125,7 +125,10 @@ FORGET_RATE_SOURCES = {
     "oracle_uses_true_labels": "oracle (uses true labels): the realized share of wrong labels, for "
                                "experiments only",
 }
-LABEL_CORRECTION_CHOICES = {"detector": ("threshold", "confident_learning"), "action": ("relabel", "drop")}
+# The allowed values of every text-valued method option (the Train page shows them as select boxes).
+METHOD_CHOICES = {
+    "label_correction": {"detector": ("threshold", "confident_learning"), "action": ("relabel", "drop")},
+}
 METHOD_PARAM_HELP = {
     "label_correction": {
         "threshold": "Relabel an image when the model gives another class more than this probability "
@@ -134,7 +137,7 @@ METHOD_PARAM_HELP = {
         "detector": "threshold: the blog post's rule (above); confident_learning: the labels confident "
                     "learning flags on the model's predictions (the same detector the Review page uses).",
         "action": "relabel: train on the predicted class instead; drop: leave the flagged images out "
-                  "of the next phase (fewer, cleaner images: faster epochs).",
+                  "of the next phase (fewer images, without the ones the model doubts: faster epochs).",
         "restart": "Start the learning-rate schedule again in every phase (each phase is then a whole "
                    "warm-up and decay of its own).",
     },

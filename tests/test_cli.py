@@ -108,3 +108,17 @@ def test_inject_cifar10n_worst_reports_40_21_percent(tmp_path):
             "--out", tmp_path / "worst", home=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "realized noise rate: 40.21%" in r.stdout
+
+
+def test_parse_pairs_reads_numbers_booleans_and_text():
+    import argparse
+
+    from noisycore.cliargs import parse_pairs
+
+    got = parse_pairs("q=0.7, rounds=2,restart=TRUE,drop=false,detector=confident_learning,shift=-3")
+    assert got == {"q": 0.7, "rounds": 2, "restart": True, "drop": False, "detector": "confident_learning",
+                   "shift": -3}
+    assert isinstance(got["rounds"], int) and isinstance(got["restart"], bool)
+    assert parse_pairs("") == {}
+    with pytest.raises(argparse.ArgumentTypeError, match="not NAME=VALUE"):
+        parse_pairs("q0.7")

@@ -7,7 +7,7 @@ keras = pytest.importorskip("keras")
 
 from noisycore import train  # noqa: E402
 from noisycore.config import ConfigError  # noqa: E402
-from noisycore.catalog import METHOD_DEFAULTS, METHOD_HELP, method_params  # noqa: E402
+from noisycore.catalog import METHOD_CHOICES, METHOD_DEFAULTS, METHOD_HELP, method_params  # noqa: E402
 from noisycore.methods import METHODS  # noqa: E402
 from noisycore.methods.confidence_weighting import ExampleAwareModel, confidence_weights  # noqa: E402
 from noisycore.methods.coteaching import coteaching_selection, select_small_loss  # noqa: E402
@@ -21,6 +21,15 @@ def test_registry_help_and_defaults_share_the_names():
     assert method_params("coteaching", {"t_k": 3}) == {"forget_rate": None, "t_k": 3}
     with pytest.raises(ConfigError, match="no parameter gamma; valid: threshold, rounds"):
         method_params("label_correction", {"gamma": 2})
+
+
+def test_every_text_option_of_a_method_has_its_choices():
+    """The Train page shows a text-valued method option as a select box of METHOD_CHOICES[method][name]."""
+    for method, defaults in METHOD_DEFAULTS.items():
+        for name, default in defaults.items():
+            if isinstance(default, str):
+                assert default in METHOD_CHOICES[method][name], (method, name)
+    assert set(METHOD_CHOICES["label_correction"]) == {"detector", "action"}
 
 
 # ------------------------------------------------------------------------------ co-teaching selection

@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from noisycore.catalog import LABEL_CORRECTION_CHOICES
+from noisycore.catalog import METHOD_CHOICES
 from noisycore.config import ConfigError
 from noisycore.methods.confidence_weighting import ExampleAwareMethod
 
@@ -95,7 +95,7 @@ class LabelCorrectionMethod(ExampleAwareMethod):
             raise ConfigError(f"threshold={thr!r} must be a number in (0, 1), e.g. 0.9")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 20:
             raise ConfigError(f"rounds={rounds!r} must be an integer in 1..20")
-        for name, choices in LABEL_CORRECTION_CHOICES.items():
+        for name, choices in METHOD_CHOICES["label_correction"].items():
             if self.params[name] not in choices:
                 raise ConfigError(f"{name}={self.params[name]!r} must be one of: {', '.join(choices)}")
         if not isinstance(self.params["restart"], bool):
