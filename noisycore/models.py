@@ -138,6 +138,7 @@ FAST_WIDTHS = (64, 256, 256)   # airbench94's block widths; `width` scales them 
 FAST_WHITEN_CHANNELS = 24      # 2x2x3 = 12 eigen-directions and their negatives (GELU keeps both signs)
 FAST_BN_MOMENTUM = 0.4         # Keras convention (moving = m * moving + (1 - m) * batch) = PyTorch 0.6 (airbench)
 FAST_LOGIT_SCALE = 1 / 9       # airbench: logits * 1/9 let the large learning rate stay stable
+FAST_MIN_SIDE = 9              # 2x2 valid conv, then three 2x2 max-pools: 9 -> 8 -> 4 -> 2 -> 1
 
 
 @keras.saving.register_keras_serializable(package="noisycore")
@@ -194,6 +195,10 @@ def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, wei
     """
     if isinstance(width, bool) or not isinstance(width, (int, float, np.floating)) or not 0.05 <= width <= 4:
         raise UserError(f"fast_cnn width={width!r} must be a number in [0.05, 4] (1.0 = airbench94's 64/256/256)")
+    if min(input_shape[:2]) < FAST_MIN_SIDE:
+        raise UserError(f"fast_cnn needs images of at least {FAST_MIN_SIDE} pixels per side (it halves them three "
+                        f"times), got {input_shape[0]}x{input_shape[1]}; set the image size to 16 or more, or "
+                        "choose compact_cnn")
     b = _Blocks(dropout=0.0, batchnorm=True, weight_decay=weight_decay, seed=seed)
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Conv2D(FAST_WHITEN_CHANNELS * input_shape[2] // 3, 2, padding="valid", trainable=False,

@@ -155,6 +155,14 @@ def test_fast_cnn_with_dirac_init_saves_and_loads(tmp_path):
     assert not np.allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
 
 
+def test_fast_cnn_refuses_images_too_small_for_its_three_poolings():
+    from noisycore.errors import UserError
+
+    assert build_model("fast_cnn", input_shape=(9, 9, 3), num_classes=3).output_shape == (None, 3)
+    with pytest.raises(UserError, match="at least 9 pixels per side .* got 8x8; set the image size to 16"):
+        build_model("fast_cnn", input_shape=(8, 8, 3), num_classes=3)
+
+
 def test_tiny_fast_cnn_run_on_the_builtin_shapes_beats_chance(tmp_path):
     from noisycore import train
 
