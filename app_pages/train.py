@@ -65,7 +65,7 @@ with st.container(border=True):
                                   bind="query-params", help="A starting point; every option below overrides it.")
     param_notices(given_params, {"preset": (preset, ", ".join(PRESETS))})
     st.caption(PRESET_HELP[preset])
-    base = TrainConfig.from_preset(preset)
+    base = TrainConfig.from_preset(preset, num_images=num_images)
     k = f"opt.{preset}."   # widget keys per preset, so switching preset resets the options to its values
 
     with st.expander("Model and regularization", expanded=False):

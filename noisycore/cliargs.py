@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from noisycore.config import DataConfig, NoiseConfig, NOISE_MODEL_NAMES
+from noisycore.config import NOISE_MODEL_NAMES, PRESETS, DataConfig, NoiseConfig
 from noisycore.errors import UserError
 
 
@@ -134,8 +134,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", choices=NOISE_MODEL_NAMES, default=None, help="noise model (instead of --labels)")
     p.add_argument("--rate", type=parse_rate, default=None, help="noise rate, e.g. 0.4 or 40%%")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise")
-    p.add_argument("--preset", default=None, help="quick, fast, blog or full (default: quick for the built-in "
-                   "shapes, fast for real images); options override it")
+    p.add_argument("--preset", default=None, help=f"{', '.join(PRESETS)} (default: quick for the built-in shapes, fast "
+                   "for CIFAR-10 and sets of 10,000+ images, small for fewer); options override it")
     for flag, kw in TRAIN_OPTIONS.items():
         p.add_argument(flag, default=None, **kw)
     for flag, text in TRAIN_FLAGS.items():
@@ -162,11 +162,17 @@ def train_config(args, **changes):
         over["max_train"] = args.max_train
     over["labels_path"] = args.labels
     over.update(changes)
-    return TrainConfig.from_preset(args.preset or default_preset_for(args, default_preset), **over)
+    return TrainConfig.from_preset(args.preset or default_preset_for(args, default_preset),
+                                   num_images=_source_and_size(args)[1], **over)
 
 
 def default_preset_for(args, default_preset) -> str:
     """config.default_preset for what will be trained: the label set's dataset and size, or --max-train."""
+    return default_preset(*_source_and_size(args))
+
+
+def _source_and_size(args) -> tuple:
+    """(source, number of training images or None) of what will be trained: the label set's, or --max-train."""
     source, n = args.dataset, args.max_train
     if args.labels:
         folder = Path(args.labels).parent if str(args.labels).lower().endswith(".csv") else Path(args.labels)
@@ -176,7 +182,7 @@ def default_preset_for(args, default_preset) -> str:
             meta = {}
         source = (meta.get("data_config") or {}).get("source") or (meta.get("dataset") or {}).get("source") or source
         n = n or (meta.get("counts") or {}).get("labels")
-    return default_preset(source, n)
+    return source, n
 
 
 def check_labels_path(labels_path) -> None:

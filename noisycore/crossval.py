@@ -55,9 +55,10 @@ def recommended_recipe(num_images: Optional[int] = None) -> dict:
     config.default_preset rule: ``fast`` from FAST_MIN_IMAGES images on, else ``small``), without the
     data, noise, subset and seed fields. The fold models of the user's own images (truth unknown) use it,
     all epochs run and the best noisy-validation epoch kept."""
-    from noisycore.config import PRESETS, default_preset
+    from noisycore.config import PRESETS, default_preset, preset_epochs
 
-    recipe = PRESETS[default_preset("own", num_images)]
+    name = default_preset("own", num_images)
+    recipe = {**PRESETS[name], "epochs": preset_epochs(name, num_images)}
     return {k: v for k, v in recipe.items() if k not in _NOT_RECIPE}
 
 

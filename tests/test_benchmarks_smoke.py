@@ -43,16 +43,28 @@ def test_emulated_image_data_generator_matches_keras_affine_transform():
 
 
 def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
-    """benchmarks/own_data.py --smoke: zip import, training, 2-fold CV over every image, recall@N recorded."""
+    """benchmarks/own_data.py --smoke: zip import, training, 2-fold CV over every image, recall@N recorded;
+    --recipe changes the run's and the folds' recipe; an unknown setting exits 2 with one line."""
     import json
 
     out = tmp_path / "own.md"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "own_data.py"), "--smoke", "--work",
-                           str(tmp_path / "work"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    script, env = str(ROOT / "benchmarks" / "own_data.py"), {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, script, "--smoke", "--work", str(tmp_path / "work"), "--out", str(out),
+                           "--recipe", "tta=flip,loss=label_smoothing,loss_params.epsilon=0.2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["images"] == 120 and result["planted"] == 8       # every image judged, held-out ones too
+    assert result["recipe"] == {"tta": "flip", "loss": "label_smoothing", "loss_params": {"epsilon": 0.2}}
+    run_config = json.loads((tmp_path / "work" / "run" / "config.json").read_text())
+    assert run_config["tta"] == "flip" and run_config["loss"] == "label_smoothing"
+    assert 0.0 <= result["cv_accuracy_truth"] <= 1.0
+    first = result["found_in_first_k"]                    # json keys: the review budgets 1x and 2x the planted
+    assert list(first) == ["8", "16"] and first["8"] <= first["16"] <= 8
+    bad = subprocess.run([sys.executable, script, "--smoke", "--work", str(tmp_path / "bad"), "--recipe", "colour=red"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "'colour' is not a training setting" in bad.stderr
+    assert not (tmp_path / "bad" / "run").exists()
     assert 0 <= result["found_in_first_n"] <= 8 and result["estimated_issues"] >= 0
     assert "| N (estimated wrong labels) |" in out.read_text()
     planted = json.loads((tmp_path / "work" / "planted.json").read_text())

@@ -151,6 +151,7 @@ def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch)
 
     recipe = PRESETS["small"]   # 120 images: the small-data recipe (fast needs FAST_MIN_IMAGES)
     monkeypatch.setitem(recipe, "epochs", 2)
+    monkeypatch.setattr("noisycore.config.SMALL_IMAGES_SEEN", 0)   # 2 epochs, not the size rule's 100
     monkeypatch.setitem(recipe, "batch_size", 32)
     expected = TrainConfig(**crossval.recommended_recipe(120))
     probs = crossval.cross_validate(run, folds=2)
@@ -196,8 +197,10 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
                                                                                  index=False)
     fold = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False)
     expected = TrainConfig(**crossval.recommended_recipe(200))
-    assert expected.model == "compact_cnn" and expected.loss == "gce"   # 200 images: the small-data recipe
-    assert TrainConfig(**crossval.recommended_recipe(50_000)).model == "fast_cnn"
+    # 200 images: the small-data recipe (batch 64, epochs for 27,000 images seen, capped at 100)
+    assert (expected.model, expected.loss, expected.batch_size, expected.epochs) == ("fast_cnn", "gce", 64, 100)
+    big = TrainConfig(**crossval.recommended_recipe(50_000))
+    assert (big.model, big.batch_size, big.epochs) == ("fast_cnn", 256, 24)
     for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size", "augment",
                   "early_stopping_patience"):
         assert getattr(fold, field) == getattr(expected, field), field
