@@ -133,6 +133,5 @@ def _import_zip(zip_path: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest, ignore_errors=True)  # an extraction of an older version that never got its metadata
     text = json.dumps({"name": zip_path.stem, "source": str(zip_path), "imported": time.strftime("%Y-%m-%d %H:%M:%S")})
-    if not (dest.is_dir() and meta.is_file()):
-        safe_extract_zip(zip_path, dest, marker=(meta.name, text), shared=True)
+    safe_extract_zip(zip_path, dest, marker=(meta.name, text), shared=True)   # shared: a finished twin is kept
     return dest
