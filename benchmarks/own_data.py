@@ -13,7 +13,8 @@ detector's flags. Only the benchmark knows which images were planted.
     python benchmarks/own_data.py --recipe model=fast_cnn,tta=flip --work runs/own-fast   # another recipe
 
 ``--recipe`` changes fields of the recommended recipe (the ``small`` preset below 10,000 images) for
-the run and every fold, in this process only: a way to measure a candidate before it becomes the preset.
+the run and every fold (crossval.cross_validate's ``recipe``): a way to measure a candidate before it
+becomes the preset.
 
 Resumable: the folder, the run and every finished fold are kept in --work and reused.
 """
@@ -34,10 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from noisycore import config as config_module  # noqa: E402
 from noisycore import crossval, detect, detectors  # noqa: E402
 from noisycore.cliargs import parse_pairs  # noqa: E402
-from noisycore.config import PRESETS, DataConfig, NoiseConfig, TrainConfig, default_preset  # noqa: E402
+from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
 CIFAR_TAR = Path(os.environ.get("NOISYLAB_CIFAR_IMAGES",
@@ -102,9 +102,10 @@ def build(work: Path, *, classes, per_class: int, planted: int, smoke: bool, see
     return zip_path, truth
 
 
-def train_config(zip_path: Path, *, smoke: bool, epochs: int, num_images: int) -> TrainConfig:
-    """The recipe the app recommends for real images of this many, on the folder labels as given (no noise)."""
-    recipe = crossval.recommended_recipe(num_images)
+def train_config(zip_path: Path, *, smoke: bool, epochs: int, num_images: int, changes: dict) -> TrainConfig:
+    """The recipe the app recommends for real images of this many (with --recipe's ``changes``), on the
+    folder labels as given (no noise)."""
+    recipe = crossval.recommended_recipe(num_images, **changes)
     recipe["epochs"] = epochs
     if smoke:
         recipe.update(batch_size=32, batchnorm=False)
@@ -166,9 +167,7 @@ def report(result: dict, args, seconds: float) -> str:
 def recipe_changes(pairs: dict) -> dict:
     """--recipe pairs as preset fields: ``loss_params.q=0.5`` -> {"loss_params": {"q": 0.5}}; a new loss
     without its own loss_params starts from the loss's defaults (the preset's GCE q would not fit it)."""
-    from dataclasses import fields
-
-    known = {f.name for f in fields(TrainConfig)} - {"data", "noise", "labels_path", "seed", "preset"}
+    known = crossval.recipe_fields()
     out: dict = {}
     for key, value in pairs.items():
         name, _, sub = key.partition(".")
@@ -216,19 +215,11 @@ def main(argv=None) -> int:
     zip_path, truth = build(work, classes=args.classes, per_class=args.per_class, planted=args.planted,
                             smoke=args.smoke, seed=args.seed)
     n_images = len(args.classes) * args.per_class   # every image of the "upload" (the app counts them too)
-    preset = PRESETS[default_preset("own", n_images)]
-    saved, seen = dict(preset), config_module.SMALL_IMAGES_SEEN
-    try:   # the run and the folds use the recommended recipe with this benchmark's epochs and --recipe
-        config_module.SMALL_IMAGES_SEEN = 0    # exactly args.epochs (already the size rule's unless --epochs)
-        preset.update(args.recipe)
-        config = train_config(zip_path, smoke=args.smoke, epochs=args.epochs, num_images=n_images)
-        run = trained_run(work, config)
-        preset.update(epochs=args.epochs, **({"batch_size": 32} if args.smoke else {}))
-        crossval.cross_validate(run, folds=args.folds)
-    finally:
-        preset.clear()
-        preset.update(saved)
-        config_module.SMALL_IMAGES_SEEN = seen
+    # the run and the folds: the recommended recipe with this benchmark's epochs and --recipe's changes
+    config = train_config(zip_path, smoke=args.smoke, epochs=args.epochs, num_images=n_images, changes=args.recipe)
+    run = trained_run(work, config)
+    crossval.cross_validate(run, folds=args.folds, recipe={**args.recipe, "epochs": args.epochs,
+                                                           **({"batch_size": 32} if args.smoke else {})})
     result = score(run, truth)
     text = report(result, args, time.monotonic() - t0)
     out = Path(args.out) if args.out else RESULTS / f"own_data-{budget}.md"

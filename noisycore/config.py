@@ -303,8 +303,7 @@ class TrainConfig(JsonConfig):
     def from_preset(cls, name: str, num_images: Optional[int] = None, **overrides) -> "TrainConfig":
         """A preset (see PRESETS) with some fields overridden; data / noise may be partial dicts.
         ``num_images``: the size of the label set when known (the small preset's epochs follow it)."""
-        check_choice("preset", name, tuple(PRESETS))
-        values = {**PRESETS[name], "preset": name, "epochs": preset_epochs(name, num_images)}
+        values = preset_values(name, num_images)
         for key in ("data", "noise"):
             if isinstance(overrides.get(key), dict):
                 overrides[key] = {**values.get(key, {}), **overrides[key]}
@@ -428,6 +427,14 @@ def preset_epochs(name: str, num_images: Optional[int] = None) -> int:
     if name == SMALL_DATA_PRESET and num_images:
         epochs = min(SMALL_MAX_EPOCHS, max(epochs, round(SMALL_IMAGES_SEEN / int(num_images))))
     return epochs
+
+
+def preset_values(name: str, num_images: Optional[int] = None) -> dict:
+    """The preset's TrainConfig fields (with ``preset``), its epochs for a label set of ``num_images``
+    (see preset_epochs). The one place a preset becomes values: TrainConfig.from_preset and the
+    cross-validation folds' recommended recipe both start here."""
+    check_choice("preset", name, tuple(PRESETS))
+    return {**PRESETS[name], "preset": name, "epochs": preset_epochs(name, num_images)}
 
 
 def default_preset(source: str, num_images: Optional[int] = None) -> str:

@@ -21,6 +21,7 @@ it computes the nearest-neighbour features and runs every detector on the new pr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import signal
@@ -50,24 +51,45 @@ def fold_assignments(labels, *, folds: int, seed: int) -> np.ndarray:
     return stratified_folds(labels, folds, seed)
 
 
-def recommended_recipe(num_images: Optional[int] = None) -> dict:
+def recommended_recipe(num_images: Optional[int] = None, **changes) -> dict:
     """TrainConfig fields of the recipe the app recommends for real images of this many (the
     config.default_preset rule: ``fast`` from FAST_MIN_IMAGES images on, else ``small``), without the
-    data, noise, subset and seed fields. The fold models of the user's own images (truth unknown) use it,
-    all epochs run and the best noisy-validation epoch kept."""
-    from noisycore.config import PRESETS, default_preset, preset_epochs
+    data, noise, subset and seed fields, with ``changes`` (TrainConfig fields) on top. The fold models of
+    the user's own images (truth unknown) use it, all epochs run and the best noisy-validation epoch kept."""
+    from noisycore.config import default_preset, preset_values
 
-    name = default_preset("own", num_images)
-    recipe = {**PRESETS[name], "epochs": preset_epochs(name, num_images)}
+    _check_recipe_changes(changes)
+    recipe = {**preset_values(default_preset("own", num_images), num_images), **changes}
     return {k: v for k, v in recipe.items() if k not in _NOT_RECIPE}
 
 
-def fold_config(config, labels_dir, *, truth_known: bool):
+def recipe_fields() -> set:
+    """The TrainConfig fields a fold's recipe may change (not the data, noise, subset, seed, ...)."""
+    from noisycore.config import TrainConfig
+
+    return {f.name for f in dataclasses.fields(TrainConfig)} - set(_NOT_RECIPE)
+
+
+def _check_recipe_changes(changes: dict) -> None:
+    allowed = recipe_fields()
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise UserError(f"recipe: {', '.join(map(repr, unknown))} is not a training setting of a fold; use one "
+                        f"of: {', '.join(sorted(allowed))}")
+
+
+def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict] = None):
     """The TrainConfig of one fold: the run's config on the fold's label set, never validated against
-    true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe."""
+    true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe.
+    ``recipe``: TrainConfig fields to change on top of either (a benchmark measuring a candidate)."""
+    recipe = dict(recipe or {})
+    _check_recipe_changes(recipe)
     if not truth_known:   # the recipe on top of the defaults: nothing of the run's own recipe leaks in
         n = len(pd.read_csv(Path(labels_dir) / "labels.csv", usecols=["id"]))
-        config = type(config)(data=config.data, noise=config.noise, seed=config.seed, **recommended_recipe(n))
+        config = type(config)(data=config.data, noise=config.noise, seed=config.seed,
+                              **recommended_recipe(n, **recipe))
+    elif recipe:
+        config = config.replace(**recipe)
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,
                           record_margins=False, trusted_val=False)
 
@@ -95,9 +117,11 @@ def _fold_progress(cv_dir: Path, fold: int, folds: int, progress: Optional[Calla
     return report
 
 
-def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = None) -> np.ndarray:
+def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = None,
+                   recipe: Optional[dict] = None) -> np.ndarray:
     """Train ``folds`` runs on folds of the run's training set; return and save the out-of-sample
-    probabilities RUN/cv_probs.npy, shape (N, K). ``progress(status dict)`` during training."""
+    probabilities RUN/cv_probs.npy, shape (N, K). ``progress(status dict)`` during training;
+    ``recipe``: TrainConfig fields changed in every fold's config (see fold_config)."""
     import keras
 
     from noisycore import train
@@ -106,6 +130,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
     run = detect.run_path(run_dir)
     info = detect.read_run_labels(run)
     folds = _check_folds(folds, len(info.ids))
+    _check_recipe_changes(dict(recipe or {}))
     config = runs.read_config(run)
     cv_dir = run / CV_DIR
     cv_dir.mkdir(exist_ok=True)
@@ -129,7 +154,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         labels_dir = corrections.write_label_subset(      # the held-out fold is the fold run's test set
             fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
             split=np.where(held, "test", "train"), extra={"realized_matrix": None})
-        cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None)
+        cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe)
         summary = train.run(cfg, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")

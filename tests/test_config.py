@@ -149,6 +149,11 @@ def test_cli_default_preset_follows_the_label_set(tmp_path):
     assert default_preset_for(parse("--dataset", "cifar10", "--max-train", 2000), default_preset) == "small"
     assert train_config(parse("--labels", own)).preset == "small"
     assert train_config(parse("--labels", own, "--preset", "fast")).preset == "fast"   # an explicit preset wins
+    # the small preset's epochs follow the label set's size on the CLI too (800 -> round(27000/800) = 34)
+    few = label_set("few", str(tmp_path / "few"), 450)
+    assert train_config(parse("--labels", own)).epochs == 34 and train_config(parse("--labels", few)).epochs == 60
+    assert train_config(parse("--labels", few, "--epochs", 5)).epochs == 5
+    assert train_config(parse("--dataset", "cifar10", "--max-train", 2000)).epochs == 30   # 27000/2000 < 30
 
 
 def test_small_preset_epochs_follow_the_number_of_images():

@@ -12,6 +12,7 @@ from helpers import own_folder
 from noisycore import corrections, crossval, detect, evaluation, runs
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig
 from noisycore.datasets import load_dataset, skipped_text
+from noisycore.errors import UserError
 from noisycore.errors import DataError
 from noisycore.review import ReviewStore
 
@@ -207,3 +208,11 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
     assert fold.seed == 3 and fold.data == run_cfg.data and fold.trusted_val is False
     kept = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=True)   # injected noise: the run's recipe
     assert (kept.model, kept.dropout, kept.lr_schedule) == (run_cfg.model, run_cfg.dropout, run_cfg.lr_schedule)
+    # a benchmark's candidate: changed fields on top of either recipe; an unknown field is refused
+    changed = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False, recipe={"epochs": 7, "ema_momentum": 0.9})
+    assert (changed.epochs, changed.ema_momentum, changed.model, changed.loss) == (7, 0.9, "fast_cnn", "gce")
+    assert crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=True, recipe={"epochs": 7}).epochs == 7
+    with pytest.raises(UserError, match="'max_train'.*not a training setting of a fold"):
+        crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False, recipe={"max_train": 10})
+    with pytest.raises(UserError, match="'nope'"):
+        crossval.recommended_recipe(200, nope=1)
