@@ -162,7 +162,7 @@ def resolve(args, setting_names, default_settings) -> tuple:
     return budget_name, BUDGETS[budget_name], chosen, Path(args.work or default_work(args.dataset, budget_name))
 
 
-def cli(name: str, parser, run, argv) -> int:
+def cli(name: str, parser, run, argv, *, resumable: bool = True) -> int:
     """Parse, run, and turn a UserError into one line on stderr with exit code 2."""
     args = parser.parse_args(argv)
     try:
@@ -171,7 +171,8 @@ def cli(name: str, parser, run, argv) -> int:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; rerun the same command to resume (finished runs are kept)", file=sys.stderr)
+        print("\ninterrupted; rerun the same command to resume (finished runs are kept)" if resumable
+              else "\ninterrupted", file=sys.stderr)
         return 130
 
 

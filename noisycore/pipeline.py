@@ -232,16 +232,31 @@ def predict_probs(model, images, *, tta="none", batch_size=512) -> np.ndarray:
     for each image and its left-right mirror (test-time augmentation); "none": p = f(x).
     Every prediction of a run (validation accuracy for model selection, test accuracy,
     predictions.npz, detection) goes through here so that they all use the same TTA.
+
+    uint8 images are fed to ``model.predict_on_batch`` chunk by chunk, with the mirrors in the same
+    call as their images (a chunk of batch_size / 2 images and their mirrors: the same batch of
+    batch_size as one plain pass, so the same peak memory). That skips building a tf.data iterator for
+    every call, which cost more than the prediction itself for a few hundred images: a training run
+    predicts three or four times per epoch (benchmarks/README.md, "Prediction overhead").
     """
     if tta not in catalog.TTA_HELP:
         raise UserError(f"unknown tta {tta!r}; choose one of: {', '.join(catalog.TTA_HELP)}")
     if isinstance(images, tf.data.Dataset):
-        ds = images
-    else:
-        x = _check_images(images)
-        ds = make_dataset(x, num_classes=2, batch_size=batch_size)
-    probs = model.predict(ds, verbose=0).astype(np.float32)
-    if tta == "flip":
-        mirrored = ds.map(_plain(lambda x: tf.reverse(x, axis=[2])))
-        probs = (probs + model.predict(mirrored, verbose=0).astype(np.float32)) / 2
-    return probs
+        probs = model.predict(images, verbose=0).astype(np.float32)
+        if tta == "flip":
+            mirrored = images.map(_plain(lambda x: tf.reverse(x, axis=[2])))
+            probs = (probs + model.predict(mirrored, verbose=0).astype(np.float32)) / 2
+        return probs
+    x = _check_images(images)
+    step = max(1, int(batch_size) // 2) if tta == "flip" else max(1, int(batch_size))
+    parts = []
+    for start in range(0, len(x), step):
+        chunk = tf.cast(x[start:start + step], tf.float32) / 255.0
+        m = int(chunk.shape[0])
+        if tta == "flip":
+            chunk = tf.concat([chunk, tf.reverse(chunk, axis=[2])], axis=0)
+        p = np.asarray(model.predict_on_batch(chunk), dtype=np.float32)
+        if p.shape[0] != int(chunk.shape[0]):   # e.g. a distribution strategy concatenating replicas
+            raise RuntimeError(f"the model returned {p.shape[0]} predictions for {int(chunk.shape[0])} images")
+        parts.append((p[:m] + p[m:]) / 2 if tta == "flip" else p)
+    return np.concatenate(parts, axis=0)

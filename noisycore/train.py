@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from noisycore import runs  # noqa: E402
 from noisycore.labelsets import SUBSET_KEY  # noqa: E402
@@ -268,12 +269,13 @@ class RunMonitor(keras.callbacks.Callback):
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """What the per-epoch and final evaluations need: the un-augmented training and test pipelines, the
+    """What the per-epoch and final evaluations need: the training, validation and test images (uint8
+    arrays, predicted un-augmented through pipeline.predict_probs), the
     fit / validation split, the labels to score against, and how to predict (TTA, precision)."""
 
-    train_ds: object                  # tf.data of every training image (fit + validation), batch EVAL_BATCH
-    test_ds: object                   # tf.data of the test images
-    val_ds: object                    # tf.data of the validation images (val_idx order) for TTA selection; None without TTA
+    train_x: np.ndarray               # uint8 every training image (fit + validation)
+    test_x: np.ndarray                # uint8 the test images
+    val_x: Optional[np.ndarray]       # uint8 the validation images (val_idx order) for TTA selection; None without TTA
     fit_idx: np.ndarray               # int (n_fit,) positions of the images the model trains on
     val_idx: np.ndarray               # int (n_val,) positions of the validation images
     y_val: np.ndarray                 # the labels validation scores against (given, or true with trusted_val)
@@ -316,12 +318,12 @@ class EpochRecorder(keras.callbacks.Callback):
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         ev, logs = self.ev, (logs if logs is not None else {})
         net = self.method.predictor(self.model)
-        probs = predict_probs(net, ev.train_ds, tta="none")
-        test_probs = predict_probs(net, ev.test_ds, tta=ev.tta)
+        probs = predict_probs(net, ev.train_x, tta="none", batch_size=EVAL_BATCH)
+        test_probs = predict_probs(net, ev.test_x, tta=ev.tta, batch_size=EVAL_BATCH)
         self.last_probs = probs
-        if ev.tta != "none" and ev.val_ds is not None:
+        if ev.tta != "none" and ev.val_x is not None:
             # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
-            val_probs = predict_probs(net, ev.val_ds, tta=ev.tta)
+            val_probs = predict_probs(net, ev.val_x, tta=ev.tta, batch_size=EVAL_BATCH)
             logs["val_accuracy"] = float((probs_argmax(val_probs) == ev.y_val).mean())
         row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
                **training_set_metrics(probs[ev.fit_idx], ev.given_fit, ev.true_fit),
@@ -344,6 +346,23 @@ class EpochRecorder(keras.callbacks.Callback):
         runs.update_status(self.run_dir, epoch=epoch + 1, epochs_done=epoch + 1)
         if self.progress is not None:
             self.progress({"state": "running", "epoch": epoch + 1, "metrics": row})
+
+
+class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' SwapEMAWeights with its TensorFlow swap compiled into one graph per optimizer. Keras
+    swaps each weight with three eager assignments, four swaps per epoch (validation and epoch end);
+    on a few hundred images that was a fifth of a run's time (benchmarks/README.md, "Prediction
+    overhead"). The arithmetic is Keras' own (swap by addition, no new variables)."""
+
+    def __init__(self, swap_on_epoch=False):
+        super().__init__(swap_on_epoch=swap_on_epoch)
+        self._compiled_swaps: dict = {}   # id(optimizer) -> its compiled swap
+
+    def _tf_swap_variables(self, optimizer):
+        if id(optimizer) not in self._compiled_swaps:
+            parent = super()._tf_swap_variables
+            self._compiled_swaps[id(optimizer)] = tf.function(lambda: parent(optimizer), autograph=False)
+        self._compiled_swaps[id(optimizer)]()
 
 
 class CompleteEpochCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -441,7 +460,7 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
 
     # EMA first: from the end of each epoch its weights are in the model, so the recorder evaluates
     # and the checkpoint saves them (fit's validation swaps them in too); training resumes on the raw ones.
-    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum > 0 else []
+    ema = [SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum > 0 else []
     cbs = ema + [monitor, recorder,
            CompleteEpochCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
                                    save_best_only=True, save_weights_only=True, monitor_run=monitor),
@@ -467,7 +486,6 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     from noisycore.hardware import resolve_precision
     from noisycore.methods import METHODS
     from noisycore.labelsets import save_label_set
-    from noisycore.pipeline import make_dataset
 
     keras.utils.set_random_seed(config.seed)
     precision = resolve_precision(config.mixed_precision)
@@ -484,10 +502,8 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     batches = method.fit_batches()
     k = ds.num_classes
     record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
-    evaluation = Evaluation(train_ds=make_dataset(ds.x_train, num_classes=k, batch_size=EVAL_BATCH),
-                            test_ds=make_dataset(ds.x_test, num_classes=k, batch_size=EVAL_BATCH),
-                            val_ds=make_dataset(ds.x_train[val_idx], num_classes=k, batch_size=EVAL_BATCH)
-                            if len(val_idx) and config.tta != "none" else None,
+    evaluation = Evaluation(train_x=ds.x_train, test_x=ds.x_test,
+                            val_x=ds.x_train[val_idx] if len(val_idx) and config.tta != "none" else None,
                             fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
                             given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
                             y_test=np.asarray(ds.y_test), record_margins=record)
@@ -518,8 +534,8 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
         model.load_weights(best)
     net = method.predictor(model)
     net.save(run_dir / "best.keras")
-    train_probs = predict_probs(net, evaluation.train_ds, tta=evaluation.tta)
-    test_probs = predict_probs(net, evaluation.test_ds, tta=evaluation.tta)
+    train_probs = predict_probs(net, evaluation.train_x, tta=evaluation.tta, batch_size=EVAL_BATCH)
+    test_probs = predict_probs(net, evaluation.test_x, tta=evaluation.tta, batch_size=EVAL_BATCH)
     given, fit_idx = evaluation.given_all, evaluation.fit_idx
     final_labels = given.copy()
     final_labels[fit_idx] = method.final_fit_labels()

@@ -71,6 +71,25 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     assert len(planted) == 8 and all(k.split("/")[0] != v for k, v in planted.items())
 
 
+def test_small_run_benchmark_reports_epoch_seconds_and_refuses_bad_sizes(tmp_path):
+    """benchmarks/small_run.py: one JSON line per repeat with the epoch's fit and evaluation seconds taken
+    from the run's metrics.csv (they add up to the epoch); a too-small folder exits 2 with one line."""
+    import json
+
+    script = str(ROOT / "benchmarks" / "small_run.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, script, "--images", "40", "--epochs", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1 and rows[0]["images"] == 40 and rows[0]["epochs"] == 2
+    r = rows[0]
+    assert r["fit_s"] > 0 and r["evaluation_s"] >= 0 and r["epoch_s"] <= r["total_s"]
+    bad = subprocess.run([sys.executable, script, "--images", "8"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--images must be at least 40" in bad.stderr
+
+
 def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     """benchmarks/recipe_probe.py: one JSON line per run; the second phase drops exactly the flagged
     labels (its label accuracy is that of the rest), and a bad combination exits 2 with one line."""

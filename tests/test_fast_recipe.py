@@ -67,6 +67,50 @@ def test_flip_tta_is_the_mean_of_the_two_softmax_outputs():
         predict_probs(model, x, tta="crop")
 
 
+def test_predictions_of_arrays_equal_the_tf_data_path_for_any_chunking():
+    """predict_probs feeds uint8 arrays through predict_on_batch (mirrors in the same call); the
+    result is the tf.data path's, whatever the chunk size (odd sizes, a last short chunk)."""
+    from noisycore.pipeline import make_dataset
+
+    rng = np.random.default_rng(5)
+    x = (rng.random((7, 6, 6, 3)) * 255).astype(np.uint8)
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(3), keras.layers.Softmax()])
+    for tta in ("none", "flip"):
+        reference = predict_probs(model, make_dataset(x, num_classes=3, batch_size=4), tta=tta)
+        for batch in (1, 2, 3, 512):
+            got = predict_probs(model, x, tta=tta, batch_size=batch)
+            assert got.shape == (7, 3) and got.dtype == np.float32
+            np.testing.assert_allclose(got, reference, atol=1e-6)
+
+
+def test_compiled_ema_swap_exchanges_weights_and_averages_like_keras():
+    """train.SwapEMAWeights compiles Keras' swap: after one swap the model holds the averages and the
+    averages the trained weights; a second swap restores both (no new variables)."""
+    from noisycore.train import SwapEMAWeights
+
+    # fixed start, small steps: no random initialization that could make the steps diverge
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(0.3))])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, use_ema=True, ema_momentum=0.5), loss="mse")
+    x, y = np.array([[1.0, 2.0], [0.5, -1.0]], np.float32), np.array([[1.0], [0.0]], np.float32)
+    for _ in range(6):   # train_on_batch: fit would copy the averages into the weights at its end
+        model.train_on_batch(x, y)
+    trained = [w.numpy().copy() for w in model.trainable_weights]
+    averages = [a.numpy().copy() for a in model.optimizer._model_variables_moving_average]
+    assert all(np.isfinite(t).all() for t in trained) and not all(np.allclose(t, a) for t, a in zip(trained, averages))
+    n_vars = len(model.optimizer.variables)
+    swap = SwapEMAWeights(swap_on_epoch=True)
+    swap.set_model(model)
+    swap._swap_variables()
+    for w, a, t, avg in zip(model.trainable_weights, model.optimizer._model_variables_moving_average, trained, averages):
+        np.testing.assert_allclose(w.numpy(), avg, atol=1e-6)
+        np.testing.assert_allclose(a.numpy(), t, atol=1e-6)
+    swap._swap_variables()
+    for w, t in zip(model.trainable_weights, trained):
+        np.testing.assert_allclose(w.numpy(), t, atol=1e-6)
+    assert len(model.optimizer.variables) == n_vars
+
+
 def test_ema_weights_follow_the_momentum_formula():
     """Keras use_ema: a_1 = w_1 (first step), then a_t = m a_{t-1} + (1 - m) w_t."""
     var = keras.Variable(np.array([1.0, -2.0], np.float32))
