@@ -209,14 +209,20 @@ def url_notice(notice, run_name: str) -> None:
 # text or number field (e.g. the Reviewer name).
 _FOCUS_JS = """<script>
 (function () {
-  const el = document.activeElement;
-  const field = el && ((el.tagName === "INPUT" && el.getAttribute("role") !== "combobox"
-                        && ["text", "number", "search", "password"].includes(el.type))
-                       || el.tagName === "TEXTAREA" || el.isContentEditable);
-  if (!field) {
-    if (el && el !== document.body && el.blur) { el.blur(); }
-    window.focus();
+  function release() {
+    const el = document.activeElement;
+    const field = el && ((el.tagName === "INPUT" && el.getAttribute("role") !== "combobox"
+                          && ["text", "number", "search", "password"].includes(el.type))
+                         || el.tagName === "TEXTAREA" || el.isContentEditable);
+    if (!field) {
+      if (el && el !== document.body && el.blur) { el.blur(); }
+      window.focus();
+    }
   }
+  release();
+  // a selectbox that just closed can take the focus back a moment after the page's run: release it again
+  setTimeout(release, 200);
+  setTimeout(release, 800);
   window.noisylabFocusRuns = (window.noisylabFocusRuns || 0) + 1;
 })();
   /* run %d */

@@ -1,7 +1,7 @@
 """A new user's own images in a real browser, the whole scenario of issue 12: a zip of class folders with
 planted wrong folders and an unreadable file -> Data (named after the zip, the skipped file listed, noise
 "none") -> Train -> Curves (no claim of known truth) -> Review: every image, held-out ones included, judged
-by 4-fold cross-validation;
+by K-fold cross-validation (K = 2 set on the page: each fold trains the small recipe's 100 epochs);
 triage on confident learning's estimate (the top N); one-by-one decisions with the keyboard (A, K, X, a
 digit, U) and a grid batch -> export through the page (the CSV has every image with the decisions, the
 zip holds the user's original files in class folders, the excluded one left out) -> retrain on the
@@ -132,7 +132,11 @@ def test_own_zip_is_reviewed_without_claims_of_truth(page, app_url, app_home, tm
     page.goto(f"{app_url}/review?run={run.name}&reviewer={REVIEWER}")   # a bookmark: the run and the reviewer
     expect(page.get_by_role("combobox", name="Run")).to_have_value(run.name)
     wait_idle(page)
-    page.get_by_text("Cross-validation (out-of-sample").click()   # 4 folds over every image, held-out ones too
+    page.get_by_text("Cross-validation (out-of-sample").click()   # K folds over every image, held-out ones too
+    wait_idle(page)
+    folds_box = page.get_by_role("spinbutton", name="Folds (K)")
+    folds_box.fill("2")
+    folds_box.press("Enter")
     wait_idle(page)
     page.get_by_role("button", name="Find label issues").click()
     page.get_by_text("Nobody knows the true labels of these images").wait_for(timeout=300_000)
@@ -145,6 +149,7 @@ def test_own_zip_is_reviewed_without_claims_of_truth(page, app_url, app_home, tm
     issues = detect.load_issues(run, detector)
     source = detect.detection_meta(run)[detector]["source"]
     assert source == "cross_validation"
+    assert sorted(p.name for p in (run / "cv").glob("k*-fold*")) == ["k2-fold1", "k2-fold2"]   # the page's K
     assert len(issues) == 100 and set(issues["id"]) == set(info.ids) and (info.splits == "test").any()
     assert "true_label" not in issues and "is_noisy" not in issues
     assert evaluation.truth_known(runs.load_run(run)) is False

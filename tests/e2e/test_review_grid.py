@@ -76,6 +76,14 @@ def test_grid_triage_with_the_keyboard(page, app_url, grid_run):
     choose_option(page, "Given → proposed", f"{pairs['given_label'][1]} → {pairs['proposed_label'][1]}")
     expect(page.get_by_role("combobox", name="Given → proposed")).to_have_value(
         re.compile(f"^{pairs['given_label'][1]} → {pairs['proposed_label'][1]}"))
+    # the selectbox shows the new pair at once; wait until the page's run has drawn its tiles (a key pressed
+    # on the old tiles would select there): the new pair's caption counts all its items open
+    n_second = len(triage.pair_items(triage.select_queue(issues, top_n=n), pairs["given_label"][1],
+                                     pairs["proposed_label"][1]))
+    expect(_grid_caption(page)).to_contain_text(f"· {n_second} of {n_second} open")
+    wait_idle(page)
+    # the page gives the focus back to the document (the selectbox would swallow the key otherwise)
+    page.wait_for_function("() => document.activeElement?.getAttribute('role') !== 'combobox'", timeout=10_000)
     press_key(page, "1")
     expect(page.get_by_role("button", name=re.compile("^Accept .* for the 1 selected"))).to_be_visible()
 
