@@ -205,10 +205,11 @@ def main(argv=None) -> int:
     args.classes = tuple((args.classes or ("q0,q1,q2,q3" if args.smoke else "cat,ship,frog")).split(","))
     args.per_class = args.per_class or (30 if args.smoke else 300)
     args.planted = args.planted if args.planted is not None else (8 if args.smoke else 30)
-    # default: the recommended recipe's epochs for this many images (config.preset_epochs)
-    args.epochs = args.epochs or (2 if args.smoke else crossval.recommended_recipe(
-        len(args.classes) * args.per_class)["epochs"])
     args.folds = 2 if args.smoke and args.folds == 4 else args.folds
+    # default: the recommended recipe's epochs for a fold's training images (config.preset_epochs), the
+    # same for the run and every fold
+    fold_train = len(args.classes) * args.per_class * (args.folds - 1) // args.folds
+    args.epochs = args.epochs or (2 if args.smoke else crossval.recommended_recipe(fold_train)["epochs"])
     work = Path(args.work or ROOT / "runs" / f"bench-own-data-{budget}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

@@ -398,7 +398,7 @@ PRESETS: dict = {
 PRESET_HELP: dict = {
     "small": "Your own photos, a small set (under 10,000 images): the fast recipe's network, GCE, weight averaging "
              "and flip TTA with batch 64 (more optimizer steps per image than fast); 30 epochs, more for sets "
-             "under 900 images (about 27,000 images seen, at most 100 epochs).",
+             "under 700 training images (about 20,000 training images seen, at most 100 epochs).",
     "quick": "Quick demo: CPU, a few minutes on the built-in dataset; with 40% noise CE peaks, then memorizes the wrong labels.",
     "fast": "Real photos on a CPU: airbench-style CNN, GCE (robust to wrong labels), SGD warm-up + decay, weight averaging, flip TTA; 24 epochs.",
     "blog": "The blog post's recipe: blog CNN, label smoothing 0.1, augmentation, Adam, early stopping, 100 epochs.",
@@ -414,15 +414,18 @@ SMALL_DATA_PRESET = "small"     # real photos, fewer than FAST_MIN_IMAGES images
 FAST_MIN_IMAGES = 10_000        # below this, batch 256 x 24 epochs is too few optimizer steps to learn
 
 
-SMALL_IMAGES_SEEN = 27_000   # the small preset's epochs: about this many images per run (30 epochs of 900)
+SMALL_IMAGES_SEEN = 20_000   # the small preset's epochs: about this many training images per run (30 epochs
+                             # of 675: a fold's training share of 900 photos in 4-fold cross-validation)
 SMALL_MAX_EPOCHS = 100
 
 
 def preset_epochs(name: str, num_images: Optional[int] = None) -> int:
-    """The preset's epochs; for ``small`` with a known number of images, enough epochs that a run sees
-    about SMALL_IMAGES_SEEN images (at least the preset's 30, at most SMALL_MAX_EPOCHS): 900 images ->
-    30 epochs, 450 -> 60, 200 -> 100. Fewer images give fewer optimizer steps per epoch; on 450 planted
-    photos 60 epochs found more of them than 30, on 900 photos 60 were no better (benchmarks/README.md)."""
+    """The preset's epochs; for ``small`` with a known number of training images (a label set's count:
+    its training split, fit and validation; a cross-validation fold's training rows), enough epochs that
+    a run sees about SMALL_IMAGES_SEEN of them (at least the preset's 30, at most SMALL_MAX_EPOCHS):
+    675 -> 30 epochs, 337 -> 59, 200 -> 100. Fewer images give fewer optimizer steps per epoch; on 450
+    planted photos (4 folds of 337 training images) 60 epochs found more of them than 30, on 900 photos
+    (folds of 675) 60 were no better (benchmarks/README.md, "Own data")."""
     epochs = int(PRESETS[name].get("epochs", TrainConfig.epochs))
     if name == SMALL_DATA_PRESET and num_images:
         epochs = min(SMALL_MAX_EPOCHS, max(epochs, round(SMALL_IMAGES_SEEN / int(num_images))))

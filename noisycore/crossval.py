@@ -85,7 +85,9 @@ def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict]
     recipe = dict(recipe or {})
     _check_recipe_changes(recipe)
     if not truth_known:   # the recipe on top of the defaults: nothing of the run's own recipe leaks in
-        n = len(pd.read_csv(Path(labels_dir) / "labels.csv", usecols=["id"]))
+        # the size rule counts the images a run trains on: the fold's training rows (not its held-out fold)
+        table = pd.read_csv(Path(labels_dir) / "labels.csv", usecols=lambda c: c in ("id", "split"))
+        n = int((table["split"] != "test").sum()) if "split" in table else len(table)
         config = type(config)(data=config.data, noise=config.noise, seed=config.seed,
                               **recommended_recipe(n, **recipe))
     elif recipe:

@@ -149,22 +149,22 @@ def test_cli_default_preset_follows_the_label_set(tmp_path):
     assert default_preset_for(parse("--dataset", "cifar10", "--max-train", 2000), default_preset) == "small"
     assert train_config(parse("--labels", own)).preset == "small"
     assert train_config(parse("--labels", own, "--preset", "fast")).preset == "fast"   # an explicit preset wins
-    # the small preset's epochs follow the label set's size on the CLI too (800 -> round(27000/800) = 34)
+    # the small preset's epochs follow the label set's size on the CLI too (450 -> round(20000/450) = 44)
     few = label_set("few", str(tmp_path / "few"), 450)
-    assert train_config(parse("--labels", own)).epochs == 34 and train_config(parse("--labels", few)).epochs == 60
+    assert train_config(parse("--labels", own)).epochs == 30 and train_config(parse("--labels", few)).epochs == 44
     assert train_config(parse("--labels", few, "--epochs", 5)).epochs == 5
-    assert train_config(parse("--dataset", "cifar10", "--max-train", 2000)).epochs == 30   # 27000/2000 < 30
+    assert train_config(parse("--dataset", "cifar10", "--max-train", 2000)).epochs == 30   # 20000/2000 < 30
 
 
 def test_small_preset_epochs_follow_the_number_of_images():
-    """About 27,000 images per run: 900 -> 30 epochs, 450 -> 60, 100 -> the cap of 100; other presets and
+    """About 20,000 training images per run: 675 -> 30 epochs, 337 -> 59, 100 -> the cap of 100; other presets and
     an unknown size keep their epochs; an explicit epochs wins."""
     from noisycore.config import preset_epochs
 
-    assert [preset_epochs("small", n) for n in (None, 5000, 900, 450, 300, 100)] == [30, 30, 30, 60, 90, 100]
+    assert [preset_epochs("small", n) for n in (None, 5000, 675, 337, 300, 100)] == [30, 30, 30, 59, 67, 100]
     assert preset_epochs("fast", 450) == PRESETS["fast"]["epochs"] and preset_epochs("quick", 50) == 15
-    assert TrainConfig.from_preset("small", num_images=450).epochs == 60
+    assert TrainConfig.from_preset("small", num_images=450).epochs == 44
     assert TrainConfig.from_preset("small", num_images=450, epochs=12).epochs == 12
     from noisycore import crossval
 
-    assert crossval.recommended_recipe(450)["epochs"] == 60 and crossval.recommended_recipe(20_000)["model"] == "fast_cnn"
+    assert crossval.recommended_recipe(337)["epochs"] == 59 and crossval.recommended_recipe(20_000)["model"] == "fast_cnn"

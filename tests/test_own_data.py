@@ -194,12 +194,13 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
 
     run_cfg = TrainConfig.from_preset("quick", data={"source": str(tmp_path)}, seed=3)   # dropout 0, constant lr
     (tmp_path / "labels").mkdir()
-    pd.DataFrame({"id": [f"a/{i}.png" for i in range(200)], "label": "a"}).to_csv(tmp_path / "labels" / "labels.csv",
-                                                                                 index=False)
+    # a fold of 400 images: 300 to train on, 100 held out (the fold's test split)
+    pd.DataFrame({"id": [f"a/{i}.png" for i in range(400)], "label": "a", "split": ["train"] * 300 + ["test"] * 100}
+                 ).to_csv(tmp_path / "labels" / "labels.csv", index=False)
     fold = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False)
-    expected = TrainConfig(**crossval.recommended_recipe(200))
-    # 200 images: the small-data recipe (batch 64, epochs for 27,000 images seen, capped at 100)
-    assert (expected.model, expected.loss, expected.batch_size, expected.epochs) == ("fast_cnn", "gce", 64, 100)
+    expected = TrainConfig(**crossval.recommended_recipe(300))
+    # the small-data recipe (batch 64), its epochs for the 300 training images: round(20,000 / 300) = 67
+    assert (expected.model, expected.loss, expected.batch_size, expected.epochs) == ("fast_cnn", "gce", 64, 67)
     big = TrainConfig(**crossval.recommended_recipe(50_000))
     assert (big.model, big.batch_size, big.epochs) == ("fast_cnn", 256, 24)
     for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size", "augment",
