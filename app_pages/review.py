@@ -6,9 +6,9 @@ import streamlit as st
 from noisycore import charts, corrections, detect, review, triage
 from noisycore.detectors import DETECTOR_HELP
 from noisycore.review import ReviewStore
-from ui.common import guard, upscale
+from ui.common import guard
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
-                       noise_estimate, position_key, reviewable_runs, run_data, run_images, set_last_reviewed_run,
+                       noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, truth_known, undo, url_notice)
 from ui.review_grid import grid_view
 from ui.runs import current_run, runs_root, set_current_run
@@ -147,7 +147,7 @@ pos_key = position_key(run_dir, detector)
 
 if view != "One by one":
     grid_view(run_dir, everything, classes=classes, store_path=store_path, reviewer=reviewer, pos_key=pos_key,
-              detector=detector, images=run_images(run_dir))
+              detector=detector)
 else:
     st.session_state.pop(UNDONE_KEY, None)   # an undo here shows its image now: the grid must not open its page later
     c = st.columns(3)
@@ -182,9 +182,12 @@ else:
                 "score": float(row["label_quality"])}
         next_id = ids[pos + 1] if pos + 1 < len(ids) else None
         nav[3].caption(f"Item {pos + 1} of {len(ids)} · `{row['id']}` · label quality {row['label_quality']:.3f}")
-        images = run_images(run_dir)
         left, right = st.columns([2, 3])
-        left.image(upscale(images[idx], 320))
+        picture, from_file = review_image(run_dir, idx, 320)
+        left.image(picture)
+        side = run_images(run_dir).shape[1]
+        left.caption(f"Your file, as you took it; the model sees it at {side}×{side} pixels." if from_file else
+                     f"As the model sees it ({side}×{side} pixels), enlarged.")
         with right:
             made = store.decision_of(row["id"])
             if made:
@@ -228,7 +231,7 @@ else:
         else:
             near = detect.nearest_neighbours(features, idx, k=8)
             labels = [classes[info.labels[j]] for j in near]
-            st.image([upscale(images[j], 96) for j in near], caption=labels, width=96)
+            st.image([review_image(run_dir, int(j), 96, square=True)[0] for j in near], caption=labels, width=96)
 
 # ---- Export and retrain ------------------------------------------------------------------------------
 with st.container(border=True):

@@ -153,6 +153,27 @@ def test_image_size_choice(tmp_path):
         D.load_image_folder(root, image_size=3)
 
 
+def test_preview_shows_the_original_photo_upright_with_its_aspect(tmp_path):
+    """datasets.preview: the user's file for a person to look at: EXIF rotation applied (a phone photo
+    stored sideways), aspect kept, the longer side shrunk to max_side (never enlarged); an unreadable
+    file is a DataError naming it."""
+    a = np.zeros((30, 60, 3), np.uint8)   # stored 60 wide x 30 high: left half red, right half blue
+    a[:, :30, 0] = 255
+    a[:, 30:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6                      # "rotate 90 degrees clockwise to display"
+    Image.fromarray(a).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    shown = D.preview(tmp_path / "phone.jpg", 20)
+    assert shown.shape == (20, 10, 3) and shown.dtype == np.uint8   # upright: 30 wide x 60 high, shrunk to 20
+    top, bottom = shown[:8].reshape(-1, 3).mean(0), shown[-8:].reshape(-1, 3).mean(0)
+    assert top[0] > 200 and top[2] < 60 and bottom[2] > 200 and bottom[0] < 60   # clockwise: the left half on top
+    Image.fromarray(a).save(tmp_path / "small.png")
+    assert D.preview(tmp_path / "small.png", 320).shape == (30, 60, 3)           # smaller than max_side: as it is
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.jpg.*not an image Pillow can read"):
+        D.preview(tmp_path / "broken.jpg", 64)
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 def test_bad_image_files_are_listed(tmp_path):

@@ -204,6 +204,40 @@ def test_review_page_without_truth_makes_no_claims(app, own_dir):
     assert "How many labels look wrong?" in text and "Nobody knows the true labels" in text
     assert at.get("vega_lite_chart"), "the estimated noise matrix is drawn"
     assert any(m.value.startswith(f"Confident learning estimates **{n}**") for m in at.markdown)
+    assert "Your file, as you took it; the model sees it at 16×16 pixels." in text   # the user's own photo
+
+
+def test_review_image_is_the_users_file_and_falls_back_to_the_model_input(own_dir):
+    """ui.review.review_image: the user's original file (here a 16 px PNG of the CSV manifest's folder),
+    enlarged crisply to the frame; when the file is gone, the model's input enlarged the same way."""
+    import numpy as np
+    from PIL import Image
+
+    from ui.common import upscale
+    from ui.review import review_image, run_images
+
+    info = detect.read_run_labels(own_dir)
+    idx = 7
+    file = own_dir.parents[1] / "quadrants" / info.ids[idx]
+    model_input = run_images(str(own_dir))[idx]   # loaded (and cached) while every file is there
+    with Image.open(file) as im:
+        original = np.asarray(im.convert("RGB").resize((64, 64), Image.NEAREST))
+    img, from_file = review_image(str(own_dir), idx, 64)
+    assert from_file and img.size == (64, 64) and np.array_equal(np.asarray(img), original)
+    saved = file.read_bytes()
+    try:
+        wide = np.zeros((20, 40, 3), np.uint8)   # a photo of another shape than the model's 16 x 16
+        wide[:, :, 1] = 200
+        Image.fromarray(wide).save(file, format="PNG")
+        img, from_file = review_image(str(own_dir), idx, 64)
+        assert from_file and img.size == (64, 32) and (np.asarray(img)[..., 1] == 200).all()   # its aspect kept
+        tile, from_file = review_image(str(own_dir), idx, 96, square=True)
+        assert from_file and tile.size == (96, 96)   # a grid tile: padded to a square
+        file.unlink()
+        img, from_file = review_image(str(own_dir), idx, 64)
+        assert not from_file and np.array_equal(np.asarray(img), np.asarray(upscale(model_input, 64)))
+    finally:
+        file.write_bytes(saved)
 
 
 @pytest.mark.slow

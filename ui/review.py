@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image, ImageOps
 
 from noisycore import crossval, detect, evaluation, runs
 from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
-from ui.common import cached_dataset, guard
+from ui.common import cached_dataset, guard, upscale
 
 CLASS_KEYS = "1234567890"          # key i picks class i (1 = the first class, 0 = the tenth)
 POS_KEY = "review.item"            # dict run/detector -> the item id on screen (Left/Right navigation)
@@ -89,6 +90,45 @@ def run_images(run_dir: str):
     """The run's training images (N, H, W, 3) in labels.csv order (the dataset is cached)."""
     data = guard(runs.run_data_config, run_dir, training_subset=False)
     return guard(_run_images, run_dir, data.to_json())
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _original_paths(run_dir: str, data_json: str) -> list:
+    from noisycore.config import DataConfig
+    from noisycore.datasets import original_files
+
+    ids = detect.read_run_labels(run_dir).ids
+    return [None if f is None else str(f) for f in original_files(DataConfig.from_json(data_json), ids)]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _preview(path: str, stamp: tuple, max_side: int):
+    from noisycore.datasets import preview
+
+    return preview(path, max_side)
+
+
+def review_image(run_dir: str, idx: int, px: int, *, square: bool = False):
+    """(image, from_file) of the run's image ``idx`` (labels.csv order) for a person to judge: the user's
+    original file (own folders and zips: a photo is judged as taken, not at the model's 32 pixels) shrunk
+    to ``px`` on its longer side, else the model's input enlarged; ``square`` pads to px x px (a grid).
+    A file that moved or changed since training falls back to the model's input."""
+    data = guard(runs.run_data_config, run_dir, training_subset=False)
+    paths = guard(_original_paths, run_dir, data.to_json())
+    arr = None
+    if 0 <= idx < len(paths) and paths[idx]:
+        p = Path(paths[idx])
+        try:
+            arr = _preview(str(p), (p.stat().st_mtime, p.stat().st_size), px)
+        except (OSError, UserError):
+            arr = None
+    if arr is None:
+        return upscale(run_images(run_dir)[idx], px), False
+    img = Image.fromarray(arr)
+    if max(img.size) < px:   # a file smaller than the frame (e.g. 32 px photos): enlarge it crisply
+        f = px / max(img.size)
+        img = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.NEAREST)
+    return (ImageOps.pad(img, (px, px), color=(238, 238, 238)) if square else img), True
 
 
 def detection_panel(run_dir: str) -> None:

@@ -14,8 +14,7 @@ import streamlit as st
 from noisycore import triage
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
-from ui.common import upscale
-from ui.review import CLASS_KEYS, NOTE_KEY, UNDONE_KEY, undo
+from ui.review import CLASS_KEYS, NOTE_KEY, UNDONE_KEY, review_image, undo
 
 GRID_KEY = "review.grid"           # dict run/detector/pair -> {"page": int|None, "selected": set, "advance": bool}
 PER_ROW = 5
@@ -81,8 +80,7 @@ def grid_decide(store_path: str, key: str, page, decision: str, reviewer: str, c
                                           "U undoes the whole batch.")
 
 
-def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, pos_key: str, detector: str,
-              images) -> None:
+def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, pos_key: str, detector: str) -> None:
     """Pick a pair (largest first), then decide its thumbnails a page at a time."""
     pairs = triage.pair_groups(queue)
     if pairs.empty:
@@ -108,7 +106,7 @@ def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, p
         for i in range(start, min(start + PER_ROW, len(page))):
             row = page.iloc[i]
             with cols[i - start].container(border=True):
-                st.image(upscale(images[int(row["index"])], TILE_PX), width=TILE_PX)
+                st.image(review_image(run_dir, int(row["index"]), TILE_PX, square=True)[0], width=TILE_PX)
                 on = i in selected
                 st.button("Selected" if on else "Select", key=f"review.tile{i}", shortcut=CLASS_KEYS[i],
                           type="primary" if on else "secondary", width="stretch",

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from noisycore.config import DataConfig, default_data_dir
-from noisycore.datasets.base import (ASYMMETRIC_PAIRS, CIFAR10_CLASSES, Dataset, _limit,
+from noisycore.datasets.base import (ASYMMETRIC_PAIRS, CIFAR10_CLASSES, Dataset, _limit, preview,
                                      skipped_text)
 from noisycore.datasets.builtin import BUILTIN_CLASSES, load_builtin
 from noisycore.datasets.cache import _load_csv_cached, _load_folder_cached, skip_unreadable
@@ -30,7 +30,7 @@ from noisycore.errors import DataError, UserError
 
 __all__ = ["ASYMMETRIC_PAIRS", "BUILTIN_CLASSES", "CIFAR10_CLASSES", "CIFAR10_URL", "DATASETS", "Dataset",
            "cifar10_available", "download_cifar10", "list_sources", "load_builtin", "load_cifar10",
-           "load_csv_manifest", "load_dataset", "load_image_folder", "original_files", "read_label_manifest",
+           "load_csv_manifest", "load_dataset", "load_image_folder", "original_files", "preview", "read_label_manifest",
            "safe_extract_zip", "skip_unreadable", "skipped_text"]
 
 

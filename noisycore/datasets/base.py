@@ -154,6 +154,25 @@ def _to_rgb(im):
     return im.convert("RGB")
 
 
+def preview(path, max_side: int) -> np.ndarray:
+    """The user's original image file for a person to look at: uint8 (h, w, 3), EXIF rotation applied,
+    RGB, shrunk (aspect kept) so that its longer side is at most ``max_side`` pixels. Raises DataError
+    naming the file and the reason when it cannot be read (moved, changed, corrupt)."""
+    from PIL import Image, ImageOps
+    path = Path(path)
+    try:
+        with _open(path) as im:
+            if im.format == "JPEG":
+                im.draft(im.mode, (max_side, max_side))
+            if "exif" in im.info and im.getexif().get(0x0112, 1) != 1:
+                im = ImageOps.exif_transpose(im)
+            rgb = _to_rgb(im)
+            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            return np.asarray(rgb, dtype=np.uint8)
+    except Exception as e:  # noqa: BLE001 (any decoding failure becomes one readable message)
+        raise DataError(f"{path}: {_why(path, e)}") from None
+
+
 def _decode(path: Path, size: int) -> np.ndarray:
     """Decode one file to uint8 (size, size, 3): EXIF rotation applied, converted to RGB, resized (squashed)."""
     from PIL import Image, ImageOps
