@@ -6,9 +6,9 @@ import streamlit as st
 from noisycore import jobs, runs
 from noisycore.aum import COST_NOTE as AUM_COST_NOTE
 from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, LOSS_SETUP_KEYS,
-                               MIXUP_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP)
-from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS, PRESET_HELP, PRESETS, DataConfig,
-                              NoiseConfig, TrainConfig, default_preset)
+                               KEEP_HELP, MIXUP_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP)
+from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS, PRESET_HELP, PRESETS,
+                              SMALL_DATA_PRESET, DataConfig, NoiseConfig, TrainConfig, default_preset)
 from noisycore.hardware import precision_note
 from noisycore.catalog import METHOD_CHOICES, METHOD_DEFAULTS, METHOD_HELP, METHOD_PARAM_HELP
 from noisycore.labelsets import truth_known_meta
@@ -64,8 +64,9 @@ with st.container(border=True):
                                   key="preset",
                                   bind="query-params", help="A starting point; every option below overrides it.")
     param_notices(given_params, {"preset": (preset, ", ".join(PRESETS))})
-    st.caption(PRESET_HELP[preset])
     base = TrainConfig.from_preset(preset, num_images=num_images)
+    st.caption(PRESET_HELP[preset] + (f" For these {num_images:,} training images: {base.epochs} epochs."
+                                      if preset == SMALL_DATA_PRESET and num_images else ""))
     k = f"opt.{preset}."   # widget keys per preset, so switching preset resets the options to its values
 
     with st.expander("Model and regularization", expanded=False):
@@ -145,6 +146,8 @@ with st.container(border=True):
                                       key=k + "max_train", help="A smaller stratified subset trains faster.")
         tta = c[0].selectbox("Test-time augmentation", list(TTA_HELP), index=list(TTA_HELP).index(base.tta),
                              key=k + "tta", help=" ".join(f"{n}: {h}" for n, h in TTA_HELP.items()))
+        keep = c[1].selectbox("Model kept", list(KEEP_HELP), index=list(KEEP_HELP).index(base.keep), key=k + "keep",
+                              help=" ".join(f"{n}: {h}" for n, h in KEEP_HELP.items()))
     with st.expander("Speed", expanded=False):
         mp = st.segmented_control("Precision", PRECISIONS, default=base.mixed_precision, required=True,
                                   key=k + "mp", help=PRECISION_HELP)
@@ -160,7 +163,7 @@ config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=n
                batch_size=int(batch), optimizer=opt, learning_rate=lr, lr_schedule=sched, augment=augment,
                cutout=cutout, mixup_alpha=mixup, val_fraction=val, trusted_val=trusted and truth_known,
                early_stopping_patience=int(patience), max_train=int(max_train) or None, mixed_precision=mp,
-               seed=int(seed), aum_threshold_samples=aum_samples, tta=tta, ema_momentum=float(ema))
+               seed=int(seed), aum_threshold_samples=aum_samples, tta=tta, ema_momentum=float(ema), keep=keep)
 
 # ---- Action -------------------------------------------------------------------------------------
 active = guard(jobs.active_runs, runs_root())
@@ -176,7 +179,8 @@ if st.button("Start training", type="primary", icon=":material/play_arrow:"):
 st.subheader("3. Runs", anchor=False)
 table = guard(runs.list_runs, runs_root())
 if table.empty:
-    st.info("No runs yet. Press **Start training**: the Quick demo takes a few minutes on a laptop CPU.")
+    st.info("No runs yet. Press **Start training**: its curves appear here while it trains (the Quick demo on "
+            "the built-in shapes takes about a minute on a laptop CPU).")
     st.stop()
 ids = table["id"].tolist()
 mine = Path(current_run() or "").name

@@ -79,6 +79,10 @@ TTA_HELP = {
     "none": "Predict each image once.",
     "flip": "Test-time augmentation: average the predicted probabilities of each image and its mirror image.",
 }
+KEEP_HELP = {
+    "best": "Keep the epoch with the best validation accuracy (on the given labels of the validation split).",
+    "last": "Keep the last epoch: for schedules that decay to the end; a small validation split picks an epoch by chance.",
+}
 PRECISION_HELP = ("auto: bfloat16 where the hardware computes it natively (CPU flags amx_bf16 / avx512_bf16, "
                   "or a GPU), else float32; float32 / bfloat16 force one.")
 

@@ -116,6 +116,7 @@ TRAIN_OPTIONS = {
     "--mixup-alpha": dict(type=float),
     "--val-fraction": dict(type=float, help="share of the training images held out for validation"),
     "--early-stopping-patience": dict(type=int, help="0 = off"),
+    "--keep": dict(help="the model the run keeps: best (best validation accuracy) or last (the final epoch)"),
     "--seed": dict(type=int, help="seed of weights, shuffling and the validation split"),
     "--precision": dict(help="auto (bfloat16 where the CPU / GPU computes it natively), float32 or bfloat16"),
 }

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Optional
 
 
 from noisycore.catalog import (AUGMENTATIONS, LOSS_DEFAULTS, LOSS_HELP, LR_SCHEDULES, METHOD_NAMES, MODEL_HELP,
-                               NOISE_MODEL_NAMES, OPTIMIZERS, PRECISIONS, TTA_HELP, check_forward, method_params)
+                               NOISE_MODEL_NAMES, OPTIMIZERS, PRECISIONS, TTA_HELP, KEEP_HELP, check_forward, method_params)
 from noisycore.errors import ConfigError
 
 
@@ -206,6 +206,7 @@ class TrainConfig(JsonConfig):
     val_fraction: float = 0.1           # share of the training images held out (stratified) for validation
     trusted_val: bool = False           # score validation against the true labels (a trusted subset; needs the truth)
     early_stopping_patience: int = 15   # epochs without a better val_accuracy before stopping (0 = off); restores the best
+    keep: str = "best"                  # the model a run keeps: best (the epoch of the best val_accuracy) | last (the final epoch)
     plateau_patience: int = 5           # epochs without a lower val_loss before the lr is cut (lr_schedule=plateau)
     plateau_factor: float = 0.5         # the lr is multiplied by this on a plateau
     min_lr: float = 1e-7                # lower bound of the learning rate (plateau and cosine)
@@ -228,6 +229,7 @@ class TrainConfig(JsonConfig):
         object.__setattr__(self, "mixed_precision", _precision_setting(self.mixed_precision))
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         check_choice("tta", self.tta, tuple(TTA_HELP))
+        check_choice("keep", self.keep, tuple(KEEP_HELP))
 
         check_choice("model", self.model, tuple(MODEL_HELP))
         check_choice("loss", self.loss, tuple(LOSS_HELP))

@@ -462,8 +462,9 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
     # and the checkpoint saves them (fit's validation swaps them in too); training resumes on the raw ones.
     ema = [SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum > 0 else []
     cbs = ema + [monitor, recorder,
+           # keep=last: every complete epoch overwrites it, so a stopped run keeps its last complete epoch too
            CompleteEpochCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
-                                   save_best_only=True, save_weights_only=True, monitor_run=monitor),
+                                   save_best_only=config.keep == "best", save_weights_only=True, monitor_run=monitor),
            LastModelSaver(run_dir / "last.keras", method)]  # before EarlyStopping restores the best
     if config.early_stopping_patience > 0:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
@@ -518,6 +519,14 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
                    val_idx=val_idx, stopped=monitor.stopped, t_start=t_start)
 
 
+def _last_epoch(metrics) -> tuple:
+    """(epoch, val_accuracy) of the last recorded epoch (keep=last), or (None, None)."""
+    if not len(metrics):
+        return None, None
+    row = metrics.iloc[-1]
+    return int(row["epoch"]), _num(row.get("val_accuracy"))
+
+
 def _best_epoch(metrics) -> tuple:
     """(epoch, val_accuracy) of the first epoch with the highest val_accuracy, or (None, None)."""
     if not len(metrics) or "val_accuracy" not in metrics or metrics["val_accuracy"].isna().all():
@@ -545,7 +554,7 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
               train_ids=np.asarray(ds.ids_train).astype(str), test_ids=np.asarray(ds.ids_test).astype(str),
               train_labels=given, test_labels=evaluation.y_test, is_val=is_val, train_labels_final=final_labels)
     metrics = runs.read_metrics(run_dir)
-    best_epoch, best_val = _best_epoch(metrics)
+    best_epoch, best_val = _best_epoch(metrics) if config.keep == "best" else _last_epoch(metrics)
     fit = training_set_metrics(train_probs[fit_idx], evaluation.given_fit, evaluation.true_fit)
     last = metrics.iloc[-1] if len(metrics) else None
     state = "stopped" if stopped else "finished"

@@ -136,6 +136,10 @@ def test_learning_curves_accuracy_skips_all_nan_series_and_draws_percentages():
     rule_enc, rule_df = _one(chart, "rule")
     assert rule_enc["x"]["field"] == "epoch" and list(rule_df["epoch"]) == [3]
     assert list(rule_df["label"]) == ["best model"]
+    kept = charts.learning_curves(METRICS, best_epoch=4, marker="model kept (last epoch)")
+    assert list(_one(kept, "rule")[1]["label"]) == ["model kept (last epoch)"]
+    with pytest.raises(UserError, match="marker=''"):
+        charts.learning_curves(METRICS, best_epoch=4, marker="")
 
 
 def test_learning_curves_loss_kind_and_missing_columns():

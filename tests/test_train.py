@@ -122,6 +122,28 @@ def test_run_writes_a_complete_run_folder(quadrants, tmp_path):
     assert any("batch" in p for p in seen) and [p["epoch"] for p in seen if "metrics" in p] == [1, 2]
 
 
+def test_keep_last_keeps_the_final_epoch_not_the_best_validation_one(quadrants, tmp_path):
+    """keep=last: the kept model (best.keras, predictions.npz, the summary's epoch and test accuracy) is the
+    final epoch's, the one last.keras holds, whatever epoch validation liked best."""
+    config = tiny_config(quadrants, epochs=3, keep="last")
+    run_dir = runs.create_run(config, root=tmp_path)
+    summary = train.run(config, run_dir)
+    metrics = runs.read_metrics(run_dir)
+    assert summary["best_epoch"] == 3 and summary["best_val_accuracy"] == pytest.approx(metrics["val_accuracy"].iloc[-1])
+    assert summary["test_accuracy"] == pytest.approx(metrics["test_accuracy"].iloc[-1])
+    x_test = train.prepare(config).dataset.x_test.astype("float32") / 255.0
+    kept, last = (keras.saving.load_model(run_dir / n) for n in ("best.keras", "last.keras"))
+    np.testing.assert_allclose(kept.predict(x_test, verbose=0), last.predict(x_test, verbose=0), atol=1e-5)
+    from noisycore import evaluation   # the pages name the kept model for what it is
+    run = runs.load_run(run_dir)
+    assert evaluation.best_epoch(run) == 3 and evaluation.kept_epoch_text(run, 3) == "last epoch 3"
+    assert evaluation.kept_marker(run) == "model kept (last epoch)"
+    best_run = dataclasses.replace(run, config=config.replace(keep="best"))
+    assert evaluation.kept_epoch_text(best_run, 2) == "best epoch 2" and evaluation.kept_marker(best_run) == "best model"
+    with pytest.raises(ConfigError, match="keep='first' is not valid; choose one of: best, last"):
+        dataclasses.replace(config, keep="first")
+
+
 @pytest.mark.slow
 def test_stop_request_ends_the_run_as_stopped(quadrants, tmp_path):
     config = tiny_config(quadrants, epochs=5)

@@ -75,13 +75,15 @@ def live_curves(run_dir: str, *, key: str) -> None:
             return
         best = evaluation.best_epoch(run)
         # Full width: the legends of four series do not fit half a page (Vega does not wrap them).
-        show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy",
+        marker = evaluation.kept_marker(run)
+        show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy", marker=marker,
                                           truth_known=evaluation.truth_known(run)), width="stretch")
         with st.expander("Loss per epoch"):
-            show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss"), width="stretch")
+            show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss", marker=marker),
+                       width="stretch")
         st.markdown("#### The memorization gap")
         if evaluation.truth_known(run):
-            show_chart(charts.memorization_chart(run.metrics, best_epoch=best), width="stretch")
+            show_chart(charts.memorization_chart(run.metrics, best_epoch=best, marker=marker), width="stretch")
             st.caption("Early on the network learns the patterns shared by the correct labels, so it agrees with "
                        "the truth even where the given label is wrong. Later it starts to memorize the wrong labels "
                        "one by one: accuracy on the given labels keeps rising while accuracy against the truth "
@@ -101,17 +103,18 @@ def evaluation_panel(run_dir: str) -> None:
     run = guard(runs.load_run, run_dir)
     h = evaluation.headline(run)
     known = h["truth_known"]
-    best = f"best epoch {h['best_epoch']}" if h["best_epoch"] else "best model"
+    best = evaluation.kept_epoch_text(run, h["best_epoch"])
+    why = "the last epoch, kept" if run.config.keep == "last" else "highest validation accuracy"
     last = f"last epoch {h['epochs_done']}"
     m = st.columns(4 if known else 3)
     if known:
         m[0].metric(f"Clean test accuracy ({best})", pct(h["best_test_accuracy"]),
-                    help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) on the test set.")
+                    help=f"The model of epoch {h['best_epoch']} ({why}) on the test set.")
         m[1].metric(f"Clean test accuracy ({last})", pct(h["final_test_accuracy"]),
                     help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
     else:   # the user's own labels: the held-out labels may be wrong too
         m[0].metric(f"Held-out accuracy, given labels ({best})", pct(h["best_test_accuracy"]),
-                    help=f"The model of epoch {h['best_epoch']} (highest validation accuracy) against the given "
+                    help=f"The model of epoch {h['best_epoch']} ({why}) against the given "
                          "labels of held-out images it never trained on. Some of those labels may be wrong, so "
                          "this is not accuracy against the truth, which is unknown.")
         m[1].metric(f"Held-out accuracy, given labels ({last})", pct(h["final_test_accuracy"]),

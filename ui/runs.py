@@ -102,11 +102,12 @@ def run_panel(run_dir: str, *, key: str) -> None:
         metrics = run.metrics
         known = evaluation.truth_known(run)
         if len(metrics):
-            best = _best_epoch(run)
-            show_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy", truth_known=known),
-                       width="stretch")
+            best, marker = evaluation.best_epoch(run), evaluation.kept_marker(run)
+            show_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy", truth_known=known,
+                                              marker=marker), width="stretch")
             with st.expander("Loss curves"):
-                show_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss"), width="stretch")
+                show_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss", marker=marker),
+                           width="stretch")
         else:
             st.caption("The curves appear when the first epoch ends.")
         if run.summary:
@@ -131,7 +132,7 @@ def _headline_metrics(run, best, *, known: bool = True) -> None:
     s, m = run.summary, run.metrics
     last = m.iloc[-1] if len(m) else None
     last_epoch = int(last["epoch"]) if last is not None and "epoch" in m else None
-    where = f"best epoch {best}" if best else "best model"
+    where = evaluation.kept_epoch_text(run, best)
     headline = HEADLINE if known else HEADLINE_UNKNOWN_TRUTH
     cols = st.columns(len(headline))
     for col, (name, summary_key, metric_key) in zip(cols, headline):
@@ -143,10 +144,3 @@ def _headline_metrics(run, best, *, known: bool = True) -> None:
             col.caption(f"Last epoch ({last_epoch}): {pct(None if value != value else value)}")
 
 
-def _best_epoch(run):
-    if run.summary and run.summary.get("best_epoch"):
-        return int(run.summary["best_epoch"])
-    m = run.metrics
-    if "val_accuracy" in m and m["val_accuracy"].notna().any():
-        return int(m.loc[m["val_accuracy"].idxmax(), "epoch"])
-    return None

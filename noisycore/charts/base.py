@@ -172,10 +172,12 @@ def _check_best_epoch(best_epoch):
     return int(best_epoch)
 
 
-def _best_rule(best_epoch: int, epochs=None) -> alt.LayerChart:
-    """Dashed vertical rule at the best epoch, labelled "best model". ``epochs``: the epochs drawn; when
-    the best one is in the right half the label goes left of the rule (else the plot edge cuts it)."""
-    data = pd.DataFrame({"epoch": [best_epoch], "label": ["best model"]})
+def _best_rule(best_epoch: int, epochs=None, label: str = "best model") -> alt.LayerChart:
+    """Dashed vertical rule at the kept model's epoch, labelled ``label``. ``epochs``: the epochs drawn; when
+    that one is in the right half the label goes left of the rule (else the plot edge cuts it)."""
+    if not isinstance(label, str) or not label.strip():
+        raise UserError(f"marker={label!r} must be a non-empty text")
+    data = pd.DataFrame({"epoch": [best_epoch], "label": [label]})
     base = alt.Chart(data).encode(x=alt.X("epoch:Q"))
     rule = base.mark_rule(color=PALETTE["Best model"], strokeDash=[4, 4]).encode(
         tooltip=[alt.Tooltip("label:N", title="Marker"), alt.Tooltip("epoch:Q", title="Epoch")])

@@ -31,12 +31,12 @@ def _given_column(metrics: pd.DataFrame) -> str | None:
 
 
 def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy",
-                    truth_known: bool = True) -> alt.Chart | alt.LayerChart:
+                    truth_known: bool = True, marker: str = "best model") -> alt.Chart | alt.LayerChart:
     """Accuracy (or loss) per epoch for train / validation / test, one line per present series.
 
     ``metrics``: the run's metrics.csv (epoch, loss, accuracy, train_acc_true, val_loss, val_accuracy,
     test_accuracy, ...); missing or all-NaN columns (truth unknown, no test set) are skipped.
-    ``best_epoch`` draws a dashed rule labelled "best model". Accuracy is drawn in %.
+    ``best_epoch`` draws a dashed rule labelled ``marker`` (the model the run keeps). Accuracy is drawn in %.
     """
     if kind not in ("accuracy", "loss"):
         raise UserError(f"kind={kind!r} is not valid; choose 'accuracy' or 'loss'")
@@ -69,11 +69,11 @@ def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy",
         color=alt.Color("series:N", scale=_colors(names), legend=_legend()),
         tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title=y_title, format=".2f" if kind == "accuracy" else ".4f")])
-    chart = lines if best_epoch is None else alt.layer(lines, _best_rule(best_epoch, metrics["epoch"]))
+    chart = lines if best_epoch is None else alt.layer(lines, _best_rule(best_epoch, metrics["epoch"], marker))
     return _finish(chart, title, subtitle)
 
 
-def memorization_chart(metrics: pd.DataFrame, *, best_epoch=None) -> alt.Chart | alt.LayerChart:
+def memorization_chart(metrics: pd.DataFrame, *, best_epoch=None, marker: str = "best model") -> alt.Chart | alt.LayerChart:
     """The memorization gap: train accuracy on the given labels vs against the true labels, per epoch.
 
     gap = acc(given) - acc(true) in percentage points, shaded; ``memorized`` (dashed) is the share of
@@ -110,7 +110,7 @@ def memorization_chart(metrics: pd.DataFrame, *, best_epoch=None) -> alt.Chart |
             legend=None),
         tooltip=[alt.Tooltip("series:N", title="Series"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title="%", format=".1f")])
-    layers = [area, lines] + ([_best_rule(best_epoch, metrics["epoch"])] if best_epoch is not None else [])
+    layers = [area, lines] + ([_best_rule(best_epoch, metrics["epoch"], marker)] if best_epoch is not None else [])
     subtitle = ("Shaded: accuracy on the given (partly wrong) labels minus accuracy against the true "
                 "labels; it widens when the network starts memorizing wrong labels (dashed: share of "
                 "wrong labels it repeats).")
