@@ -157,6 +157,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
             fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
             split=np.where(held, "test", "train"), extra={"realized_matrix": None})
         cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe)
+        runs.update_status(cv_dir, fold=f + 1, folds=folds, fold_started=runs.now_iso(), epoch=0, batch=0)
         summary = train.run(cfg, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")
@@ -190,12 +191,44 @@ def start(run_dir, *, folds: int = 4) -> dict:
     return runs.update_status(cv_dir, pid=proc.pid)
 
 
+def progress(status: dict) -> tuple:
+    """(fraction done, 'fold 2 of 4, epoch 3 of 10, about 6 min left') from a cross-validation status.
+
+    Time left: the running fold's projected time T = elapsed in it / its fraction done (from its second
+    epoch on: the first carries the start-up), then T x (1 - fraction) + T x folds still to come (folds
+    cost alike: the same recipe on as many images). Folds reused from an earlier start cost nothing."""
+    folds, fold = int(status.get("folds") or 0), int(status.get("fold") or 0)
+    epochs, epoch = int(status.get("epochs") or 0), int(status.get("epoch") or 0)
+    batch, batches = status.get("batch") or 0, status.get("batches") or 0
+    in_fold = (max(epoch - 1, 0) + (batch / batches if batches else 0.0)) / epochs if epochs else 0.0
+    in_fold = min(max(in_fold, 0.0), 1.0)
+    done = min(max((max(fold - 1, 0) + in_fold) / folds, 0.0), 1.0) if folds else 0.0
+    text = f"fold {fold} of {folds or '?'}"
+    if epochs:
+        text += f", epoch {epoch} of {epochs}"
+    left = _seconds_left(status, in_fold, folds - fold)
+    if left is not None:
+        text += f", about {left:.0f} s left" if left < 120 else f", about {left / 60:.0f} min left"
+    return done, text
+
+
+def _seconds_left(status: dict, in_fold: float, folds_after: int):
+    from datetime import datetime
+
+    if (status.get("epoch") or 0) < 2 or not 0 < in_fold < 1:
+        return None
+    try:
+        elapsed = (datetime.fromisoformat(status["updated"]) - datetime.fromisoformat(status["fold_started"])
+                   ).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+    per_fold = elapsed / in_fold
+    return max(per_fold * (1 - in_fold) + per_fold * max(folds_after, 0), 0.0)
+
+
 def progress_text(status: dict) -> str:
-    """'fold 2 of 4, epoch 3 of 10' from a cross-validation status dict."""
-    text = f"fold {status.get('fold') or 0} of {status.get('folds') or '?'}"
-    if status.get("epochs"):
-        text += f", epoch {status.get('epoch') or 0} of {status['epochs']}"
-    return text
+    """The text of :func:`progress` (the CLI's progress line)."""
+    return progress(status)[1]
 
 
 def poll(run_dir) -> dict:

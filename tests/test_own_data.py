@@ -217,3 +217,20 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
         crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False, recipe={"max_train": 10})
     with pytest.raises(UserError, match="'nope'"):
         crossval.recommended_recipe(200, nope=1)
+
+
+def test_cross_validation_progress_says_how_long_is_left():
+    """crossval.progress: the bar's fraction over all folds, and the time left from the running fold's pace
+    (its second epoch on), the folds to come costing the same."""
+    s = {"folds": 4, "fold": 2, "epochs": 10, "epoch": 3, "batch": 2, "batches": 4,
+         "fold_started": "2026-12-01T10:00:00+00:00", "updated": "2026-12-01T10:01:15+00:00"}
+    # this fold is (2 + 2/4) / 10 = 25% done after 75 s: 300 s a fold, 225 s left in it + 2 folds x 300 s = 825 s
+    done, text = crossval.progress(s)
+    assert done == pytest.approx((1 + 0.25) / 4)
+    assert text == "fold 2 of 4, epoch 3 of 10, about 14 min left"
+    assert crossval.progress({**s, "epoch": 1})[1] == "fold 2 of 4, epoch 1 of 10"   # start-up: no guess yet
+    late = {**s, "fold": 4, "epoch": 10, "batch": 3, "updated": "2026-12-01T10:04:00+00:00"}
+    # 97.5% of the last fold after 240 s: 240 / 0.975 x 0.025 = 6.2 s
+    assert crossval.progress(late)[1] == "fold 4 of 4, epoch 10 of 10, about 6 s left"
+    assert crossval.progress({}) == (0.0, "fold 0 of ?")
+    assert crossval.progress_text(s) == text

@@ -166,10 +166,8 @@ def cv_progress(run_dir: str) -> None:
             elif state == "queued":
                 st.progress(0.0, text="Cross-validation is waiting for the training run before it")
             else:
-                folds, fold = s.get("folds") or 1, s.get("fold") or 0
-                epochs, epoch = s.get("epochs") or 1, s.get("epoch") or 0
-                done = (max(fold - 1, 0) + (epoch - 1 + (s.get("batch") or 0) / (s.get("batches") or 1)) / epochs) / folds
-                st.progress(min(max(done, 0.0), 1.0), text=crossval.progress_text(s))
+                done, text = crossval.progress(s)
+                st.progress(done, text=text)
             if st.button("Stop", key="review.cv_stop", icon=":material/stop:", help="Finished folds are kept."):
                 crossval.stop(run_dir)
         elif live:
