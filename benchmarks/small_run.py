@@ -9,6 +9,7 @@ seconds per epoch: in fit (steps + Keras' validation) and in the app's per-epoch
 
     python benchmarks/small_run.py                       # 100 images, 100 epochs (one CV fold's size)
     python benchmarks/small_run.py --images 400 --epochs 30 --repeats 2
+    python benchmarks/small_run.py --images 400 --epochs 10 --size 64    # what a photo's size costs
 
 Compare two versions by running this script from each checkout in turn (interleaved, same machine).
 """
@@ -30,16 +31,16 @@ import common  # noqa: E402
 from common import UserError  # noqa: E402
 
 
-def one_run(work: Path, *, images: int, epochs: int) -> dict:
+def one_run(work: Path, *, images: int, epochs: int, size: int = 16) -> dict:
     import pandas as pd
 
     from helpers import own_folder
     from noisycore import crossval, train
     from noisycore.config import DataConfig, NoiseConfig, TrainConfig
 
-    root, _ = own_folder(work / "src" / "photos", n_per_class=images // 4, planted=0)
+    root, _ = own_folder(work / "src" / "photos", n_per_class=images // 4, planted=0, size=size)
     recipe = {**crossval.recommended_recipe(images), "epochs": epochs}
-    config = TrainConfig(**recipe, data=DataConfig(source=str(root)), noise=NoiseConfig(model="none", rate=0.0))
+    config = TrainConfig(**recipe, data=DataConfig(source=str(root), image_size=size), noise=NoiseConfig(model="none", rate=0.0))
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.perf_counter()
@@ -54,12 +55,14 @@ def one_run(work: Path, *, images: int, epochs: int) -> dict:
 def run(args, argv=None) -> int:
     if args.images < 40 or args.epochs < 1 or args.repeats < 1:
         raise UserError("--images must be at least 40, --epochs and --repeats at least 1")
+    if not 16 <= args.size <= 256 or args.size % 2:
+        raise UserError(f"--size {args.size}: use an even number of pixels from 16 to 256")
     os.environ.setdefault("NOISYLAB_HOME", tempfile.mkdtemp(prefix="noisylab-small-run-"))
     print(f"# {common.machine()}; load {os.getloadavg()[0]:.2f}", flush=True)
     for r in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            row = one_run(Path(tmp), images=args.images, epochs=args.epochs)
-        print(json.dumps({"repeat": r + 1, "images": args.images, **row, "load": round(os.getloadavg()[0], 2)}),
+            row = one_run(Path(tmp), images=args.images, epochs=args.epochs, size=args.size)
+        print(json.dumps({"repeat": r + 1, "images": args.images, "size": args.size, **row, "load": round(os.getloadavg()[0], 2)}),
               flush=True)
     return 0
 
@@ -69,6 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=100, help="images in the generated folder (4 classes)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--size", type=int, default=16, help="pixels per side of the generated images (and the model's input)")
     return common.cli("small_run", p, run, argv, resumable=False)
 
 

@@ -82,12 +82,15 @@ def test_small_run_benchmark_reports_epoch_seconds_and_refuses_bad_sizes(tmp_pat
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(rows) == 1 and rows[0]["images"] == 40 and rows[0]["epochs"] == 2
+    assert len(rows) == 1 and rows[0]["images"] == 40 and rows[0]["epochs"] == 2 and rows[0]["size"] == 16
     r = rows[0]
     assert r["fit_s"] > 0 and r["evaluation_s"] >= 0 and r["epoch_s"] <= r["total_s"]
     bad = subprocess.run([sys.executable, script, "--images", "8"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--images must be at least 40" in bad.stderr
+    odd = subprocess.run([sys.executable, script, "--size", "15"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert odd.returncode == 2 and odd.stderr.strip().count("\n") == 0 and "--size 15" in odd.stderr
 
 
 def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
