@@ -93,12 +93,12 @@ def run_images(run_dir: str):
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _original_paths(run_dir: str, data_json: str) -> list:
-    from noisycore.config import DataConfig
+def _original_paths(run_dir: str, stamp: float) -> list:
     from noisycore.datasets import original_files
 
     ids = detect.read_run_labels(run_dir).ids
-    return [None if f is None else str(f) for f in original_files(DataConfig.from_json(data_json), ids)]
+    data = runs.run_data_config(run_dir, training_subset=False)
+    return [None if f is None else str(f) for f in original_files(data, ids)]
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -112,14 +112,14 @@ def review_image(run_dir: str, idx: int, px: int, *, square: bool = False):
     """(image, from_file) of the run's image ``idx`` (labels.csv order) for a person to judge: the user's
     original file (own folders and zips: a photo is judged as taken, not at the model's 32 pixels) shrunk
     to ``px`` on its longer side, else the model's input enlarged; ``square`` pads to px x px (a grid).
-    A file that moved or changed since training falls back to the model's input."""
-    data = guard(runs.run_data_config, run_dir, training_subset=False)
-    paths = guard(_original_paths, run_dir, data.to_json())
+    A file that is gone or no longer readable falls back to the model's input. The paths are looked up
+    once per run (cached until its config.json changes), so a page of thumbnails reads no run file again."""
+    paths = guard(_original_paths, run_dir, _mtime(Path(run_dir) / "config.json"))
     arr = None
     if 0 <= idx < len(paths) and paths[idx]:
-        p = Path(paths[idx])
         try:
-            arr = _preview(str(p), (p.stat().st_mtime, p.stat().st_size), px)
+            info = Path(paths[idx]).stat()
+            arr = _preview(paths[idx], (info.st_mtime, info.st_size), px)
         except (OSError, UserError):
             arr = None
     if arr is None:
