@@ -128,6 +128,11 @@ def kept_epoch_text(run: runs.Run, epoch: Optional[int]) -> str:
     return f"{'last' if last else 'best'} epoch {int(epoch)}"
 
 
+def kept_reason(run: runs.Run) -> str:
+    """Why the run keeps the model it keeps, for the pages' help texts."""
+    return "the last epoch, kept" if getattr(run.config, "keep", "best") == "last" else "highest validation accuracy"
+
+
 def kept_marker(run: runs.Run) -> str:
     """The label of the curves' dashed rule at the kept model's epoch."""
     return "model kept (last epoch)" if getattr(run.config, "keep", "best") == "last" else "best model"

@@ -13,6 +13,7 @@ from noisycore.config import NoiseConfig, TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 FORWARD_RUN = "20260101-000000-forward-pair30"
 LIVE_RUN = "20260102-000000-live-no-truth"
+KEEP_LAST_RUN = "20260103-000000-keep-last"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def lab(tmp_path_factory):
     base = TrainConfig.from_preset("quick", max_train=120, epochs=2, batch_size=64,
                                    data={"max_test": 100, "image_size": 16})
     train.run(base.replace(loss="forward", noise=NoiseConfig(model="pair", rate=0.3)), root / FORWARD_RUN)
+    train.run(base.replace(keep="last", noise=NoiseConfig(model="symmetric", rate=0.2)), root / KEEP_LAST_RUN)
     spec = sweeps.SweepSpec(base=base, noise="symmetric", rates=(0.2, 0.5), losses=("ce",))
     sweeps.work(sweeps.create_sweep(spec, root / "sweep-demo"))
     live = root / LIVE_RUN
@@ -83,6 +85,22 @@ def test_one_run_shows_curves_memorization_evaluation_matrices_and_grid(page):
     assert not at.exception, at.exception
     assert len(at.get("image")) == 32                      # the default "how many"
     assert any("100 image(s) match; showing 32" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_a_run_that_keeps_its_last_epoch_shows_that_accuracy_once(page):
+    at = page
+    at.selectbox(key="run.pick").set_value(str(Path(os.environ["NOISYLAB_RUNS"]) / KEEP_LAST_RUN)).run()
+    assert not at.exception, at.exception
+    summary = runs.read_summary(Path(os.environ["NOISYLAB_RUNS"]) / KEEP_LAST_RUN)
+    assert summary["best_epoch"] == summary["epochs_done"] == 2
+    shown = metrics(at)
+    clean = [label for label in shown if label.startswith("Clean test accuracy")]
+    assert clean == ["Clean test accuracy (last epoch 2)"], shown
+    assert shown[clean[0]] == f"{summary['test_accuracy']:.1%}"
+    assert "Train accuracy on true labels (last epoch 2)" in shown
+    help_text = next(m.help for m in at.metric if m.label == clean[0])
+    assert "the last epoch, kept" in help_text
 
 
 @pytest.mark.slow

@@ -104,26 +104,30 @@ def evaluation_panel(run_dir: str) -> None:
     h = evaluation.headline(run)
     known = h["truth_known"]
     best = evaluation.kept_epoch_text(run, h["best_epoch"])
-    why = "the last epoch, kept" if run.config.keep == "last" else "highest validation accuracy"
+    why = evaluation.kept_reason(run)
     last = f"last epoch {h['epochs_done']}"
-    m = st.columns(4 if known else 3)
+    # keep=last: the kept model is the last epoch's, so its accuracy is shown once
+    kept_is_last = getattr(run.config, "keep", "best") == "last"
+    m = st.columns((4 if known else 3) - kept_is_last)
     if known:
         m[0].metric(f"Clean test accuracy ({best})", pct(h["best_test_accuracy"]),
                     help=f"The model of epoch {h['best_epoch']} ({why}) on the test set.")
-        m[1].metric(f"Clean test accuracy ({last})", pct(h["final_test_accuracy"]),
-                    help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
+        if not kept_is_last:
+            m[1].metric(f"Clean test accuracy ({last})", pct(h["final_test_accuracy"]),
+                        help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
     else:   # the user's own labels: the held-out labels may be wrong too
         m[0].metric(f"Held-out accuracy, given labels ({best})", pct(h["best_test_accuracy"]),
                     help=f"The model of epoch {h['best_epoch']} ({why}) against the given "
                          "labels of held-out images it never trained on. Some of those labels may be wrong, so "
                          "this is not accuracy against the truth, which is unknown.")
-        m[1].metric(f"Held-out accuracy, given labels ({last})", pct(h["final_test_accuracy"]),
-                    help="The model after the last epoch, against the given labels of the held-out images.")
-    m[2].metric(f"Train accuracy on given labels ({best})", pct(h["train_acc_noisy"]),
-                help="Agreement of the best model with the labels it was trained on (some may be wrong).")
+        if not kept_is_last:
+            m[1].metric(f"Held-out accuracy, given labels ({last})", pct(h["final_test_accuracy"]),
+                        help="The model after the last epoch, against the given labels of the held-out images.")
+    m[2 - kept_is_last].metric(f"Train accuracy on given labels ({best})", pct(h["train_acc_noisy"]),
+                               help="Agreement of the kept model with the labels it was trained on (some may be wrong).")
     if known:
-        m[3].metric(f"Train accuracy on true labels ({best})", pct(h["train_acc_true"]),
-                    help="Agreement of the best model with the true labels.")
+        m[3 - kept_is_last].metric(f"Train accuracy on true labels ({best})", pct(h["train_acc_true"]),
+                                   help="Agreement of the kept model with the true labels.")
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
     show_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
