@@ -3,12 +3,14 @@
     python benchmarks/precision_probe.py                 # width 0.5 and 1.0, both precisions, 2 rounds
     python benchmarks/precision_probe.py --widths 0.5 --threads 0,2:1 --rounds 3
     python benchmarks/precision_probe.py --widths 0.5 --precisions bfloat16 --jit off,on   # XLA
+    python benchmarks/precision_probe.py --widths 0.5 --precisions bfloat16 --batches 256,512,1024
 
 ``--jit``: Keras compiles the training step with XLA (``jit_compile=True``) or not; its "auto"
 leaves XLA off on a CPU-only machine.
 
 Each variant runs in its own process (thread pools can only be set before TensorFlow starts), on
-random images, batch 256: one warm-up fit of 2 steps, then 12 timed steps. Variants are interleaved
+random images, batch 256 (``--batches``: others): one warm-up fit of 2 steps, then 3,072 timed images
+(12 steps of 256). Variants are interleaved
 round by round so that a shared machine's load hits them alike. Reported per variant: images per
 second of wall time, CPU time / wall time (2.0 = both cores busy on a 2-core machine), images per
 CPU-second (less sensitive to other processes' load) and the 1-minute load average.
@@ -23,10 +25,10 @@ import subprocess
 import sys
 import time
 
-STEPS, BATCH = 12, 256
+IMAGES = 3072
 
 
-def child(precision: str, width: float, intra: int, inter: int, jit: str = "off") -> dict:
+def child(precision: str, width: float, intra: int, inter: int, jit: str = "off", batch: int = 256) -> dict:
     import tensorflow as tf
 
     if intra:
@@ -43,14 +45,14 @@ def child(precision: str, width: float, intra: int, inter: int, jit: str = "off"
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), loss="categorical_crossentropy",
                   jit_compile=jit == "on")
     rng = np.random.default_rng(0)
-    x = rng.random((BATCH * STEPS, 32, 32, 3), dtype=np.float32)
+    x = rng.random((max(IMAGES, 2 * batch), 32, 32, 3), dtype=np.float32)
     y = keras.utils.to_categorical(rng.integers(0, 10, len(x)), 10)
-    model.fit(x[:2 * BATCH], y[:2 * BATCH], batch_size=BATCH, epochs=1, verbose=0)
+    model.fit(x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1, verbose=0)
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return {"precision": precision, "width": width, "intra": intra, "inter": inter, "jit": jit,
+    return {"precision": precision, "width": width, "intra": intra, "inter": inter, "jit": jit, "batch": batch,
             "images_per_s": round(len(x) / wall, 1), "cpu_per_wall": round(cpu / wall, 2),
             "images_per_cpu_s": round(len(x) / cpu, 1), "load": round(os.getloadavg()[0], 2)}
 
@@ -61,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--precisions", default="float32,bfloat16")
     p.add_argument("--threads", default="0", help="intra:inter pairs, comma-separated; 0 = TensorFlow's default")
     p.add_argument("--jit", default="off", help="off, on or off,on: XLA compilation of the training step")
+    p.add_argument("--batches", default="256", help="batch sizes, comma-separated")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -68,13 +71,13 @@ def main(argv=None) -> int:
         print(json.dumps(child(*json.loads(args.child))))
         return 0
     threads = [tuple(int(v) for v in (t.split(":") + ["0"])[:2]) for t in args.threads.split(",")]
-    variants = [(pr, float(w), a, b, j) for w in args.widths.split(",") for pr in args.precisions.split(",")
-                for a, b in threads for j in args.jit.split(",")]
+    variants = [(pr, float(w), a, b, j, int(bs)) for w in args.widths.split(",") for pr in args.precisions.split(",")
+                for a, b in threads for j in args.jit.split(",") for bs in args.batches.split(",")]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                           os.environ.get("PYTHONPATH", "")])}
-    print("| precision | width | intra:inter | XLA | images/s | CPU/wall | images per CPU-s | load |")
-    print("|---|---:|---|---|---:|---:|---:|---:|")
+    print("| precision | width | intra:inter | XLA | batch | images/s | CPU/wall | images per CPU-s | load |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
     for _ in range(args.rounds):
         for v in variants:
             out = subprocess.run([sys.executable, __file__, "--child", json.dumps(v)], capture_output=True,
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
                 print(out.stderr[-2000:], file=sys.stderr)
                 return 1
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {r['precision']} | {r['width']} | {r['intra']}:{r['inter']} | {r['jit']} | {r['images_per_s']} | "
+            print(f"| {r['precision']} | {r['width']} | {r['intra']}:{r['inter']} | {r['jit']} | {r['batch']} | {r['images_per_s']} | "
                   f"{r['cpu_per_wall']} | {r['images_per_cpu_s']} | {r['load']} |", flush=True)
     return 0
 

@@ -47,6 +47,9 @@ def parse(argv=None):
     p.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm momentum (Keras convention)")
     p.add_argument("--bn-epsilon", type=float, default=None)
     p.add_argument("--no-ema", action="store_true", help="no moving average of the weights")
+    p.add_argument("--ema-momentum", type=float, default=0.95, help="the weight average's momentum per step")
+    p.add_argument("--every-epoch", action="store_true",
+                   help="test accuracy after every epoch too (the averaged weights, flip TTA)")
     p.add_argument("--torch-init", action="store_true",
                    help="non-identity conv filters with PyTorch's default scale (uniform, std 1/sqrt(3 fan_in))")
     p.add_argument("--batch-crop", action="store_true",
@@ -137,12 +140,23 @@ def run(a) -> dict:
     init_from_data(model, x)
     steps = -(-len(x) // 256)
     lr, callbacks = _schedule(a, a.epochs, steps)
-    ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": 0.95}
+    ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": a.ema_momentum}
     opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, **ema)
     params = {"label_smoothing": {"epsilon": 0.2}, "gce": {"q": 0.7}, "ce": {}}[a.loss]
     model.compile(optimizer=opt, loss=get_loss(a.loss, num_classes=k, **params), metrics=["accuracy"])
     y_test = np.asarray(ds.y_test)
     accuracy = lambda: float((predict_probs(model, ds.x_test, tta="flip").argmax(1) == y_test).mean())  # noqa: E731
+
+    per_epoch = []
+
+    class EpochAccuracy(keras.callbacks.Callback):     # after SwapEMAWeights: sees the averaged weights
+        def on_epoch_end(self, epoch, logs=None):
+            per_epoch.append(round(accuracy() * 100, 2))
+            print(f"epoch {epoch + 1}: test {per_epoch[-1]}", flush=True)
+
+    if a.every_epoch:
+        callbacks = callbacks + ([] if a.no_ema else [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]) + \
+            [EpochAccuracy()]
 
     def fit(images, labels, epochs, callbacks, seed):
         data = make_dataset(images, labels, num_classes=k, batch_size=256, augment="flip_translate",
@@ -154,6 +168,8 @@ def run(a) -> dict:
     result = {"tag": a.tag, "options": {k_: v for k_, v in vars(a).items() if k_ not in ("tag", "out")},
               "fit_images": int(len(x)), "train_seconds": round(fit(x, y, a.epochs, callbacks, 0), 1)}
     result["test_accuracy"] = accuracy()
+    if per_epoch:
+        result["test_accuracy_per_epoch"] = per_epoch
     if a.phase2:
         issues = find_label_issues(y, predict_probs(model, x, tta="flip"), detector="confident_learning")
         flag = issues.is_label_issue
