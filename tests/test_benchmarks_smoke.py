@@ -101,7 +101,8 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
     args = ["--dataset", "builtin", "--setting", "sym40", "--max-train", "400", "--epochs", "2", "--loss", "gce",
             "--precision", "float32", "--out", str(out)]
-    done = subprocess.run([sys.executable, script, "--tag", "two", *args, "--phase2", "1", "--batch-crop"],
+    done = subprocess.run([sys.executable, script, "--tag", "two", *args, "--phase2", "1", "--batch-crop",
+                           "--every-epoch"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     import json
@@ -115,6 +116,9 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     kept_right = right - (1 - row["flag_precision"]) * f             # the right labels that were not flagged
     assert row["label_accuracy_phase2"] == pytest.approx(kept_right / (n - f))   # phase 2 = exactly the rest
     assert 0 <= row["phase1_test_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
+    # --every-epoch: phase 1's epochs, each on the averaged weights: the last one is the model phase 1 ends with
+    assert len(row["test_accuracy_per_epoch"]) == 2
+    assert row["test_accuracy_per_epoch"][-1] == pytest.approx(100 * row["phase1_test_accuracy"], abs=0.006)
     bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--phase2", "1", "--per-step"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--per-step and --phase2" in bad.stderr
