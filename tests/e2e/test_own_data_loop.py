@@ -168,6 +168,9 @@ def test_own_zip_is_reviewed_without_claims_of_truth(page, app_url, app_home, tm
     found = len(set(planted) & set(queue["id"]))
     print(f"\nconfident learning's estimate N={n}; {found} of {len(planted)} planted mislabels in the top N")
     assert n >= 6, f"a queue of {n} is too short for the scenario"
+    # The queue is worth a person's time: the folds (50 training images each) find most planted images
+    # (5 of 6 in a queue of 41 when this was written); half is the floor with room for training randomness.
+    assert found >= len(planted) // 2, f"only {found} of {len(planted)} planted mislabels among the top {n}"
     expect(item_caption(page)).to_contain_text(f"Item 1 of {n}")
     screenshot(page, "own-review")
 
