@@ -48,6 +48,8 @@ def parse(argv=None):
     p.add_argument("--bn-epsilon", type=float, default=None)
     p.add_argument("--no-ema", action="store_true", help="no moving average of the weights")
     p.add_argument("--ema-momentum", type=float, default=0.95, help="the weight average's momentum per step")
+    p.add_argument("--ema-overwrite", type=int, default=0,
+                   help="every this many steps the weights are replaced by their average (lookahead-like; 0 = never)")
     p.add_argument("--every-epoch", action="store_true",
                    help="test accuracy after every epoch too (the averaged weights, flip TTA)")
     p.add_argument("--torch-init", action="store_true",
@@ -140,7 +142,8 @@ def run(a) -> dict:
     init_from_data(model, x)
     steps = -(-len(x) // 256)
     lr, callbacks = _schedule(a, a.epochs, steps)
-    ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": a.ema_momentum}
+    ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": a.ema_momentum,
+                               "ema_overwrite_frequency": a.ema_overwrite or None}
     opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, **ema)
     params = {"label_smoothing": {"epsilon": 0.2}, "gce": {"q": 0.7}, "ce": {}}[a.loss]
     model.compile(optimizer=opt, loss=get_loss(a.loss, num_classes=k, **params), metrics=["accuracy"])
