@@ -106,13 +106,18 @@ def _num(value) -> Optional[float]:
     return None if np.isnan(value) else value
 
 
+def keeps_last(run: runs.Run) -> bool:
+    """True when the run keeps its last epoch's model (TrainConfig.keep == "last"), not the best one."""
+    return getattr(run.config, "keep", "best") == "last"
+
+
 def best_epoch(run: runs.Run) -> Optional[int]:
     """The epoch of the model the run keeps: from summary.json, else (running) the last epoch with
     keep=last, or the first epoch with the top val_accuracy."""
     if run.summary and run.summary.get("best_epoch"):
         return int(run.summary["best_epoch"])
     m = run.metrics
-    if getattr(run.config, "keep", "best") == "last":
+    if keeps_last(run):
         return int(m["epoch"].iloc[-1]) if len(m) else None
     if len(m) and "val_accuracy" in m and m["val_accuracy"].notna().any():
         return int(m.loc[m["val_accuracy"].idxmax(), "epoch"])
@@ -122,7 +127,7 @@ def best_epoch(run: runs.Run) -> Optional[int]:
 def kept_epoch_text(run: runs.Run, epoch: Optional[int]) -> str:
     """How the pages name the model a run keeps: "best epoch 12" (keep=best: the best validation
     accuracy), "last epoch 30" (keep=last), or "best model" / "last epoch" before an epoch is known."""
-    last = getattr(run.config, "keep", "best") == "last"
+    last = keeps_last(run)
     if not epoch:
         return "last epoch" if last else "best model"
     return f"{'last' if last else 'best'} epoch {int(epoch)}"
@@ -130,12 +135,12 @@ def kept_epoch_text(run: runs.Run, epoch: Optional[int]) -> str:
 
 def kept_reason(run: runs.Run) -> str:
     """Why the run keeps the model it keeps, for the pages' help texts."""
-    return "the last epoch, kept" if getattr(run.config, "keep", "best") == "last" else "highest validation accuracy"
+    return "the last epoch, kept" if keeps_last(run) else "highest validation accuracy"
 
 
 def kept_marker(run: runs.Run) -> str:
     """The label of the curves' dashed rule at the kept model's epoch."""
-    return "model kept (last epoch)" if getattr(run.config, "keep", "best") == "last" else "best model"
+    return "model kept (last epoch)" if keeps_last(run) else "best model"
 
 
 def headline(run: runs.Run) -> dict:

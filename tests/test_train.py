@@ -138,8 +138,10 @@ def test_keep_last_keeps_the_final_epoch_not_the_best_validation_one(quadrants, 
     run = runs.load_run(run_dir)
     assert evaluation.best_epoch(run) == 3 and evaluation.kept_epoch_text(run, 3) == "last epoch 3"
     assert evaluation.kept_marker(run) == "model kept (last epoch)"
+    assert evaluation.keeps_last(run) and evaluation.kept_reason(run) == "the last epoch, kept"
     best_run = dataclasses.replace(run, config=config.replace(keep="best"))
     assert evaluation.kept_epoch_text(best_run, 2) == "best epoch 2" and evaluation.kept_marker(best_run) == "best model"
+    assert not evaluation.keeps_last(best_run) and evaluation.kept_reason(best_run) == "highest validation accuracy"
     with pytest.raises(ConfigError, match="keep='first' is not valid; choose one of: best, last"):
         dataclasses.replace(config, keep="first")
 

@@ -106,28 +106,27 @@ def evaluation_panel(run_dir: str) -> None:
     best = evaluation.kept_epoch_text(run, h["best_epoch"])
     why = evaluation.kept_reason(run)
     last = f"last epoch {h['epochs_done']}"
-    # keep=last: the kept model is the last epoch's, so its accuracy is shown once
-    kept_is_last = getattr(run.config, "keep", "best") == "last"
-    m = st.columns((4 if known else 3) - kept_is_last)
     if known:
-        m[0].metric(f"Clean test accuracy ({best})", pct(h["best_test_accuracy"]),
-                    help=f"The model of epoch {h['best_epoch']} ({why}) on the test set.")
-        if not kept_is_last:
-            m[1].metric(f"Clean test accuracy ({last})", pct(h["final_test_accuracy"]),
-                        help="The model after the last epoch: lower than the best one when it memorized wrong labels.")
+        items = [(f"Clean test accuracy ({best})", h["best_test_accuracy"],
+                  f"The model of epoch {h['best_epoch']} ({why}) on the test set."),
+                 (f"Clean test accuracy ({last})", h["final_test_accuracy"],
+                  "The model after the last epoch: lower than the best one when it memorized wrong labels.")]
     else:   # the user's own labels: the held-out labels may be wrong too
-        m[0].metric(f"Held-out accuracy, given labels ({best})", pct(h["best_test_accuracy"]),
-                    help=f"The model of epoch {h['best_epoch']} ({why}) against the given "
-                         "labels of held-out images it never trained on. Some of those labels may be wrong, so "
-                         "this is not accuracy against the truth, which is unknown.")
-        if not kept_is_last:
-            m[1].metric(f"Held-out accuracy, given labels ({last})", pct(h["final_test_accuracy"]),
-                        help="The model after the last epoch, against the given labels of the held-out images.")
-    m[2 - kept_is_last].metric(f"Train accuracy on given labels ({best})", pct(h["train_acc_noisy"]),
-                               help="Agreement of the kept model with the labels it was trained on (some may be wrong).")
+        items = [(f"Held-out accuracy, given labels ({best})", h["best_test_accuracy"],
+                  f"The model of epoch {h['best_epoch']} ({why}) against the given labels of held-out images it "
+                  "never trained on. Some of those labels may be wrong, so this is not accuracy against the "
+                  "truth, which is unknown."),
+                 (f"Held-out accuracy, given labels ({last})", h["final_test_accuracy"],
+                  "The model after the last epoch, against the given labels of the held-out images.")]
+    if evaluation.keeps_last(run):
+        items.pop(1)   # the kept model is the last epoch's: its accuracy is shown once
+    items.append((f"Train accuracy on given labels ({best})", h["train_acc_noisy"],
+                  "Agreement of the kept model with the labels it was trained on (some may be wrong)."))
     if known:
-        m[3 - kept_is_last].metric(f"Train accuracy on true labels ({best})", pct(h["train_acc_true"]),
-                                   help="Agreement of the kept model with the true labels.")
+        items.append((f"Train accuracy on true labels ({best})", h["train_acc_true"],
+                      "Agreement of the kept model with the true labels."))
+    for column, (label, value, help_text) in zip(st.columns(len(items)), items):
+        column.metric(label, pct(value), help=help_text)
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
     show_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,
