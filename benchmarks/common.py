@@ -95,7 +95,7 @@ RECIPES = {
              "mixed_precision": "float32"},
             "compact_cnn, SCE (alpha 0.1, beta 1), crop + flip, Adam one-cycle to 3e-3"),
     "fast": (_FAST,
-             "the fast preset: fast_cnn (whitened first layer, identity-initialized convolutions), GCE (q 0.7), "
+             "the fast preset: fast_cnn (whitened first layer, identity-initialized convolutions, fused BatchNorm + ReLU), GCE (q 0.7), "
              "Nesterov SGD warm-up + linear decay, L2 5e-4, EMA of the weights, flip + 2 px translation, flip TTA"),
     "fast_ls": ({**_FAST, "loss": "label_smoothing", "loss_params": {"epsilon": 0.2}},
                 "the fast recipe with airbench's label smoothing 0.2 instead of GCE (the loss choice at full scale)"),

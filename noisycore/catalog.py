@@ -30,7 +30,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")      # auto: bfloat16 where the har
 MODEL_HELP = {
     "compact_cnn": "A small fast CNN for CPU demos: several times faster, a little less accurate.",
     "blog_cnn": "The blog post's CNN (817k parameters): accurate, slow on a CPU.",
-    "fast_cnn": "airbench-style CNN for real photos: whitened first layer, GELU, scaled logits; fast and accurate on a CPU.",
+    "fast_cnn": "airbench-style CNN for real photos: whitened first layer, fused BatchNorm + ReLU, scaled logits; fast and accurate on a CPU.",
     "resnet": "A ResNet-18 for 32x32 images: best accuracy, needs a GPU.",
 }
 

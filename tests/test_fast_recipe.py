@@ -199,6 +199,57 @@ def test_fast_cnn_with_dirac_init_saves_and_loads(tmp_path):
     assert not np.allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
 
 
+def test_fused_batchnorm_normalizes_by_hand_and_updates_moving_statistics():
+    from noisycore.models import FusedBatchNorm
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(3.0, 2.0, (4, 3, 3, 2)).astype(np.float32)
+    layer = FusedBatchNorm(momentum=0.4, epsilon=1e-5)
+    layer.build(x.shape)
+    layer.beta.assign([0.5, -1.0])
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    flat = x.reshape(-1, 2)                                         # 36 values per channel
+    mean, var = flat.mean(0), flat.var(0)                           # biased variance normalizes
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5) + [0.5, -1.0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), 0.6 * mean, rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_variance),
+                               0.4 * 1.0 + 0.6 * var * 36 / 35, rtol=1e-5)   # unbiased for the average
+    mm, mv = keras.ops.convert_to_numpy(layer.moving_mean), keras.ops.convert_to_numpy(layer.moving_variance)
+    y_inf = keras.ops.convert_to_numpy(layer(x, training=False))     # inference: the moving statistics
+    np.testing.assert_allclose(y_inf, (x - mm) / np.sqrt(mv + 1e-5) + [0.5, -1.0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), mm)   # and leaves them alone
+    assert [w.name for w in layer.weights] == ["beta", "moving_mean", "moving_variance"]
+    assert [w.name for w in layer.trainable_weights] == ["beta"]
+    assert FusedBatchNorm.from_config(layer.get_config()).momentum == 0.4
+
+
+def test_fused_batchnorm_trains_its_offset_in_mixed_precision():
+    from noisycore.models import FusedBatchNorm
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((2, 2, 1))
+        model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(FusedBatchNorm(momentum=0.4)(inputs)))
+        assert [w.dtype for w in model.weights] == ["float32"] * 3
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+        x = np.random.default_rng(6).normal(size=(8, 2, 2, 1)).astype(np.float32)
+        model.fit(x, np.full((8, 1), 2.0, np.float32), epochs=20, batch_size=8, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    beta = keras.ops.convert_to_numpy(model.layers[1].beta)
+    np.testing.assert_allclose(beta, [2.0], atol=0.05)     # the normalized mean is 0: the offset learns the target
+
+
+def test_fast_cnn_activation_option_and_its_errors():
+    from noisycore.errors import UserError
+
+    relu = build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, seed=0, activation="relu")
+    assert {layer.get_config()["activation"] for layer in relu.layers
+            if isinstance(layer, keras.layers.Activation) and layer.name != "probs"} == {"relu"}
+    with pytest.raises(UserError, match="activation=.tanh. must be one of relu, gelu"):
+        build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, activation="tanh")
+
+
 def test_fast_cnn_refuses_images_too_small_for_its_three_poolings():
     from noisycore.errors import UserError
 

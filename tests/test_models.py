@@ -31,7 +31,7 @@ def test_blog_cnn_is_the_blog_posts_network():
     assert len(layers_of(model, keras.layers.MaxPooling2D)) == 3
 
 
-@pytest.mark.parametrize("name,width", [("blog_cnn", 256), ("compact_cnn", 128), ("resnet", 64), ("fast_cnn", 128)])
+@pytest.mark.parametrize("name,width", [("blog_cnn", 256), ("compact_cnn", 128), ("resnet", 64), ("fast_cnn", 192)])
 def test_outputs_probabilities_and_named_features(name, width):
     options = {"width": 8} if name == "resnet" else {}
     model = build_model(name, input_shape=(32, 32, 3), num_classes=4, seed=0, **options)
