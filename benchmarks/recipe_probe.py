@@ -46,6 +46,10 @@ def parse(argv=None):
     p.add_argument("--per-step", action="store_true", help="the schedule per optimizer step instead of per epoch")
     p.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm momentum (Keras convention)")
     p.add_argument("--bn-epsilon", type=float, default=None)
+    p.add_argument("--activation", default=None, choices=("gelu", "relu"),
+                   help="fast_cnn's activation (default: the builder's)")
+    p.add_argument("--keras-bn", action="store_true",
+                   help="Keras' BatchNormalization instead of the fused kernel (the recipe before 2026-12-01)")
     p.add_argument("--no-ema", action="store_true", help="no moving average of the weights")
     p.add_argument("--ema-momentum", type=float, default=0.95, help="the weight average's momentum per step")
     p.add_argument("--ema-overwrite", type=int, default=0,
@@ -69,11 +73,11 @@ def _variants(a) -> None:
     import noisycore.models as models
     import noisycore.pipeline as pipeline
 
-    if a.bn_momentum is not None or a.bn_epsilon is not None:
+    if a.bn_momentum is not None or a.bn_epsilon is not None or a.keras_bn:
         momentum = models.FAST_BN_MOMENTUM if a.bn_momentum is None else a.bn_momentum
         epsilon = 1e-5 if a.bn_epsilon is None else a.bn_epsilon
-        models._fast_norm = lambda x: keras.layers.BatchNormalization(momentum=momentum, scale=False,
-                                                                       epsilon=epsilon)(x)
+        norm = (lambda **kw: keras.layers.BatchNormalization(scale=False, **kw)) if a.keras_bn else models.FusedBatchNorm
+        models._fast_norm = lambda x: norm(momentum=momentum, epsilon=epsilon)(x)
     if a.torch_init:
         class TorchScaleDirac(models.DiracInit):
             def __call__(self, shape, dtype=None):
@@ -138,7 +142,7 @@ def run(a) -> dict:
     ds, ctx = _fit_split(a)
     x, y, truth, k = ctx.x_fit, np.asarray(ctx.y_fit), ctx.report_truth, ds.num_classes
     model = build_model("fast_cnn", input_shape=x.shape[1:], num_classes=k, weight_decay=5e-4, seed=0,
-                        width=a.width)
+                        width=a.width, **({"activation": a.activation} if a.activation else {}))
     init_from_data(model, x)
     steps = -(-len(x) // 256)
     lr, callbacks = _schedule(a, a.epochs, steps)

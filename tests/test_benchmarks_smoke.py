@@ -123,3 +123,21 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--per-step and --phase2" in bad.stderr
     assert len(out.read_text().splitlines()) == 1                    # the refused run wrote nothing
+
+
+def test_precision_probe_times_each_block_variant_in_its_own_process(tmp_path):
+    """benchmarks/precision_probe.py --blocks: one table row per variant, each naming its blocks, with a
+    positive speed; an unknown variant is refused with one line and exit code 2 before anything runs."""
+    script = str(ROOT / "benchmarks" / "precision_probe.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
+    args = ["--widths", "0.1", "--precisions", "float32", "--batches", "64", "--images", "256", "--rounds", "1"]
+    done = subprocess.run([sys.executable, script, *args, "--blocks", "keras-gelu,fused-relu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| float32")]
+    assert [r[2].strip() for r in rows] == ["keras-gelu", "fused-relu"]
+    assert all(float(r[6]) > 0 for r in rows)                         # images/s
+    bad = subprocess.run([sys.executable, script, *args, "--blocks", "fused-tanh"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.strip().count("\n") == 0
+    assert "--blocks fused-tanh unknown; choose from keras-gelu, keras-relu, fused-gelu, fused-relu" in bad.stderr
