@@ -234,3 +234,18 @@ def test_cross_validation_progress_says_how_long_is_left():
     assert crossval.progress(late)[1] == "fold 4 of 4, epoch 10 of 10, about 6 s left"
     assert crossval.progress({}) == (0.0, "fold 0 of ?")
     assert crossval.progress_text(s) == text
+
+
+def test_cli_train_on_an_own_folder_injects_no_noise_unless_asked(tmp_path):
+    """`noisycore train --dataset <folder>` without --noise trains on the folder names as given labels
+    (truth unknown); the teaching default of 40% symmetric noise applies to builtin and CIFAR-10 only."""
+    from noisycore.cli import build_parser
+    from noisycore.cliargs import train_config
+
+    root, _ = own_folder(tmp_path / "photos", n_per_class=4, planted=0)
+    parse = lambda *extra: build_parser().parse_args(["train", "--dataset", str(root), *extra])  # noqa: E731
+    assert train_config(parse()).noise.model == "none"
+    asked = train_config(parse("--noise", "symmetric", "--rate", "0.2")).noise
+    assert (asked.model, asked.rate) == ("symmetric", 0.2)
+    demo = train_config(build_parser().parse_args(["train", "--dataset", "builtin"])).noise
+    assert (demo.model, demo.rate) == ("symmetric", 0.4)
