@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from noisycore.config import NOISE_MODEL_NAMES, PRESETS, DataConfig, NoiseConfig
+from noisycore.config import NOISE_MODEL_NAMES, PRESETS, DataConfig, NoiseConfig, is_own_source
 from noisycore.errors import UserError
 
 
@@ -158,7 +158,7 @@ def train_config(args, **changes):
     over = {k: v for k, v in over.items() if v is not None}
     if args.noise:
         over["noise"] = dict(model=args.noise, rate=args.rate or 0.0, seed=args.noise_seed)
-    elif not args.labels and _own_source(args.dataset):
+    elif not args.labels and is_own_source(args.dataset):
         # the user's own folder or zip: its folder names are the given labels, whose truth nobody
         # knows; injecting the teaching default (40% symmetric) would treat them as the truth
         over["noise"] = dict(model="none", rate=0.0, seed=args.noise_seed)
@@ -197,9 +197,3 @@ def check_labels_path(labels_path) -> None:
         if not ((p / "labels.csv").is_file() if p.is_dir() else p.is_file()):
             raise UserError(f"no label set at {labels_path}: expected labels.csv (or a folder holding it); "
                             "make one with `noisycore inject` or the app's Data & noise page")
-
-
-def _own_source(source) -> bool:
-    from noisycore.labelsets import is_own_source
-
-    return is_own_source(source)

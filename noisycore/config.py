@@ -99,6 +99,12 @@ class DataConfig(JsonConfig):
                 raise ConfigError(f"{name}={v} must be at least 10 (or None for all)")
 
 
+def is_own_source(source) -> bool:
+    """A folder or zip of the user's images (not builtin, cifar10 or a CSV manifest)."""
+    src = str(source or "").strip()
+    return bool(src) and src not in ("builtin", "cifar10") and not src.lower().endswith(".csv")
+
+
 @dataclass(frozen=True)
 class NoiseConfig(JsonConfig):
     """How the given labels are made from the true labels (see noisycore.noise)."""

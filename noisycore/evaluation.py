@@ -188,7 +188,8 @@ def truth_known(run: runs.Run) -> bool:
     cfg = run.config
     if cfg.labels_path:
         return False
-    from noisycore.labelsets import is_own_source
+    from noisycore.config import is_own_source
+
     return not (cfg.noise.model == "none" and is_own_source(cfg.data.source))
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from noisycore.config import NoiseConfig
+from noisycore.config import NoiseConfig, is_own_source
 from noisycore.errors import DataError, UserError
 from noisycore.human_labels import examples_text, labels_from_values, match_ids, norm_ids, require_complete
 from noisycore.noise import NoisyLabels, make_noisy_labels
@@ -69,12 +69,6 @@ def _read_noise_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not valid JSON ({e}); delete it or write the label set again") from None
     return meta if isinstance(meta, dict) else {}
-
-
-def is_own_source(source) -> bool:
-    """A folder or zip of the user's images (not builtin, cifar10 or a CSV manifest)."""
-    src = str(source or "").strip()
-    return bool(src) and src not in ("builtin", "cifar10") and not src.lower().endswith(".csv")
 
 
 def truth_known_meta(meta: dict) -> bool:
