@@ -279,3 +279,18 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def use_fast_norm(*, keras_bn: bool = False, momentum: Optional[float] = None, epsilon: Optional[float] = None) -> None:
+    """For this process only: fast_cnn's BatchNorm as Keras' layer (``keras_bn``, the recipe before
+    2026-12-01) or the fused one, with another momentum / epsilon than the preset's."""
+    import keras
+
+    import noisycore.models as models
+
+    kw = {"momentum": models.FAST_BN_MOMENTUM if momentum is None else momentum,
+          "epsilon": models.FAST_BN_EPSILON if epsilon is None else epsilon}
+    if keras_bn:
+        models._fast_norm = lambda x: keras.layers.BatchNormalization(scale=False, **kw)(x)
+    else:
+        models._fast_norm = lambda x: models.FusedBatchNorm(**kw)(x)

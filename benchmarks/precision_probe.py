@@ -45,15 +45,14 @@ def child(precision: str, width: float, intra: int, inter: int, jit: str = "off"
     import keras
     import numpy as np
 
-    import noisycore.models as models
     from noisycore.models import build_model
 
     options = {}
     if blocks:
+        import common   # benchmarks/common.py: this script's folder is on sys.path
+
         norm, options["activation"] = blocks.split("-")
-        if norm == "keras":
-            models._fast_norm = lambda x: keras.layers.BatchNormalization(momentum=models.FAST_BN_MOMENTUM,
-                                                                           scale=False, epsilon=1e-5)(x)
+        common.use_fast_norm(keras_bn=norm == "keras")
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     model = build_model("fast_cnn", input_shape=(32, 32, 3), num_classes=10, width=width, seed=0, **options)
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), loss="categorical_crossentropy",

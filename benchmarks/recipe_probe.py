@@ -74,10 +74,7 @@ def _variants(a) -> None:
     import noisycore.pipeline as pipeline
 
     if a.bn_momentum is not None or a.bn_epsilon is not None or a.keras_bn:
-        momentum = models.FAST_BN_MOMENTUM if a.bn_momentum is None else a.bn_momentum
-        epsilon = 1e-5 if a.bn_epsilon is None else a.bn_epsilon
-        norm = (lambda **kw: keras.layers.BatchNormalization(scale=False, **kw)) if a.keras_bn else models.FusedBatchNorm
-        models._fast_norm = lambda x: norm(momentum=momentum, epsilon=epsilon)(x)
+        common.use_fast_norm(keras_bn=a.keras_bn, momentum=a.bn_momentum, epsilon=a.bn_epsilon)
     if a.torch_init:
         class TorchScaleDirac(models.DiracInit):
             def __call__(self, shape, dtype=None):

@@ -243,9 +243,17 @@ def test_fused_batchnorm_trains_its_offset_in_mixed_precision():
 def test_fast_cnn_activation_option_and_its_errors():
     from noisycore.errors import UserError
 
-    relu = build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, seed=0, activation="relu")
-    assert {layer.get_config()["activation"] for layer in relu.layers
-            if isinstance(layer, keras.layers.Activation) and layer.name != "probs"} == {"relu"}
+    from noisycore.models import FusedBatchNorm
+
+    default = build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, seed=0)   # the preset's network
+    acts = lambda m: {layer.get_config()["activation"] for layer in m.layers     # noqa: E731
+                      if isinstance(layer, keras.layers.Activation) and layer.name != "probs"}
+    assert acts(default) == {"relu"}
+    assert [type(layer) for layer in default.layers if "normalization" in type(layer).__name__.lower()
+            or isinstance(layer, FusedBatchNorm)] == [FusedBatchNorm] * 6           # fused, none of Keras' own
+    assert [c.filters for c in default.layers if isinstance(c, keras.layers.Conv2D)][1:] == [48, 48, 192, 192, 192, 192]
+    gelu = build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, seed=0, activation="gelu", width=0.5)
+    assert acts(gelu) == {"gelu"} and gelu.get_layer("features").output.shape[-1] == 128
     with pytest.raises(UserError, match="activation=.tanh. must be one of relu, gelu"):
         build_model("fast_cnn", input_shape=(16, 16, 3), num_classes=3, activation="tanh")
 
