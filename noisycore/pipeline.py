@@ -211,7 +211,9 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
 
         @_plain
         def augment_batch(x, *rest):
-            return (tf.clip_by_value(layers(x, training=True), 0.0, 1.0), *rest)
+            # Keras' layers compute in the global policy's dtype (bfloat16 under mixed precision): the
+            # batches stay float32 as documented, and mixup's float32 mixing weight can multiply them.
+            return (tf.clip_by_value(tf.cast(layers(x, training=True), tf.float32), 0.0, 1.0), *rest)
 
         # One call at a time: the layers' random state advances in order, so a seed repeats exactly.
         ds = ds.map(augment_batch, num_parallel_calls=None)

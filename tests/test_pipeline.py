@@ -140,6 +140,24 @@ def test_mixup_targets_still_sum_to_one_and_images_are_mixtures():
     np.testing.assert_allclose(first[0][0], again[0][0], atol=1e-6)
 
 
+def test_augmented_and_mixed_batches_stay_float32_under_mixed_precision():
+    """The fast preset trains in bfloat16 (Keras' global policy), where the augmentation layers compute in
+    bfloat16: mixup then failed with 'Input y of Mul has type bfloat16 that does not match float32'."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        for aug in ("flip_translate", "strong", "blog"):
+            x, y, index = batches(make_dataset(X, Y, num_classes=4, batch_size=35, augment=aug, mixup_alpha=0.4,
+                                               seed=3, with_index=True))[0]
+            assert x.dtype == np.float32 and y.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+            np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-6)
+            lam = y[np.arange(len(y)), Y[index]].min()
+            assert 0.0 < lam < 1.0     # the targets are mixtures of two one-hot rows
+            plain = batches(make_dataset(X, Y, num_classes=4, batch_size=35, augment=aug, seed=3))[0][0]
+            assert plain.dtype == np.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_soft_label_probs_pass_through():
     probs = RNG.dirichlet(np.ones(4), size=70).astype(np.float32)
     x, y = batches(make_dataset(X, num_classes=4, batch_size=70, label_probs=probs))[0]
