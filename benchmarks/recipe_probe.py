@@ -15,7 +15,7 @@ losses and ``warmup_linear`` schedule, Nesterov SGD with Keras' EMA (which ``fit
 weights at its end), and flip-TTA test accuracy. Options change one thing each (see --help).
 ``--phase2 N`` then flags the fit labels with confident learning on the model's flip-TTA predictions,
 drops (or ``--phase2-action relabel``: relabels) them and trains N more epochs with a restarted
-schedule. Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
+schedule (``--phase2-reinit``: a new network, so nothing memorized in the first phase carries over). Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
 """
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def parse(argv=None):
     p.add_argument("--keras-bn", action="store_true",
                    help="Keras' BatchNormalization instead of the fused kernel (the recipe before 2026-12-01)")
     p.add_argument("--no-ema", action="store_true", help="no moving average of the weights")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) of the training batches (0 = off)")
+    p.add_argument("--q", type=float, default=0.7, help="GCE's q")
     p.add_argument("--ema-momentum", type=float, default=0.95, help="the weight average's momentum per step")
     p.add_argument("--ema-overwrite", type=int, default=0,
                    help="every this many steps the weights are replaced by their average (lookahead-like; 0 = never)")
@@ -62,6 +64,8 @@ def parse(argv=None):
                    help="keras.layers.RandomCrop (one shift per batch) instead of the pipeline's per-image crop")
     p.add_argument("--phase2", type=int, default=0, help="epochs of a second phase on the cleaned labels")
     p.add_argument("--phase2-action", default="drop", choices=("drop", "relabel"))
+    p.add_argument("--phase2-reinit", action="store_true",
+                   help="the second phase trains a new network (whitened from the kept images) instead of going on")
     p.add_argument("--out", default=str(common.ROOT / "benchmarks" / "results" / "recipe_probe.jsonl"))
     return p.parse_args(argv)
 
@@ -138,16 +142,20 @@ def run(a) -> dict:
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if a.precision == "bfloat16" else "float32")
     ds, ctx = _fit_split(a)
     x, y, truth, k = ctx.x_fit, np.asarray(ctx.y_fit), ctx.report_truth, ds.num_classes
-    model = build_model("fast_cnn", input_shape=x.shape[1:], num_classes=k, weight_decay=5e-4, seed=0,
-                        width=a.width, **({"activation": a.activation} if a.activation else {}))
-    init_from_data(model, x)
+    def new_model(images, lr, seed):
+        net = build_model("fast_cnn", input_shape=x.shape[1:], num_classes=k, weight_decay=5e-4, seed=seed,
+                          width=a.width, **({"activation": a.activation} if a.activation else {}))
+        init_from_data(net, images)
+        ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": a.ema_momentum,
+                                   "ema_overwrite_frequency": a.ema_overwrite or None}
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, **ema)
+        params = {"label_smoothing": {"epsilon": 0.2}, "gce": {"q": a.q}, "ce": {}}[a.loss]
+        net.compile(optimizer=opt, loss=get_loss(a.loss, num_classes=k, **params), metrics=["accuracy"])
+        return net
+
     steps = -(-len(x) // 256)
     lr, callbacks = _schedule(a, a.epochs, steps)
-    ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": a.ema_momentum,
-                               "ema_overwrite_frequency": a.ema_overwrite or None}
-    opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, **ema)
-    params = {"label_smoothing": {"epsilon": 0.2}, "gce": {"q": 0.7}, "ce": {}}[a.loss]
-    model.compile(optimizer=opt, loss=get_loss(a.loss, num_classes=k, **params), metrics=["accuracy"])
+    model = new_model(x, lr, 0)
     y_test = np.asarray(ds.y_test)
     accuracy = lambda: float((predict_probs(model, ds.x_test, tta="flip").argmax(1) == y_test).mean())  # noqa: E731
 
@@ -164,7 +172,7 @@ def run(a) -> dict:
 
     def fit(images, labels, epochs, callbacks, seed):
         data = make_dataset(images, labels, num_classes=k, batch_size=256, augment="flip_translate",
-                            shuffle=True, seed=seed)
+                            shuffle=True, seed=seed, mixup_alpha=a.mixup)
         t0 = time.perf_counter()
         model.fit(data, epochs=epochs, callbacks=callbacks, verbose=2, shuffle=False)
         return time.perf_counter() - t0      # fit() ends by copying the EMA into the weights
@@ -189,7 +197,9 @@ def run(a) -> dict:
                           flag_precision=float((flag & wrong).sum() / max(flag.sum(), 1)),
                           flag_recall=float((flag & wrong).sum() / max(wrong.sum(), 1)),
                           label_accuracy_phase2=float((y2 == t2).mean()))
-        callbacks2 = _schedule(a, a.phase2, -(-len(x2) // 256))[1]
+        lr2, callbacks2 = _schedule(a, a.phase2, -(-len(x2) // 256))
+        if a.phase2_reinit:     # a fresh network: nothing memorized in phase 1 carries over
+            model = new_model(x2, lr2, 1)
         result["train_seconds"] += round(fit(x2, y2, a.phase2, callbacks2, 1), 1)
         result["test_accuracy"] = accuracy()
     return result

@@ -102,13 +102,14 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     args = ["--dataset", "builtin", "--setting", "sym40", "--max-train", "400", "--epochs", "2", "--loss", "gce",
             "--precision", "float32", "--out", str(out)]
     done = subprocess.run([sys.executable, script, "--tag", "two", *args, "--phase2", "1", "--batch-crop",
-                           "--every-epoch"],
+                           "--every-epoch", "--phase2-reinit", "--mixup", "0.2", "--q", "0.8"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     import json
 
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["tag"] == "two" and row["options"]["phase2"] == 1 and row["options"]["batch_crop"] is True
+    assert row["options"]["phase2_reinit"] is True and row["options"]["mixup"] == 0.2 and row["options"]["q"] == 0.8
     assert row["fit_images"] == 360                                  # 400 minus the 10% validation split
     assert 0 < row["flagged"] < row["fit_images"] and 0 <= row["flag_precision"] <= 1
     n, f, right = row["fit_images"], row["flagged"], row["label_accuracy"] * row["fit_images"]
