@@ -15,7 +15,8 @@ losses and ``warmup_linear`` schedule, Nesterov SGD with Keras' EMA (which ``fit
 weights at its end), and flip-TTA test accuracy. Options change one thing each (see --help).
 ``--phase2 N`` then flags the fit labels with confident learning on the model's flip-TTA predictions,
 drops (or ``--phase2-action relabel``: relabels) them and trains N more epochs with a restarted
-schedule (``--phase2-reinit``: a new network, so nothing memorized in the first phase carries over). Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
+schedule (``--phase2-reinit``: a new network, so nothing memorized in the first phase carries over).
+``--elr L`` adds early-learning regularization (Liu et al. 2020) with weight L to the loss. Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def parse(argv=None):
                    help="Keras' BatchNormalization instead of the fused kernel (the recipe before 2026-12-01)")
     p.add_argument("--no-ema", action="store_true", help="no moving average of the weights")
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) of the training batches (0 = off)")
+    p.add_argument("--elr", type=float, default=0.0, help="early-learning regularization's lambda (0 = off; paper: 3)")
+    p.add_argument("--elr-beta", type=float, default=0.7, help="ELR's running average of the predictions")
     p.add_argument("--q", type=float, default=0.7, help="GCE's q")
     p.add_argument("--ema-momentum", type=float, default=0.95, help="the weight average's momentum per step")
     p.add_argument("--ema-overwrite", type=int, default=0,
@@ -112,6 +115,42 @@ def _fit_split(a):
     return prepared.dataset, ctx
 
 
+def _elr_model(net, n: int, k: int, *, lam: float, beta: float):
+    """Early-learning regularization (Liu et al. 2020): the loss plus lam * mean log(1 - <t_i, p_i>), where
+    t_i is a running average (beta) of the network's own predictions for image i. While the network
+    still predicts the true class of a wrong label (early learning), the term pulls p_i towards t_i and
+    away from memorizing the given label. Training batches are (x, y, index)."""
+    import keras
+    import tensorflow as tf
+
+    class ELR(keras.Model):
+        def __init__(self):
+            super().__init__(name="elr")
+            self.net = net
+            self.targets = self.add_weight(shape=(n, k), initializer="zeros", trainable=False, name="elr_targets")
+
+        def call(self, x, training=False):
+            return self.net(x, training=training)
+
+        def train_step(self, data):
+            x, y, index = data
+            with tf.GradientTape() as tape:
+                p = self(x, training=True)
+                pc = tf.clip_by_value(tf.cast(p, tf.float32), 1e-4, 1.0 - 1e-4)
+                pc = pc / tf.reduce_sum(pc, axis=1, keepdims=True)
+                t = beta * tf.gather(self.targets, index) + (1.0 - beta) * tf.stop_gradient(pc)
+                loss = self.compute_loss(x=x, y=y, y_pred=p, training=True)
+                total = loss + lam * tf.reduce_mean(tf.math.log(1.0 - tf.reduce_sum(t * pc, axis=1)))
+            self.targets.assign(tf.tensor_scatter_nd_update(self.targets, tf.expand_dims(index, 1), t))
+            grads = tape.gradient(total, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            if getattr(self, "_loss_tracker", None) is not None:     # the "loss" fit prints (with the ELR term)
+                self._loss_tracker.update_state(total)
+            return self.compute_metrics(x, y, p, sample_weight=None)
+
+    return ELR()
+
+
 def _schedule(a, epochs: int, steps: int):
     import keras
 
@@ -150,6 +189,8 @@ def run(a) -> dict:
                                    "ema_overwrite_frequency": a.ema_overwrite or None}
         opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, **ema)
         params = {"label_smoothing": {"epsilon": 0.2}, "gce": {"q": a.q}, "ce": {}}[a.loss]
+        if a.elr:
+            net = _elr_model(net, len(images), k, lam=a.elr, beta=a.elr_beta)
         net.compile(optimizer=opt, loss=get_loss(a.loss, num_classes=k, **params), metrics=["accuracy"])
         return net
 
@@ -172,7 +213,7 @@ def run(a) -> dict:
 
     def fit(images, labels, epochs, callbacks, seed):
         data = make_dataset(images, labels, num_classes=k, batch_size=256, augment="flip_translate",
-                            shuffle=True, seed=seed, mixup_alpha=a.mixup)
+                            shuffle=True, seed=seed, mixup_alpha=a.mixup, with_index=bool(a.elr))
         t0 = time.perf_counter()
         model.fit(data, epochs=epochs, callbacks=callbacks, verbose=2, shuffle=False)
         return time.perf_counter() - t0      # fit() ends by copying the EMA into the weights
@@ -210,6 +251,10 @@ def main(argv=None) -> int:
     if a.per_step and a.phase2:
         print("error: --per-step and --phase2 cannot be combined (the second phase restarts a per-epoch "
               "schedule); drop one of them", file=sys.stderr)
+        return 2
+    if a.elr and a.phase2 and not a.phase2_reinit:
+        print("error: --elr with --phase2 needs --phase2-reinit (ELR's per-image averages belong to the first "
+              "phase's images)", file=sys.stderr)
         return 2
     result = run(a)
     line = json.dumps(result)

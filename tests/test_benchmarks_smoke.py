@@ -102,7 +102,7 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     args = ["--dataset", "builtin", "--setting", "sym40", "--max-train", "400", "--epochs", "2", "--loss", "gce",
             "--precision", "float32", "--out", str(out)]
     done = subprocess.run([sys.executable, script, "--tag", "two", *args, "--phase2", "1", "--batch-crop",
-                           "--every-epoch", "--phase2-reinit", "--mixup", "0.2", "--q", "0.8"],
+                           "--every-epoch", "--phase2-reinit", "--mixup", "0.2", "--q", "0.8", "--elr", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     import json
@@ -110,6 +110,7 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["tag"] == "two" and row["options"]["phase2"] == 1 and row["options"]["batch_crop"] is True
     assert row["options"]["phase2_reinit"] is True and row["options"]["mixup"] == 0.2 and row["options"]["q"] == 0.8
+    assert row["options"]["elr"] == 1.0
     assert row["fit_images"] == 360                                  # 400 minus the 10% validation split
     assert 0 < row["flagged"] < row["fit_images"] and 0 <= row["flag_precision"] <= 1
     n, f, right = row["fit_images"], row["flagged"], row["label_accuracy"] * row["fit_images"]
@@ -123,7 +124,10 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--phase2", "1", "--per-step"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--per-step and --phase2" in bad.stderr
-    assert len(out.read_text().splitlines()) == 1                    # the refused run wrote nothing
+    bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--phase2", "1", "--elr", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--phase2-reinit" in bad.stderr
+    assert len(out.read_text().splitlines()) == 1                    # the refused runs wrote nothing
 
 
 def test_precision_probe_times_each_block_variant_in_its_own_process(tmp_path):
