@@ -16,7 +16,8 @@ weights at its end), and flip-TTA test accuracy. Options change one thing each (
 ``--phase2 N`` then flags the fit labels with confident learning on the model's flip-TTA predictions,
 drops (or ``--phase2-action relabel``: relabels) them and trains N more epochs with a restarted
 schedule (``--phase2-reinit``: a new network, so nothing memorized in the first phase carries over).
-``--elr L`` adds early-learning regularization (Liu et al. 2020) with weight L to the loss. Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
+``--elr L`` adds early-learning regularization (Liu et al. 2020) with weight L to the loss.
+Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
 """
 from __future__ import annotations
 

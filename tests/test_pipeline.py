@@ -143,6 +143,7 @@ def test_mixup_targets_still_sum_to_one_and_images_are_mixtures():
 def test_augmented_and_mixed_batches_stay_float32_under_mixed_precision():
     """The fast preset trains in bfloat16 (Keras' global policy), where the augmentation layers compute in
     bfloat16: mixup then failed with 'Input y of Mul has type bfloat16 that does not match float32'."""
+    before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         for aug in ("flip_translate", "strong", "blog"):
@@ -155,7 +156,7 @@ def test_augmented_and_mixed_batches_stay_float32_under_mixed_precision():
             plain = batches(make_dataset(X, Y, num_classes=4, batch_size=35, augment=aug, seed=3))[0][0]
             assert plain.dtype == np.float32
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(before)
 
 
 def test_soft_label_probs_pass_through():
