@@ -259,6 +259,18 @@ def atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def print_and_append(out, result: dict) -> None:
+    """Print ``result`` as one JSON line and append it to the JSON-lines file ``out`` (folders made)."""
+    import json
+
+    line = json.dumps(result)
+    print(line)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(line + "\n")
+
+
 def shown_path(path: Path) -> str:
     """``path`` relative to the project when it is inside it (results files hold no home folders)."""
     try:

@@ -17,12 +17,14 @@ weights at its end), and flip-TTA test accuracy. Options change one thing each (
 drops (or ``--phase2-action relabel``: relabels) them and trains N more epochs with a restarted
 schedule (``--phase2-reinit``: a new network, so nothing memorized in the first phase carries over).
 ``--elr L`` adds early-learning regularization (Liu et al. 2020) with weight L to the loss.
+``--ensemble N`` trains N networks one after another (seeds 0..N-1) and reports the accuracy of their
+mean flip-TTA probabilities besides each member's. Training runs on one endless iterator
+(``pipeline.endless``), as the app's runs do.
 Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -70,6 +72,9 @@ def parse(argv=None):
     p.add_argument("--phase2-action", default="drop", choices=("drop", "relabel"))
     p.add_argument("--phase2-reinit", action="store_true",
                    help="the second phase trains a new network (whitened from the kept images) instead of going on")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="train this many networks (seeds 0..N-1, own data order) and also report the accuracy of "
+                        "their mean flip-TTA probabilities")
     p.add_argument("--out", default=str(common.ROOT / "benchmarks" / "results" / "recipe_probe.jsonl"))
     return p.parse_args(argv)
 
@@ -175,7 +180,7 @@ def run(a) -> dict:
     from noisycore.detectors import find_label_issues
     from noisycore.losses import get_loss
     from noisycore.models import build_model, init_from_data
-    from noisycore.pipeline import make_dataset, predict_probs
+    from noisycore.pipeline import endless, make_dataset, predict_probs
 
     _variants(a)
     keras.utils.set_random_seed(0)
@@ -215,8 +220,9 @@ def run(a) -> dict:
     def fit(images, labels, epochs, callbacks, seed):
         data = make_dataset(images, labels, num_classes=k, batch_size=256, augment="flip_translate",
                             shuffle=True, seed=seed, mixup_alpha=a.mixup, with_index=bool(a.elr))
+        data, steps = endless(data)     # one iterator for all epochs, as the app trains
         t0 = time.perf_counter()
-        model.fit(data, epochs=epochs, callbacks=callbacks, verbose=2, shuffle=False)
+        model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=2, shuffle=False)
         return time.perf_counter() - t0      # fit() ends by copying the EMA into the weights
 
     result = {"tag": a.tag, "options": {k_: v for k_, v in vars(a).items() if k_ not in ("tag", "out")},
@@ -224,6 +230,17 @@ def run(a) -> dict:
     result["test_accuracy"] = accuracy()
     if per_epoch:
         result["test_accuracy_per_epoch"] = per_epoch
+    if a.ensemble > 1:
+        probs = [predict_probs(model, ds.x_test, tta="flip")]
+        members = [result.pop("test_accuracy")]
+        for seed in range(1, a.ensemble):
+            keras.utils.set_random_seed(seed)
+            model = new_model(x, lr, seed)
+            result["train_seconds"] += round(fit(x, y, a.epochs, callbacks, seed), 1)
+            probs.append(predict_probs(model, ds.x_test, tta="flip"))
+            members.append(float((probs[-1].argmax(1) == y_test).mean()))
+        result["member_test_accuracy"] = members
+        result["test_accuracy"] = float((np.mean(probs, axis=0).argmax(1) == y_test).mean())
     if a.phase2:
         issues = find_label_issues(y, predict_probs(model, x, tta="flip"), detector="confident_learning")
         flag = issues.is_label_issue
@@ -253,17 +270,15 @@ def main(argv=None) -> int:
         print("error: --per-step and --phase2 cannot be combined (the second phase restarts a per-epoch "
               "schedule); drop one of them", file=sys.stderr)
         return 2
+    if a.ensemble > 1 and (a.phase2 or a.every_epoch):
+        print("error: --ensemble cannot be combined with --phase2 or --every-epoch; drop one of them", file=sys.stderr)
+        return 2
     if a.elr and a.phase2 and not a.phase2_reinit:
         print("error: --elr with --phase2 needs --phase2-reinit (ELR's per-image averages belong to the first "
               "phase's images)", file=sys.stderr)
         return 2
     result = run(a)
-    line = json.dumps(result)
-    print(line)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as f:
-        f.write(line + "\n")
+    common.print_and_append(a.out, result)
     return 0
 
 

@@ -226,6 +226,24 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def endless(dataset: tf.data.Dataset) -> tuple:
+    """(the batches of ``dataset`` repeated without end, batches per pass) for ``fit(...,
+    steps_per_epoch=...)``: one iterator then serves every epoch, and epoch e is exactly pass e
+    (each pass reshuffled and augmented anew, as before).
+
+    Why: Keras builds a new iterator over a finite dataset for every epoch and destroys the old one,
+    which still has batches prefetched; with TensorFlow 2.21 on a 2-core CPU that destruction often
+    waited ~18 s with both cores idle (a 22 s epoch took 41 s in a third to half of the epochs;
+    benchmarks/README.md, "Idle stalls between epochs"). Needs passes of a known, fixed length
+    (make_dataset's ``keep`` filter makes them shrink: not for those).
+    """
+    steps = int(dataset.cardinality())
+    if steps <= 0:   # unknown (-2, e.g. a filter), infinite (-1) or empty
+        raise UserError("endless() needs a dataset whose passes have a known, non-zero number of batches "
+                        f"(cardinality {steps}); iterate it epoch by epoch instead")
+    return dataset.repeat(), steps
+
+
 def predict_probs(model, images, *, tta="none", batch_size=512) -> np.ndarray:
     """Predicted probabilities (N, K) float32 of ``model`` for uint8 images (N, H, W, C), or for a
     tf.data dataset of image batches (float [0, 1]).

@@ -36,7 +36,7 @@ from noisycore.config import ConfigError, TrainConfig  # noqa: E402
 from noisycore.catalog import method_params  # noqa: E402
 from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
 from noisycore.util import margins, save_npy, save_npz, stratified_split, stratified_subset  # noqa: E402
-from noisycore.pipeline import predict_probs  # noqa: E402
+from noisycore.pipeline import endless, predict_probs  # noqa: E402
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
 STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
@@ -512,9 +512,12 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
                          batches_fn=method.fit_batches)
     recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
     runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx))
-    model.fit(method.train_data(), validation_data=method.val_data(), epochs=config.epochs,
+    data, steps = method.train_data(), None
+    if int(data.cardinality()) > 0:   # passes of a fixed length: one iterator for the whole run (no stalls)
+        data, steps = endless(data)
+    model.fit(data, validation_data=method.val_data(), epochs=config.epochs, steps_per_epoch=steps,
               callbacks=_callbacks(config, run_dir, method, monitor, recorder) + extra_callbacks, verbose=verbose,
-              shuffle=False)  # the pipeline already reshuffles each epoch
+              shuffle=False)  # the pipeline already reshuffles each pass
     return _finish(config, run_dir, model=model, method=method, prepared=prepared, evaluation=evaluation,
                    val_idx=val_idx, stopped=monitor.stopped, t_start=t_start)
 

@@ -130,6 +130,51 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     assert len(out.read_text().splitlines()) == 1                    # the refused runs wrote nothing
 
 
+def test_recipe_probe_ensemble_reports_members_and_their_average(tmp_path):
+    """--ensemble 2: two networks (seeds 0 and 1); the reported accuracy is that of their mean
+    probabilities, the members' own accuracies are listed; with --phase2 it is refused (exit 2)."""
+    import json
+
+    out = tmp_path / "probe.jsonl"
+    script = str(ROOT / "benchmarks" / "recipe_probe.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
+    args = ["--dataset", "builtin", "--setting", "sym40", "--max-train", "300", "--epochs", "1", "--loss", "gce",
+            "--precision", "float32", "--out", str(out)]
+    done = subprocess.run([sys.executable, script, "--tag", "ens", *args, "--ensemble", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["options"]["ensemble"] == 2 and len(row["member_test_accuracy"]) == 2
+    assert all(0 <= a <= 1 for a in row["member_test_accuracy"]) and 0 <= row["test_accuracy"] <= 1
+    assert row["member_test_accuracy"][0] != row["member_test_accuracy"][1] or row["train_seconds"] > 0
+    bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--ensemble", "2", "--phase2", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--ensemble" in bad.stderr
+
+
+def test_epoch_stall_benchmark_times_each_epoch(tmp_path):
+    """benchmarks/epoch_stall.py: one record per epoch (wall, CPU, their ratio) in both modes; bad sizes exit 2."""
+    import json
+
+    out = tmp_path / "stall.jsonl"
+    script = str(ROOT / "benchmarks" / "epoch_stall.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
+    for mode in ("per-epoch", "endless"):
+        done = subprocess.run([sys.executable, script, "--mode", mode, "--epochs", "2", "--images", "600",
+                               "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["mode"] for r in rows] == ["per-epoch", "endless"]
+    for r in rows:
+        assert len(r["epochs"]) == 2 and all(e["wall"] > 0 and e["cpu"] >= 0 for e in r["epochs"])
+        assert r["total_wall"] == pytest.approx(sum(e["wall"] for e in r["epochs"]), abs=0.1)
+        assert 0 <= r["stalled_epochs"] <= 2 and r["cpu_model"]
+    bad = subprocess.run([sys.executable, script, "--mode", "endless", "--epochs", "0", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--epochs" in bad.stderr
+    assert len(out.read_text().splitlines()) == 2
+
+
 def test_precision_probe_times_each_block_variant_in_its_own_process(tmp_path):
     """benchmarks/precision_probe.py --blocks: one table row per variant, each naming its blocks, with a
     positive speed; an unknown variant is refused with one line and exit code 2 before anything runs."""

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from noisycore.errors import DataError, UserError
 from noisycore.pipeline import (AUGMENT_HELP, AUGMENTATIONS, PerImageRandomCrop, ReflectPad2D, augmentation_layers,
-                                make_dataset)
+                                endless, make_dataset)
 
 RNG = np.random.default_rng(0)
 X = RNG.integers(0, 256, (70, 32, 32, 3), dtype=np.uint8)
@@ -55,6 +55,33 @@ def test_shuffle_is_seeded_and_with_index_points_at_the_right_rows():
     np.testing.assert_array_equal(first[1], again[1])   # epoch 2 repeats too
     assert not np.array_equal(first[0], first[1])         # but differs from epoch 1
     assert not np.array_equal(first[0], other[0])
+
+
+def test_endless_passes_are_the_epochs_the_finite_dataset_gives():
+    def make():
+        return make_dataset(X, Y, num_classes=4, batch_size=16, shuffle=True, seed=3, augment="flip_translate",
+                            with_index=True)
+
+    looped, steps = endless(make())
+    assert steps == 5                                         # ceil(70 / 16): the last batch of a pass has 6
+    got = [tuple(t.numpy() for t in b) for b in looped.take(3 * steps)]
+    assert [len(b[2]) for b in got] == [16, 16, 16, 16, 6] * 3
+    passes = [np.concatenate([b[2] for b in got[i * steps:(i + 1) * steps]]) for i in range(3)]
+    for p in passes:
+        assert sorted(p) == list(range(70))                   # every image once per epoch
+    assert not np.array_equal(passes[0], passes[1])           # reshuffled each pass
+    finite = make()
+    per_epoch = [batches(finite) for _ in range(3)]           # what fit() saw with a new iterator per epoch
+    for e in range(3):                                        # the same order and the same augmented pixels
+        np.testing.assert_array_equal(passes[e], np.concatenate([b[2] for b in per_epoch[e]]))
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in got[e * steps:(e + 1) * steps]]),
+                                      np.concatenate([b[0] for b in per_epoch[e]]))
+
+
+def test_endless_refuses_passes_of_unknown_length():
+    keep = tf.Variable(np.ones(len(X), bool))
+    with pytest.raises(UserError, match="known, non-zero number of batches"):
+        endless(make_dataset(X, Y, num_classes=4, batch_size=16, keep=keep))
 
 
 @pytest.mark.parametrize("name", ["blog", "strong"])
