@@ -74,6 +74,33 @@ def fast_config(dataset: str, budget: Budget, setting: str, seed: int, recipe: s
 
 
 # ------------------------------------------------------------------------------ the blog recipe's epoch
+def step_clock(warmup: int):
+    """A Keras callback timing the training steps after the first ``warmup`` ones (tracing, first
+    allocations): from the end of step ``warmup`` to the end of the last step. Only the steps: not
+    the building and teardown of the data iterator around them, which can leave the cores idle for
+    seconds (benchmarks/README.md, "Idle stalls between epochs"). Until 2026-12-01 the blog timing
+    measured around a ``fit`` call and caught such a wait in two recorded timings and in 1 of 3 repeats
+    (0.342 s per step instead of 0.187-0.193); the steps alone measured 0.187-0.192 in 3 of 3."""
+    import keras
+
+    if warmup < 1:
+        raise ValueError(f"warmup={warmup!r}: at least one untimed step is needed to start the clock")
+
+    class StepClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.t0, self.seconds = None, 0.0
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            if batch == warmup - 1:
+                self.t0 = now
+            elif self.t0 is not None:
+                self.seconds = now - self.t0
+
+    return StepClock()
+
+
 def blog_epoch_seconds(dataset: str, budget: Budget, *, steps: int, precision: str) -> dict:
     """Seconds per epoch of the blog recipe on this machine: ``steps`` timed training steps (after 3
     warm-up steps) scaled to the fit split's batches, plus one timed validation pass."""
@@ -92,11 +119,10 @@ def blog_epoch_seconds(dataset: str, budget: Budget, *, steps: int, precision: s
         model = method.build()
         data = method.train_data().repeat()
         batches = math.ceil(len(fit_idx) / config.batch_size)
-        model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)          # tracing, first allocations
         load_before = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        model.fit(data, steps_per_epoch=int(steps), epochs=1, verbose=0)
-        step = (time.perf_counter() - t0) / steps
+        clock = step_clock(3)
+        model.fit(data, steps_per_epoch=3 + int(steps), epochs=1, verbose=0, callbacks=[clock])
+        step = clock.seconds / steps
         t0 = time.perf_counter()
         model.evaluate(method.val_data(), verbose=0)
         val = time.perf_counter() - t0

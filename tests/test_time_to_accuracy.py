@@ -74,3 +74,33 @@ def test_only_the_fast_recipes_can_be_timed(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--recipe", "blog",
                            "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown recipe 'blog'; choose from: fast, fast_ls" in done.stderr
+
+
+def test_blog_step_clock_times_only_the_steps_after_the_warmup(monkeypatch):
+    """The blog recipe's step time excludes what happens around the steps: a slow warm-up step and a
+    slow end of fit (where Keras tears the data iterator down) do not count; the timed steps do."""
+    import time
+
+    import keras
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from time_to_accuracy import step_clock
+
+    class Slow(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            time.sleep(0.4 if batch == 0 else 0.05 if batch >= 2 else 0.0)   # a slow warm-up, then 4 x 0.05 s
+
+        def on_train_end(self, logs=None):
+            time.sleep(0.4)
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    clock = step_clock(2)
+    x, y = np.zeros((12, 4), np.float32), np.zeros((12, 2), np.float32)
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[Slow(), clock])   # 6 steps: 2 warm-up + 4
+    assert time.perf_counter() - t0 > 1.0
+    assert 0.2 <= clock.seconds < 0.6          # the 4 timed steps' 0.2 s (+ step overhead), not the 0.8 s around them
+    with pytest.raises(ValueError, match="at least one untimed step"):
+        step_clock(0)
