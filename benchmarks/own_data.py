@@ -154,7 +154,7 @@ def report(result: dict, args, seconds: float) -> str:
         f"{r['images']} images of {len(args.classes)} classes ({', '.join(args.classes)}), {r['planted']} moved into a "
         f"wrong class folder; zip import, recommended recipe ({args.epochs} epochs"
         f"{'; ' + args.recipe_text if args.recipe_text else ''}), {args.folds}-fold "
-        f"cross-validation over every image, confident learning. {seconds / 60:.1f} min on this machine.", "",
+        f"cross-validation over every image, confident learning. {seconds / 60:.1f} min of training (the run and its folds) on this machine.", "",
         "| N (estimated wrong labels) | planted in first N | recall@N | precision@N | flagged | "
         "flag precision | flag recall | " + " | ".join(f"in first {k}" for k in r["found_in_first_k"])
         + " | CV accuracy (truth) |",
@@ -222,7 +222,11 @@ def main(argv=None) -> int:
     crossval.cross_validate(run, folds=args.folds, recipe={**args.recipe, "epochs": args.epochs,
                                                            **({"batch_size": 32} if args.smoke else {})})
     result = score(run, truth)
-    text = report(result, args, time.monotonic() - t0)
+    # the training time of the run and its folds from their summaries: a resumed invocation trains
+    # nothing, and its own wall time would say "0.0 min"
+    summaries = [Path(run) / "summary.json", *sorted(Path(run).glob(f"cv/k{args.folds}-fold*/run/summary.json"))]
+    recorded = sum(float(json.loads(f.read_text()).get("seconds") or 0) for f in summaries if f.is_file())
+    text = report(result, args, max(recorded, 0.0) or time.monotonic() - t0)
     out = Path(args.out) if args.out else RESULTS / f"own_data-{budget}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -69,6 +69,19 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     assert "| N (estimated wrong labels) |" in out.read_text()
     planted = json.loads((tmp_path / "work" / "planted.json").read_text())
     assert len(planted) == 8 and all(k.split("/")[0] != v for k, v in planted.items())
+    # the time reported is the training recorded by the run and its 2 folds, also when an invocation resumes
+    import re
+
+    summaries = [tmp_path / "work" / "run" / "summary.json",
+                 *sorted((tmp_path / "work" / "run" / "cv").glob("k2-fold*/run/summary.json"))]
+    assert len(summaries) == 3
+    minutes = f"{sum(json.loads(f.read_text())['seconds'] for f in summaries) / 60:.1f} min of training"
+    assert minutes in out.read_text()
+    again = subprocess.run([sys.executable, script, "--smoke", "--work", str(tmp_path / "work"), "--out", str(out),
+                            "--recipe", "tta=flip,loss=label_smoothing,loss_params.epsilon=0.2"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert minutes in out.read_text() and re.search(r"\d+\.\d min of training", out.read_text())
 
 
 def test_small_run_benchmark_reports_epoch_seconds_and_refuses_bad_sizes(tmp_path):
