@@ -146,6 +146,33 @@ def test_keep_last_keeps_the_final_epoch_not_the_best_validation_one(quadrants, 
         dataclasses.replace(config, keep="first")
 
 
+def test_training_keeps_one_iterator_when_every_pass_has_the_same_length(quadrants, tmp_path, monkeypatch):
+    """fit gets an endless dataset and steps_per_epoch = the batches of one pass (no iterator torn down
+    between epochs: benchmarks/README.md "Idle stalls between epochs"); label correction's drop, whose
+    passes shrink, still iterates epoch by epoch. Both runs see every epoch through."""
+    calls = []
+    original = keras.Model.fit
+
+    def spy(self, x=None, *args, **kwargs):
+        calls.append((int(x.cardinality()), kwargs.get("steps_per_epoch")))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    config = tiny_config(quadrants, epochs=2)
+    run_dir = runs.create_run(config, root=tmp_path / "standard")
+    summary = train.run(config, run_dir)
+    assert calls == [(-1, -(-summary["num_fit"] // 32))]          # infinite; ceil(fit images / batch 32)
+    assert runs.read_status(run_dir)["batches"] == calls[0][1]
+    assert runs.read_metrics(run_dir)["epoch"].tolist() == [1, 2]
+    calls.clear()
+    dropping = tiny_config(quadrants, epochs=2, method="label_correction",
+                           method_params={"detector": "confident_learning", "action": "drop", "rounds": 1})
+    run_dir = runs.create_run(dropping, root=tmp_path / "drop")
+    assert train.run(dropping, run_dir)["state"] == "finished"
+    assert calls == [(-2, None)]                                  # unknown length (the keep filter): per epoch
+    assert runs.read_metrics(run_dir)["epoch"].tolist() == [1, 2]
+
+
 @pytest.mark.slow
 def test_stop_request_ends_the_run_as_stopped(quadrants, tmp_path):
     config = tiny_config(quadrants, epochs=5)
