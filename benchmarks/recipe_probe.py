@@ -18,7 +18,8 @@ drops (or ``--phase2-action relabel``: relabels) them and trains N more epochs w
 schedule (``--phase2-reinit``: a new network, so nothing memorized in the first phase carries over).
 ``--elr L`` adds early-learning regularization (Liu et al. 2020) with weight L to the loss.
 ``--ensemble N`` trains N networks one after another (seeds 0..N-1) and reports the accuracy of their
-mean flip-TTA probabilities besides each member's. Training runs on one endless iterator
+mean flip-TTA probabilities besides each member's (``--save-test-probs F.npz`` keeps the members'
+probabilities). Training runs on one endless iterator
 (``pipeline.endless``), as the app's runs do.
 Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
 """
@@ -75,6 +76,9 @@ def parse(argv=None):
     p.add_argument("--ensemble", type=int, default=1,
                    help="train this many networks (seeds 0..N-1, own data order) and also report the accuracy of "
                         "their mean flip-TTA probabilities")
+    p.add_argument("--save-test-probs", default=None,
+                   help="with --ensemble: write each member's flip-TTA test probabilities and the test labels "
+                        "to this .npz (members: (N, images, classes), y_test)")
     p.add_argument("--out", default=str(common.ROOT / "benchmarks" / "results" / "recipe_probe.jsonl"))
     return p.parse_args(argv)
 
@@ -240,6 +244,8 @@ def run(a) -> dict:
             probs.append(predict_probs(model, ds.x_test, tta="flip"))
             members.append(float((probs[-1].argmax(1) == y_test).mean()))
         result["member_test_accuracy"] = members
+        if a.save_test_probs:
+            np.savez(a.save_test_probs, members=np.stack(probs), y_test=y_test)
         result["test_accuracy"] = float((np.mean(probs, axis=0).argmax(1) == y_test).mean())
     if a.phase2:
         issues = find_label_issues(y, predict_probs(model, x, tta="flip"), detector="confident_learning")
@@ -269,6 +275,9 @@ def main(argv=None) -> int:
     if a.per_step and a.phase2:
         print("error: --per-step and --phase2 cannot be combined (the second phase restarts a per-epoch "
               "schedule); drop one of them", file=sys.stderr)
+        return 2
+    if a.ensemble < 1:
+        print(f"error: --ensemble {a.ensemble}: train at least one network (1 = no ensemble)", file=sys.stderr)
         return 2
     if a.ensemble > 1 and (a.phase2 or a.every_epoch):
         print("error: --ensemble cannot be combined with --phase2 or --every-epoch; drop one of them", file=sys.stderr)

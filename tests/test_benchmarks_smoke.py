@@ -144,8 +144,8 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
 
 
 def test_recipe_probe_ensemble_reports_members_and_their_average(tmp_path):
-    """--ensemble 2: two networks (seeds 0 and 1); the reported accuracy is that of their mean
-    probabilities, the members' own accuracies are listed; with --phase2 it is refused (exit 2)."""
+    """--ensemble 2: two networks (seeds 0 and 1) trained, each member's accuracy listed besides the
+    average's; --ensemble 0 and --ensemble with --phase2 are refused (exit 2, one line, nothing written)."""
     import json
 
     out = tmp_path / "probe.jsonl"
@@ -153,16 +153,27 @@ def test_recipe_probe_ensemble_reports_members_and_their_average(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
     args = ["--dataset", "builtin", "--setting", "sym40", "--max-train", "300", "--epochs", "1", "--loss", "gce",
             "--precision", "float32", "--out", str(out)]
-    done = subprocess.run([sys.executable, script, "--tag", "ens", *args, "--ensemble", "2"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    probs = tmp_path / "probs.npz"
+    done = subprocess.run([sys.executable, script, "--tag", "ens", *args, "--ensemble", "2",
+                           "--save-test-probs", str(probs)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["options"]["ensemble"] == 2 and len(row["member_test_accuracy"]) == 2
+    saved = np.load(probs)
+    members, y_test = saved["members"], saved["y_test"]
+    assert members.shape[0] == 2 and not np.allclose(members[0], members[1])     # two different networks
+    for p, acc in zip(members, row["member_test_accuracy"]):
+        assert acc == pytest.approx(float((p.argmax(1) == y_test).mean()))
+    assert row["test_accuracy"] == pytest.approx(float((members.mean(0).argmax(1) == y_test).mean()))
     assert all(0 <= a <= 1 for a in row["member_test_accuracy"]) and 0 <= row["test_accuracy"] <= 1
-    assert row["member_test_accuracy"][0] != row["member_test_accuracy"][1] or row["train_seconds"] > 0
     bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--ensemble", "2", "--phase2", "1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--ensemble" in bad.stderr
+    bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--ensemble", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--ensemble" in bad.stderr
+    assert len(out.read_text().splitlines()) == 1
 
 
 def test_epoch_stall_benchmark_times_each_epoch(tmp_path):
