@@ -259,6 +259,18 @@ def atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def run_seconds(run_dir: Path) -> float:
+    """The seconds a finished run recorded in its summary.json (0 when it has none)."""
+    from noisycore import runs
+
+    return float((runs.read_summary(run_dir) or {}).get("seconds") or 0.0)
+
+
+def cv_seconds(run_dir: Path, folds: int) -> float:
+    """The recorded seconds of a run's ``folds`` cross-validation folds (the folders crossval writes)."""
+    return sum(run_seconds(Path(run_dir) / "cv" / f"k{folds}-fold{f + 1}" / "run") for f in range(folds))
+
+
 def print_and_append(out, result: dict) -> None:
     """Print ``result`` as one JSON line and append it to the JSON-lines file ``out`` (folders made)."""
     import json

@@ -33,16 +33,6 @@ COLUMNS = ("setting", "noise_rate", "n", "n_noisy", "source", "detector", "flagg
            "average_precision", "detector_seconds", "probs_seconds", "run")
 
 
-def run_seconds(run_dir: Path) -> float:
-    from noisycore import runs
-
-    return float((runs.read_summary(run_dir) or {}).get("seconds") or 0.0)
-
-
-def cv_seconds(run_dir: Path, folds: int) -> float:
-    return sum(run_seconds(run_dir / "cv" / f"k{folds}-fold{f + 1}" / "run") for f in range(folds))
-
-
 def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
     """Every detector on one source of probabilities; one row each."""
     from noisycore import detect
@@ -52,7 +42,7 @@ def score(run_dir: Path, *, setting: str, source: str, folds: int) -> list:
     if info.is_noisy is None:
         raise UserError(f"{run_dir} has no true labels, so detection cannot be scored")
     probs = detect.pred_probs(run_dir, source=source, ids=info.ids)
-    probs_seconds = run_seconds(run_dir) if source == "in_sample" else cv_seconds(run_dir, folds)
+    probs_seconds = common.run_seconds(run_dir) if source == "in_sample" else common.cv_seconds(run_dir, folds)
     margins = detect.read_margins(run_dir)
     from noisycore import runs
 

@@ -40,6 +40,9 @@ from noisycore.cliargs import parse_pairs  # noqa: E402
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import common  # noqa: E402
+
 CIFAR_TAR = Path(os.environ.get("NOISYLAB_CIFAR_IMAGES",
                                 ROOT.parent / "shared" / "datasets" / "cifar10" / "cifar10-images.tar.xz"))
 RESULTS = ROOT / "benchmarks" / "results"
@@ -224,9 +227,8 @@ def main(argv=None) -> int:
     result = score(run, truth)
     # the training time of the run and its folds from their summaries: a resumed invocation trains
     # nothing, and its own wall time would say "0.0 min"
-    summaries = [Path(run) / "summary.json", *sorted(Path(run).glob(f"cv/k{args.folds}-fold*/run/summary.json"))]
-    recorded = sum(float(json.loads(f.read_text()).get("seconds") or 0) for f in summaries if f.is_file())
-    text = report(result, args, max(recorded, 0.0) or time.monotonic() - t0)
+    recorded = common.run_seconds(Path(run)) + common.cv_seconds(Path(run), args.folds)
+    text = report(result, args, recorded or time.monotonic() - t0)
     out = Path(args.out) if args.out else RESULTS / f"own_data-{budget}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
