@@ -101,6 +101,7 @@ def cmd_train(args) -> int:
     if not bar.announced:
         print(f"run folder: {run_dir}")
     print(_summary_line(summary))
+    _print_verdict(run_dir, summary)
     if SIGNALS.signum is not None:
         print(f"stopped by a signal; the run is in {run_dir}", file=sys.stderr)
         return SIGNALS.exit_code
@@ -133,6 +134,19 @@ class _ProgressBar:
         fill = int(done * self.width)
         self.line.show(f"[{'#' * fill}{'.' * (self.width - fill)}] epoch {epoch}/{epochs} batch {batch}/{batches}",
                        key=epoch)
+
+
+def _print_verdict(run_dir, summary: dict) -> None:
+    """The scale-up note and how the network compares with the linear baseline (a warning when it learned
+    nothing or is not clearly better: before anyone reviews a queue built on it)."""
+    from noisycore import baseline, runs
+
+    note = runs.read_status(run_dir).get("note")
+    if note:
+        print(note)
+    verdict = baseline.run_verdict(summary, baseline.read(run_dir))
+    if verdict.text:
+        print(("WARNING: " if verdict.warn else "") + verdict.text)
 
 
 def _summary_line(s: dict) -> str:

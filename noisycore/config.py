@@ -224,6 +224,7 @@ class TrainConfig(JsonConfig):
     max_train: Optional[int] = None     # train on a stratified subset of this many images (None = all)
     record_margins: Optional[bool] = None  # margins.npy each epoch (AUM); None = on when N <= 60,000
     aum_threshold_samples: bool = False  # AUM's threshold run (noisycore.aum): N/(K+1) images get a fake class K
+    baseline: bool = True               # also fit the linear baseline (noisycore.baseline; seconds; off for fold runs)
     preset: Optional[str] = None        # the preset this config started from (for the record only)
 
     def __post_init__(self):

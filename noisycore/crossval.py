@@ -93,7 +93,7 @@ def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict]
     elif recipe:
         config = config.replace(**recipe)
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,
-                          record_margins=False, trusted_val=False)
+                          record_margins=False, trusted_val=False, baseline=False)
 
 
 def _check_folds(folds, n: int, *, allow_zero: bool = False) -> int:

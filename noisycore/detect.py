@@ -32,7 +32,10 @@ CV_PROBS = "cv_probs.npy"          # (N, K) out-of-sample probabilities, written
 FEATURES = "features.npy"          # (N, D) float16 L2-normalized penultimate features of best.keras
 SOURCES = {"in_sample": "the run's own best model (in-sample: it has seen these labels)",
            "cross_validation": "K-fold cross-validation (out-of-sample: each image judged by a model "
-                               "that never saw it)"}
+                               "that never saw it)",
+           "baseline": "the linear baseline, a logistic regression on the pixels (4-fold, out-of-sample: "
+                       "each image judged by a model that never saw it)"}
+WEAK_ACCURACY = 0.8   # below this out-of-sample accuracy, model errors swamp label errors in confident learning's N
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +137,14 @@ def pred_probs(run_dir, *, source: str = "in_sample", ids=None) -> np.ndarray:
     ids = info.ids if ids is None else ids
     if source == "in_sample":
         return _check_num_classes(in_sample_probs(run_dir, ids), info, "predictions.npz")
+    if source == "baseline":
+        from noisycore import baseline
+
+        probs = baseline.cv_probs(run_dir, ids)
+        if probs is None:
+            raise UserError(f"{Path(run_dir).name} has no linear baseline for these images (a run from before "
+                            "baselines, or too few images); use cross_validation or in_sample")
+        return _check_num_classes(probs, info, baseline.BASELINE_PROBS)
     path = Path(run_dir) / CV_PROBS
     if not path.is_file():
         raise UserError(f"{path.parent.name} has no cross-validated predictions yet; run cross-validation "
@@ -148,6 +159,54 @@ def pred_probs(run_dir, *, source: str = "in_sample", ids=None) -> np.ndarray:
         raise DataError(f"{path} has {probs.shape[0]} rows but the run has {len(ids)} training images; "
                         "delete it and run cross-validation again")
     return _check_num_classes(probs, info, CV_PROBS)
+
+
+def source_accuracy(run_dir, source: str) -> Optional[dict]:
+    """How well ``source``'s predictions agree with the given labels out of sample:
+    {"accuracy", "n", "what"}, or None when the source has no out-of-sample predictions yet.
+    in_sample: only the run's held-out images are out of sample (its test accuracy)."""
+    info = read_run_labels(run_dir)
+    if source == "in_sample":
+        summary = runs.read_summary(run_dir) or {}
+        acc = summary.get("test_accuracy")
+        return None if acc is None else {"accuracy": float(acc), "n": int(summary.get("num_test") or 0),
+                                         "what": "held-out accuracy of the run's model"}
+    try:
+        probs = pred_probs(run_dir, source=source, ids=info.ids)
+    except UserError:
+        return None
+    what = "network, K-fold" if source == "cross_validation" else "linear baseline, 4-fold"
+    return {"accuracy": float((probs.argmax(1) == info.labels).mean()), "n": int(len(info.ids)),
+            "what": f"out-of-sample accuracy ({what})"}
+
+
+def best_source(run_dir) -> tuple:
+    """(source, {source: source_accuracy}) of the out-of-sample predictions that agree best with the given
+    labels: cross-validation or the linear baseline (in_sample when neither exists). A queue is only as
+    good as the model under it; on 8-pixel scans or a few hundred photos the linear model can be the better one."""
+    found = {s: source_accuracy(run_dir, s) for s in ("cross_validation", "baseline", "in_sample")}
+    found = {s: a for s, a in found.items() if a is not None}
+    out_of_sample = {s: a for s, a in found.items() if s != "in_sample"}
+    if not out_of_sample:
+        return "in_sample", found
+    return max(out_of_sample, key=lambda s: (out_of_sample[s]["accuracy"], s == "cross_validation")), found
+
+
+def estimate_note(num_issues: int, n: int, accuracy: Optional[float]) -> dict:
+    """Confident learning's N with the accuracy it rests on: {"weak", "text", "suggested"}.
+
+    N counts the images whose given label the model doubts. A model that is often wrong itself (out-of-sample
+    accuracy below WEAK_ACCURACY) doubts correct labels too, so N is then likely too high; the suggested review
+    size is what a reviewer can afford (5% of the set, at least 20, at most N) instead of all N."""
+    if accuracy is None:
+        return {"weak": False, "text": "", "suggested": num_issues}
+    text = f"The estimate rests on predictions that agree with the given labels {100 * accuracy:.1f}% of the time out of sample."
+    if accuracy >= WEAK_ACCURACY:
+        return {"weak": False, "text": text, "suggested": num_issues}
+    suggested = int(min(num_issues, max(20, round(0.05 * n))))
+    text += (f" That is low: the model's own mistakes count as wrong labels, so {num_issues} is likely too high. "
+             f"Review the {suggested} most suspicious first.")
+    return {"weak": True, "text": text, "suggested": suggested}
 
 
 def _check_num_classes(probs: np.ndarray, info: RunLabels, what: str) -> np.ndarray:

@@ -266,8 +266,10 @@ def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, wei
                         "choose compact_cnn")
     b = _Blocks(dropout=0.0, batchnorm=True, weight_decay=weight_decay, seed=seed)
     inputs = keras.Input(shape=input_shape, name="images")
+    # float32 under mixed precision too: its gains reach 1/sqrt(eps') ~ 150, which would magnify
+    # bfloat16's rounding of the inputs (about 3 significant digits) into the signal
     x = layers.Conv2D(FAST_WHITEN_CHANNELS * input_shape[2] // 3, 2, padding="valid", trainable=False,
-                      name="whiten")(inputs)
+                      dtype="float32", name="whiten")(inputs)
     x = layers.Activation(activation)(x)
     for filters in FAST_WIDTHS:
         x = _fast_group(b, x, max(8, int(round(filters * width))), dirac=bool(dirac), activation=activation)
@@ -279,19 +281,34 @@ def build_fast_cnn(*, input_shape, num_classes, dropout=1.0, batchnorm=True, wei
     return keras.Model(inputs, outputs, name="fast_cnn")
 
 
-def whitening_weights(images, *, kernel=2, eps=5e-4, max_images=5000):
+WHITEN_NULL_VARIANCE = 1 / (12 * 255 ** 2)   # an 8-bit pixel's rounding noise: a direction with less variance is no signal
+
+
+def whitening_weights(images, *, kernel=2, eps=5e-4, max_images=5000, seed=0):
     """Kernel (k, k, C, 2D) and bias (2D,) that whiten the k x k patches of ``images``.
 
     images: uint8 (N, H, W, C) or float in [0, 1]. With the patch mean mu and covariance
     S = E[(p - mu)(p - mu)^T] = V diag(lam) V^T (D = k*k*C), the filters are
     w_i = v_i / sqrt(lam_i + eps') and their negatives, the bias -w_i . mu, so the outputs
     w_i . (p - mu) have covariance ~ identity. eps' = eps * trace(S) / D (airbench's 5e-4 on
-    images normalized to unit variance, here relative to the images' own scale). At most
-    ``max_images`` images are used (airbench uses 5,000).
+    images normalized to unit variance, here relative to the images' own scale).
+
+    Null directions are dropped (their filters are 0): a direction whose variance lam_i is below
+    ``WHITEN_NULL_VARIANCE`` (the rounding noise of an 8-bit pixel, (1/255)^2 / 12) carries no signal,
+    only rounding, and whitening would multiply that rounding by up to 1/sqrt(eps'). Grayscale images
+    (three equal channels: 8 of 12 directions are null) and upscaled scans with flat backgrounds have
+    such directions; with gains over 100 on them a bfloat16 network diverged in its first epoch
+    (issue 28). Natural colour photos have none (CIFAR-10's smallest is 7e-6).
+
+    At most ``max_images`` images are used (airbench uses 5,000), drawn at random with ``seed``:
+    image folders are sorted by class, so the first 5,000 would describe one or two classes.
     """
-    x = np.asarray(images[:max_images], dtype=np.float64)
-    if x.ndim != 4 or len(x) == 0:
-        raise UserError(f"whitening needs images (N, H, W, C) with N >= 1, got shape {x.shape}")
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise UserError(f"whitening needs images (N, H, W, C) with N >= 1, got shape {images.shape}")
+    if len(images) > max_images:
+        images = images[np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))]
+    x = images.astype(np.float64)
     if images.dtype == np.uint8:
         x = x / 255.0
     n, h, w, c = x.shape
@@ -303,19 +320,21 @@ def whitening_weights(images, *, kernel=2, eps=5e-4, max_images=5000):
     lam, vec = np.linalg.eigh(cov)
     lam, vec = lam[::-1], vec[:, ::-1]                                            # largest variance first
     filters = vec / np.sqrt(np.maximum(lam, 0) + eps * np.trace(cov) / len(lam))  # (D, D): column i = w_i
+    filters[:, lam < WHITEN_NULL_VARIANCE] = 0.0
     filters = np.concatenate([filters, -filters], axis=1)
     kern = filters.reshape(kernel, kernel, c, -1).astype(np.float32)
     return kern, (-(mu @ filters)).astype(np.float32)
 
 
-def init_from_data(model, images) -> None:
+def init_from_data(model, images, *, seed=0) -> None:
     """Set data-dependent initial weights: the ``whiten`` layer of fast_cnn from ``images``
-    (pass the FIT split only, never validation or test images). Other models: nothing to do."""
+    (pass the FIT split only, never validation or test images; ``seed`` draws its subset).
+    Other models: nothing to do."""
     try:
         layer = model.get_layer("whiten")
     except ValueError:
         return
-    kern, bias = whitening_weights(images, kernel=layer.kernel.shape[0])
+    kern, bias = whitening_weights(images, kernel=layer.kernel.shape[0], seed=seed)
     layer.set_weights([kern, bias])
 
 

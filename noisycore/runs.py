@@ -156,6 +156,17 @@ def update_status(run_dir, **changes) -> dict:
     return write_status(run_dir, {**status, **changes})
 
 
+def record_scale_up(run_dir, config):
+    """A run whose images were scaled up for its model (``config.data.image_size`` now set): config.json
+    says the size, so detection, cross-validation folds and retrains load the same images, and
+    status.json's ``note`` says so in words for the pages and the CLI. Returns ``config``."""
+    atomic_write_text(Path(run_dir) / "config.json", config.to_json())
+    size = config.data.image_size
+    update_status(run_dir, note=f"The images are smaller than {config.model} needs; they were scaled up to "
+                                f"{size}x{size} pixels.")
+    return config
+
+
 # ------------------------------------------------------------------------------ metrics
 def append_metrics_row(run_dir, row: dict, columns) -> None:
     """Append one epoch row to metrics.csv (header on first write), flushed and fsynced."""

@@ -18,7 +18,6 @@ import json
 import os
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,12 +29,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from noisycore import runs  # noqa: E402
+from noisycore import baseline, runs  # noqa: E402
 from noisycore.labelsets import SUBSET_KEY  # noqa: E402
 from noisycore.config import ConfigError, TrainConfig  # noqa: E402
 from noisycore.catalog import method_params  # noqa: E402
 from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
-from noisycore.util import margins, save_npy, save_npz, stratified_split, stratified_subset  # noqa: E402
+from noisycore.util import (margins, one_line, print_traceback, save_npy, save_npz, stratified_split,  # noqa: E402,F401
+                            stratified_subset)
 from noisycore.pipeline import endless, predict_probs  # noqa: E402
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
@@ -54,6 +54,7 @@ class Prepared:
 
     dataset: object               # noisycore.datasets.Dataset
     noisy: object                 # noisycore.noise.NoisyLabels
+    data: object = None           # the DataConfig loaded (image_size set when tiny images were scaled up)
 
 
 # ------------------------------------------------------------------------------ preparing data
@@ -157,7 +158,8 @@ def restrict_to_label_set(dataset, labels_path):
 def prepare(config: TrainConfig) -> Prepared:
     """Load the dataset (``config.data``, ``max_train`` applied) and the given labels
     (``labels_path`` if set, else ``apply_noise(dataset, config.noise)``)."""
-    from noisycore.datasets import load_dataset
+    from noisycore.catalog import MODEL_MIN_SIDE
+    from noisycore.datasets import load_dataset, scale_up
     from noisycore.labelsets import load_label_set
     from noisycore.noise import apply_noise
 
@@ -165,6 +167,7 @@ def prepare(config: TrainConfig) -> Prepared:
     if config.max_train is not None and not config.labels_path:
         data = data.replace(max_train=min(config.max_train, data.max_train or config.max_train))
     dataset = load_dataset(data)
+    data, dataset = scale_up(data, dataset, min_side=MODEL_MIN_SIDE.get(config.model, 0))
     if config.labels_path:
         dataset = restrict_to_label_set(dataset, config.labels_path)
         noisy = load_label_set(config.labels_path, dataset)
@@ -179,7 +182,7 @@ def prepare(config: TrainConfig) -> Prepared:
     if config.trusted_val and noisy.true_labels is None:
         raise ConfigError("trusted_val=True needs the true labels, but they are unknown for this label set; "
                           "turn trusted_val off (validation then uses the given labels)")
-    return Prepared(dataset=dataset, noisy=noisy)
+    return Prepared(dataset=dataset, noisy=noisy, data=data)
 
 
 def _loss_kwargs(config: TrainConfig, noisy, num_classes: int) -> dict:
@@ -437,11 +440,6 @@ def run(config: TrainConfig, run_dir, *, progress: Optional[Callable] = None, ve
         keras.mixed_precision.set_global_policy(policy)
 
 
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if isinstance(err, ValueError) else f"{type(err).__name__}: {text}"
-
-
 def make_context(config: TrainConfig, prepared: Prepared, run_dir: Path):
     """Split off validation and build the TrainContext (+ index arrays for evaluation)."""
     ds, noisy = prepared.dataset, prepared.noisy
@@ -495,6 +493,10 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     prepared = prepare(config)
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
+    if prepared.data != config.data:   # tiny images scaled up: the run folder says so, folds and detection load the same
+        config = runs.record_scale_up(run_dir, config.replace(data=prepared.data))
+    if config.baseline:   # seconds: the line the network must beat, known before its first epoch
+        baseline.fit_for_run(run_dir, ds, noisy.labels, truth_known=noisy.true_labels is not None, seed=config.seed)
     ctx, fit_idx, val_idx = make_context(config, prepared, run_dir)
     fit_probs = lambda: None if monitor.interrupted else recorder.last_probs[fit_idx]  # noqa: E731 (set below)
     extra_callbacks = _forward_setup(config, noisy, ctx, run_dir, fit_probs)
@@ -572,6 +574,7 @@ def _finish(config, run_dir, *, model, method, prepared, evaluation, val_idx, st
         "num_fit": int(len(fit_idx)), "num_val": int(len(val_idx)), "num_test": int(len(ds.y_test)),
         "num_classes": ds.num_classes, **_summary_truth(noisy), "trusted_val": config.trusted_val,
         "skipped_images": _skipped(ds), "precision": evaluation.precision, "tta": config.tta,
+        "chance": baseline.chance_rate(evaluation.y_test),
         "seconds": round(time.monotonic() - t_start, 2), **method.summary(),
     }
     runs.write_json(run_dir / "summary.json", summary)
@@ -593,8 +596,3 @@ def _skipped(ds) -> Optional[str]:
 
 def _num(value):
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
-
-
-def print_traceback(err: BaseException) -> None:
-    """The full traceback on stderr (the worker's log.txt)."""
-    traceback.print_exception(type(err), err, err.__traceback__)

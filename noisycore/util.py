@@ -240,3 +240,16 @@ def flatten(mapping: Mapping, prefix: str = "", *, encode: bool = False) -> dict
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its message (a ValueError's alone, else prefixed by its type)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, ValueError) else f"{type(err).__name__}: {text}"
+
+
+def print_traceback(err: BaseException) -> None:
+    """The full traceback on stderr (the worker's log.txt)."""
+    import traceback
+
+    traceback.print_exception(type(err), err, err.__traceback__)

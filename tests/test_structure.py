@@ -104,7 +104,7 @@ LAYERS = (
     ("foundation", ("errors", "util", "catalog", "console")),
     ("settings", ("config", "schedules", "hardware", "cliargs")),
     ("data", ("datasets", "human_labels", "noise", "labelsets", "naming")),
-    ("runs and models", ("runs", "pipeline", "models", "losses", "aum", "detectors")),
+    ("runs and models", ("runs", "pipeline", "models", "losses", "aum", "detectors", "baseline")),
     ("reading runs", ("evaluation", "detect", "review", "triage", "charts")),
     ("training", ("methods", "forward", "train", "jobs")),
     ("workflows", ("corrections", "crossval", "sweeps", "cli")),

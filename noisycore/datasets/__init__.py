@@ -31,7 +31,7 @@ from noisycore.errors import DataError, UserError
 __all__ = ["ASYMMETRIC_PAIRS", "BUILTIN_CLASSES", "CIFAR10_CLASSES", "CIFAR10_URL", "DATASETS", "Dataset",
            "cifar10_available", "download_cifar10", "list_sources", "load_builtin", "load_cifar10",
            "load_csv_manifest", "load_dataset", "load_image_folder", "original_files", "preview", "read_label_manifest",
-           "safe_extract_zip", "skip_unreadable", "skipped_text"]
+           "safe_extract_zip", "scale_up", "skip_unreadable", "skipped_text"]
 
 
 DATASETS = {"builtin": load_builtin, "cifar10": load_cifar10}
@@ -70,6 +70,18 @@ def load_dataset(config: DataConfig) -> Dataset:
             raise DataError(f"{path.name} is neither a folder, a .zip nor a .csv; "
                             "give an image folder, a zip of one, or a CSV manifest")
     return _limit(ds, config.max_train, config.max_test, config.seed)
+
+
+def scale_up(config: DataConfig, dataset: Dataset, *, min_side: int) -> tuple:
+    """(config, dataset) with images of at least ``min_side`` pixels per side: when the images were
+    decoded at their own size (``image_size`` not set) and are smaller, they are decoded again at
+    ``min_side`` and ``config.image_size`` says so (a model's needs: catalog.MODEL_MIN_SIDE).
+    A size the user chose is kept (the model then says what it needs)."""
+    side = min(dataset.image_shape[:2])
+    if config.image_size is not None or side >= min_side:
+        return config, dataset
+    config = config.replace(image_size=int(min_side))
+    return config, load_dataset(config)
 
 
 def original_files(config: DataConfig, ids) -> list:

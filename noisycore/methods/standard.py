@@ -65,7 +65,7 @@ class StandardMethod:
         net = build_model(c.model, input_shape=self.ctx.input_shape, num_classes=self.ctx.num_classes,
                           dropout=c.dropout, batchnorm=c.batchnorm, weight_decay=c.weight_decay,
                           seed=c.seed + seed_offset)
-        init_from_data(net, self.ctx.x_fit)   # fast_cnn's whitening layer: from the fit split only
+        init_from_data(net, self.ctx.x_fit, seed=c.seed + seed_offset)   # fast_cnn's whitening: the fit split only
         return net
 
     def optimizer(self) -> keras.optimizers.Optimizer:

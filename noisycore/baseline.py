@@ -1,0 +1,208 @@
+"""The linear baseline: what a multinomial logistic regression on the pixels reaches on the same labels.
+
+    record = fit_for_run(run_dir, dataset, labels, seed=0)    # baseline.json + baseline_cv_probs.npz
+    read(run_dir) -> dict | None
+    judge(network_accuracy, baseline_accuracy, n=..., chance=...) -> Verdict   # "learned nothing" etc.
+
+Why: a network trained from scratch on a few hundred or thousand images can learn less than a linear
+model, or nothing at all (issue 28: 8-pixel scans trained to chance in bfloat16, and the review queue
+built on that model was noise, with no warning). A logistic regression on the standardized pixels
+costs seconds, so every run fits one with the same data: its held-out accuracy (trained on the run's
+training images, scored on its held-out images, the network's test set) and its K-fold out-of-sample
+probabilities of every reviewable image (the same stratified folds as :mod:`noisycore.crossval`).
+The pages and the CLI compare the two; Review can build its queue from the baseline's probabilities
+when they are the better out-of-sample predictions.
+
+Features: each image block-averaged to at most ``MAX_SIDE`` pixels per side (one channel when the
+three are equal: grayscale), then standardized per pixel on the training images. Model: scikit-learn's
+``LogisticRegression`` (L2, ``C``; lbfgs, at most ``MAX_ITER`` iterations). On sets above ``MAX_FIT``
+images each fit uses a stratified, seeded subset of that many (the baseline is a yardstick, not a
+contender on 50,000 photos, and must stay seconds).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from noisycore.errors import UserError
+from noisycore.util import save_npz, stratified_folds, stratified_subset, write_json
+
+BASELINE_JSON = "baseline.json"
+BASELINE_PROBS = "baseline_cv_probs.npz"   # ids (N,) and probs (N, K), in the run's review order
+NAME = "logistic regression on the pixels"
+MAX_SIDE = 16        # pixels per side the images are averaged down to (16 x 16 x 3 = 768 features)
+C = 0.01             # inverse L2 strength: best of 0.001-1 on 8-px scans and 32-px photos (4-fold, 900-3,000 images)
+MAX_ITER = 100       # lbfgs iterations: the accuracy is within 0.5 points of convergence, in a fraction of the time
+MAX_FIT = 10_000     # images per fit at most (stratified subset): seconds on 2 cores
+FOLDS = 4            # as the Review page's cross-validation
+CLEAR_MARGIN = 2.0   # standard errors: "clearly better" = more than this many apart
+
+
+def pixel_features(images) -> np.ndarray:
+    """(N, D) float32 features of uint8 images (N, H, W, C): block means down to at most MAX_SIDE per
+    side, one channel when the image set is grayscale (its channels are equal)."""
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise UserError(f"baseline features need images (N, H, W, C) with C in (1, 3), got shape {x.shape}")
+    if x.shape[-1] == 3 and np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 1], x[..., 2]):
+        x = x[..., :1]
+    n, h, w, c = x.shape
+    fh, fw = math.ceil(h / MAX_SIDE), math.ceil(w / MAX_SIDE)
+    h2, w2 = h // fh, w // fw
+    x = x[:, :h2 * fh, :w2 * fw].astype(np.float32) / 255.0
+    return x.reshape(n, h2, fh, w2, fw, c).mean(axis=(2, 4)).reshape(n, -1)
+
+
+def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int) -> np.ndarray:
+    """Probabilities (M, K) of ``x_pred`` from a logistic regression fitted on (x_fit, y_fit); classes
+    missing from y_fit get probability 0."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    if len(x_fit) > MAX_FIT:
+        keep = stratified_subset(y_fit, MAX_FIT, seed)
+        x_fit, y_fit = x_fit[keep], y_fit[keep]
+    mean, std = x_fit.mean(axis=0), x_fit.std(axis=0) + 1e-6
+    present = np.unique(y_fit)
+    out = np.zeros((len(x_pred), num_classes))
+    if len(present) == 1:
+        out[:, present[0]] = 1.0
+        return out
+    model = LogisticRegression(C=C, max_iter=MAX_ITER, tol=1e-3, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)   # MAX_ITER stops it early on purpose
+        model.fit((x_fit - mean) / std, y_fit)
+    out[:, model.classes_] = model.predict_proba((x_pred - mean) / std)
+    return out
+
+
+def out_of_sample_probs(features, labels, *, folds: int = FOLDS, seed: int = 0, num_classes=None) -> np.ndarray:
+    """K-fold out-of-sample probabilities (N, K): each row from a model fitted on the other folds
+    (``util.stratified_folds(labels, folds, seed)``, the folds cross-validation uses)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(num_classes or labels.max() + 1)
+    assign = stratified_folds(labels, folds, seed)
+    probs = np.zeros((len(labels), k))
+    for f in range(folds):
+        held = assign == f
+        probs[held] = _fit_predict(features[~held], labels[~held], features[held], num_classes=k, seed=seed)
+    return probs
+
+
+def fit_for_run(run_dir, dataset, labels, *, truth_known: bool, seed: int = 0, folds: int = FOLDS) -> dict:
+    """Fit the baseline for a run and save it (RUN/baseline.json, RUN/baseline_cv_probs.npz).
+
+    ``dataset``: the run's Dataset; ``labels``: the given labels of its training images. Held-out
+    accuracy: trained on the training images, scored on the held-out ones against their labels (the
+    network's test set). Out-of-sample probabilities: K-fold over every reviewable image (training
+    images, plus the held-out ones when the truth is unknown, as :func:`detect.read_run_labels`)."""
+    t0 = time.monotonic()
+    k = dataset.num_classes
+    train_x, test_x = pixel_features(dataset.x_train), pixel_features(dataset.x_test)
+    given = np.asarray(labels, dtype=np.int64)
+    test_y = np.asarray(dataset.y_test, dtype=np.int64)
+    record = {"model": NAME, "max_side": MAX_SIDE, "C": C, "features": int(train_x.shape[1]),
+              "num_train": int(len(given)), "num_test": int(len(test_y)), "held_out_accuracy": None}
+    if len(test_y):
+        p = _fit_predict(train_x, given, test_x, num_classes=k, seed=seed)
+        record["held_out_accuracy"] = float((p.argmax(1) == test_y).mean())
+    ids = np.asarray(dataset.ids_train).astype(str)
+    x, y = train_x, given
+    if not truth_known and len(test_y):
+        ids = np.concatenate([ids, np.asarray(dataset.ids_test).astype(str)])
+        x, y = np.concatenate([train_x, test_x]), np.concatenate([given, test_y])
+    if len(y) >= 10 * folds:
+        probs = out_of_sample_probs(x, y, folds=folds, seed=seed, num_classes=k)
+        save_npz(Path(run_dir) / BASELINE_PROBS, ids=ids, probs=probs.astype(np.float32))
+        record.update(cv_accuracy=float((probs.argmax(1) == y).mean()), folds=folds, cv_n=int(len(y)))
+    record["seconds"] = round(time.monotonic() - t0, 2)
+    write_json(Path(run_dir) / BASELINE_JSON, record)
+    return record
+
+
+def read(run_dir) -> Optional[dict]:
+    """RUN/baseline.json, or None (a run from before baselines, or a fold run)."""
+    path = Path(run_dir) / BASELINE_JSON
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def cv_probs(run_dir, ids) -> Optional[np.ndarray]:
+    """The baseline's out-of-sample probabilities (N, K) reordered to ``ids``, or None when the run has
+    none for every id (an older run, or too few images)."""
+    path = Path(run_dir) / BASELINE_PROBS
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        have, probs = z["ids"].astype(str), z["probs"].astype(np.float64)
+    pos = {i: n for n, i in enumerate(have)}
+    rows = [pos.get(i) for i in np.asarray(ids, dtype=str)]
+    return None if any(r is None for r in rows) else probs[rows]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a network's out-of-sample accuracy compares with the baseline's and with chance."""
+
+    kind: str            # "learned_nothing" | "not_better" | "better" | "unknown"
+    text: str            # one plain sentence for the page and the CLI
+    network: Optional[float]
+    baseline: Optional[float]
+    chance: Optional[float]
+
+    @property
+    def warn(self) -> bool:
+        return self.kind in ("learned_nothing", "not_better")
+
+
+def chance_rate(labels) -> float:
+    """The accuracy of always answering the most common label (the floor any model must beat)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def judge(network: Optional[float], baseline: Optional[float], *, n: int, chance: Optional[float],
+          what: str = "held-out accuracy") -> Verdict:
+    """Name what the network learned, from its accuracy and the baseline's on the same ``n`` images.
+
+    learned_nothing: the network is within CLEAR_MARGIN standard errors of ``chance`` (the most common
+    label's share); not_better: the baseline is not more than CLEAR_MARGIN standard errors below the
+    network (binomial standard error sqrt(p (1 - p) / n) at the network's accuracy, at least 1 / n)."""
+    if network is None or not n:
+        return Verdict("unknown", "", network, baseline, chance)
+    se = max(math.sqrt(max(network * (1 - network), 0.0) / n), 1.0 / n)
+    if chance is not None and network <= chance + CLEAR_MARGIN * se:
+        text = (f"The network learned nothing: its {what} {_pct(network)} is no better than always answering the "
+                f"most common label ({_pct(chance)}). Do not review a queue built on it"
+                + (f"; the {NAME} reaches {_pct(baseline)}" if baseline is not None else "") + ".")
+        return Verdict("learned_nothing", text, network, baseline, chance)
+    if baseline is not None and network <= baseline + CLEAR_MARGIN * se:
+        text = (f"The network ({what} {_pct(network)}) is not clearly better than a {NAME} "
+                f"({_pct(baseline)}) on the same images: a queue built on it is no better than one built on the "
+                "linear model.")
+        return Verdict("not_better", text, network, baseline, chance)
+    text = (f"The network ({_pct(network)}) beats the {NAME} ({_pct(baseline)})" if baseline is not None
+            else f"The network's {what} is {_pct(network)}")
+    return Verdict("better", text + ".", network, baseline, chance)
+
+
+def run_verdict(summary: dict, record: Optional[dict]) -> Verdict:
+    """judge() for a finished run: its held-out accuracy against the baseline's held-out accuracy and
+    chance on the held-out labels (``summary['chance']``)."""
+    record = record or {}
+    return judge(summary.get("test_accuracy"), record.get("held_out_accuracy"),
+                 n=int(summary.get("num_test") or 0), chance=summary.get("chance"))
