@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from noisycore import charts, corrections, detect, review, triage
-from noisycore.detectors import DETECTOR_HELP
+from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
 from ui.common import guard
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
@@ -67,6 +67,7 @@ with st.container(border=True):
         "between which classes."))
     shown = table.rename(columns={"flagged": "Flagged", "precision": "Precision", "recall": "Recall", "f1": "F1",
                                   "average_precision": "Avg. precision", "detector": "Detector"})
+    shown["Detector"] = shown["Detector"].map(detector_name)
     cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth else [])
     table_at = st.container() if truth else None   # six columns: the whole width, so none is cut
     c1, c2 = st.columns([6, 5])
@@ -94,9 +95,9 @@ st.subheader("3. Review the likely wrong labels", anchor=False)
 MODES = {"top": "The N most suspicious", "threshold": "Label quality below a threshold",
          "flagged": "Every label the detector flags"}
 c = st.columns([2, 3, 1.4, 1.6])
-detector = c[0].selectbox("Detector", list(metas), index=0, key="review.detector",
+detector = c[0].selectbox("Detector", list(metas), index=0, key="review.detector", format_func=detector_name,
                           help="Orders the labels (label quality, lowest first). " +
-                               " ".join(f"{k}: {v}" for k, v in DETECTOR_HELP.items()))
+                               " ".join(f"{detector_name(k)}: {v}" for k, v in DETECTOR_HELP.items()))
 mode = c[1].radio("Review", list(MODES), format_func=MODES.get, key="review.mode",
                   help="Most suspicious first. Confident learning's estimate of the number of wrong labels is a "
                        "good first N.")
@@ -124,7 +125,7 @@ store = guard(ReviewStore.for_run, run_dir)
 decisions = guard(store.latest)
 everything = guard(review.review_queue, pool, decisions, class_names=classes, flagged_only=False)
 done = int((everything["decision"] != "unreviewed").sum())
-st.progress(done / max(len(everything), 1), text=f"{done} of {len(everything)} reviewed ({detector})")
+st.progress(done / max(len(everything), 1), text=f"{done} of {len(everything)} reviewed ({detector_name(detector)})")
 tally = store.tally()
 view = st.segmented_control("View", ["One by one", "Grid: one pair at a time"], default="One by one",
                             required=True, key="review.view",

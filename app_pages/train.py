@@ -154,8 +154,8 @@ with st.container(border=True):
         seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", help="Same seed, same run.")
     with st.expander("Label-issue detection", expanded=False):
         aum_samples = st.toggle("AUM threshold samples (one extra training run)", base.aum_threshold_samples,
-                                key=k + "aum", help=AUM_COST_NOTE + ". The Review page's aum detector then uses "
-                                "the paper's threshold; aum_margin_below_0 works on any run.")
+                                key=k + "aum", help=AUM_COST_NOTE + ". The Review page's detector “AUM, the paper's "
+                                "threshold” then uses it; “AUM, mean margin below 0” works on any run.")
 
 config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=noise_cfg.to_dict(),
                labels_path=labels_path, model=model, dropout=dropout, weight_decay=wd, batchnorm=bn, loss=loss,

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from noisycore.catalog import DETECTOR_HELP, DETECTOR_NAMES, detector_name  # noqa: F401 (re-exported)
 from noisycore.errors import DataError, UserError
 from noisycore.util import check_labels, score_margins
 
@@ -447,17 +448,6 @@ DETECTORS: dict[str, Callable[..., LabelIssues]] = {
 }
 MARGIN_DETECTORS = ("aum", "aum_margin_below_0")   # read margins recorded during training (in-sample only)
 
-DETECTOR_HELP = {
-    "confident_learning": "Estimates how often each class is mislabelled as each other class, then "
-                          "flags that many of the examples the model most clearly puts elsewhere.",
-    "self_confidence": "Flags examples where the model gives their label less than 50% probability.",
-    "normalized_margin": "Flags examples where the model prefers some other class over the given label.",
-    "aum": "Area under the margin with the paper's threshold: flags labels argued against during training "
-           "more than fake-class threshold samples (needs one extra training run).",
-    "aum_margin_below_0": "Area under the margin, cheap rule (not the paper's threshold): flags labels "
-                          "whose mean training margin is below 0.",
-    "blog_threshold": "The blog post's rule: the model is over 90% sure of a different class.",
-}
 
 
 def find_label_issues(labels, pred_probs=None, *, detector: str = "confident_learning",

@@ -385,3 +385,27 @@ def test_class_chart_labels_every_class_and_best_rule_label_stays_inside():
     late = json.dumps(charts.learning_curves(metrics, best_epoch=4).to_dict())
     early = json.dumps(charts.learning_curves(metrics, best_epoch=1).to_dict())
     assert '"align": "right"' in late and '"align": "left"' in early
+
+
+def test_precision_recall_legend_lists_every_detector_by_its_human_name():
+    """Issue 33, finding 7: a horizontal legend at the bottom of a half-page column showed 2 of 5
+    detectors, and as raw identifiers. One legend row per detector, each named for a person."""
+    from noisycore.catalog import DETECTOR_NAMES
+
+    names = ["confident_learning", "self_confidence", "normalized_margin", "aum_margin_below_0", "blog_threshold"]
+    curves = pd.DataFrame({"detector": [n for n in names for _ in range(2)], "threshold": [0.1, 0.5] * 5,
+                           "precision": [0.9, 0.6] * 5, "recall": [0.3, 0.8] * 5})
+    enc, df = _one(charts.precision_recall_chart(curves), "line")
+    assert sorted(df["detector"].unique()) == sorted(DETECTOR_NAMES[n] for n in names)
+    assert "AUM, mean margin below 0" in set(df["detector"]) and "aum_margin_below_0" not in set(df["detector"])
+    assert enc["color"]["legend"]["columns"] == 1
+
+
+def test_an_estimated_noise_matrix_legend_names_its_rows():
+    """Issue 33, finding 12: the own-photo (estimated) matrix's legend said "% of true class"."""
+    chart = charts.noise_matrix_heatmap(np.eye(2), ["a", "b"], y_title="Likely true class")
+    enc, _ = _one(chart, "rect")
+    assert enc["color"]["title"] == "% of likely true class"
+    assert [t["title"] for t in enc["tooltip"]][::2] == ["Likely true class", "% of likely true class"]
+    enc, _ = _one(charts.noise_matrix_heatmap(np.eye(2), ["a", "b"]), "rect")
+    assert enc["color"]["title"] == "% of true class"

@@ -294,7 +294,7 @@ def test_bad_options_list_the_choices():
 
 
 def test_every_detector_has_help():
-    assert set(detectors.DETECTOR_HELP) == set(detectors.DETECTORS)
+    assert set(detectors.DETECTOR_HELP) == set(detectors.DETECTORS) == set(detectors.DETECTOR_NAMES)
 
 
 # ----------------------------------------------------------------------------- against cleanlab

@@ -9,6 +9,7 @@ import pandas as pd
 from noisycore.charts.base import (HELD_OUT_GIVEN, PALETTE, SERIES_NAMES, _as_percent, _axis_title, _best_rule,
                                    _check_best_epoch, _colors, _downsample, _finish, _frame, _has_values, _is_percent,
                                    _legend, _placeholder, _scaled)
+from noisycore.catalog import detector_name
 from noisycore.errors import UserError
 
 
@@ -212,7 +213,7 @@ def precision_recall_chart(curves: pd.DataFrame) -> alt.Chart:
     parts = []
     for name, df in curves.groupby("detector", sort=False):
         df = _downsample(df.sort_values("threshold"))
-        parts.append(pd.DataFrame({"detector": str(name),
+        parts.append(pd.DataFrame({"detector": detector_name(name),
                                    "threshold": pd.to_numeric(df["threshold"]).to_numpy(),
                                    "precision": _as_percent(df["precision"], "precision").to_numpy(),
                                    "recall": _as_percent(df["recall"], "recall").to_numpy()}))
@@ -224,7 +225,9 @@ def precision_recall_chart(curves: pd.DataFrame) -> alt.Chart:
         y=alt.Y("precision:Q", title="Precision: flagged labels really wrong (%)",
                 scale=alt.Scale(domain=[0, 100])),
         order=alt.Order("threshold:Q"),
-        color=alt.Color("detector:N", scale=alt.Scale(scheme="tableau10"), legend=_legend("Detector")),
+        # one legend row per detector: a horizontal legend in a half-page column cut all but two
+        color=alt.Color("detector:N", scale=alt.Scale(scheme="tableau10"),
+                        legend=alt.Legend(title="Detector", orient="bottom", columns=1, labelLimit=400)),
         tooltip=[alt.Tooltip("detector:N", title="Detector"),
                  alt.Tooltip("threshold:Q", title="Threshold", format=".3g"),
                  alt.Tooltip("precision:Q", title="Precision (%)", format=".1f"),
