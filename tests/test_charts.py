@@ -127,10 +127,11 @@ def test_learning_curves_accuracy_skips_all_nan_series_and_draws_percentages():
     chart = charts.learning_curves(METRICS, best_epoch=3)
     enc, df = _one(chart, "line")
     assert enc["y"]["title"] == "Accuracy (%)" and enc["x"]["title"] == "Epoch"
-    assert enc["color"]["scale"]["domain"] == ["Train (given labels)", "Validation", "Test"]
-    assert enc["color"]["scale"]["range"] == [charts.PALETTE[n] for n in ["Train (given labels)", "Validation", "Test"]]
+    # METRICS has only Keras' running fit accuracy: named for what it is, not "Train (given labels)"
+    assert enc["color"]["scale"]["domain"] == ["During training (running)", "Validation", "Test"]
+    assert enc["color"]["scale"]["range"] == [charts.PALETTE[n] for n in ["During training (running)", "Validation", "Test"]]
     assert "Train (true labels)" not in set(df["series"])
-    train = df[df["series"] == "Train (given labels)"]
+    train = df[df["series"] == "During training (running)"]
     assert list(train["epoch"]) == [1, 2, 3, 4] and list(train["value"]) == pytest.approx([30, 50, 70, 90])
     assert list(df[df["series"] == "Test"]["epoch"]) == [1, 2, 3]  # the NaN epoch is dropped
     rule_enc, rule_df = _one(chart, "rule")
@@ -146,16 +147,31 @@ def test_learning_curves_loss_kind_and_missing_columns():
     metrics = METRICS.drop(columns=["test_accuracy", "val_accuracy"])
     enc, df = _one(charts.learning_curves(metrics, kind="loss"), "line")
     assert enc["y"]["title"] == "Loss (lower is better)"
-    assert sorted(set(df["series"])) == ["Train (given labels)", "Validation"]
+    assert sorted(set(df["series"])) == ["During training (running)", "Validation"]
     assert list(df[df["series"] == "Validation"]["value"]) == pytest.approx([1.9, 1.6, 1.5, 1.7])
     acc_enc, acc_df = _one(charts.learning_curves(metrics), "line")  # only the train series left
-    assert set(acc_df["series"]) == {"Train (given labels)"}
+    assert set(acc_df["series"]) == {"During training (running)"}
     with pytest.raises(UserError, match="kind='f1'"):
         charts.learning_curves(METRICS, kind="f1")
     with pytest.raises(UserError, match="best_epoch"):
         charts.learning_curves(METRICS, best_epoch="3")
     with pytest.raises(DataError, match="accuracy has value 88"):
         charts.learning_curves(METRICS.assign(accuracy=[85, 86, 87, 88]))
+
+
+def test_one_name_one_meaning_for_train_accuracy_on_the_given_labels():
+    """Issue 33, finding 5: the curve called "Train (given labels)" was Keras' running fit accuracy (83%)
+    while the headline of the same name was the evaluation pass after the epoch (68.6%). Now
+    "Train (given labels)" is always train_acc_given, and the running value has its own name."""
+    metrics = METRICS.assign(train_acc_given=[0.25, 0.40, 0.55, 0.686], accuracy=[0.3, 0.5, 0.7, 0.83])
+    _, df = _one(charts.learning_curves(metrics), "line")
+    assert list(df[df["series"] == "Train (given labels)"]["value"]) == pytest.approx([25, 40, 55, 68.6])
+    assert list(df[df["series"] == "During training (running)"]["value"]) == pytest.approx([30, 50, 70, 83])
+    memo = metrics.assign(train_acc_true=[0.3, 0.4, 0.5, 0.5])
+    _, mdf = _one(charts.memorization_chart(memo), "line")
+    assert list(mdf[mdf["series"] == "Train (given labels)"]["value"]) == pytest.approx([25, 40, 55, 68.6])
+    _, old = _one(charts.memorization_chart(memo.drop(columns=["train_acc_given"])), "line")
+    assert "Train (given labels)" not in set(old["series"])   # a run without the pass: its running value, so named
 
 
 def test_learning_curves_before_the_first_epoch_is_a_message_not_an_error():
@@ -362,7 +378,7 @@ def test_learning_curves_from_a_metrics_csv_round_trip(tmp_path):
     path = tmp_path / "metrics.csv"
     METRICS.to_csv(path, index=False)
     _, df = _one(charts.learning_curves(pd.read_csv(path), best_epoch=4), "line")
-    assert sorted(set(df["series"])) == ["Test", "Train (given labels)", "Validation"]
+    assert sorted(set(df["series"])) == ["During training (running)", "Test", "Validation"]
     assert df[df["series"] == "Validation"]["value"].tolist() == pytest.approx([25, 45, 55, 50])
 
 

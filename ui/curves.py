@@ -13,7 +13,8 @@ from ui.runs import STATE_ICONS, progress_text, runs_root, state_text
 
 COMPARE_METRICS = {
     "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
-    "train_acc_true": "Train accuracy on true labels", "accuracy": "Train accuracy on given labels",
+    "train_acc_true": "Train accuracy on true labels", "train_acc_given": "Train accuracy on given labels",
+    "accuracy": "Accuracy during training (Keras' running average)",
     "memorized": "Noisy labels memorized", "loss": "Train loss", "val_loss": "Validation loss",
 }
 SWEEP_METRICS = {

@@ -19,7 +19,8 @@ def _fmt_pct(p) -> str:
 
 # One colour per series name, shared by all charts (Okabe-Ito: readable for colour-blind viewers).
 PALETTE = {
-    "Train (given labels)": "#0072B2",    # blue: what the model is fit to
+    "Train (given labels)": "#0072B2",    # blue: what the model is fit to (one pass after the epoch)
+    "During training (running)": "#56B4E9",   # sky blue: Keras' running average while the epoch trains
     "Train (true labels)": "#009E73",     # green: what it really learned
     "Validation": "#E69F00",              # orange
     "Test": "#D55E00",                    # vermillion
@@ -37,11 +38,15 @@ PALETTE = {
 }
 
 
-# metrics.csv column -> series name in legends.
+# metrics.csv column -> series name in legends. One name, one meaning: "Train (given labels)" is the
+# evaluation pass after each epoch (train_acc_given, the number the pages' headlines show); Keras' own
+# ``accuracy`` / ``loss`` are running averages over the epoch's batches, on augmented images when
+# augmentation is on, while the weights still change: "During training (running)".
+RUNNING = "During training (running)"
 SERIES_NAMES = {
-    "accuracy": "Train (given labels)", "train_acc_given": "Train (given labels)",
+    "accuracy": RUNNING, "train_acc_given": "Train (given labels)",
     "train_acc_true": "Train (true labels)", "val_accuracy": "Validation", "test_accuracy": "Test",
-    "loss": "Train (given labels)", "val_loss": "Validation", "memorized": "Memorized noisy labels",
+    "loss": RUNNING, "val_loss": "Validation", "memorized": "Memorized noisy labels",
 }
 
 
@@ -51,10 +56,10 @@ HELD_OUT_GIVEN = "Held-out accuracy, given labels (%)"   # test accuracy when th
 # Column -> axis title with units.
 AXIS_TITLES = {
     "epoch": "Epoch", "rate": "Noise rate (%)", "realized_rate": "Realized noise rate (%)",
-    "accuracy": "Train accuracy on given labels (%)", "train_acc_given": "Train accuracy on given labels (%)",
+    "accuracy": "Accuracy during training, running (%)", "train_acc_given": "Train accuracy on given labels (%)",
     "train_acc_true": "Train accuracy on true labels (%)", "val_accuracy": "Validation accuracy (%)",
     "test_accuracy": "Test accuracy (%)", "memorized": "Noisy labels memorized (%)",
-    "loss": "Train loss", "val_loss": "Validation loss", "lr": "Learning rate",
+    "loss": "Train loss during training, running", "val_loss": "Validation loss", "lr": "Learning rate",
     "seconds": "Seconds per epoch", "precision": "Precision (%)", "recall": "Recall (%)",
 }
 
