@@ -19,6 +19,7 @@ LABELS_KEY = "lab.labels_path"      # str: folder of the label set the user chos
 APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMetricLabel] *"
            "{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
            "</style>")
+AUTO_KEY = "lab.auto_defaults"      # dict: widget key -> the default the page proposed last (follow_default)
 PRESENTER_KEY = "lab.presenter"     # bool: presenter mode (larger type for a projector), the sidebar toggle
 # Streamlit sizes its text in rem: a larger root font scales text, widgets, tables and metrics together.
 PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
@@ -113,6 +114,16 @@ def param_notices(given: dict, used: dict) -> None:
         spec = used[name]
         if not _param_matches(str(value), spec[0], spec[2] if len(spec) > 2 else None):
             param_notice(name, value, valid=f"valid values are {spec[1]}", used=spec[0])
+
+
+def follow_default(key: str, proposed) -> None:
+    """Call before the keyed widget ``key`` whose default depends on an earlier choice (the Train page's
+    preset follows the label set): while the person has not changed the widget (it still holds the
+    default proposed last time) it moves to the new default; a value they chose stays."""
+    auto = st.session_state.setdefault(AUTO_KEY, {})
+    if key in st.session_state and key in auto and st.session_state[key] == auto[key] != proposed:
+        st.session_state[key] = proposed
+    auto[key] = proposed
 
 
 # ---- Presenter mode -------------------------------------------------------------------------------

@@ -30,6 +30,20 @@ def set_current_run(path) -> None:
     st.session_state[RUN_KEY] = str(path)
 
 
+def default_run(ids: list, states: dict, *, mine=None, requested=None):
+    """The run a run picker opens on (``ids`` newest first): this session's run, else the address's
+    ``?run=`` (a reload keeps the run on screen), else the run training now (then the next queued),
+    else the newest."""
+    for choice in (mine, requested):
+        if choice in ids:
+            return choice
+    for state in ("running", "queued"):
+        active = [i for i in ids if states.get(i) == state]
+        if active:
+            return active[-1]   # the oldest: the one training now, or the next to start
+    return ids[0] if ids else None
+
+
 def saved_label_sets() -> list[dict]:
     """Label sets saved by the Data page (newest first): name, path, noise.json contents."""
     out = []
