@@ -195,6 +195,9 @@ else:
                 st.info(triage.decision_text(made, classes), icon=":material/history:")
             st.markdown(f"Given label: **{row['given_label']}**  \nProposed label: **{row['proposed_label']}** "
                         f"({probs[idx][proposed]:.0%})")
+            why = triage.proposal_note(probs[idx], proposed, classes)
+            if why:
+                st.caption(why)
             highlight = {"given": given, "proposed": proposed}
             if reveal and "true_label" in row:
                 highlight["true"] = row["true_label"]

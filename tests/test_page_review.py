@@ -286,3 +286,21 @@ def test_review_page_names_a_bad_run_in_the_address(app, run_dir):
     at = app(run="20990101-nothere")
     assert "no run of that name" in " ".join(w.value for w in at.warning)
     assert not app().warning                                                # no address: no notice
+
+
+@pytest.mark.slow
+def test_every_proposal_on_screen_is_the_models_top_class(app, run_dir):
+    """Issue 33, finding 2: the proposed label is the top class of the probabilities the queue was built
+    on (the chart's first bar), for the first items of the queue."""
+    import numpy as np
+
+    probs = detect.pred_probs(run_dir, source="in_sample")
+    classes = list(detect.read_run_labels(run_dir).class_names)
+    at = app()
+    for _ in range(4):
+        item = _caption_item(at)
+        row = detect.load_issues(run_dir, "confident_learning").set_index("id").loc[item]
+        top = classes[int(np.argmax(probs[int(row["index"])]))]
+        assert f"Proposed label: **{top}**" in _texts(at)
+        assert not [c.value for c in at.caption if "not the proposal" in c.value]
+        _click(at, "review.next")
