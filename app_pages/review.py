@@ -6,7 +6,7 @@ import streamlit as st
 from noisycore import charts, corrections, detect, review, triage
 from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
-from ui.common import guard
+from ui.common import guard, show_chart
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, truth_known, undo, url_notice)
@@ -82,13 +82,13 @@ with st.container(border=True):
     if truth:
         c1.caption("Precision: share of flagged labels that are really wrong. Recall: share of the wrong labels "
                    "that are flagged. F1 balances both.")
-        c2.altair_chart(charts.precision_recall_chart(guard(detect.pr_curves, run_dir)), width="stretch")
+        show_chart(charts.precision_recall_chart(guard(detect.pr_curves, run_dir)), where=c2, width="stretch")
     else:
-        c2.altair_chart(guard(charts.noise_matrix_heatmap, estimate.noise_matrix, classes,
+        show_chart(guard(charts.noise_matrix_heatmap, estimate.noise_matrix, classes,
                               title="Estimated noise matrix", y_title="Likely true class",
                               subtitle="Estimated by confident learning: row = the class an image most likely "
                                        "shows, column = its given label. Off the diagonal: labels the model "
-                                       "believes were given to images of another class."), width="content")
+                                       "believes were given to images of another class."), where=c2, width="content")
 
 # ---- Triage: which labels, how many -------------------------------------------------------------------
 st.subheader("3. Review the likely wrong labels", anchor=False)
@@ -205,7 +205,7 @@ else:
                 (st.error if wrong else st.success)(
                     f"The given label was {'really wrong' if wrong else 'right'}: "
                     f"the true class is **{row['true_label']}**.")
-            st.altair_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
+            show_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
         b = st.columns(3)
         b[0].button(f"Accept: {row['proposed_label']}", key="review.accept", shortcut="A", type="primary",
                     icon=":material/check:", on_click=decide, width="stretch",

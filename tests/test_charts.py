@@ -425,3 +425,13 @@ def test_an_estimated_noise_matrix_legend_names_its_rows():
     assert [t["title"] for t in enc["tooltip"]][::2] == ["Likely true class", "% of likely true class"]
     enc, _ = _one(charts.noise_matrix_heatmap(np.eye(2), ["a", "b"]), "rect")
     assert enc["color"]["title"] == "% of true class"
+
+
+def test_larger_type_also_enlarges_a_heatmaps_cells_and_their_text():
+    """Issue 33, finding 11: presenter mode enlarged axis text but not a heatmap's cells or numbers."""
+    chart = charts.noise_matrix_heatmap(np.eye(3), ["a", "b", "c"])
+    small, big = chart.to_dict(), charts.larger_type(chart, scale=1.5).to_dict()
+    assert big["width"]["step"] == round(small["width"]["step"] * 1.5) == big["height"]["step"]
+    text = lambda spec: next(l["mark"]["fontSize"] for l in spec["layer"] if l["mark"]["type"] == "text")  # noqa: E731
+    assert text(big) == round(text(small) * 1.5)
+    assert chart.to_dict() == small                     # the original chart is unchanged

@@ -20,9 +20,14 @@ APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMe
            "{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
            "</style>")
 AUTO_KEY = "lab.auto_defaults"      # dict: widget key -> the default the page proposed last (follow_default)
-PRESENTER_KEY = "lab.presenter"     # bool: presenter mode (larger type for a projector), the sidebar toggle
-# Streamlit sizes its text in rem: a larger root font scales text, widgets, tables and metrics together.
-PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
+PRESENTER_KEY = "presenter"         # bool: presenter mode (larger type for a projector), the sidebar toggle;
+                                    # also the address parameter (?presenter=true), so a reload keeps it
+# Streamlit sizes its text in rem: a larger root font scales text, widgets and metrics together. Tables are
+# drawn on a canvas in pixels, so they are zoomed (and narrowed by as much, so they still fit the column).
+PRESENTER_ZOOM = 1.3
+PRESENTER_CSS = ("<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; } "
+                 f"[data-testid='stDataFrame'] {{ zoom: {PRESENTER_ZOOM}; max-width: calc(100% / {PRESENTER_ZOOM}); }}"
+                 "</style>")
 
 
 def guard(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -71,7 +76,7 @@ def set_current_labels_path(path: str) -> None:
 # it creates the widget, and ignores parameters no widget reads. So a page takes a snapshot of the
 # address first (address_params), builds its widgets, then calls param_notices with what it used: every
 # parameter that was ignored or replaced gets a warning naming the value and the valid choices.
-IGNORED_PARAMS = ("embed", "embed_options")
+IGNORED_PARAMS = ("embed", "embed_options", PRESENTER_KEY)   # Streamlit's own, and the app-wide presenter mode
 
 
 def address_params() -> dict:
@@ -131,8 +136,9 @@ def presenter_toggle() -> None:
     """The sidebar switch for larger type (a classroom projector), and the app's CSS (with the larger
     type when the switch is on)."""
     st.html(APP_CSS)
-    st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY,
-              help="Larger text, controls and chart labels, readable from the back of a classroom.")
+    st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY, bind="query-params",
+              help="Larger text, controls, tables, charts and heatmaps, readable from the back of a classroom. "
+                   "Kept in the page address, so a reload or a shared link stays in presenter mode.")
     if st.session_state.get(PRESENTER_KEY):
         st.html(PRESENTER_CSS)
 

@@ -224,6 +224,19 @@ def _label_array(values, name: str, k: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _larger_cells(chart, size):
+    """A heatmap (width and height in steps) with its steps and its cells' text ``size``-d."""
+    chart = chart.copy(deep=True)
+    steps = {k: alt.Step(size(getattr(chart, k).step)) for k in ("width", "height")
+             if isinstance(getattr(chart, k, None), alt.Step)}
+    chart = chart.properties(**steps)
+    for layer in getattr(chart, "layer", []):
+        mark = layer.mark
+        if isinstance(mark, alt.MarkDef) and isinstance(mark.fontSize, (int, float)):
+            mark.fontSize = size(mark.fontSize)
+    return chart
+
+
 def larger_type(chart, *, scale: float = 1.4):
     """The same chart with every font ``scale`` times larger (axes, legends, titles): for a projector.
     Streamlit's chart theme stays underneath; only the sizes are overridden."""
@@ -238,6 +251,8 @@ def larger_type(chart, *, scale: float = 1.4):
             chars = min(chars, 34)
         chart = chart.properties(title=alt.TitleParams(
             title.text, subtitle=textwrap.wrap(" ".join(title.subtitle), chars), anchor=title.anchor))
+    if isinstance(getattr(chart, "width", None), alt.Step):   # heatmaps: larger cells and cell text too
+        chart = _larger_cells(chart, size)
     return (chart.configure_axis(labelFontSize=size(11), titleFontSize=size(12), labelLimit=size(120))
             .configure_legend(labelFontSize=size(12), titleFontSize=size(12), labelLimit=size(320), columns=1)
             .configure_title(fontSize=size(15), subtitleFontSize=size(12)))
