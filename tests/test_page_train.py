@@ -187,3 +187,19 @@ def test_a_reload_during_training_shows_the_running_run(_isolated_home):
     reload.switch_page("app_pages/train.py").run()
     assert not reload.exception, reload.exception
     assert reload.selectbox[-1].value == stopped.name and not reload.warning
+
+
+def test_after_stop_the_bar_says_stopping_until_the_run_is_saved(_isolated_home):
+    """Issue 33, finding 12: Stop took ~20 s to show "stopped" with no word on the page: training ends
+    within one batch, then the kept model predicts every image. The bar now says so meanwhile."""
+    from noisycore.config import TrainConfig
+
+    run = runs.create_run(TrainConfig(epochs=3), root=_isolated_home / "runs", name="stopping")
+    runs.update_status(run, state="running", pid=os.getpid(), epoch=2, epochs=3, batch=4, batches=10,
+                       started=runs.now_iso())
+    at = _train_page()
+    assert not at.get("progress")[0].proto.text.startswith("stopping")
+    at.button(key="train.stop").click().run()
+    assert (run / runs.STOP_FILE).exists()
+    at.run()
+    assert at.get("progress")[0].proto.text.startswith("stopping: training has ended")

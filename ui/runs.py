@@ -80,7 +80,12 @@ def progress_text(status: dict) -> tuple[float, str]:
 
 def state_text(run_dir, status: dict) -> str:
     """The progress bar's text for an active run: what it is doing or what it waits for (honest:
-    a queued run with no older run ahead of it is loading TensorFlow, not waiting)."""
+    a queued run with no older run ahead of it is loading TensorFlow, not waiting). After Stop the
+    training ends within one batch, then the kept model predicts every image before the run is marked
+    stopped: that takes seconds, and the bar says so."""
+    if status.get("state") == "running" and runs.stop_requested(run_dir):
+        return ("stopping: training has ended; saving the kept model's predictions of every image "
+                "(a few seconds, longer on a large dataset)")
     if status.get("state") == "running":
         return progress_text(status)[1]
     ahead = jobs.runs_ahead(run_dir)
