@@ -16,8 +16,11 @@ T = TypeVar("T")
 LABELS_KEY = "lab.labels_path"      # str: folder of the label set the user chose with "Use these labels"
 # Every page: button, toggle and metric labels wrap onto a second line instead of ending in "…" (a narrow
 # column at 1280-1400 px: "Retrain with corrected labels", "Train accuracy on given labels (best epoch 9)").
+# Less empty space above each page's title (Streamlit's default is 6rem): the Review page's item must be on
+# the first screen at 1280x800.
 APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMetricLabel] *"
            "{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
+           "[data-testid=stMainBlockContainer] { padding-top: 2.5rem; }"
            "</style>")
 AUTO_KEY = "lab.auto_defaults"      # dict: widget key -> the default the page proposed last (follow_default)
 PRESENTER_KEY = "presenter"         # bool: presenter mode (larger type for a projector), the sidebar toggle;
