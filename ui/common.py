@@ -25,12 +25,9 @@ APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMe
 AUTO_KEY = "lab.auto_defaults"      # dict: widget key -> the default the page proposed last (follow_default)
 PRESENTER_KEY = "presenter"         # bool: presenter mode (larger type for a projector), the sidebar toggle;
                                     # also the address parameter (?presenter=true), so a reload keeps it
-# Streamlit sizes its text in rem: a larger root font scales text, widgets and metrics together. Tables are
-# drawn on a canvas in pixels, so they are zoomed (and narrowed by as much, so they still fit the column).
-PRESENTER_ZOOM = 1.3
-PRESENTER_CSS = ("<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; } "
-                 f"[data-testid='stDataFrame'] {{ zoom: {PRESENTER_ZOOM}; max-width: calc(100% / {PRESENTER_ZOOM}); }}"
-                 "</style>")
+# Streamlit sizes its text in rem: a larger root font scales text, widgets and metrics together. Not
+# st.dataframe: it paints a canvas in pixels, and CSS zoom on it (tried at 1280x800) cuts its right columns.
+PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
 
 
 def guard(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -140,7 +137,7 @@ def presenter_toggle() -> None:
     type when the switch is on)."""
     st.html(APP_CSS)
     st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY, bind="query-params",
-              help="Larger text, controls, tables, charts and heatmaps, readable from the back of a classroom. "
+              help="Larger text, controls, charts and heatmaps, readable from the back of a classroom. "
                    "Kept in the page address, so a reload or a shared link stays in presenter mode.")
     if st.session_state.get(PRESENTER_KEY):
         st.html(PRESENTER_CSS)
