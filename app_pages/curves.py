@@ -9,8 +9,8 @@ from noisycore.config import METHOD_NAMES, PRESET_HELP, PRESETS, DataConfig, Tra
 from noisycore.datasets import cifar10_available
 from noisycore.catalog import METHOD_HELP
 from ui.common import address_params, guard, param_notices
-from ui.curves import (compare_metrics, compare_panel, evaluation_panel, live_curves, prediction_grid, run_choices,
-                       sweep_panel)
+from ui.curves import (compare_metrics, compare_panel, default_compare, evaluation_panel, live_curves, prediction_grid,
+                       run_choices, sweep_panel)
 from ui.runs import current_run, runs_root, set_current_run
 
 RATE_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
@@ -54,8 +54,10 @@ elif view == "Compare":
         st.info("No runs to compare yet. Train a few on the **Train** page or start a sweep.")
         st.stop()
     paths = list(choices)
-    picked = st.multiselect("Runs", paths, default=paths[: min(3, len(paths))], format_func=choices.get,
-                            key="compare.runs", help="Pick any runs; their curves are overlaid.")
+    picked = st.multiselect("Runs", paths, default=default_compare(paths, current=current_run()),
+                            format_func=choices.get, key="compare.runs",
+                            help="Pick any runs; their curves are overlaid. It opens with your run and the newest "
+                                 "runs of the same dataset.")
     offered = compare_metrics(picked)
     metric = st.selectbox("Curve", list(offered), format_func=offered.get, key="compare.metric")
     if not picked:

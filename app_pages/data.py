@@ -27,6 +27,8 @@ st.caption("Pick a dataset, choose how its labels get corrupted, and see exactly
            "The settings are in the page address, so you can share an exact setup.")
 
 # ---- Inputs: dataset --------------------------------------------------------------------------
+if given_params.get("dataset") in SOURCES and "dataset" not in st.session_state:   # ?dataset=cifar10: its short
+    st.session_state["dataset"] = given_params["dataset"]                       # name (the CLI's) is valid too
 with st.container(border=True):
     st.subheader("1. Images", anchor=False)
     kind = st.segmented_control("Dataset", list(SOURCES), format_func=SOURCES.get, default="builtin",
@@ -140,7 +142,9 @@ with st.container(border=True):
             st.stop()
         extra.update(human_labels=human_file, label_set=label_set)
 
-used_params = {"dataset": (kind, ", ".join(SOURCES.values()), SOURCES.get),   # the address holds the shown text "size": (size, "auto, 16, 24, 32, 48, 64, 96"),
+# the address holds the shown text ("CIFAR-10"); a link may also give the short name ("cifar10")
+used_params = {"dataset": (kind, ", ".join(SOURCES.values()), SOURCES.get),
+               "size": (size, "auto, 16, 24, 32, 48, 64, 96"),
                "max_train": (int(max_train), "whole numbers from 0 (all) to 1,000,000"),
                ("noise_own" if own else "noise"): (model, ", ".join(models)), "rate": (rate, "numbers from 0 to 0.95"),
                "seed": (int(seed), f"whole numbers from 0 to {2**31 - 1:,}")}

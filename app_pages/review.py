@@ -4,9 +4,9 @@ from pathlib import Path
 import streamlit as st
 
 from noisycore import charts, corrections, detect, review, triage
-from noisycore.detectors import DETECTOR_HELP
+from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
-from ui.common import guard
+from ui.common import guard, show_chart
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, truth_known, undo, url_notice)
@@ -57,9 +57,9 @@ truth = truth_known(run_dir, info)
 estimate = noise_estimate(run_dir, source)
 table = guard(detect.evaluation_table, run_dir)
 n_images = len(info.labels)
-with st.container(border=True):
-    st.subheader("2. Which detector finds which errors?" if truth else "2. How many labels look wrong?",
-                 anchor=False)
+# Folded, like section 1: at 1280x800 the open sections put the image to review ~2,000 px down (issue 33)
+with st.expander(("2. Which detector finds which errors?" if truth else "2. How many labels look wrong?")
+                 + f" Confident learning's estimate: {estimate.num_issues} of {n_images}", icon=":material/insights:"):
     st.caption(f"Predictions: {detect.SOURCES[source]}." + (
         " The true labels are known here (injected noise), so each detector can be scored." if truth else
         " Nobody knows the true labels of these images, so no detector can be scored. What can be known: "
@@ -67,6 +67,7 @@ with st.container(border=True):
         "between which classes."))
     shown = table.rename(columns={"flagged": "Flagged", "precision": "Precision", "recall": "Recall", "f1": "F1",
                                   "average_precision": "Avg. precision", "detector": "Detector"})
+    shown["Detector"] = shown["Detector"].map(detector_name)
     cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth else [])
     table_at = st.container() if truth else None   # six columns: the whole width, so none is cut
     c1, c2 = st.columns([6, 5])
@@ -81,22 +82,23 @@ with st.container(border=True):
     if truth:
         c1.caption("Precision: share of flagged labels that are really wrong. Recall: share of the wrong labels "
                    "that are flagged. F1 balances both.")
-        c2.altair_chart(charts.precision_recall_chart(guard(detect.pr_curves, run_dir)), width="stretch")
+        show_chart(charts.precision_recall_chart(guard(detect.pr_curves, run_dir)), where=c2, width="stretch")
     else:
-        c2.altair_chart(guard(charts.noise_matrix_heatmap, estimate.noise_matrix, classes,
+        show_chart(guard(charts.noise_matrix_heatmap, estimate.noise_matrix, classes,
                               title="Estimated noise matrix", y_title="Likely true class",
                               subtitle="Estimated by confident learning: row = the class an image most likely "
                                        "shows, column = its given label. Off the diagonal: labels the model "
-                                       "believes were given to images of another class."), width="content")
+                                       "believes were given to images of another class."), where=c2, width="content")
 
 # ---- Triage: which labels, how many -------------------------------------------------------------------
-st.subheader("3. Review the likely wrong labels", anchor=False)
 MODES = {"top": "The N most suspicious", "threshold": "Label quality below a threshold",
          "flagged": "Every label the detector flags"}
-c = st.columns([2, 3, 1.4, 1.6])
-detector = c[0].selectbox("Detector", list(metas), index=0, key="review.detector",
+settings = st.expander("3. Review the likely wrong labels: which ones (detector, how many, filters), and the "
+                       "reviewer's name", icon=":material/tune:")
+c = settings.columns([2, 3, 1.4, 1.6])
+detector = c[0].selectbox("Detector", list(metas), index=0, key="review.detector", format_func=detector_name,
                           help="Orders the labels (label quality, lowest first). " +
-                               " ".join(f"{k}: {v}" for k, v in DETECTOR_HELP.items()))
+                               " ".join(f"{detector_name(k)}: {v}" for k, v in DETECTOR_HELP.items()))
 mode = c[1].radio("Review", list(MODES), format_func=MODES.get, key="review.mode",
                   help="Most suspicious first. Confident learning's estimate of the number of wrong labels is a "
                        "good first N.")
@@ -118,29 +120,22 @@ if expect and expect["precision"] is not None:
     line += (f" Against the true labels: **{expect['wrong']}** of these {expect['selected']} are really wrong "
              f"(precision {expect['precision']:.0%}, recall {expect['recall'] or 0:.0%} of the "
              f"{expect['n_wrong']} wrong labels).")
-st.markdown(line)
 
 store = guard(ReviewStore.for_run, run_dir)
 decisions = guard(store.latest)
 everything = guard(review.review_queue, pool, decisions, class_names=classes, flagged_only=False)
 done = int((everything["decision"] != "unreviewed").sum())
-st.progress(done / max(len(everything), 1), text=f"{done} of {len(everything)} reviewed ({detector})")
+st.progress(done / max(len(everything), 1), text=f"{done} of {len(everything)} reviewed ({detector_name(detector)})")
 tally = store.tally()
-view = st.segmented_control("View", ["One by one", "Grid: one pair at a time"], default="One by one",
-                            required=True, key="review.view",
-                            help="The grid shows a page of thumbnails with the same given and proposed label: "
-                                 "decide many at once.")
+v = st.columns([3, 4], vertical_alignment="bottom")
+view = v[0].segmented_control("View", ["One by one", "Grid: one pair at a time"], default="One by one",
+                              required=True, key="review.view", label_visibility="collapsed",
+                              help="The grid shows a page of thumbnails with the same given and proposed label: "
+                                   "decide many at once.")
 reveal = False
 if truth and view == "One by one":
-    reveal = st.toggle("Teaching mode: reveal whether each label was really wrong", key="review.reveal",
-                       help="Uses the true labels (injected noise). Also shows your own accuracy.")
-m = st.columns(5 if reveal else 4)
-for col, name in zip(m, ("accepted", "kept", "relabelled", "excluded")):
-    col.metric(name.capitalize(), tally[name])
-if reveal:
-    acc = review.reviewer_accuracy(everything)
-    m[4].metric("Your accuracy", "—" if not acc or acc["accuracy"] is None else f"{acc['accuracy']:.0%}",
-                help="Decisions that left the right label (exclusions count as right when the label was wrong).")
+    reveal = v[1].toggle("Teaching mode: reveal whether each label was really wrong", key="review.reveal",
+                         help="Uses the true labels (injected noise). Also shows your own accuracy.")
 show_note()
 store_path = str(store.path)
 pos_key = position_key(run_dir, detector)
@@ -150,7 +145,7 @@ if view != "One by one":
               detector=detector)
 else:
     st.session_state.pop(UNDONE_KEY, None)   # an undo here shows its image now: the grid must not open its page later
-    c = st.columns(3)
+    c = settings.columns(3)
     given_f = c[0].selectbox("Given class", ["all"] + classes, key="review.given")
     proposed_f = c[1].selectbox("Proposed class", ["all"] + classes, key="review.proposed")
     state_f = c[2].selectbox("Decision", review.DECISION_STATES, key="review.state",
@@ -194,6 +189,9 @@ else:
                 st.info(triage.decision_text(made, classes), icon=":material/history:")
             st.markdown(f"Given label: **{row['given_label']}**  \nProposed label: **{row['proposed_label']}** "
                         f"({probs[idx][proposed]:.0%})")
+            why = triage.proposal_note(probs[idx], proposed, classes)
+            if why:
+                st.caption(why)
             highlight = {"given": given, "proposed": proposed}
             if reveal and "true_label" in row:
                 highlight["true"] = row["true_label"]
@@ -201,8 +199,7 @@ else:
                 (st.error if wrong else st.success)(
                     f"The given label was {'really wrong' if wrong else 'right'}: "
                     f"the true class is **{row['true_label']}**.")
-            st.altair_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
-        b = st.columns(3)
+            b = st.columns(3)   # beside the image, above the chart: on the first screen at 1280x800
         b[0].button(f"Accept: {row['proposed_label']}", key="review.accept", shortcut="A", type="primary",
                     icon=":material/check:", on_click=decide, width="stretch",
                     args=(store_path, item, "accept", proposed, reviewer, pos_key, next_id))
@@ -211,18 +208,20 @@ else:
         b[2].button("Exclude the image", key="review.exclude", shortcut="X", icon=":material/block:",
                     on_click=decide, width="stretch",
                     args=(store_path, item, "exclude", None, reviewer, pos_key, next_id))
-        st.caption("Or pick the right class:")
-        per_row = 5 if len(classes) > 5 else len(classes)
-        rows = [st.columns(per_row) for _ in range(-(-min(len(classes), 10) // per_row))]
+        right.caption("Or pick the right class:")
+        per_row = 4 if len(classes) > 4 else len(classes)   # 5 in a row cut names ("triangl e") at 1280
+        rows = [right.columns(per_row) for _ in range(-(-min(len(classes), 10) // per_row))]
         for k, name in enumerate(classes[:10]):
             rows[k // per_row][k % per_row].button(
                 name, key=f"review.class{k}", shortcut=CLASS_KEYS[k], width="stretch", on_click=decide,
                 args=(store_path, item, "keep" if k == given else "relabel", None if k == given else k, reviewer,
                       pos_key, next_id))
         if len(classes) > 10:
-            extra = st.selectbox("Other class", classes[10:], key="review.other")
-            st.button("Relabel", key="review.relabel_other", on_click=decide,
-                      args=(store_path, item, "relabel", classes.index(extra), reviewer, pos_key, next_id))
+            extra = right.selectbox("Other class", classes[10:], key="review.other")
+            right.button("Relabel", key="review.relabel_other", on_click=decide,
+                         args=(store_path, item, "relabel", classes.index(extra), reviewer, pos_key, next_id))
+        with right:
+            show_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
         st.markdown("**Nearest neighbours** (most similar images in the model's feature space, with their "
                     "given labels)")
         if features is None:
@@ -232,6 +231,15 @@ else:
             near = detect.nearest_neighbours(features, idx, k=8)
             labels = [classes[info.labels[j]] for j in near]
             st.image([review_image(run_dir, int(j), 96, square=True)[0] for j in near], caption=labels, width=96)
+
+st.markdown(line)   # the selection and the decision counts: below the item, which comes first on the screen
+m = st.columns(5 if reveal else 4)
+for col, name in zip(m, ("accepted", "kept", "relabelled", "excluded")):
+    col.metric(name.capitalize(), tally[name])
+if reveal:
+    acc = review.reviewer_accuracy(everything)
+    m[4].metric("Your accuracy", "—" if not acc or acc["accuracy"] is None else f"{acc['accuracy']:.0%}",
+                help="Decisions that left the right label (exclusions count as right when the label was wrong).")
 
 # ---- Export and retrain ------------------------------------------------------------------------------
 with st.container(border=True):

@@ -12,9 +12,9 @@ from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS
 from noisycore.hardware import precision_note
 from noisycore.catalog import METHOD_CHOICES, METHOD_DEFAULTS, METHOD_HELP, METHOD_PARAM_HELP
 from noisycore.labelsets import truth_known_meta
-from ui.common import address_params, current_labels_path, guard, param_notices
+from ui.common import address_params, current_labels_path, follow_default, guard, param_notice, param_notices
 from ui.train_options import forget_rate_option, forward_options
-from ui.runs import current_run, run_panel, runs_root, saved_label_sets, set_current_run
+from ui.runs import current_run, default_run, run_panel, runs_root, saved_label_sets, set_current_run
 
 DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
 TEST_SET_NOTE = (
@@ -35,7 +35,8 @@ with st.container(border=True):
     sets = saved_label_sets()
     names = [DEFAULT_LABELS] + [s["name"] for s in sets]
     current = current_labels_path()
-    start_index = next((i + 1 for i, s in enumerate(sets) if s["path"] == current), 1 if sets else 0)
+    # this session's label set ("Use these labels"), else the built-in demo: never someone else's upload
+    start_index = next((i + 1 for i, s in enumerate(sets) if s["path"] == current), 0)
     choice = st.selectbox("Label set", names, index=start_index,
                           help="Label sets are made on the Data & noise page with “Use these labels”.")
     if choice == DEFAULT_LABELS:
@@ -60,14 +61,18 @@ with st.container(border=True):
 # ---- Inputs: preset and options -----------------------------------------------------------------
 with st.container(border=True):
     st.subheader("2. Recipe", anchor=False)
-    preset = st.segmented_control("Preset", list(PRESETS), default=default_preset(data_cfg.source, num_images), required=True,
-                                  key="preset",
+    proposed = default_preset(data_cfg.source, num_images)
+    follow_default("preset", proposed)   # the preset follows the label set unless the person chose one
+    preset = st.segmented_control("Preset", list(PRESETS), default=proposed, required=True, key="preset",
                                   bind="query-params", help="A starting point; every option below overrides it.")
-    param_notices(given_params, {"preset": (preset, ", ".join(PRESETS))})
+    param_notices({k: v for k, v in given_params.items() if k != "run"}, {"preset": (preset, ", ".join(PRESETS)),
+                                                                         "run": (None, "a run id")})
     base = TrainConfig.from_preset(preset, num_images=num_images)
     st.caption(PRESET_HELP[preset] + (f" For these {num_images:,} training images: {base.epochs} epochs."
                                       if preset == SMALL_DATA_PRESET and num_images else ""))
-    k = f"opt.{preset}."   # widget keys per preset, so switching preset resets the options to its values
+    # widget keys per preset (and per label-set size for the small preset, whose epochs follow it), so
+    # switching either resets the options to the preset's values for these images
+    k = f"opt.{preset}." + (f"n{num_images}." if preset == SMALL_DATA_PRESET and num_images else "")
 
     with st.expander("Model and regularization", expanded=False):
         c = st.columns(4)
@@ -154,8 +159,8 @@ with st.container(border=True):
         seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", help="Same seed, same run.")
     with st.expander("Label-issue detection", expanded=False):
         aum_samples = st.toggle("AUM threshold samples (one extra training run)", base.aum_threshold_samples,
-                                key=k + "aum", help=AUM_COST_NOTE + ". The Review page's aum detector then uses "
-                                "the paper's threshold; aum_margin_below_0 works on any run.")
+                                key=k + "aum", help=AUM_COST_NOTE + ". The Review page's detector “AUM, the paper's "
+                                "threshold” then uses it; “AUM, mean margin below 0” works on any run.")
 
 config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=noise_cfg.to_dict(),
                labels_path=labels_path, model=model, dropout=dropout, weight_decay=wd, batchnorm=bn, loss=loss,
@@ -183,7 +188,11 @@ if table.empty:
             "the built-in shapes takes about a minute on a laptop CPU).")
     st.stop()
 ids = table["id"].tolist()
-mine = Path(current_run() or "").name
 states = dict(zip(table["id"], table["state"]))
-pick = st.selectbox("Run", ids, index=ids.index(mine) if mine in ids else 0, format_func=lambda i: f"{i} ({states[i]})")
+requested = given_params.get("run")
+shown = default_run(ids, states, mine=Path(current_run() or "").name, requested=requested)
+pick = st.selectbox("Run", ids, index=ids.index(shown), format_func=lambda i: f"{i} ({states[i]})")
+if requested and requested not in ids:
+    param_notice("run", requested, valid="no run has this id", used=pick)
+st.query_params["run"] = pick   # a reload (a new session) shows this run again
 run_panel(str(runs_root() / pick), key="train")

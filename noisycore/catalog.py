@@ -204,3 +204,33 @@ def check_forward(config) -> None:
     if opts["matrix"] == "estimated" and opts["matrix_from"] is None and opts["warmup_epochs"] >= config.epochs:
         raise ConfigError(f"forward loss: warmup_epochs={opts['warmup_epochs']} must be below epochs={config.epochs} "
                           "(T is estimated after the warm-up, then the forward loss trains)")
+
+
+# ---- label-issue detectors (noisycore.detectors.DETECTORS) ----
+# What a person reads on the pages and charts (the keys stay the CLI's and the files' names).
+DETECTOR_NAMES = {
+    "confident_learning": "Confident learning",
+    "self_confidence": "Self-confidence below 50%",
+    "normalized_margin": "Another class preferred (margin)",
+    "aum": "AUM, the paper's threshold",
+    "aum_margin_below_0": "AUM, mean margin below 0",
+    "blog_threshold": "Blog rule: over 90% sure of another class",
+}
+
+
+def detector_name(detector: str) -> str:
+    """The human name of a detector (its key when it has none, e.g. a newer file)."""
+    return DETECTOR_NAMES.get(str(detector), str(detector))
+
+
+DETECTOR_HELP = {
+    "confident_learning": "Estimates how often each class is mislabelled as each other class, then "
+                          "flags that many of the examples the model most clearly puts elsewhere.",
+    "self_confidence": "Flags examples where the model gives their label less than 50% probability.",
+    "normalized_margin": "Flags examples where the model prefers some other class over the given label.",
+    "aum": "Area under the margin with the paper's threshold: flags labels argued against during training "
+           "more than fake-class threshold samples (needs one extra training run).",
+    "aum_margin_below_0": "Area under the margin, cheap rule (not the paper's threshold): flags labels "
+                          "whose mean training margin is below 0.",
+    "blog_threshold": "The blog post's rule: the model is over 90% sure of a different class.",
+}

@@ -232,7 +232,9 @@ def progress_text(status: dict) -> str:
 
 
 def poll(run_dir) -> dict:
-    """RUN/cv/status.json (``state`` unknown if never started); a dead worker's run is marked failed."""
+    """RUN/cv/status.json (``state`` unknown if never started); a dead worker's run is marked failed.
+    Finished children of this process are reaped (no zombie after a finished cross-validation)."""
+    jobs.reap()
     cv_dir = Path(run_dir) / CV_DIR
     status = runs.read_status(cv_dir)
     if status.get("state") in runs.ACTIVE_STATES and not jobs.pid_alive(status.get("pid")):

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from noisycore.catalog import DETECTOR_HELP, DETECTOR_NAMES, detector_name  # noqa: F401 (re-exported)
 from noisycore.errors import DataError, UserError
 from noisycore.util import check_labels, score_margins
 
@@ -186,10 +187,9 @@ def _prune_counts(cj: np.ndarray, *, min_per_class: int, frac_noise: float) -> n
 
 def _prune_by_noise_rate(y, p, prune, *, min_per_class):
     """Flag, in each (given i, true j != i) cell, the ``prune[j, i]`` examples labelled i with the
-    largest margin ``p_j - p_i``; returns the mask and the j each flagged example was taken for."""
+    largest margin ``p_j - p_i``; returns the mask."""
     n, k = p.shape
     mask = np.zeros(n, dtype=bool)
-    proposed = np.full(n, -1)
     for i in range(k):
         idx = np.flatnonzero(y == i)
         if len(idx) <= max(min_per_class, 1):  # too few examples to prune (cleanlab warns here)
@@ -199,12 +199,8 @@ def _prune_by_noise_rate(y, p, prune, *, min_per_class):
             if j == i or take <= 0:
                 continue
             order = np.argsort(-(p[idx, j] - p[idx, i]))[:take]  # default sort: ties as in cleanlab
-            chosen = idx[order]
-            # an example taken for several j proposes the j the model believes most
-            better = (proposed[chosen] < 0) | (p[chosen, j] > p[chosen, np.maximum(proposed[chosen], 0)])
-            proposed[chosen[better]] = j
-            mask[chosen] = True
-    return mask, proposed
+            mask[idx[order]] = True
+    return mask
 
 
 def _confident_learning(labels, pred_probs, *, min_examples_per_class: int = 1,
@@ -214,7 +210,8 @@ def _confident_learning(labels, pred_probs, *, min_examples_per_class: int = 1,
     1. thresholds ``t_j = mean p_j`` over examples labelled j; 2. calibrated confident joint
     ``C[i, j]``; 3. for every off-diagonal cell remove the ``C[i, j]`` examples labelled i with the
     largest margin ``p_j - p_i``; 4. keep any example whose given label is still the argmax.
-    label_quality = self-confidence ``p[label]``; proposed_label = the class j it was removed for.
+    label_quality = self-confidence ``p[label]``; proposed_label = the model's top class (for a flagged
+    example never its given label, by step 4): what a reviewer sees first on the probabilities chart.
     """
     y, p = _check_inputs(labels, pred_probs)
     min_n = int(min_examples_per_class)
@@ -223,13 +220,14 @@ def _confident_learning(labels, pred_probs, *, min_examples_per_class: int = 1,
     frac = _check_fraction("frac_noise", frac_noise)
     cj = _confident_joint(y, p)
     prune = _prune_counts(cj, min_per_class=min_n, frac_noise=frac)
-    mask, proposed = _prune_by_noise_rate(y, p, prune, min_per_class=min_n)
+    mask = _prune_by_noise_rate(y, p, prune, min_per_class=min_n)
     bumped = p.copy()
     bumped[np.arange(len(y)), y] += _FUZZ
     mask &= bumped.argmax(axis=1) != y  # the model still agrees with the given label: not an issue
-    proposed = np.where(mask & (proposed >= 0), proposed, p.argmax(axis=1))
+    # The proposal is the top class, not the off-diagonal cell an example was pruned for: the cell can be
+    # a runner-up (issue 33: "dog (41%)" proposed while the chart showed truck at 59%).
     return _result(p, y, np.clip(p[np.arange(len(y)), y], 0, 1), mask, "confident_learning",
-                   {"min_examples_per_class": min_n, "frac_noise": frac}, proposed=proposed)
+                   {"min_examples_per_class": min_n, "frac_noise": frac})
 
 
 @dataclass(frozen=True, eq=False)
@@ -447,17 +445,6 @@ DETECTORS: dict[str, Callable[..., LabelIssues]] = {
 }
 MARGIN_DETECTORS = ("aum", "aum_margin_below_0")   # read margins recorded during training (in-sample only)
 
-DETECTOR_HELP = {
-    "confident_learning": "Estimates how often each class is mislabelled as each other class, then "
-                          "flags that many of the examples the model most clearly puts elsewhere.",
-    "self_confidence": "Flags examples where the model gives their label less than 50% probability.",
-    "normalized_margin": "Flags examples where the model prefers some other class over the given label.",
-    "aum": "Area under the margin with the paper's threshold: flags labels argued against during training "
-           "more than fake-class threshold samples (needs one extra training run).",
-    "aum_margin_below_0": "Area under the margin, cheap rule (not the paper's threshold): flags labels "
-                          "whose mean training margin is below 0.",
-    "blog_threshold": "The blog post's rule: the model is over 90% sure of a different class.",
-}
 
 
 def find_label_issues(labels, pred_probs=None, *, detector: str = "confident_learning",

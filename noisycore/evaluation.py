@@ -8,6 +8,7 @@ matrices, a filterable prediction grid and a table comparing runs. No TensorFlow
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -236,9 +237,19 @@ def review_gain(original_run, retrained_run) -> dict:
     return {"n": n, "original": acc_a, "retrained": acc_b, "gain": acc_b - acc_a}
 
 
+def noise_points(accuracy: float, n: int) -> float:
+    """Run-to-run noise of a difference of two accuracies near ``accuracy`` on ``n`` images, in points:
+    twice the binomial standard error of a difference, ``2 * sqrt(2 p (1 - p) / n) * 100`` (about a 95%
+    band). A seed changes more than which images are right, so this is a lower bound."""
+    p = min(max(float(accuracy), 0.0), 1.0)
+    return 200.0 * math.sqrt(2.0 * p * (1.0 - p) / max(int(n), 1))
+
+
 def review_gain_lines(run_dirs) -> list:
     """One sentence per retrained run among ``run_dirs`` whose original run still exists: its held-out
-    accuracy gain over the original on the same held-out images (see review_gain)."""
+    accuracy gain over the original on the same held-out images (see review_gain), scored against the
+    true labels when they are known (nobody reviewed those images) else against the reviewed labels, and
+    a word when the gain is within run-to-run noise (:func:`noise_points`)."""
     out = []
     for path in map(Path, run_dirs):
         info = reviewed_record(path)
@@ -250,9 +261,15 @@ def review_gain_lines(run_dirs) -> list:
         except (OSError, ValueError, KeyError, TypeError):
             continue   # a run without predictions yet, or its original is gone
         if gain["n"]:
-            out.append(f"{info.get('title', path.name)}: held-out accuracy {gain['retrained']:.1%} vs "
-                       f"{gain['original']:.1%} for {original.name} on the same {gain['n']:,} held-out images "
-                       f"(scored against their reviewed labels): {gain['gain'] * 100:+.1f} points")
+            against = "true" if truth_known(runs.load_run(path)) else "reviewed"
+            line = (f"{info.get('title', path.name)}: held-out accuracy {gain['retrained']:.1%} vs "
+                    f"{gain['original']:.1%} for {original.name} on the same {gain['n']:,} held-out images "
+                    f"(scored against their {against} labels): {gain['gain'] * 100:+.1f} points")
+            noise = noise_points((gain["retrained"] + gain["original"]) / 2, gain["n"])
+            if abs(gain["gain"]) * 100 < noise:
+                line += (f", within run-to-run noise (about ±{noise:.1f} points on {gain['n']:,} images): "
+                         "train both again with other seeds before reading it as a gain or a loss")
+            out.append(line)
     return out
 
 

@@ -50,7 +50,10 @@ def pid_alive(pid) -> bool:
     pid = int(pid)
     child = _CHILDREN.get(pid)
     if child is not None:
-        return child.poll() is None
+        if child.poll() is None:
+            return True
+        _CHILDREN.pop(pid, None)   # reaped: forget it
+        return False
     if os.name == "nt":
         return _windows_pid_alive(pid)
     try:
@@ -191,8 +194,19 @@ def spawn(module_args: list, log_path: Path, *, detach: bool = True) -> subproce
     return proc
 
 
+def reap() -> list:
+    """Collect the exit status of every finished child this process started (never blocks), so a
+    finished run, cross-validation or sweep leaves no zombie process behind; returns their pids."""
+    done = [pid for pid, proc in list(_CHILDREN.items()) if proc.poll() is not None]
+    for pid in done:
+        _CHILDREN.pop(pid, None)
+    return done
+
+
 def poll(run_dir) -> dict:
-    """The run's status; a queued / running run whose worker is gone is marked failed first."""
+    """The run's status; a queued / running run whose worker is gone is marked failed first.
+    Every poll also reaps finished children (:func:`reap`)."""
+    reap()
     run_dir = Path(run_dir)
     status = runs.read_status(run_dir)
     if status.get("state") not in runs.ACTIVE_STATES:

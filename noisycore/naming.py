@@ -172,6 +172,19 @@ def _aspects(cfg: dict) -> dict:
     return out
 
 
+BUILTIN_DATA = {"builtin": "built-in shapes", "cifar10": "CIFAR-10"}
+
+
+def data_words(source) -> str:
+    """A dataset's name for legends: 'built-in shapes', 'CIFAR-10', or the user's folder / zip / CSV name
+    without its path (an upload's path is the app's internal uploads/<hash>/ folder)."""
+    src = str(source or "").strip()
+    if src in BUILTIN_DATA:
+        return BUILTIN_DATA[src]
+    path = Path(src)
+    return (path.stem if path.suffix.lower() in (".zip", ".csv") else path.name) or src or "data"
+
+
 def legend_labels(configs: Mapping, *, summaries: Optional[Mapping] = None) -> dict:
     """Run id -> words naming only what differs between the runs ('GCE (q 0.7)' vs 'cross-entropy').
 
@@ -190,7 +203,7 @@ def legend_labels(configs: Mapping, *, summaries: Optional[Mapping] = None) -> d
     if "data" in differing:
         differing.remove("data")
         for rid, cfg in configs.items():
-            aspects[rid]["data"] = str(_as_dict(cfg).get("data", {}).get("source", "data"))
+            aspects[rid]["data"] = data_words(_as_dict(cfg).get("data", {}).get("source"))
         differing.insert(0, "data")
     labels = {rid: ", ".join(aspects[rid][k] for k in differing if aspects[rid].get(k)) or str(rid)
               for rid in configs}

@@ -165,6 +165,19 @@ def batch_targets(page: pd.DataFrame, selected: Iterable[int]) -> pd.DataFrame:
     return page[page["decision"] == UNDECIDED]
 
 
+def proposal_note(probs_row, proposed: int, class_names: Sequence[str]) -> Optional[str]:
+    """Why the proposal is not the model's top class in ``probs_row`` (K,), or None when it is.
+    Detections saved before proposals followed the top class (issue 33) may propose a runner-up."""
+    p = np.asarray(probs_row, dtype=float)
+    top = int(np.argmax(p))
+    if top == int(proposed):
+        return None
+    names = list(class_names)
+    return (f"The model's top class here is **{names[top]}** ({p[top]:.0%}), not the proposal: these label "
+            "issues were found with an older version that proposed a runner-up. Press **Find label issues** "
+            "again to make every proposal the top class.")
+
+
 # ----------------------------------------------------------------------------- what was decided
 def decision_text(decision: dict, class_names: Sequence[str], *, tz=None,
                   now: Optional[datetime] = None) -> str:

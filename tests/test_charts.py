@@ -127,10 +127,11 @@ def test_learning_curves_accuracy_skips_all_nan_series_and_draws_percentages():
     chart = charts.learning_curves(METRICS, best_epoch=3)
     enc, df = _one(chart, "line")
     assert enc["y"]["title"] == "Accuracy (%)" and enc["x"]["title"] == "Epoch"
-    assert enc["color"]["scale"]["domain"] == ["Train (given labels)", "Validation", "Test"]
-    assert enc["color"]["scale"]["range"] == [charts.PALETTE[n] for n in ["Train (given labels)", "Validation", "Test"]]
+    # METRICS has only Keras' running fit accuracy: named for what it is, not "Train (given labels)"
+    assert enc["color"]["scale"]["domain"] == ["During training (running)", "Validation", "Test"]
+    assert enc["color"]["scale"]["range"] == [charts.PALETTE[n] for n in ["During training (running)", "Validation", "Test"]]
     assert "Train (true labels)" not in set(df["series"])
-    train = df[df["series"] == "Train (given labels)"]
+    train = df[df["series"] == "During training (running)"]
     assert list(train["epoch"]) == [1, 2, 3, 4] and list(train["value"]) == pytest.approx([30, 50, 70, 90])
     assert list(df[df["series"] == "Test"]["epoch"]) == [1, 2, 3]  # the NaN epoch is dropped
     rule_enc, rule_df = _one(chart, "rule")
@@ -146,16 +147,31 @@ def test_learning_curves_loss_kind_and_missing_columns():
     metrics = METRICS.drop(columns=["test_accuracy", "val_accuracy"])
     enc, df = _one(charts.learning_curves(metrics, kind="loss"), "line")
     assert enc["y"]["title"] == "Loss (lower is better)"
-    assert sorted(set(df["series"])) == ["Train (given labels)", "Validation"]
+    assert sorted(set(df["series"])) == ["During training (running)", "Validation"]
     assert list(df[df["series"] == "Validation"]["value"]) == pytest.approx([1.9, 1.6, 1.5, 1.7])
     acc_enc, acc_df = _one(charts.learning_curves(metrics), "line")  # only the train series left
-    assert set(acc_df["series"]) == {"Train (given labels)"}
+    assert set(acc_df["series"]) == {"During training (running)"}
     with pytest.raises(UserError, match="kind='f1'"):
         charts.learning_curves(METRICS, kind="f1")
     with pytest.raises(UserError, match="best_epoch"):
         charts.learning_curves(METRICS, best_epoch="3")
     with pytest.raises(DataError, match="accuracy has value 88"):
         charts.learning_curves(METRICS.assign(accuracy=[85, 86, 87, 88]))
+
+
+def test_one_name_one_meaning_for_train_accuracy_on_the_given_labels():
+    """Issue 33, finding 5: the curve called "Train (given labels)" was Keras' running fit accuracy (83%)
+    while the headline of the same name was the evaluation pass after the epoch (68.6%). Now
+    "Train (given labels)" is always train_acc_given, and the running value has its own name."""
+    metrics = METRICS.assign(train_acc_given=[0.25, 0.40, 0.55, 0.686], accuracy=[0.3, 0.5, 0.7, 0.83])
+    _, df = _one(charts.learning_curves(metrics), "line")
+    assert list(df[df["series"] == "Train (given labels)"]["value"]) == pytest.approx([25, 40, 55, 68.6])
+    assert list(df[df["series"] == "During training (running)"]["value"]) == pytest.approx([30, 50, 70, 83])
+    memo = metrics.assign(train_acc_true=[0.3, 0.4, 0.5, 0.5])
+    _, mdf = _one(charts.memorization_chart(memo), "line")
+    assert list(mdf[mdf["series"] == "Train (given labels)"]["value"]) == pytest.approx([25, 40, 55, 68.6])
+    _, old = _one(charts.memorization_chart(memo.drop(columns=["train_acc_given"])), "line")
+    assert "Train (given labels)" not in set(old["series"])   # a run without the pass: its running value, so named
 
 
 def test_learning_curves_before_the_first_epoch_is_a_message_not_an_error():
@@ -362,7 +378,7 @@ def test_learning_curves_from_a_metrics_csv_round_trip(tmp_path):
     path = tmp_path / "metrics.csv"
     METRICS.to_csv(path, index=False)
     _, df = _one(charts.learning_curves(pd.read_csv(path), best_epoch=4), "line")
-    assert sorted(set(df["series"])) == ["Test", "Train (given labels)", "Validation"]
+    assert sorted(set(df["series"])) == ["During training (running)", "Test", "Validation"]
     assert df[df["series"] == "Validation"]["value"].tolist() == pytest.approx([25, 45, 55, 50])
 
 
@@ -385,3 +401,37 @@ def test_class_chart_labels_every_class_and_best_rule_label_stays_inside():
     late = json.dumps(charts.learning_curves(metrics, best_epoch=4).to_dict())
     early = json.dumps(charts.learning_curves(metrics, best_epoch=1).to_dict())
     assert '"align": "right"' in late and '"align": "left"' in early
+
+
+def test_precision_recall_legend_lists_every_detector_by_its_human_name():
+    """Issue 33, finding 7: a horizontal legend at the bottom of a half-page column showed 2 of 5
+    detectors, and as raw identifiers. One legend row per detector, each named for a person."""
+    from noisycore.catalog import DETECTOR_NAMES
+
+    names = ["confident_learning", "self_confidence", "normalized_margin", "aum_margin_below_0", "blog_threshold"]
+    curves = pd.DataFrame({"detector": [n for n in names for _ in range(2)], "threshold": [0.1, 0.5] * 5,
+                           "precision": [0.9, 0.6] * 5, "recall": [0.3, 0.8] * 5})
+    enc, df = _one(charts.precision_recall_chart(curves), "line")
+    assert sorted(df["detector"].unique()) == sorted(DETECTOR_NAMES[n] for n in names)
+    assert "AUM, mean margin below 0" in set(df["detector"]) and "aum_margin_below_0" not in set(df["detector"])
+    assert enc["color"]["legend"]["columns"] == 1
+
+
+def test_an_estimated_noise_matrix_legend_names_its_rows():
+    """Issue 33, finding 12: the own-photo (estimated) matrix's legend said "% of true class"."""
+    chart = charts.noise_matrix_heatmap(np.eye(2), ["a", "b"], y_title="Likely true class")
+    enc, _ = _one(chart, "rect")
+    assert enc["color"]["title"] == "% of likely true class"
+    assert [t["title"] for t in enc["tooltip"]][::2] == ["Likely true class", "% of likely true class"]
+    enc, _ = _one(charts.noise_matrix_heatmap(np.eye(2), ["a", "b"]), "rect")
+    assert enc["color"]["title"] == "% of true class"
+
+
+def test_larger_type_also_enlarges_a_heatmaps_cells_and_their_text():
+    """Issue 33, finding 11: presenter mode enlarged axis text but not a heatmap's cells or numbers."""
+    chart = charts.noise_matrix_heatmap(np.eye(3), ["a", "b", "c"])
+    small, big = chart.to_dict(), charts.larger_type(chart, scale=1.5).to_dict()
+    assert big["width"]["step"] == round(small["width"]["step"] * 1.5) == big["height"]["step"]
+    text = lambda spec: next(l["mark"]["fontSize"] for l in spec["layer"] if l["mark"]["type"] == "text")  # noqa: E731
+    assert text(big) == round(text(small) * 1.5)
+    assert chart.to_dict() == small                     # the original chart is unchanged

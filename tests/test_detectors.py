@@ -294,7 +294,7 @@ def test_bad_options_list_the_choices():
 
 
 def test_every_detector_has_help():
-    assert set(detectors.DETECTOR_HELP) == set(detectors.DETECTORS)
+    assert set(detectors.DETECTOR_HELP) == set(detectors.DETECTORS) == set(detectors.DETECTOR_NAMES)
 
 
 # ----------------------------------------------------------------------------- against cleanlab
@@ -373,3 +373,17 @@ def test_estimate_noise_matches_cleanlab(seed):
     assert est.num_issues == expected_n
     np.testing.assert_allclose(est.noise_matrix, cl_noise.T, atol=1e-9)
     np.testing.assert_allclose(est.noise_matrix.sum(axis=1), 1.0)
+
+
+def test_confident_learning_proposes_the_top_class_it_was_built_on():
+    """Issue 33, finding 2: confident learning proposed the class of the off-diagonal cell an example was
+    pruned for, which can be a runner-up: here example 21 (given 2, probabilities 44% / 1.5% / 22% /
+    32.5%) was proposed class 3 while the model's top class is 0 (what the page's chart shows first)."""
+    rng = np.random.default_rng(12)
+    probs = rng.dirichlet(np.ones(4) * 0.7, size=60)
+    labels = rng.integers(0, 4, 60)
+    found = detectors.find_label_issues(labels, probs, detector="confident_learning")
+    assert labels[21] == 2 and found.is_label_issue[21] and probs[21].round(3).tolist() == [0.44, 0.015, 0.22, 0.325]
+    assert found.proposed_label[21] == 0 and found.proposed_prob[21] == pytest.approx(0.44, abs=1e-3)
+    assert (found.proposed_label == probs.argmax(axis=1)).all()
+    assert (found.proposed_label[found.is_label_issue] != labels[found.is_label_issue]).all()

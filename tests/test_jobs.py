@@ -126,3 +126,32 @@ def test_runs_ahead_names_only_older_active_runs(tmp_path):
     assert jobs.runs_ahead(second) == [first]
     runs.update_status(first, state="finished")
     assert jobs.runs_ahead(second) == []
+
+
+def _process_state(pid: int):
+    """'Z' for a zombie, another letter while it runs, None once it is gone (reaped)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+@pytest.mark.parametrize("poller", ["run", "crossval"])
+def test_a_finished_child_leaves_no_zombie_once_anything_is_polled(tmp_path, poller):
+    """Issue 33, finding 10: a finished job's process was a zombie until the server exited, because
+    poll() of a finished run returned before looking at the child. Any poll now reaps, without waiting."""
+    from noisycore import crossval
+
+    child = jobs.spawn(["this"], tmp_path / "log.txt")   # a child that prints and exits at once
+    deadline = time.monotonic() + 60
+    while _process_state(child.pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _process_state(child.pid) == "Z"              # exited, not yet reaped
+    run_dir = tmp_path / "run"
+    runs.write_status(run_dir if poller == "run" else run_dir / crossval.CV_DIR, {"state": "finished"})
+    started = time.monotonic()
+    (jobs.poll if poller == "run" else crossval.poll)(run_dir)
+    assert time.monotonic() - started < 5
+    assert _process_state(child.pid) is None
+    assert child.pid not in jobs._CHILDREN

@@ -148,8 +148,9 @@ def test_compare_without_truth_has_no_true_label_or_noise_rate_columns(page):
     assert not at.exception, at.exception
     columns = set(at.dataframe[0].value.columns)
     assert "best_test_accuracy" in columns and not {"train_acc_true", "memorized", "noise.rate"} & columns
-    assert compare_column_title("best_test_accuracy", truth_known=False) == "best held-out accuracy (given labels)"
-    assert compare_column_title("best_test_accuracy", truth_known=True) == "best test accuracy"
+    assert compare_column_title("best_test_accuracy", truth_known=False) == \
+        "held-out accuracy (given labels) at the kept epoch"
+    assert compare_column_title("best_test_accuracy", truth_known=True) == "test accuracy at the kept epoch"
     at.multiselect(key="compare.runs").set_value([str(root / LIVE_RUN), str(root / FORWARD_RUN)]).run()
     assert {"train_acc_true", "memorized", "noise.rate"} <= set(at.dataframe[0].value.columns)
 

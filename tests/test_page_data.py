@@ -74,3 +74,39 @@ def test_a_demo_noise_link_on_own_images_says_what_it_does(tmp_path, _isolated_h
     assert len(notices) == 1, [w.value for w in at.warning]
     assert "labels as given" in notices[0] and "noise_own (now none)" in notices[0]
     assert "valid values are" not in notices[0]
+
+
+def test_a_shared_link_with_an_image_size_is_applied_without_a_warning():
+    """?size=24 is a setting of the page: applied, and no "not a setting of this page" notice (issue 33, 3)."""
+    at = _app().run()
+    at.query_params.update({"size": "24"})
+    at.switch_page("app_pages/data.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="size").value == 24
+    assert not [w.value for w in at.warning if "size" in w.value], [w.value for w in at.warning]
+    assert any("24×24 pixels" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("short, shown", [("cifar10", "CIFAR-10"), ("builtin", "Built-in shapes (offline)")])
+def test_a_link_may_name_the_dataset_by_its_short_name(short, shown):
+    """?dataset=cifar10 picks CIFAR-10 (its short name, as the CLI spells it) instead of being rejected."""
+    at = _app().run()
+    at.query_params.update({"dataset": short})
+    at.switch_page("app_pages/data.py").run()
+    assert not at.exception, at.exception
+    assert at.segmented_control(key="dataset").value == short
+    assert not [w.value for w in at.warning if "dataset" in w.value], [w.value for w in at.warning]
+
+
+def test_presenter_mode_survives_a_reload():
+    """Issue 33, finding 11: presenter mode lives in the address (?presenter=true), so a reload keeps it.
+    No page warns that presenter is not one of its settings."""
+    reload = _app()   # the address a reload sends once the toggle is on (the browser writes it there)
+    reload.query_params["presenter"] = "true"
+    reload.run()
+    assert reload.toggle(key="presenter").value is True
+    css = " ".join(h.proto.body for h in reload.get("html"))
+    assert "font-size: 21px" in css
+    reload.switch_page("app_pages/data.py").run()
+    assert not reload.exception and not reload.warning, [w.value for w in reload.warning]
+    assert reload.toggle(key="presenter").value is True

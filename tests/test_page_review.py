@@ -201,7 +201,8 @@ def test_review_page_without_truth_makes_no_claims(app, own_dir):
     n = estimate_noise(info.labels, detect.pred_probs(own_dir, source="in_sample")).num_issues
     assert any(m.label.startswith("Estimated wrong labels") and m.value == f"{n} of {len(info.labels)}"
                for m in at.metric)
-    assert "How many labels look wrong?" in text and "Nobody knows the true labels" in text
+    assert any("How many labels look wrong?" in e.label for e in at.expander)   # section 2, folded
+    assert "Nobody knows the true labels" in text
     assert at.get("vega_lite_chart"), "the estimated noise matrix is drawn"
     assert any(m.value.startswith(f"Confident learning estimates **{n}**") for m in at.markdown)
     assert "Your file, as you took it; the model sees it at 16×16 pixels." in text   # the user's own photo
@@ -286,3 +287,21 @@ def test_review_page_names_a_bad_run_in_the_address(app, run_dir):
     at = app(run="20990101-nothere")
     assert "no run of that name" in " ".join(w.value for w in at.warning)
     assert not app().warning                                                # no address: no notice
+
+
+@pytest.mark.slow
+def test_every_proposal_on_screen_is_the_models_top_class(app, run_dir):
+    """Issue 33, finding 2: the proposed label is the top class of the probabilities the queue was built
+    on (the chart's first bar), for the first items of the queue."""
+    import numpy as np
+
+    probs = detect.pred_probs(run_dir, source="in_sample")
+    classes = list(detect.read_run_labels(run_dir).class_names)
+    at = app()
+    for _ in range(4):
+        item = _caption_item(at)
+        row = detect.load_issues(run_dir, "confident_learning").set_index("id").loc[item]
+        top = classes[int(np.argmax(probs[int(row["index"])]))]
+        assert f"Proposed label: **{top}**" in _texts(at)
+        assert not [c.value for c in at.caption if "not the proposal" in c.value]
+        _click(at, "review.next")

@@ -1,4 +1,5 @@
 """AppTest of the Train page: start a real (tiny) background run, see it finish and its curves drawn."""
+import os
 import time
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_forward_loss_on_a_saved_pair_noise_set_from_the_page(_isolated_home):
     noisy = apply_noise(load_dataset(data), NoiseConfig(model="pair", rate=0.3, seed=0))
     save_label_set(_isolated_home / "labels" / "pair30", load_dataset(data), noisy, data_config=data)
     at = _train_page()
-    assert at.selectbox[0].value == "pair30"
+    at.selectbox[0].set_value("pair30").run()    # a fresh session opens the demo; pick the saved set
     at.selectbox(key="opt.quick.loss").set_value("forward").run()
     assert at.radio(key="opt.quick.loss.forward.matrix").value == "known"
     at.radio(key="opt.quick.loss.forward.matrix").set_value("estimated").run()
@@ -125,3 +126,80 @@ def test_label_correction_options_from_the_page_reach_the_run(_isolated_home):
     assert config.method_kwargs == {"threshold": 0.9, "rounds": 1, "detector": "confident_learning",
                                     "action": "drop", "restart": True}
     assert (run_dir / "corrections.csv").read_text().splitlines()[1].startswith("1,1,")   # round 1 after epoch 1
+
+
+def _own_label_set(home, tmp_path, name="photos-none-s0", n_per_class=6):
+    """A saved label set of someone's own photos (truth unknown): what another person uploaded."""
+    from helpers import quadrant_folder
+    from noisycore.config import DataConfig, NoiseConfig
+    from noisycore.datasets import load_dataset
+    from noisycore.labelsets import save_label_set
+    from noisycore.noise import apply_noise
+
+    data = DataConfig(source=str(quadrant_folder(tmp_path / "photos", n_per_class=n_per_class)), image_size=16)
+    dataset = load_dataset(data)
+    save_label_set(home / "labels" / name, dataset, apply_noise(dataset, NoiseConfig(model="none")), data_config=data)
+    return len(dataset.y_train)
+
+
+def test_the_preset_follows_the_label_set_and_a_fresh_session_opens_the_demo(_isolated_home, tmp_path):
+    """Issue 33, finding 1: a fresh session opened the newest label set (another person's upload, preset
+    small with its epochs); switching to the built-in shapes kept small and 42 epochs. Now a fresh session
+    opens the demo, and the preset (and the small preset's epochs) follow the label set until the person
+    picks a preset themselves."""
+    from noisycore.config import TrainConfig
+
+    n = _own_label_set(_isolated_home, tmp_path)
+    at = _train_page()
+    assert at.selectbox[0].value == "Built-in shapes, 40% symmetric noise"
+    assert at.segmented_control(key="preset").value == "quick"
+    at.selectbox[0].set_value("photos-none-s0").run()
+    assert not at.exception, at.exception
+    assert at.segmented_control(key="preset").value == "small"
+    small_epochs = TrainConfig.from_preset("small", num_images=n).epochs
+    assert at.number_input(key=f"opt.small.n{n}.epochs").value == small_epochs
+    at.selectbox[0].set_value("Built-in shapes, 40% symmetric noise").run()
+    assert at.segmented_control(key="preset").value == "quick"
+    assert at.number_input(key="opt.quick.epochs").value == TrainConfig.from_preset("quick").epochs
+    at.segmented_control(key="preset").set_value("fast").run()         # the person's own choice stays
+    at.selectbox[0].set_value("photos-none-s0").run()
+    assert at.segmented_control(key="preset").value == "fast"
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+
+
+def test_a_reload_during_training_shows_the_running_run(_isolated_home):
+    """Issue 33, finding 4: after a reload (a new session) section 3 showed a newer stopped run instead of
+    the one training. Now it opens on the running run, and the address keeps the run on screen."""
+    from noisycore.config import TrainConfig
+
+    root = _isolated_home / "runs"
+    training = runs.create_run(TrainConfig(epochs=3), root=root, name="training")
+    runs.update_status(training, state="running", pid=os.getpid(), epoch=1)   # a live worker: this process
+    time.sleep(1.1)                                                            # run ids carry the second
+    stopped = runs.create_run(TrainConfig(epochs=3), root=root, name="stopped")
+    runs.update_status(stopped, state="stopped")
+    at = _train_page()
+    picker = at.selectbox[-1]
+    assert picker.label == "Run" and picker.value == training.name
+    assert at.query_params["run"] in (training.name, [training.name])
+    reload = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()   # a reload: a new session
+    reload.query_params["run"] = stopped.name
+    reload.switch_page("app_pages/train.py").run()
+    assert not reload.exception, reload.exception
+    assert reload.selectbox[-1].value == stopped.name and not reload.warning
+
+
+def test_after_stop_the_bar_says_stopping_until_the_run_is_saved(_isolated_home):
+    """Issue 33, finding 12: Stop took ~20 s to show "stopped" with no word on the page: training ends
+    within one batch, then the kept model predicts every image. The bar now says so meanwhile."""
+    from noisycore.config import TrainConfig
+
+    run = runs.create_run(TrainConfig(epochs=3), root=_isolated_home / "runs", name="stopping")
+    runs.update_status(run, state="running", pid=os.getpid(), epoch=2, epochs=3, batch=4, batches=10,
+                       started=runs.now_iso())
+    at = _train_page()
+    assert not at.get("progress")[0].proto.text.startswith("stopping")
+    at.button(key="train.stop").click().run()
+    assert (run / runs.STOP_FILE).exists()
+    at.run()
+    assert at.get("progress")[0].proto.text.startswith("stopping: training has ended")

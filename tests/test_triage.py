@@ -124,3 +124,11 @@ def test_choose_run_order_and_notices():
     _, note = triage.choose_run(runs, requested="r4", others={"r4": "running"})
     assert "it is running" in note
     assert "no run can be reviewed yet" in triage.choose_run([], requested="x")[1]
+
+
+def test_proposal_note_says_why_a_proposal_is_not_the_top_class():
+    """Issue 33, finding 2: an item whose proposal (from an older detection) is not the top class says so."""
+    names = ["cat", "dog", "truck"]
+    assert triage.proposal_note([0.1, 0.3, 0.6], 2, names) is None
+    note = triage.proposal_note([0.0, 0.41, 0.59], 1, names)
+    assert "**truck** (59%)" in note and "Find label issues" in note

@@ -16,11 +16,17 @@ T = TypeVar("T")
 LABELS_KEY = "lab.labels_path"      # str: folder of the label set the user chose with "Use these labels"
 # Every page: button, toggle and metric labels wrap onto a second line instead of ending in "…" (a narrow
 # column at 1280-1400 px: "Retrain with corrected labels", "Train accuracy on given labels (best epoch 9)").
+# Less empty space above each page's title (Streamlit's default is 6rem): the Review page's item must be on
+# the first screen at 1280x800.
 APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMetricLabel] *"
            "{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
+           "[data-testid=stMainBlockContainer] { padding-top: 2.5rem; }"
            "</style>")
-PRESENTER_KEY = "lab.presenter"     # bool: presenter mode (larger type for a projector), the sidebar toggle
-# Streamlit sizes its text in rem: a larger root font scales text, widgets, tables and metrics together.
+AUTO_KEY = "lab.auto_defaults"      # dict: widget key -> the default the page proposed last (follow_default)
+PRESENTER_KEY = "presenter"         # bool: presenter mode (larger type for a projector), the sidebar toggle;
+                                    # also the address parameter (?presenter=true), so a reload keeps it
+# Streamlit sizes its text in rem: a larger root font scales text, widgets and metrics together. Not
+# st.dataframe: it paints a canvas in pixels, and CSS zoom on it (tried at 1280x800) cuts its right columns.
 PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
 
 
@@ -70,7 +76,7 @@ def set_current_labels_path(path: str) -> None:
 # it creates the widget, and ignores parameters no widget reads. So a page takes a snapshot of the
 # address first (address_params), builds its widgets, then calls param_notices with what it used: every
 # parameter that was ignored or replaced gets a warning naming the value and the valid choices.
-IGNORED_PARAMS = ("embed", "embed_options")
+IGNORED_PARAMS = ("embed", "embed_options", PRESENTER_KEY)   # Streamlit's own, and the app-wide presenter mode
 
 
 def address_params() -> dict:
@@ -115,13 +121,24 @@ def param_notices(given: dict, used: dict) -> None:
             param_notice(name, value, valid=f"valid values are {spec[1]}", used=spec[0])
 
 
+def follow_default(key: str, proposed) -> None:
+    """Call before the keyed widget ``key`` whose default depends on an earlier choice (the Train page's
+    preset follows the label set): while the person has not changed the widget (it still holds the
+    default proposed last time) it moves to the new default; a value they chose stays."""
+    auto = st.session_state.setdefault(AUTO_KEY, {})
+    if key in st.session_state and key in auto and st.session_state[key] == auto[key] != proposed:
+        st.session_state[key] = proposed
+    auto[key] = proposed
+
+
 # ---- Presenter mode -------------------------------------------------------------------------------
 def presenter_toggle() -> None:
     """The sidebar switch for larger type (a classroom projector), and the app's CSS (with the larger
     type when the switch is on)."""
     st.html(APP_CSS)
-    st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY,
-              help="Larger text, controls and chart labels, readable from the back of a classroom.")
+    st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY, bind="query-params",
+              help="Larger text, controls, charts and heatmaps, readable from the back of a classroom. "
+                   "Kept in the page address, so a reload or a shared link stays in presenter mode.")
     if st.session_state.get(PRESENTER_KEY):
         st.html(PRESENTER_CSS)
 

@@ -13,7 +13,8 @@ from ui.runs import STATE_ICONS, progress_text, runs_root, state_text
 
 COMPARE_METRICS = {
     "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
-    "train_acc_true": "Train accuracy on true labels", "accuracy": "Train accuracy on given labels",
+    "train_acc_true": "Train accuracy on true labels", "train_acc_given": "Train accuracy on given labels",
+    "accuracy": "Accuracy during training (Keras' running average)",
     "memorized": "Noisy labels memorized", "loss": "Train loss", "val_loss": "Validation loss",
 }
 SWEEP_METRICS = {
@@ -200,11 +201,31 @@ TRUTH_COLUMNS = ("train_acc_true", "memorized")   # compare-table columns comput
 
 
 def compare_column_title(column: str, *, truth_known: bool) -> str:
-    """The compare table's header for a metric column: test accuracy is 'held-out accuracy (given
-    labels)' when no compared run knows its true labels."""
-    if not truth_known and column in ("best_test_accuracy", "final_test_accuracy"):
-        return ("best" if column.startswith("best") else "final") + " held-out accuracy (given labels)"
-    return column.replace("_", " ")
+    """The compare table's header for a metric column, named for what it is: the test accuracy of the
+    kept model (not the curve's peak) or of the last epoch; 'held-out accuracy (given labels)' when no
+    compared run knows its true labels."""
+    if column in ("best_test_accuracy", "final_test_accuracy"):
+        what = "test accuracy" if truth_known else "held-out accuracy (given labels)"
+        return what + (" at the kept epoch" if column.startswith("best") else " at the last epoch")
+    return {"train_acc_noisy": "train accuracy on given labels (kept epoch)",
+            "train_acc_true": "train accuracy on true labels (kept epoch)"}.get(column, column.replace("_", " "))
+
+
+def default_compare(paths: list, *, current=None, limit: int = 3) -> list:
+    """The runs Compare opens with: this session's run (else the newest) and the newest other runs of
+    the same dataset, at most ``limit`` (runs of different datasets are picked by hand)."""
+    if not paths:
+        return []
+    first = current if current in paths else paths[0]
+    def source(path):
+        return runs.run_data_config(path, training_subset=False).source
+
+    try:
+        mine = source(first)
+        same = [p for p in paths if p != first and source(p) == mine]
+    except (OSError, ValueError):
+        same = []
+    return [first] + same[: limit - 1]
 
 
 def compare_metrics(paths: list) -> dict:
@@ -237,6 +258,10 @@ def compare_panel(paths: list, *, metric: str) -> None:
             table = table.drop(columns=[c for c in TRUTH_COLUMNS + ("noise.rate",) if c in table])
         for line in guard(evaluation.review_gain_lines, paths):
             st.caption(line)
+        if len(paths) > 1:
+            st.caption("Test accuracy here is the kept model's (the epoch the run keeps), not the curve's peak. "
+                       "A point or two between single runs is often run-to-run noise: another seed moves it "
+                       "about that much.")
         pct = {c: st.column_config.NumberColumn(compare_column_title(c, truth_known=known), format="percent")
                for c in evaluation.METRIC_FIELDS if c in table and ("acc" in c or c == "memorized")}
         # What a reader compares first (what differs, the numbers), then the recipe fields, the run id last.

@@ -30,6 +30,20 @@ def set_current_run(path) -> None:
     st.session_state[RUN_KEY] = str(path)
 
 
+def default_run(ids: list, states: dict, *, mine=None, requested=None):
+    """The run a run picker opens on (``ids`` newest first): this session's run, else the address's
+    ``?run=`` (a reload keeps the run on screen), else the run training now (then the next queued),
+    else the newest."""
+    for choice in (mine, requested):
+        if choice in ids:
+            return choice
+    for state in ("running", "queued"):
+        active = [i for i in ids if states.get(i) == state]
+        if active:
+            return active[-1]   # the oldest: the one training now, or the next to start
+    return ids[0] if ids else None
+
+
 def saved_label_sets() -> list[dict]:
     """Label sets saved by the Data page (newest first): name, path, noise.json contents."""
     out = []
@@ -66,7 +80,12 @@ def progress_text(status: dict) -> tuple[float, str]:
 
 def state_text(run_dir, status: dict) -> str:
     """The progress bar's text for an active run: what it is doing or what it waits for (honest:
-    a queued run with no older run ahead of it is loading TensorFlow, not waiting)."""
+    a queued run with no older run ahead of it is loading TensorFlow, not waiting). After Stop the
+    training ends within one batch, then the kept model predicts every image before the run is marked
+    stopped: that takes seconds, and the bar says so."""
+    if status.get("state") == "running" and runs.stop_requested(run_dir):
+        return ("stopping: training has ended; saving the kept model's predictions of every image "
+                "(a few seconds, longer on a large dataset)")
     if status.get("state") == "running":
         return progress_text(status)[1]
     ahead = jobs.runs_ahead(run_dir)

@@ -19,7 +19,8 @@ def _fmt_pct(p) -> str:
 
 # One colour per series name, shared by all charts (Okabe-Ito: readable for colour-blind viewers).
 PALETTE = {
-    "Train (given labels)": "#0072B2",    # blue: what the model is fit to
+    "Train (given labels)": "#0072B2",    # blue: what the model is fit to (one pass after the epoch)
+    "During training (running)": "#56B4E9",   # sky blue: Keras' running average while the epoch trains
     "Train (true labels)": "#009E73",     # green: what it really learned
     "Validation": "#E69F00",              # orange
     "Test": "#D55E00",                    # vermillion
@@ -37,11 +38,15 @@ PALETTE = {
 }
 
 
-# metrics.csv column -> series name in legends.
+# metrics.csv column -> series name in legends. One name, one meaning: "Train (given labels)" is the
+# evaluation pass after each epoch (train_acc_given, the number the pages' headlines show); Keras' own
+# ``accuracy`` / ``loss`` are running averages over the epoch's batches, on augmented images when
+# augmentation is on, while the weights still change: "During training (running)".
+RUNNING = "During training (running)"
 SERIES_NAMES = {
-    "accuracy": "Train (given labels)", "train_acc_given": "Train (given labels)",
+    "accuracy": RUNNING, "train_acc_given": "Train (given labels)",
     "train_acc_true": "Train (true labels)", "val_accuracy": "Validation", "test_accuracy": "Test",
-    "loss": "Train (given labels)", "val_loss": "Validation", "memorized": "Memorized noisy labels",
+    "loss": RUNNING, "val_loss": "Validation", "memorized": "Memorized noisy labels",
 }
 
 
@@ -51,10 +56,10 @@ HELD_OUT_GIVEN = "Held-out accuracy, given labels (%)"   # test accuracy when th
 # Column -> axis title with units.
 AXIS_TITLES = {
     "epoch": "Epoch", "rate": "Noise rate (%)", "realized_rate": "Realized noise rate (%)",
-    "accuracy": "Train accuracy on given labels (%)", "train_acc_given": "Train accuracy on given labels (%)",
+    "accuracy": "Accuracy during training, running (%)", "train_acc_given": "Train accuracy on given labels (%)",
     "train_acc_true": "Train accuracy on true labels (%)", "val_accuracy": "Validation accuracy (%)",
     "test_accuracy": "Test accuracy (%)", "memorized": "Noisy labels memorized (%)",
-    "loss": "Train loss", "val_loss": "Validation loss", "lr": "Learning rate",
+    "loss": "Train loss during training, running", "val_loss": "Validation loss", "lr": "Learning rate",
     "seconds": "Seconds per epoch", "precision": "Precision (%)", "recall": "Recall (%)",
 }
 
@@ -219,6 +224,19 @@ def _label_array(values, name: str, k: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _larger_cells(chart, size):
+    """A heatmap (width and height in steps) with its steps and its cells' text ``size``-d."""
+    chart = chart.copy(deep=True)
+    steps = {k: alt.Step(size(getattr(chart, k).step)) for k in ("width", "height")
+             if isinstance(getattr(chart, k, None), alt.Step)}
+    chart = chart.properties(**steps)
+    for layer in getattr(chart, "layer", []):
+        mark = layer.mark
+        if isinstance(mark, alt.MarkDef) and isinstance(mark.fontSize, (int, float)):
+            mark.fontSize = size(mark.fontSize)
+    return chart
+
+
 def larger_type(chart, *, scale: float = 1.4):
     """The same chart with every font ``scale`` times larger (axes, legends, titles): for a projector.
     Streamlit's chart theme stays underneath; only the sizes are overridden."""
@@ -233,6 +251,8 @@ def larger_type(chart, *, scale: float = 1.4):
             chars = min(chars, 34)
         chart = chart.properties(title=alt.TitleParams(
             title.text, subtitle=textwrap.wrap(" ".join(title.subtitle), chars), anchor=title.anchor))
+    if isinstance(getattr(chart, "width", None), alt.Step):   # heatmaps: larger cells and cell text too
+        chart = _larger_cells(chart, size)
     return (chart.configure_axis(labelFontSize=size(11), titleFontSize=size(12), labelLimit=size(120))
             .configure_legend(labelFontSize=size(12), titleFontSize=size(12), labelLimit=size(320), columns=1)
             .configure_title(fontSize=size(15), subtitleFontSize=size(12)))

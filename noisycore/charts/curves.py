@@ -9,6 +9,7 @@ import pandas as pd
 from noisycore.charts.base import (HELD_OUT_GIVEN, PALETTE, SERIES_NAMES, _as_percent, _axis_title, _best_rule,
                                    _check_best_epoch, _colors, _downsample, _finish, _frame, _has_values, _is_percent,
                                    _legend, _placeholder, _scaled)
+from noisycore.catalog import detector_name
 from noisycore.errors import UserError
 
 
@@ -23,8 +24,9 @@ def _curve_frame(metrics: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame
 
 
 def _given_column(metrics: pd.DataFrame) -> str | None:
-    """Accuracy on the given labels: ``accuracy`` (the fit metric), else ``train_acc_given``."""
-    for col in ("accuracy", "train_acc_given"):
+    """Accuracy on the given labels: ``train_acc_given`` (the evaluation pass), else ``accuracy`` (Keras'
+    running fit accuracy, for runs without the pass)."""
+    for col in ("train_acc_given", "accuracy"):
         if _has_values(metrics, col):
             return col
     return None
@@ -43,18 +45,21 @@ def learning_curves(metrics: pd.DataFrame, *, best_epoch=None, kind="accuracy",
     _frame(metrics, ["epoch"], "metrics")
     best_epoch = _check_best_epoch(best_epoch)
     if kind == "accuracy":
-        wanted = [_given_column(metrics), "train_acc_true", "val_accuracy", "test_accuracy"]
+        wanted = ["train_acc_given", "accuracy", "train_acc_true", "val_accuracy", "test_accuracy"]
         title, y_title = "Accuracy per epoch", "Accuracy (%)"
-        subtitle = ("Train (given labels) is what the model is fit to; true-label, validation and test "
-                    "accuracy show what it really learned.")
+        subtitle = ("Train (given labels): the model after each epoch on the labels it is fit to; during "
+                    "training (running): Keras' average over the epoch's batches (augmented images, changing "
+                    "weights). True-label, validation and test accuracy show what it really learned.")
     else:
         wanted = ["loss", "val_loss"]
         title, y_title = "Loss per epoch", "Loss (lower is better)"
-        subtitle = "The loss the model minimizes, on the given training labels and on validation."
+        subtitle = ("The loss the model minimizes: on the given training labels during each epoch (running "
+                    "average) and on validation.")
     if not truth_known:   # the user's own labels: every accuracy is against given labels
         wanted = [c for c in wanted if c != "train_acc_true"]
-        subtitle = ("Every accuracy here is against the given labels (the true ones are unknown): training, "
-                    "validation and held-out images." if kind == "accuracy" else subtitle)
+        subtitle = ("Every accuracy here is against the given labels (the true ones are unknown): training "
+                    "(after each epoch, and Keras' running average during it), validation and held-out images."
+                    if kind == "accuracy" else subtitle)
     columns = {c: SERIES_NAMES[c] for c in wanted if c is not None and _has_values(metrics, c)}
     if not truth_known and "test_accuracy" in columns:
         columns["test_accuracy"] = "Held-out (given labels)"
@@ -83,11 +88,11 @@ def memorization_chart(metrics: pd.DataFrame, *, best_epoch=None, marker: str = 
     _frame(metrics, ["epoch"], "metrics")
     best_epoch = _check_best_epoch(best_epoch)
     title = "Memorization gap"
-    given = "train_acc_given" if _has_values(metrics, "train_acc_given") else _given_column(metrics)
+    given = _given_column(metrics)
     if given is None or not _has_values(metrics, "train_acc_true"):
         return _placeholder("Needs accuracy on the given and on the true labels: known only when the "
                             "noise was injected (or true labels were supplied).", title)
-    columns = {given: "Train (given labels)", "train_acc_true": "Train (true labels)"}
+    columns = {given: SERIES_NAMES[given], "train_acc_true": "Train (true labels)"}
     if _has_values(metrics, "memorized"):
         columns["memorized"] = "Memorized noisy labels"
     long = _curve_frame(metrics, columns)
@@ -212,7 +217,7 @@ def precision_recall_chart(curves: pd.DataFrame) -> alt.Chart:
     parts = []
     for name, df in curves.groupby("detector", sort=False):
         df = _downsample(df.sort_values("threshold"))
-        parts.append(pd.DataFrame({"detector": str(name),
+        parts.append(pd.DataFrame({"detector": detector_name(name),
                                    "threshold": pd.to_numeric(df["threshold"]).to_numpy(),
                                    "precision": _as_percent(df["precision"], "precision").to_numpy(),
                                    "recall": _as_percent(df["recall"], "recall").to_numpy()}))
@@ -224,7 +229,9 @@ def precision_recall_chart(curves: pd.DataFrame) -> alt.Chart:
         y=alt.Y("precision:Q", title="Precision: flagged labels really wrong (%)",
                 scale=alt.Scale(domain=[0, 100])),
         order=alt.Order("threshold:Q"),
-        color=alt.Color("detector:N", scale=alt.Scale(scheme="tableau10"), legend=_legend("Detector")),
+        # one legend row per detector: a horizontal legend in a half-page column cut all but two
+        color=alt.Color("detector:N", scale=alt.Scale(scheme="tableau10"),
+                        legend=alt.Legend(title="Detector", orient="bottom", columns=1, labelLimit=400)),
         tooltip=[alt.Tooltip("detector:N", title="Detector"),
                  alt.Tooltip("threshold:Q", title="Threshold", format=".3g"),
                  alt.Tooltip("precision:Q", title="Precision (%)", format=".1f"),

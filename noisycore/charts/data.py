@@ -104,9 +104,10 @@ def noise_matrix_heatmap(matrix: np.ndarray, class_names, *, title="Realized noi
     cells = pd.DataFrame({"true_class": [names[a] for a in i], "given_class": [names[b] for b in j],
                           "row": [names[a] for a in i], "col": [names[b] for b in j],
                           "diagonal": i == j, "percent": pct, "text": [_fmt_pct(p) for p in pct]})
-    tooltip = [alt.Tooltip("true_class:N", title="True class"),
+    of_rows = f"% of {y_title[:1].lower()}{y_title[1:]}"   # "% of likely true class" for an estimate
+    tooltip = [alt.Tooltip("true_class:N", title=y_title),
                alt.Tooltip("given_class:N", title="Given label"),
-               alt.Tooltip("percent:Q", title="% of the true class", format=".1f")]
+               alt.Tooltip("percent:Q", title=of_rows, format=".1f")]
     if counts is not None:
         c = np.asarray(counts)
         if c.shape != m.shape:
@@ -115,7 +116,7 @@ def noise_matrix_heatmap(matrix: np.ndarray, class_names, *, title="Realized noi
         cells["text"] = [f"{t}\n({n:,})" for t, n in zip(cells["text"], cells["count"])]
         tooltip.append(alt.Tooltip("count:Q", title="Examples", format=","))
     return _heatmap(cells, names, x_title="Given label", y_title=y_title, color_field="percent",
-                    color_title="% of true class", domain_max=100, tooltip=tooltip, title=title,
+                    color_title=of_rows, domain_max=100, tooltip=tooltip, title=title,
                     subtitle=subtitle or "Row = true class, column = given label: the share of each true class "
                                          "that received each label. The diagonal is kept correctly; off-diagonal "
                                          "cells are noise.")

@@ -159,6 +159,8 @@ def test_own_zip_is_reviewed_without_claims_of_truth(page, app_url, app_home, tm
 
     # Triage: confident learning's estimate is shown and is the N of the queue (most suspicious first).
     n = estimate_noise(info.labels, detect.pred_probs(run, source=source, ids=info.ids)).num_issues
+    for folded in ("2. How many labels look wrong?", "3. Review the likely wrong labels"):   # folded (issue 33)
+        page.locator('[data-testid="stExpander"] summary').filter(has_text=folded).click()
     metric = page.locator('[data-testid="stMetric"]').filter(has_text="Estimated wrong labels (confident learning)")
     expect(metric).to_contain_text(f"{n} of 100")
     page.get_by_text(f"Confident learning estimates {n} of 100 labels").wait_for()
