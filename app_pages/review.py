@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, corrections, detect, review, triage
+from noisycore import charts, corrections, detect, review, runs, triage
 from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
 from ui.common import guard, show_chart
@@ -11,7 +11,7 @@ from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_pa
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, truth_known, undo, url_notice)
 from ui.review_grid import grid_view
-from ui.runs import current_run, runs_root, set_current_run
+from ui.runs import baseline_notice, current_run, runs_root, set_current_run
 
 st.title("Review")
 st.caption("The model points at labels it believes are wrong; you decide, one by one or a page at a time, with "
@@ -35,6 +35,7 @@ run_dir = candidates[names.index(pick)]["path"]
 set_last_reviewed_run(pick)
 set_current_run(run_dir)
 st.query_params["run"] = pick   # a refresh or a bookmark resumes on this run
+baseline_notice(run_dir, summary=guard(runs.read_summary, run_dir))   # a model that learned nothing is named first
 
 metas = guard(detect.detection_meta, run_dir)
 if metas:   # done once: folded away, so the review is nearer the top of the screen
@@ -55,6 +56,8 @@ info, probs, features = run_data(run_dir, source)
 classes = list(info.class_names)
 truth = truth_known(run_dir, info)
 estimate = noise_estimate(run_dir, source)
+weakness = detect.estimate_note(estimate.num_issues, len(info.labels),
+                                next(iter(metas.values())).get("source_accuracy"))   # what N rests on
 table = guard(detect.evaluation_table, run_dir)
 n_images = len(info.labels)
 # Folded, like section 1: at 1280x800 the open sections put the image to review ~2,000 px down (issue 33)
@@ -79,6 +82,7 @@ with st.expander(("2. Which detector finds which errors?" if truth else "2. How 
     c1.caption(f"That is {estimate.noise_rate:.1%} of the labels"
                + (f"; the truth: {int(info.is_noisy.sum())} labels ({info.is_noisy.mean():.1%}) are really wrong."
                   if truth else ". An estimate, not a count of known errors."))
+    (c1.warning if weakness["weak"] else c1.caption)(weakness["text"])
     if truth:
         c1.caption("Precision: share of flagged labels that are really wrong. Recall: share of the wrong labels "
                    "that are flagged. F1 balances both.")
@@ -103,8 +107,9 @@ mode = c[1].radio("Review", list(MODES), format_func=MODES.get, key="review.mode
                   help="Most suspicious first. Confident learning's estimate of the number of wrong labels is a "
                        "good first N.")
 issues = guard(detect.load_issues, run_dir, detector)
-top_n = c[2].number_input("N", 0, n_images, min(estimate.num_issues, n_images), disabled=mode != "top",
-                          key=f"review.top_n.{pick}.{source}", help="Default: confident learning's estimate.")
+top_n = c[2].number_input("N", 0, n_images, min(weakness["suggested"], n_images), disabled=mode != "top",
+                          key=f"review.top_n.{pick}.{source}", help="Default: confident learning's estimate, or "
+                          "what a reviewer can afford when the estimate rests on a weak model.")
 threshold = c[2].number_input("Threshold", 0.0, 1.0, triage.threshold_for(issues, estimate.num_issues, decimals=3),
                               step=0.01, format="%.3f", key=f"review.threshold.{pick}.{source}.{detector}",
                               disabled=mode != "threshold", help="Review every label whose quality is at most this.")

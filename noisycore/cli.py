@@ -186,10 +186,12 @@ def add_review_commands(subparsers) -> None:
 
 
 def _source_for(run: Path, folds: Optional[int]) -> str:
-    if folds is None:
-        return "cross_validation" if (run / detect.CV_PROBS).is_file() else "in_sample"
+    """in_sample for --folds 0; else (after cross-validating with --folds K) the better out-of-sample
+    predictions, the network's folds or the linear baseline (detect.best_source), said in one line."""
     if folds == 0:
         return "in_sample"
+    if folds is None:
+        return _say_source(run)
     if folds < 2:
         raise UserError(f"--folds {folds} is not valid: use 0 (in-sample) or at least 2 folds")
     crossval = import_quietly("noisycore.crossval")   # loads TensorFlow: its start-up noise hidden
@@ -203,7 +205,20 @@ def _source_for(run: Path, folds: Optional[int]) -> str:
         raise
     line.close()
     runs.update_status(run / crossval.CV_DIR, state="finished", error=None, finished=runs.now_iso())
-    return "cross_validation"
+    return _say_source(run)
+
+
+def _say_source(run: Path) -> str:
+    """detect.best_source, and which predictions it chose and why, on stdout (a warning when the linear
+    baseline beat the network: the queue is then built on the baseline)."""
+    source, found = detect.best_source(run)
+    acc = {s: f"{100 * a['accuracy']:.1f}%" for s, a in found.items()}
+    if source == "baseline":
+        network = "cross_validation" if "cross_validation" in found else "in_sample"
+        print(f"WARNING: the linear baseline ({detect.SOURCES['baseline']}) agrees with the given labels more often "
+              f"({acc['baseline']}) than the network ({found.get(network, {}).get('what', 'its own predictions')}: {acc.get(network, 'n/a')}): "
+              "the queue is built on the baseline's predictions")
+    return source
 
 
 def cmd_detect(args) -> int:

@@ -279,7 +279,7 @@ def worker(run_dir, *, folds: int) -> int:
         runs.update_status(cv_dir, state="running", step="features")
         detect.compute_features(run)
         if folds:
-            detect.detect_all(run, source="cross_validation")
+            detect.detect_all(run, source=detect.best_source(run)[0])   # the network's folds or the linear baseline
         runs.update_status(cv_dir, state="finished", finished=runs.now_iso(), error=None)
         return 0
     except Stopped as e:

@@ -180,16 +180,19 @@ def source_accuracy(run_dir, source: str) -> Optional[dict]:
             "what": f"out-of-sample accuracy ({what})"}
 
 
+PREFERENCE = ("cross_validation", "baseline", "in_sample")   # on equal accuracy: out-of-sample first
+
+
 def best_source(run_dir) -> tuple:
-    """(source, {source: source_accuracy}) of the out-of-sample predictions that agree best with the given
-    labels: cross-validation or the linear baseline (in_sample when neither exists). A queue is only as
-    good as the model under it; on 8-pixel scans or a few hundred photos the linear model can be the better one."""
-    found = {s: source_accuracy(run_dir, s) for s in ("cross_validation", "baseline", "in_sample")}
+    """(source, {source: source_accuracy}): the predictions whose model agrees best with the given labels
+    out of sample (the network's K folds, the linear baseline's 4 folds, or the run's own model judged by
+    its held-out accuracy); ties go to PREFERENCE's order. A queue is only as good as the model under it;
+    on 8-pixel scans or a few hundred photos the linear model can be the better one."""
+    found = {s: source_accuracy(run_dir, s) for s in PREFERENCE}
     found = {s: a for s, a in found.items() if a is not None}
-    out_of_sample = {s: a for s, a in found.items() if s != "in_sample"}
-    if not out_of_sample:
+    if not found:
         return "in_sample", found
-    return max(out_of_sample, key=lambda s: (out_of_sample[s]["accuracy"], s == "cross_validation")), found
+    return max(found, key=lambda s: (round(found[s]["accuracy"], 3), -PREFERENCE.index(s))), found
 
 
 def estimate_note(num_issues: int, n: int, accuracy: Optional[float]) -> dict:
@@ -262,7 +265,10 @@ def detect(run_dir, *, detector: str = "confident_learning", source: str = "in_s
     meta = {"detector": detector, "source": source, "params": found.params, "n": len(info.ids),
             "flagged": found.num_issues, "created": datetime.now().astimezone().isoformat(timespec="seconds"),
             # confident learning's estimate of how many labels are wrong (no truth needed)
-            "estimated_issues": detectors.estimate_noise(info.labels, probs).num_issues}
+            "estimated_issues": detectors.estimate_noise(info.labels, probs).num_issues,
+            # what the queue rests on: how often these predictions agree with the given labels
+            "source_accuracy": (source_accuracy(run, source) or {}).get("accuracy") if source == "in_sample"
+            else float((probs.argmax(1) == info.labels).mean())}
     if info.true_labels is not None:
         names = np.asarray(info.class_names, dtype=object)
         frame["true_label"] = names[info.true_labels[frame["index"]]]

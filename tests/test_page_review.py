@@ -286,7 +286,8 @@ def test_review_page_names_a_bad_run_in_the_address(app, run_dir):
     assert at.selectbox[0].value == run_dir.name                            # the newest run with detections
     at = app(run="20990101-nothere")
     assert "no run of that name" in " ".join(w.value for w in at.warning)
-    assert not app().warning                                                # no address: no notice
+    # no address: no notice about it (a verdict on the network may still warn: 3 epochs on linearly separable quadrants)
+    assert not [w for w in app().warning if "“" in w.value]              # (notices quote the address's value)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import streamlit as st
 from noisycore import charts, evaluation, jobs, naming, runs, sweeps
 from noisycore.util import pct
 from ui.common import cached_dataset, guard, show_chart, upscale
-from ui.runs import STATE_ICONS, progress_text, runs_root, state_text
+from ui.runs import STATE_ICONS, baseline_notice, progress_text, runs_root, state_text
 
 COMPARE_METRICS = {
     "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
@@ -128,6 +128,7 @@ def evaluation_panel(run_dir: str) -> None:
                       "Agreement of the kept model with the true labels."))
     for column, (label, value, help_text) in zip(st.columns(len(items)), items):
         column.metric(label, pct(value), help=help_text)
+    baseline_notice(run_dir, summary=run.summary)
     preds = guard(evaluation.load_predictions, run_dir)
     # Heatmaps keep square cells at their natural size, so each gets a row of its own (half a page is too narrow).
     show_chart(charts.confusion_matrix_chart(preds.test_true, preds.test_pred, preds.class_names,

@@ -20,7 +20,8 @@ URL_NOTE_KEY = "review.url_notice"  # (notice, run shown instead) about a bad ?r
 FOCUS_KEY = "review.focus_runs"    # int: runs of the page, so the focus script runs after each
 UNDONE_KEY = "review.undone"       # ids the last undo restored (the grid shows their page)
 SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings in the background)",
-               "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)"}
+               "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)",
+               "baseline": "The linear baseline (logistic regression on the pixels, 4-fold out-of-sample; instant)"}
 
 
 def reviewable_runs(root) -> tuple[list[dict], dict]:
@@ -133,17 +134,27 @@ def review_image(run_dir: str, idx: int, px: int, *, square: bool = False):
 
 def detection_panel(run_dir: str) -> None:
     """Source choice, the Find button and the live cross-validation progress."""
+    best, found = guard(detect.best_source, run_dir)
+    choices = [s for s in SOURCE_TEXT if s != "baseline" or "baseline" in found]
+    if best == "baseline":
+        network = found.get("cross_validation") or found.get("in_sample") or {}
+        st.warning(f"The linear baseline's predictions agree with the given labels more often "
+                   f"({found['baseline']['accuracy']:.1%}, 4-fold out-of-sample) than the network's "
+                   f"({network.get('accuracy', 0):.1%}, {network.get('what', 'its own model')}). A queue built on a "
+                   "weaker model flags its own mistakes: the baseline is preselected below.", icon=":material/warning:")
     c = st.columns([3, 1, 1])
-    source = c[0].radio("Predicted probabilities from", list(SOURCE_TEXT), format_func=SOURCE_TEXT.get,
-                        key="review.source", help="Out-of-sample predictions judge each image with a model "
-                        "that never saw its label, which finds more wrong labels; in-sample is a quick preview.")
+    source = c[0].radio("Predicted probabilities from", choices, format_func=SOURCE_TEXT.get,
+                        index=choices.index(best) if best in choices and best != "in_sample" else 0,
+                        key=f"review.source.{best}", help="Out-of-sample predictions judge each image with a model "
+                        "that never saw its label, which finds more wrong labels; in-sample is a quick preview. "
+                        "Preselected: the predictions that agree best with the given labels out of sample.")
     folds = c[1].number_input("Folds (K)", 2, 10, 4, key="review.folds", disabled=source != "cross_validation",
                               help="K-fold cross-validation trains K models, each on (K-1)/K of the images.")
     c[2].write("")
     if c[2].button("Find label issues", type="primary", icon=":material/search:", key="review.find"):
-        if source == "in_sample":
+        if source in ("in_sample", "baseline"):
             with st.spinner("Scoring every label with every detector…"):
-                guard(detect.detect_all, run_dir, source="in_sample")
+                guard(detect.detect_all, run_dir, source=source)
             if detect.read_features(run_dir) is None and crossval.poll(run_dir).get("state") not in runs.ACTIVE_STATES:
                 guard(crossval.start, run_dir, folds=0)   # neighbours: the features load the model
         else:

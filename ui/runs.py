@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, evaluation, jobs, runs
+from noisycore import baseline, charts, evaluation, jobs, runs
 from noisycore.config import default_runs_dir
 from noisycore.util import pct
 from ui.common import guard, labels_root, show_chart
@@ -133,6 +133,7 @@ def run_panel(run_dir: str, *, key: str) -> None:
             _headline_metrics(run, best, known=known)
             if run.summary.get("skipped_images"):
                 st.caption(run.summary["skipped_images"])
+        baseline_notice(run_dir, status=status, summary=run.summary)
 
     _panel()
 
@@ -163,3 +164,22 @@ def _headline_metrics(run, best, *, known: bool = True) -> None:
             col.caption(f"Last epoch ({last_epoch}): {pct(None if value != value else value)}")
 
 
+def baseline_notice(run_dir: str, *, status: dict | None = None, summary: dict | None = None) -> None:
+    """The scale-up note, the linear baseline's held-out accuracy (the line the network must beat), and once
+    the run has finished, the verdict: a warning when the network learned nothing or is not clearly better."""
+    status = jobs.poll(run_dir) if status is None else status
+    if status.get("note"):
+        st.info(status["note"], icon=":material/photo_size_select_large:")
+    record = baseline.read(run_dir)
+    if record is None:
+        return
+    if not summary:
+        if record.get("held_out_accuracy") is not None:
+            st.caption(f"Linear baseline ({baseline.NAME}): held-out accuracy {pct(record['held_out_accuracy'])}, "
+                       f"fitted in {record.get('seconds', 0):.0f} s. The network should end clearly above it.")
+        return
+    verdict = baseline.run_verdict(summary, record)
+    if verdict.warn:
+        st.warning(verdict.text, icon=":material/warning:")
+    elif verdict.text:
+        st.caption(verdict.text)
