@@ -42,6 +42,8 @@ MAX_ITER = 100       # lbfgs iterations: the accuracy is within 0.5 points of co
 MAX_FIT = 10_000     # images per fit at most (stratified subset): seconds on 2 cores
 FOLDS = 4            # as the Review page's cross-validation
 CLEAR_MARGIN = 2.0   # standard errors: "clearly better" = more than this many apart
+MIRROR_KEEP = 0.75   # a mirror "keeps the labels" when the baseline keeps this share of its above-chance accuracy on
+                     # mirrored images (CIFAR-10: 1.05; sklearn's 8-px digits: 0.34; quadrant blobs: below 0)
 
 
 def pixel_features(images) -> np.ndarray:
@@ -59,9 +61,12 @@ def pixel_features(images) -> np.ndarray:
     return x.reshape(n, h2, fh, w2, fw, c).mean(axis=(2, 4)).reshape(n, -1)
 
 
-def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int) -> np.ndarray:
-    """Probabilities (M, K) of ``x_pred`` from a logistic regression fitted on (x_fit, y_fit); classes
-    missing from y_fit get probability 0."""
+def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int):
+    """Probabilities (M, K) of ``x_pred`` (or a tuple of arrays: one (M_i, K) each) from a logistic
+    regression fitted on (x_fit, y_fit); classes missing from y_fit get probability 0."""
+    if isinstance(x_pred, tuple):
+        both = _fit_predict(x_fit, y_fit, np.concatenate(x_pred), num_classes=num_classes, seed=seed)
+        return tuple(np.split(both, np.cumsum([len(x) for x in x_pred])[:-1]))
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -84,17 +89,33 @@ def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int) -> np.nda
     return out
 
 
-def out_of_sample_probs(features, labels, *, folds: int = FOLDS, seed: int = 0, num_classes=None) -> np.ndarray:
+def out_of_sample_probs(features, labels, *, folds: int = FOLDS, seed: int = 0, num_classes=None,
+                        mirrored=None):
     """K-fold out-of-sample probabilities (N, K): each row from a model fitted on the other folds
-    (``util.stratified_folds(labels, folds, seed)``, the folds cross-validation uses)."""
+    (``util.stratified_folds(labels, folds, seed)``, the folds cross-validation uses). With ``mirrored``
+    (the features of the mirrored images, N rows) also the same models' probabilities of those: (probs, mirrored)."""
     labels = np.asarray(labels, dtype=np.int64)
     k = int(num_classes or labels.max() + 1)
     assign = stratified_folds(labels, folds, seed)
-    probs = np.zeros((len(labels), k))
+    probs, flipped = np.zeros((len(labels), k)), np.zeros((len(labels), k))
     for f in range(folds):
         held = assign == f
-        probs[held] = _fit_predict(features[~held], labels[~held], features[held], num_classes=k, seed=seed)
-    return probs
+        x_pred = features[held] if mirrored is None else (features[held], mirrored[held])
+        out = _fit_predict(features[~held], labels[~held], x_pred, num_classes=k, seed=seed)
+        if mirrored is None:
+            probs[held] = out
+        else:
+            probs[held], flipped[held] = out
+    return probs if mirrored is None else (probs, flipped)
+
+
+def mirror_retained(probs, mirrored_probs, labels) -> float:
+    """The share of a model's above-chance accuracy it keeps on mirrored images:
+    (acc_mirrored - chance) / (acc - chance); about 1 when a mirror keeps the labels, near 0 when it changes them."""
+    labels = np.asarray(labels)
+    chance = chance_rate(labels)
+    acc, acc_m = (probs.argmax(1) == labels).mean(), (mirrored_probs.argmax(1) == labels).mean()
+    return float((acc_m - chance) / (acc - chance)) if acc > chance else 1.0
 
 
 def fit_for_run(run_dir, dataset, labels, *, truth_known: bool, seed: int = 0, folds: int = FOLDS) -> dict:
@@ -120,9 +141,12 @@ def fit_for_run(run_dir, dataset, labels, *, truth_known: bool, seed: int = 0, f
         ids = np.concatenate([ids, np.asarray(dataset.ids_test).astype(str)])
         x, y = np.concatenate([train_x, test_x]), np.concatenate([given, test_y])
     if len(y) >= 10 * folds:
-        probs = out_of_sample_probs(x, y, folds=folds, seed=seed, num_classes=k)
+        mirrored = pixel_features(np.concatenate([dataset.x_train, dataset.x_test])[:len(y), :, ::-1])
+        probs, flipped = out_of_sample_probs(x, y, folds=folds, seed=seed, num_classes=k, mirrored=mirrored)
         save_npz(Path(run_dir) / BASELINE_PROBS, ids=ids, probs=probs.astype(np.float32))
-        record.update(cv_accuracy=float((probs.argmax(1) == y).mean()), folds=folds, cv_n=int(len(y)))
+        retained = mirror_retained(probs, flipped, y)
+        record.update(cv_accuracy=float((probs.argmax(1) == y).mean()), folds=folds, cv_n=int(len(y)),
+                      mirror_retained=round(retained, 3), mirror_keeps_labels=bool(retained >= MIRROR_KEEP))
     record["seconds"] = round(time.monotonic() - t0, 2)
     write_json(Path(run_dir) / BASELINE_JSON, record)
     return record
@@ -206,3 +230,36 @@ def run_verdict(summary: dict, record: Optional[dict]) -> Verdict:
     record = record or {}
     return judge(summary.get("test_accuracy"), record.get("held_out_accuracy"),
                  n=int(summary.get("num_test") or 0), chance=summary.get("chance"))
+
+
+def resolve_mirror(config, record: Optional[dict]) -> tuple:
+    """(config, note): augment / tta "auto" become the mirror versions (flip_translate, flip) when mirroring
+    keeps the labels, else translate / none, from the baseline's mirror check (``record``; without one,
+    e.g. a fold run, the mirror versions). ``note`` says what was chosen and why (None: nothing to say)."""
+    from noisycore.catalog import MIRROR_AUGMENT
+
+    if config.augment != "auto" and config.tta != "auto":
+        return config, None
+    keeps = bool((record or {}).get("mirror_keeps_labels", True))
+    changes = {}
+    if config.augment == "auto":
+        changes["augment"] = "flip_translate" if keeps else MIRROR_AUGMENT["flip_translate"]
+    if config.tta == "auto":
+        changes["tta"] = "flip" if keeps else "none"
+    retained = (record or {}).get("mirror_retained")
+    why = "" if retained is None else f" (a {NAME} keeps {100 * retained:.0f}% of its accuracy on mirrored images)"
+    note = (f"Mirroring keeps the labels of these images{why}: training mirrors them." if keeps else
+            f"Mirroring changes the labels of these images{why}, so the run never mirrors them: augmentation "
+            f"{changes.get('augment', config.augment)}, test-time augmentation {changes.get('tta', config.tta)}.")
+    return config.replace(**changes), note
+
+
+def choose_for_run(run_dir, config, dataset, labels, *, truth_known: bool):
+    """Before a run trains: fit the baseline (``config.baseline``) and resolve augment / tta "auto" from its
+    mirror check; a resolved choice is written to the run folder (runs.record_choice). Returns the config."""
+    from noisycore import runs
+
+    record = fit_for_run(run_dir, dataset, labels, truth_known=truth_known, seed=config.seed) \
+        if config.baseline else None
+    resolved, note = resolve_mirror(config, record)
+    return runs.record_choice(run_dir, resolved, note) if resolved != config else config

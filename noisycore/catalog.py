@@ -24,7 +24,7 @@ assert tuple(NOISE_HELP) == NOISE_MODEL_NAMES
 METHOD_NAMES = ("standard", "confidence_weighting", "coteaching", "label_correction")
 OPTIMIZERS = ("adam", "sgd", "nesterov")          # sgd: momentum 0.9; nesterov: Nesterov momentum 0.9
 LR_SCHEDULES = ("plateau", "constant", "cosine", "onecycle", "warmup_linear")
-AUGMENTATIONS = ("none", "blog", "strong", "flip_translate")
+AUGMENTATIONS = ("none", "blog", "strong", "flip_translate", "translate", "auto")
 PRECISIONS = ("auto", "float32", "bfloat16")      # auto: bfloat16 where the hardware computes it natively
 
 MODEL_HELP = {
@@ -74,7 +74,11 @@ AUGMENT_HELP = {
     "blog": "The blog post's recipe: rotate up to 15 degrees, shift up to 10%, mirror left-right.",
     "strong": "Mirror left-right and crop a random window after padding 4 pixels (the usual CIFAR recipe).",
     "flip_translate": "Mirror left-right and shift up to 2 pixels (mirrored border): airbench's light augmentation.",
+    "translate": "Shift up to 2 pixels (mirrored border), never mirror: for classes a mirror changes (text, digits, arrows).",
+    "auto": "flip_translate, or translate when mirroring changes the labels of these images (checked before training "
+            "by a linear model on mirrored images; the run says which it chose).",
 }
+MIRROR_AUGMENT = {"flip_translate": "translate", "blog": "blog", "strong": "strong"}   # auto's two outcomes below
 CUTOUT_HELP = "Cutout: blank out one random square, half the image side (16x16 pixels at 32x32)."
 MIXUP_HELP = ("Mixup: blend each image and its label with another image of the batch "
               "(weight ~ Beta(alpha, alpha)); 0 turns it off, 0.2-1.0 is typical.")
@@ -82,6 +86,7 @@ MIXUP_HELP = ("Mixup: blend each image and its label with another image of the b
 TTA_HELP = {
     "none": "Predict each image once.",
     "flip": "Test-time augmentation: average the predicted probabilities of each image and its mirror image.",
+    "auto": "flip, or none when mirroring changes the labels of these images (checked before training).",
 }
 KEEP_HELP = {
     "best": "Keep the epoch with the best validation accuracy (on the given labels of the validation split).",

@@ -39,6 +39,7 @@ from noisycore.util import save_npy, stratified_folds
 
 CV_DIR = "cv"
 MAX_FOLDS = 20
+INHERITED = ("augment", "tta", "mixed_precision")   # a fold of own data keeps the run's choices of these
 _NOT_RECIPE = ("data", "noise", "labels_path", "max_train", "seed", "preset", "record_margins", "trusted_val")
 
 
@@ -88,8 +89,11 @@ def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict]
         # the size rule counts the images a run trains on: the fold's training rows (not its held-out fold)
         table = pd.read_csv(Path(labels_dir) / "labels.csv", usecols=lambda c: c in ("id", "split"))
         n = int((table["split"] != "test").sum()) if "split" in table else len(table)
+        # what made the run work is inherited (its resolved mirroring, its precision; config.data holds a
+        # scaled-up image size): a fold must not re-decide it (issue 28: folds went back to bfloat16)
+        inherit = {k: getattr(config, k) for k in INHERITED if k not in recipe}
         config = type(config)(data=config.data, noise=config.noise, seed=config.seed,
-                              **recommended_recipe(n, **recipe))
+                              **recommended_recipe(n, **{**inherit, **recipe}))
     elif recipe:
         config = config.replace(**recipe)
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,

@@ -180,19 +180,28 @@ def source_accuracy(run_dir, source: str) -> Optional[dict]:
             "what": f"out-of-sample accuracy ({what})"}
 
 
-PREFERENCE = ("cross_validation", "baseline", "in_sample")   # on equal accuracy: out-of-sample first
+PREFERENCE = ("baseline", "cross_validation", "in_sample")   # the cheap, steady yardstick first; a network must beat it
 
 
 def best_source(run_dir) -> tuple:
     """(source, {source: source_accuracy}): the predictions whose model agrees best with the given labels
-    out of sample (the network's K folds, the linear baseline's 4 folds, or the run's own model judged by
-    its held-out accuracy); ties go to PREFERENCE's order. A queue is only as good as the model under it;
-    on 8-pixel scans or a few hundred photos the linear model can be the better one."""
+    out of sample: the linear baseline's 4 folds, unless the network's K folds are clearly better (by two
+    standard errors), unless the run's own model (judged by its held-out accuracy; its predictions of the
+    training images have seen their labels) is clearly better still. A queue is only as good as the model
+    under it; on 8-pixel scans or a few hundred photos the linear model can be the better one."""
     found = {s: source_accuracy(run_dir, s) for s in PREFERENCE}
     found = {s: a for s, a in found.items() if a is not None}
-    if not found:
-        return "in_sample", found
-    return max(found, key=lambda s: (round(found[s]["accuracy"], 3), -PREFERENCE.index(s))), found
+    best = None
+    for source in PREFERENCE:   # each later source must be clearly better (2 standard errors) to take over
+        a = found.get(source)
+        if a is not None and (best is None or a["accuracy"] > found[best]["accuracy"] + 2 * _se(a)):
+            best = source
+    return best or "in_sample", found
+
+
+def _se(acc: dict) -> float:
+    p, n = acc["accuracy"], max(int(acc["n"]), 1)
+    return max((p * (1 - p) / n) ** 0.5, 1 / n)
 
 
 def estimate_note(num_issues: int, n: int, accuracy: Optional[float]) -> dict:

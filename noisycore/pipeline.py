@@ -94,11 +94,10 @@ def augmentation_layers(name, *, cutout=False, seed=0, image_size=32) -> keras.S
         layers = [L.RandomRotation(15 / 360, fill_mode="nearest", seed=seed),
                   L.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
                   L.RandomFlip("horizontal", seed=seed + 2)]
-    elif name in ("strong", "flip_translate"):
+    elif name in ("strong", "flip_translate", "translate", "auto"):   # auto: a run resolves it first (train.py)
         pad = max(1, round((4 if name == "strong" else 2) * image_size / 32))
-        layers = [L.RandomFlip("horizontal", seed=seed),
-                  ReflectPad2D(pad),
-                  PerImageRandomCrop(image_size, seed=seed + 1)]
+        layers = ([] if name == "translate" else [L.RandomFlip("horizontal", seed=seed)]) + \
+            [ReflectPad2D(pad), PerImageRandomCrop(image_size, seed=seed + 1)]
     if cutout:
         # scale = erased area fraction: (1/2)^2 of the image, a square of half the side; factor 1 = always.
         layers.append(L.RandomErasing(factor=(1.0, 1.0), scale=(0.25, 0.25), fill_value=0.5,
@@ -261,6 +260,7 @@ def predict_probs(model, images, *, tta="none", batch_size=512) -> np.ndarray:
     """
     if tta not in catalog.TTA_HELP:
         raise UserError(f"unknown tta {tta!r}; choose one of: {', '.join(catalog.TTA_HELP)}")
+    tta = "flip" if tta == "auto" else tta   # a run resolves auto before it predicts (train.py); unresolved = flip
     if isinstance(images, tf.data.Dataset):
         probs = model.predict(images, verbose=0).astype(np.float32)
         if tta == "flip":

@@ -156,14 +156,13 @@ def update_status(run_dir, **changes) -> dict:
     return write_status(run_dir, {**status, **changes})
 
 
-def record_scale_up(run_dir, config):
-    """A run whose images were scaled up for its model (``config.data.image_size`` now set): config.json
-    says the size, so detection, cross-validation folds and retrains load the same images, and
-    status.json's ``note`` says so in words for the pages and the CLI. Returns ``config``."""
+def record_choice(run_dir, config, note: str):
+    """A choice a run made for the user's data (tiny images scaled up, mirroring off): config.json holds the
+    chosen values, so detection, cross-validation folds and retrains use the same, and status.json's ``note``
+    says it in words for the pages and the CLI (notes of one run are joined). Returns ``config``."""
     atomic_write_text(Path(run_dir) / "config.json", config.to_json())
-    size = config.data.image_size
-    update_status(run_dir, note=f"The images are smaller than {config.model} needs; they were scaled up to "
-                                f"{size}x{size} pixels.")
+    earlier = read_status(run_dir).get("note")
+    update_status(run_dir, note=f"{earlier} {note}" if earlier else note)
     return config
 
 

@@ -494,9 +494,11 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
     if prepared.data != config.data:   # tiny images scaled up: the run folder says so, folds and detection load the same
-        config = runs.record_scale_up(run_dir, config.replace(data=prepared.data))
-    if config.baseline:   # seconds: the line the network must beat, known before its first epoch
-        baseline.fit_for_run(run_dir, ds, noisy.labels, truth_known=noisy.true_labels is not None, seed=config.seed)
+        side = prepared.data.image_size
+        config = runs.record_choice(run_dir, config.replace(data=prepared.data), f"The images are smaller than "
+                                    f"{config.model} needs; they were scaled up to {side}x{side} pixels.")
+    # seconds: the linear baseline (the line to beat) and what it says about mirroring (augment / tta auto)
+    config = baseline.choose_for_run(run_dir, config, ds, noisy.labels, truth_known=noisy.true_labels is not None)
     ctx, fit_idx, val_idx = make_context(config, prepared, run_dir)
     fit_probs = lambda: None if monitor.interrupted else recorder.last_probs[fit_idx]  # noqa: E731 (set below)
     extra_callbacks = _forward_setup(config, noisy, ctx, run_dir, fit_probs)

@@ -203,9 +203,15 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
     assert (expected.model, expected.loss, expected.batch_size, expected.epochs) == ("fast_cnn", "gce", 64, 67)
     big = TrainConfig(**crossval.recommended_recipe(50_000))
     assert (big.model, big.batch_size, big.epochs) == ("fast_cnn", 256, 24)
-    for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size", "augment",
+    for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size",
                   "early_stopping_patience"):
         assert getattr(fold, field) == getattr(expected, field), field
+    # what made the run work is inherited (issue 28): its mirroring and precision, not the recipe's
+    for field in crossval.INHERITED:
+        assert getattr(fold, field) == getattr(run_cfg, field), field
+    mirror_off = run_cfg.replace(augment="translate", tta="none", mixed_precision="float32")
+    fold = crossval.fold_config(mirror_off, tmp_path / "labels", truth_known=False)
+    assert (fold.augment, fold.tta, fold.mixed_precision, fold.model) == ("translate", "none", "float32", "fast_cnn")
     assert fold.seed == 3 and fold.data == run_cfg.data and fold.trusted_val is False
     kept = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=True)   # injected noise: the run's recipe
     assert (kept.model, kept.dropout, kept.lr_schedule) == (run_cfg.model, run_cfg.dropout, run_cfg.lr_schedule)

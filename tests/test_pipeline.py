@@ -193,7 +193,10 @@ def test_soft_label_probs_pass_through():
 
 
 def test_presets_and_bad_inputs_are_explained():
-    assert set(AUGMENTATIONS) == set(AUGMENT_HELP) == {"none", "blog", "strong", "flip_translate"}
+    assert set(AUGMENTATIONS) == set(AUGMENT_HELP) == {"none", "blog", "strong", "flip_translate", "translate", "auto"}
+    flips = {name: any(isinstance(layer, keras.layers.RandomFlip) for layer in augmentation_layers(name).layers)
+             for name in ("flip_translate", "translate", "auto")}
+    assert flips == {"flip_translate": True, "translate": False, "auto": True}   # auto unresolved = the mirror version
     with pytest.raises(DataError, match="uint8"):
         make_dataset(X / 255.0, Y, num_classes=4)
     with pytest.raises(DataError, match=r"0\.\.3"):

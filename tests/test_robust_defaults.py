@@ -138,3 +138,29 @@ def test_judge_names_a_model_that_learned_nothing_and_one_not_better():
     assert v.kind == "better" and not v.warn
     assert baseline.judge(None, 0.5, n=0, chance=None).kind == "unknown"
     assert baseline.chance_rate([0, 0, 0, 1]) == 0.75
+
+
+def test_auto_mirroring_follows_the_baselines_mirror_check():
+    config = TrainConfig(augment="auto", tta="auto")
+    off, note = baseline.resolve_mirror(config, {"mirror_retained": 0.2, "mirror_keeps_labels": False})
+    assert (off.augment, off.tta) == ("translate", "none") and "changes the labels" in note and "20%" in note
+    on, note = baseline.resolve_mirror(config, {"mirror_retained": 1.02, "mirror_keeps_labels": True})
+    assert (on.augment, on.tta) == ("flip_translate", "flip") and "keeps the labels" in note
+    assert baseline.resolve_mirror(config, None)[0].augment == "flip_translate"     # no check (a fold): as before
+    fixed = TrainConfig(augment="flip_translate", tta="flip")                       # a choice the user made stays
+    assert baseline.resolve_mirror(fixed, {"mirror_keeps_labels": False}) == (fixed, None)
+
+
+def test_mirror_check_tells_quadrants_from_symmetric_classes():
+    x, y = _gray_blobs(200, size=8)                         # class = quadrant: a mirror swaps classes 0<->1, 2<->3
+    feats, mirrored = baseline.pixel_features(x), baseline.pixel_features(x[:, :, ::-1])
+    probs, flipped = baseline.out_of_sample_probs(feats, y, folds=4, seed=0, num_classes=4, mirrored=mirrored)
+    assert baseline.mirror_retained(probs, flipped, y) < baseline.MIRROR_KEEP
+    top = np.zeros((200, 8, 8, 3), np.uint8)                # class = top half or bottom half bright: mirror-proof
+    ys = np.arange(200) % 2
+    top[ys == 0, :4] = 200
+    top[ys == 1, 4:] = 200
+    top = np.clip(top.astype(int) + np.random.default_rng(0).integers(0, 40, top.shape), 0, 255).astype(np.uint8)
+    f, m = baseline.pixel_features(top), baseline.pixel_features(top[:, :, ::-1])
+    probs, flipped = baseline.out_of_sample_probs(f, ys, folds=4, seed=0, num_classes=2, mirrored=m)
+    assert baseline.mirror_retained(probs, flipped, ys) >= baseline.MIRROR_KEEP
