@@ -58,7 +58,8 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     epoch (see the module). Last in the callback list: it saves after the epoch was recorded."""
 
     def __init__(self, run_dir: Path, *, recorder, checkpoint):
-        super().__init__(str(Path(run_dir) / BACKUP_DIR), save_freq="epoch", delete_checkpoint=True)
+        super().__init__(str(Path(run_dir) / BACKUP_DIR), save_freq="epoch", delete_checkpoint=True,
+                         double_checkpoint=True)   # a node killed mid-save leaves the previous epoch
         self.run_dir, self.recorder, self.checkpoint = Path(run_dir), recorder, checkpoint
 
     def on_train_begin(self, logs=None):
