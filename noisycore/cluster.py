@@ -37,6 +37,7 @@ _CONNECTIONS: dict = {}       # address -> RayExecutor of this process
 
 
 def _import_ray():
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")   # read at import: a local Ray binds to 127.0.0.1
     try:
         import ray
     except ImportError:
@@ -90,7 +91,6 @@ class RayExecutor:
         if self.cpus < 1:
             raise UserError(f"{CPUS_ENV}={self.cpus} must be at least 1")
         if not ray.is_initialized():
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             try:
                 ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, include_dashboard=False,
                          logging_level="error")

@@ -12,6 +12,7 @@ from noisycore import jobs, runs, sweeps
 from noisycore.errors import UserError
 from helpers import quadrant_folder, tiny_config
 
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # read when ray is imported: bind to 127.0.0.1
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.ray,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl, /proc")]
@@ -27,7 +28,6 @@ def two_nodes():
 
     from noisycore import cluster
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     sim = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
                                                        "node_ip_address": LOOPBACK, "_system_config": FAST_HEALTH})
     nodes = [sim.add_node(num_cpus=1, node_ip_address=LOOPBACK) for _ in range(2)]

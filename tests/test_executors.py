@@ -11,6 +11,7 @@ import pytest
 from noisycore import executors, jobs, runs
 from helpers import quadrant_folder, tiny_config
 
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # read when ray is imported: bind to 127.0.0.1
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.ray,
               pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and prctl")]
@@ -21,7 +22,6 @@ TIMEOUT = 300
 def ray_executor():
     from noisycore import cluster
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, namespace=cluster.NAMESPACE, log_to_driver=False,
              logging_level="error")
     try:
