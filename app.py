@@ -2,6 +2,7 @@
 import streamlit as st
 
 from ui.common import presenter_toggle
+from ui.runs import cluster_sidebar
 
 st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:", layout="wide")
 
@@ -17,4 +18,5 @@ page = st.navigation(PAGES)
 with st.sidebar:
     st.caption("Noisy Label Lab: train on noisy labels, see what the noise does, find and fix wrong labels.")
     presenter_toggle()
+    cluster_sidebar()
 page.run()

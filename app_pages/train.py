@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import jobs, runs
+from noisycore import executors, jobs, runs
 from noisycore.aum import COST_NOTE as AUM_COST_NOTE
 from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, LOSS_SETUP_KEYS,
                                KEEP_HELP, MIXUP_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP)
@@ -172,11 +172,13 @@ config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=n
 
 # ---- Action -------------------------------------------------------------------------------------
 active = guard(jobs.active_runs, runs_root())
-if active:
+if active and executors.cluster_setting():
+    st.caption(f"{len(active)} run(s) queued or training on the cluster; runs train side by side on its free CPUs.")
+elif active:
     st.caption(f"{len(active)} run(s) queued or training; a new run waits its turn (one trains at a time).")
 st.caption(guard(precision_note, config.mixed_precision))
 if st.button("Start training", type="primary", icon=":material/play_arrow:"):
-    run_dir = guard(jobs.start, config, root=runs_root())
+    run_dir = guard(lambda: executors.executor().start(config, root=runs_root()))
     set_current_run(run_dir)
     st.toast(f"Started {run_dir.name}")
 

@@ -77,6 +77,8 @@ def cmd_train(args) -> int:
 
     config = train_config(args)
     check_labels_path(config.labels_path)
+    if _cluster(args):
+        return _train_on_cluster(config, args)
     train = import_quietly("noisycore.train")  # TensorFlow loads only after the options are known to be valid
     train.check_config(config)
     run_dir = runs.create_run(config, root=args.out)
@@ -110,6 +112,35 @@ def cmd_train(args) -> int:
 
         print(forward.describe(forward.read_record(run_dir)))
     return 0 if summary.get("state") in ("finished", "stopped") else 1
+
+
+def _train_on_cluster(config, args) -> int:
+    """``train --cluster``: the run is a job on the cluster; this terminal follows its status.json."""
+    import time
+
+    from noisycore import executors, jobs
+
+    ex = executors.executor(_cluster(args))
+    run_dir = ex.start(config, root=args.out)
+    print(f"run folder: {run_dir} (on the cluster {args.cluster})", flush=True)
+    line, shown = StatusLine(), None
+    try:
+        while (status := jobs.poll(run_dir)).get("state") in runs.ACTIVE_STATES:
+            where = f" on {status['node']}" if status.get("node") and status.get("state") == "running" else ""
+            text = f"{status.get('state')}{where}: epoch {status.get('epoch', 0)}/{status.get('epochs')}"
+            if text != shown:
+                line.show(text, key=text)
+                shown = text
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        ex.stop(run_dir)
+        line.close()
+        print(f"stop requested; the partial run is in {run_dir}", file=sys.stderr)
+        return SIGNALS.exit_code or 130
+    line.close()
+    summary = runs.read_summary(run_dir)
+    print(_summary_line(summary) if summary else f"{status.get('state')}: {status.get('error')}")
+    return 0 if status.get("state") in ("finished", "stopped") else 1
 
 
 class _ProgressBar:
@@ -185,7 +216,7 @@ def add_review_commands(subparsers) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def _source_for(run: Path, folds: Optional[int]) -> str:
+def _source_for(run: Path, folds: Optional[int], cluster: Optional[str] = None) -> str:
     """in_sample for --folds 0; else (after cross-validating with --folds K) the better out-of-sample
     predictions, the network's folds or the linear baseline (detect.best_source), said in one line."""
     if folds == 0:
@@ -194,6 +225,15 @@ def _source_for(run: Path, folds: Optional[int]) -> str:
         return _say_source(run)
     if folds < 2:
         raise UserError(f"--folds {folds} is not valid: use 0 (in-sample) or at least 2 folds")
+    if cluster:
+        from noisycore import executors, fanout
+
+        line = StatusLine()
+        try:
+            fanout.cross_validate(run, executors.executor(cluster), folds=folds, progress=line.show)
+        finally:
+            line.close()
+        return _say_source(run)
     crossval = import_quietly("noisycore.crossval")   # loads TensorFlow: its start-up noise hidden
     line = StatusLine()     # redrawn in place on a terminal; one line per fold and epoch when piped
     try:
@@ -229,7 +269,7 @@ def cmd_detect(args) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .csv file name")
-    source = _source_for(run, args.folds)
+    source = _source_for(run, args.folds, _cluster(args))
     frame = detect.detect(run, detector=args.detector, source=source)
     cols = ["id", "given_label", "proposed_label", "label_quality", "is_label_issue"]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -277,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_commands(sub)
     for module in _EXTRA_COMMANDS:
         importlib.import_module(module).add_cli(sub)
+    for name in ("train", "sweep", "detect"):
+        sub.choices[name].add_argument(
+            "--cluster", default=None, metavar="auto|ADDRESS",
+            help="run on a Ray cluster: auto (RAY_ADDRESS or the cluster `ray start` started here) or HOST:PORT; "
+                 "default (or local): this machine")
+    sub.choices["sweep"].set_defaults(func=_cmd_sweep)
     for command in sub.choices.values():
         command.add_argument("--verbose", action="store_true",
                              help="show TensorFlow's start-up messages (hidden by default)")
@@ -287,6 +333,26 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_COMMANDS: list = [
     "noisycore.sweeps",
 ]
+
+
+def _cluster(args) -> Optional[str]:
+    """The --cluster address, None for this machine (the command line ignores the app's NOISYLAB_CLUSTER)."""
+    from noisycore.executors import cluster_setting
+
+    return cluster_setting(args.cluster or "local")
+
+
+def _cmd_sweep(args) -> int:
+    """``noisycore sweep``: the cells train here (sweeps.cmd_sweep), or as cluster jobs with --cluster."""
+    from noisycore import executors, sweeps
+
+    cluster = _cluster(args)
+    if cluster is None:
+        return sweeps.cmd_sweep(args)
+    from noisycore import fanout
+
+    ex = executors.executor(cluster)
+    return sweeps.cmd_sweep(args, cluster_runner=lambda sweep_dir, report: fanout.sweep(sweep_dir, ex, report=report))
 
 
 SIGNALS = StopSignals()       # SIGINT / SIGTERM of this command (installed by main)

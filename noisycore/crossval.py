@@ -123,6 +123,23 @@ def _fold_progress(cv_dir: Path, fold: int, folds: int, progress: Optional[Calla
     return report
 
 
+def fold_folder(cv_dir: Path, fold: int, folds: int) -> tuple:
+    """(RUN/cv/k<K>-fold<i>/, its heldout_probs.npy) of fold ``fold`` (0-based) of ``folds``."""
+    fold_dir = Path(cv_dir) / f"k{folds}-fold{fold + 1}"
+    return fold_dir, fold_dir / "heldout_probs.npy"
+
+
+def prepare_fold(run: Path, info, config, held, fold_dir: Path, *, recipe: Optional[dict] = None):
+    """Write the fold's label set (``held``: the held-out images, the fold run's test set) afresh; return
+    the fold run's TrainConfig. The truth stays out of the folds: no true labels in their label sets,
+    validation on the given labels, so nothing about a fold model can depend on it."""
+    shutil.rmtree(fold_dir, ignore_errors=True)   # a fold cut short starts again
+    labels_dir = corrections.write_label_subset(
+        fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
+        split=np.where(held, "test", "train"), extra={"realized_matrix": None})
+    return fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe)
+
+
 def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = None,
                    recipe: Optional[dict] = None) -> np.ndarray:
     """Train ``folds`` runs on folds of the run's training set; return and save the out-of-sample
@@ -149,18 +166,11 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
     probs = np.full((len(info.ids), k), np.nan)
     for f in range(folds):
         held = assign == f
-        fold_dir = cv_dir / f"k{folds}-fold{f + 1}"
-        done = fold_dir / "heldout_probs.npy"
+        fold_dir, done = fold_folder(cv_dir, f, folds)
         if done.is_file():
             probs[held] = np.load(done, allow_pickle=False)
             continue
-        shutil.rmtree(fold_dir, ignore_errors=True)   # a fold cut short starts again
-        # The truth stays out of the folds: no true labels in their label sets, validation on the given
-        # labels, so nothing about a fold model (training or its best epoch) can depend on it.
-        labels_dir = corrections.write_label_subset(      # the held-out fold is the fold run's test set
-            fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
-            split=np.where(held, "test", "train"), extra={"realized_matrix": None})
-        cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe)
+        cfg = prepare_fold(run, info, config, held, fold_dir, recipe=recipe)
         runs.update_status(cv_dir, fold=f + 1, folds=folds, fold_started=runs.now_iso(), epoch=0, batch=0)
         summary = train.run(cfg, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
         if summary.get("state") != "finished":

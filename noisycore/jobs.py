@@ -12,6 +12,12 @@ file lock (``fcntl.flock`` on Linux / macOS, ``msvcrt.locking`` on Windows), whi
 when the holder exits, even by kill -9, so a crashed run never blocks the queue and there is no
 stale lock file to clean up.
 
+Where the worker runs: status.json records ``host`` and ``node`` (the machine, and the Ray node when an
+executor placed it there: noisycore.executors) and a ``heartbeat`` (epoch seconds, every
+HEARTBEAT_SECONDS). "Is the worker alive" uses the pid only on the same host, the heartbeat elsewhere;
+a run whose executor knows better (Ray retries a task after its node died) answers through LIVENESS.
+A worker that starts on another node than the run's last one appends to ``moves`` (from, to, epoch, at).
+
 Signals: SIGTERM to a worker stops the run like a stop request (state "stopped"). On Windows there
 is no SIGTERM to catch (``TerminateProcess`` is a hard kill: the run is marked failed on the next
 poll), so use ``stop()``; workers there start in a new process group, detached from the console.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +44,11 @@ WAIT_SECONDS = 0.5            # how often a queued worker checks whether it may 
 MAX_PARALLEL = 16
 DEAD_WORKER_ERROR = "the training process ended unexpectedly (killed?)"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]   # the folder holding the noisycore package
+HEARTBEAT_SECONDS = 5.0       # a worker writes status.json's heartbeat this often
+HEARTBEAT_TIMEOUT = 60.0      # a worker on another host is dead after this long without a heartbeat
+NODE_ENV = "NOISYLAB_NODE"    # set by an executor: the node a worker runs on (default: this host)
+THREADS_ENV = "NOISYLAB_THREADS"   # set by an executor: TensorFlow's thread pools = the CPUs reserved
+LIVENESS: dict = {}           # status["executor"] -> fn(run_dir, status) -> True / False / None (don't know)
 
 _CHILDREN: dict = {}          # pid -> Popen of workers started by this process (reaped by poll)
 TERM = threading.Event()      # SIGTERM received by this worker process (a run, a cross-validation, a sweep)
@@ -87,6 +99,27 @@ def _windows_pid_alive(pid: int) -> bool:
         return code.value == 259  # STILL_ACTIVE
     finally:
         kernel32.CloseHandle(handle)
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def worker_alive(run_dir: Path, status: dict) -> bool:
+    """Whether the worker of a queued / running run is alive: its executor's answer if it has one, else
+    the pid on this host and the heartbeat on another; a run Ray holds in its queue has no worker yet."""
+    hook = LIVENESS.get(status.get("executor"))
+    answer = hook(run_dir, status) if hook is not None else None
+    if answer is not None:
+        return answer
+    if status.get("executor") == "ray" and not status.get("heartbeat"):
+        # queued in the cluster (no worker yet): alive while the process that submitted it is
+        same = status.get("driver_host") in (None, host_name())
+        return pid_alive(status.get("driver_pid")) if same and status.get("driver_pid") else True
+    if status.get("host") not in (None, host_name()) or status.get("executor") == "ray":
+        return time.time() - float(status.get("heartbeat") or 0) < HEARTBEAT_TIMEOUT
+    pid = _worker_pid(run_dir, status)
+    return pid is None or pid_alive(pid)
 
 
 def _worker_pid(run_dir: Path, status: dict) -> Optional[int]:
@@ -176,11 +209,14 @@ def start(config: TrainConfig, *, root=None, name: Optional[str] = None, max_par
     return run_dir
 
 
-def spawn(module_args: list, log_path: Path, *, detach: bool = True) -> subprocess.Popen:
+def spawn(module_args: list, log_path: Path, *, detach: bool = True, die_with_parent: bool = False,
+          env: Optional[dict] = None) -> subprocess.Popen:
     """Start ``python -m <module_args...>`` with its output appended to ``log_path`` and this package
-    importable; ``detach``: in its own session, so Ctrl-C in the app's terminal does not kill it. The
-    child is remembered so :func:`pid_alive` can reap it. Training runs, cross-validation and sweeps."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    importable; ``detach``: in its own session, so Ctrl-C in the app's terminal does not kill it;
+    ``die_with_parent`` (Linux): killed when this process dies (a Ray task's worker on a node that died);
+    ``env``: extra environment. The child is remembered so :func:`pid_alive` can reap it. Training runs,
+    cross-validation and sweeps."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     flags = {}
@@ -188,6 +224,8 @@ def spawn(module_args: list, log_path: Path, *, detach: bool = True) -> subproce
         flags = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
                  if os.name == "nt" else {"start_new_session": True})
     with open(log_path, "ab") as log:
+        if die_with_parent and sys.platform.startswith("linux"):
+            flags["preexec_fn"] = _die_with_parent
         proc = subprocess.Popen([sys.executable, "-m", *map(str, module_args)], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, close_fds=True, **flags)
     _CHILDREN[proc.pid] = proc
@@ -203,6 +241,12 @@ def reap() -> list:
     return done
 
 
+def _die_with_parent() -> None:   # runs in the child between fork and exec
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+
+
 def poll(run_dir) -> dict:
     """The run's status; a queued / running run whose worker is gone is marked failed first.
     Every poll also reaps finished children (:func:`reap`)."""
@@ -211,8 +255,7 @@ def poll(run_dir) -> dict:
     status = runs.read_status(run_dir)
     if status.get("state") not in runs.ACTIVE_STATES:
         return status
-    pid = _worker_pid(run_dir, status)
-    if pid is None or pid_alive(pid):
+    if worker_alive(run_dir, status):
         return status
     status = runs.read_status(run_dir)   # it may have written its final state just before exiting
     if status.get("state") in runs.ACTIVE_STATES:
@@ -268,12 +311,50 @@ def _wait_for_slot(run_dir: Path, max_parallel: int) -> Optional[SlotLock]:
         time.sleep(WAIT_SECONDS)
 
 
-def worker(run_dir, *, max_parallel: int = 1) -> int:
-    """Wait for a slot, then train the run in this process. Returns the exit code."""
+def _where(run_dir: Path) -> None:
+    """Record this worker's pid, host, node and a first heartbeat; a move to another node joins ``moves``."""
+    status, node = runs.read_status(run_dir), os.environ.get(NODE_ENV) or host_name()
+    moves = list(status.get("moves") or [])
+    if status.get("node") and status["node"] != node:
+        moves.append({"from": status["node"], "to": node, "epoch": int(status.get("epochs_done") or 0),
+                      "at": runs.now_iso()})
+    runs.update_status(run_dir, pid=os.getpid(), host=host_name(), node=node, heartbeat=time.time(), moves=moves)
+
+
+def _heartbeat(run_dir: Path, done: threading.Event) -> None:
+    while not done.wait(HEARTBEAT_SECONDS):
+        runs.update_status(run_dir, heartbeat=time.time())
+
+
+def _size_threads() -> None:
+    """TensorFlow's thread pools = the CPUs an executor reserved for this run (before any op runs)."""
+    n = int(os.environ.get(THREADS_ENV) or 0)
+    if n > 0:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(n)
+        except RuntimeError:   # already initialized: keep TensorFlow's choice
+            pass
+
+
+def worker(run_dir, *, max_parallel: int = 1, queue: bool = True) -> int:
+    """Wait for a slot (``queue``; an executor that reserved CPUs for the run does not), then train the run
+    in this process, with a heartbeat in status.json. Returns the exit code."""
     run_dir = Path(run_dir).resolve()
     signal.signal(signal.SIGTERM, on_sigterm)
-    runs.update_status(run_dir, pid=os.getpid())
-    lock = _wait_for_slot(run_dir, max_parallel)
+    _where(run_dir)
+    done = threading.Event()
+    threading.Thread(target=_heartbeat, args=(run_dir, done), daemon=True).start()
+    try:
+        return _work(run_dir, max_parallel=max_parallel, queue=queue)
+    finally:
+        done.set()
+
+
+def _work(run_dir: Path, *, max_parallel: int, queue: bool) -> int:
+    lock = _wait_for_slot(run_dir, max_parallel) if queue else SlotLock(run_dir, None)
     if lock is None:
         runs.update_status(run_dir, state="stopped", error="stopped before it started", finished=runs.now_iso())
         print("stopped while queued", flush=True)
@@ -283,6 +364,7 @@ def worker(run_dir, *, max_parallel: int = 1) -> int:
         try:
             config = runs.read_config(run_dir)
             from noisycore import train  # TensorFlow loads only once the run may start
+            _size_threads()
         except Exception as e:
             runs.update_status(run_dir, state="failed", error=" ".join(str(e).split()), finished=runs.now_iso())
             raise
@@ -304,8 +386,9 @@ def main(argv=None) -> int:
     w = sub.add_parser("worker", help="train one queued run folder (started by jobs.start)")
     w.add_argument("run_dir")
     w.add_argument("--max-parallel", type=int, default=1)
+    w.add_argument("--no-queue", action="store_true", help="start at once: an executor reserved the CPUs (Ray)")
     args = parser.parse_args(argv)
-    return worker(args.run_dir, max_parallel=_check_parallel(args.max_parallel))
+    return worker(args.run_dir, max_parallel=_check_parallel(args.max_parallel), queue=not args.no_queue)
 
 
 if __name__ == "__main__":

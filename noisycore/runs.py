@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ ACTIVE_STATES = ("queued", "running")
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "train_acc_true", "train_acc_given", "memorized",
                   "val_loss", "val_accuracy", "test_accuracy", "lr", "seconds", "fit_seconds")
 STOP_FILE = "stop.request"
+_STATUS_LOCK = threading.Lock()   # a worker's heartbeat thread and its training both update status.json
 LIST_COLUMNS = ("id", "state", "model", "loss", "method", "noise", "rate", "epochs_done", "epochs",
                 "best_val_acc", "test_acc", "created", "path")
 
@@ -124,6 +126,20 @@ def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) ->
     raise UserError(f"could not create a unique run folder under {root}")
 
 
+def init_run(path, config: TrainConfig, **status) -> Path:
+    """Make the run folder ``path`` afresh (an earlier attempt is deleted) with config.json and a queued
+    status.json (plus ``status`` fields): a sweep cell or a cross-validation fold, ready for a worker."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    atomic_write_text(path / "config.json", config.to_json())
+    write_status(path, {"state": "queued", "error": None, "epoch": 0, "epochs": config.epochs, "batch": 0,
+                        "batches": None, "created": now_iso(), "started": None, "finished": None, "pid": None,
+                        **status})
+    return path
+
+
 # ------------------------------------------------------------------------------ status
 def read_status(run_dir) -> dict:
     """status.json as a dict; a missing or unreadable file gives ``{"state": "unknown", ...}``."""
@@ -148,12 +164,13 @@ def write_status(run_dir, status: dict) -> dict:
 
 
 def update_status(run_dir, **changes) -> dict:
-    """Read status.json, apply ``changes`` and write it back atomically."""
-    status = read_status(run_dir)
-    if status.get("state") == "unknown":
-        status = {"state": "queued"}
-    status.pop("updated", None)
-    return write_status(run_dir, {**status, **changes})
+    """Read status.json, apply ``changes`` and write it back atomically (one writer at a time in this process)."""
+    with _STATUS_LOCK:
+        status = read_status(run_dir)
+        if status.get("state") == "unknown":
+            status = {"state": "queued"}
+        status.pop("updated", None)
+        return write_status(run_dir, {**status, **changes})
 
 
 def record_choice(run_dir, config, note: str):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -273,17 +272,9 @@ def list_sweeps(root=None) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ training the cells
-def _prepare_cell(sweep_dir: Path, cell: Cell, config: TrainConfig, pass_id: str) -> Path:
+def prepare_cell(sweep_dir: Path, cell: Cell, config: TrainConfig, pass_id: str) -> Path:
     """A fresh run folder for the cell (an unfinished earlier attempt is deleted first)."""
-    path = sweep_dir / cell.name
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir()
-    runs.atomic_write_text(path / "config.json", config.to_json())
-    runs.write_status(path, {"state": "queued", "error": None, "epoch": 0, "epochs": config.epochs, "batch": 0,
-                             "batches": None, "created": runs.now_iso(), "started": None, "finished": None,
-                             "pid": os.getpid(), "sweep_pass": pass_id})
-    return path
+    return runs.init_run(Path(sweep_dir) / cell.name, config, pid=os.getpid(), sweep_pass=pass_id)
 
 
 def _wait_for_slot(sweep_dir: Path, max_parallel: int) -> Optional[jobs.SlotLock]:
@@ -315,7 +306,7 @@ def run_cell(sweep_dir, cell: Cell, *, pass_id: str, max_parallel: int = 1, verb
         if not _should_run(sweep_dir, cell, pass_id):
             return None
         config = cell_config(load_spec(sweep_dir), cell)
-        path = _prepare_cell(sweep_dir, cell, config, pass_id)
+        path = prepare_cell(sweep_dir, cell, config, pass_id)
         slot = _wait_for_slot(sweep_dir, max_parallel)
         if slot is None:
             runs.update_status(path, state="stopped", error="stopped before it started", finished=runs.now_iso())
@@ -485,7 +476,8 @@ def spec_from_args(args) -> SweepSpec:
                      seeds=args.seeds or (base.seed,))
 
 
-def cmd_sweep(args) -> int:
+def cmd_sweep(args, *, cluster_runner: Optional[Callable] = None) -> int:
+    """``noisycore sweep``; ``cluster_runner(sweep_dir, report=)``: the cells as cluster jobs (noisycore.fanout)."""
     from noisycore.console import import_quietly
 
     spec = spec_from_args(args)
@@ -502,7 +494,9 @@ def cmd_sweep(args) -> int:
               f", train accuracy on true labels {pct(row.get('train_acc_true'), missing='n/a')}", flush=True)
 
     try:
-        if args.jobs > 1:
+        if cluster_runner is not None:
+            table = cluster_runner(sweep_dir, report=report)
+        elif args.jobs > 1:
             table = run_parallel(sweep_dir, n_jobs=args.jobs, report=report)
         else:
             if done < len(grid):

@@ -37,6 +37,7 @@ from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
 from noisycore.util import (margins, one_line, print_traceback, save_npy, save_npz, stratified_split,  # noqa: E402,F401
                             stratified_subset)
 from noisycore.pipeline import endless, predict_probs  # noqa: E402
+from noisycore.resume import EpochBackup  # noqa: E402
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
 STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
@@ -106,8 +107,6 @@ def _subset_labels(dataset, noisy, n: int, seed: int):
         changes.update(realized_rate=float(changes["is_noisy"].mean()),
                        realized_matrix=realized_matrix(true, changes["labels"], dataset.num_classes))
     return ds, dataclasses.replace(noisy, **changes)
-
-
 
 
 def restrict_to_label_set(dataset, labels_path):
@@ -459,11 +458,10 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
     # EMA first: from the end of each epoch its weights are in the model, so the recorder evaluates
     # and the checkpoint saves them (fit's validation swaps them in too); training resumes on the raw ones.
     ema = [SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum > 0 else []
-    cbs = ema + [monitor, recorder,
-           # keep=last: every complete epoch overwrites it, so a stopped run keeps its last complete epoch too
-           CompleteEpochCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
-                                   save_best_only=config.keep == "best", save_weights_only=True, monitor_run=monitor),
-           LastModelSaver(run_dir / "last.keras", method)]  # before EarlyStopping restores the best
+    # keep=last: every complete epoch overwrites it, so a stopped run keeps its last complete epoch too
+    best = CompleteEpochCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
+                                   save_best_only=config.keep == "best", save_weights_only=True, monitor_run=monitor)
+    cbs = ema + [monitor, recorder, best, LastModelSaver(run_dir / "last.keras", method)]  # before EarlyStopping
     if config.early_stopping_patience > 0:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
                                                  patience=config.early_stopping_patience))
@@ -478,7 +476,7 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
         cbs.append(keras.callbacks.LearningRateScheduler(schedule))
     if config.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-    return cbs + method.callbacks()
+    return cbs + method.callbacks() + [EpochBackup(run_dir, recorder=recorder, checkpoint=best)]   # saves last
 
 
 def _train(config, run_dir, *, progress, verbose, t_start) -> dict:

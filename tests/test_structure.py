@@ -106,8 +106,8 @@ LAYERS = (
     ("data", ("datasets", "human_labels", "noise", "labelsets", "naming")),
     ("runs and models", ("runs", "pipeline", "models", "losses", "aum", "detectors", "baseline")),
     ("reading runs", ("evaluation", "detect", "review", "triage", "charts")),
-    ("training", ("methods", "forward", "train", "jobs")),
-    ("workflows", ("corrections", "crossval", "sweeps", "cli")),
+    ("training", ("methods", "forward", "resume", "train", "jobs", "executors", "cluster")),
+    ("workflows", ("corrections", "crossval", "sweeps", "fanout", "cli")),
 )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, evaluation, jobs, naming, runs, sweeps
+from noisycore import executors, charts, evaluation, jobs, naming, runs, sweeps
 from noisycore.util import pct
 from ui.common import cached_dataset, guard, show_chart, upscale
 from ui.runs import STATE_ICONS, baseline_notice, progress_text, runs_root, state_text
@@ -56,7 +56,7 @@ def _status_line(run_dir: str, status: dict, key: str) -> None:
         st.progress(progress_text(status)[0], text=state_text(run_dir, status))
         if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
                      help="Ends the run within one batch; its curves and best model so far are kept."):
-            guard(jobs.stop, run_dir)
+            guard(executors.stop, run_dir)
             st.toast("Stop requested; the run ends after the current batch.")
 
 

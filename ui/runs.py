@@ -7,8 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import baseline, charts, evaluation, jobs, runs
+from noisycore import baseline, charts, evaluation, executors, jobs, runs
 from noisycore.config import default_runs_dir
+from noisycore.errors import UserError
 from noisycore.util import pct
 from ui.common import guard, labels_root, show_chart
 
@@ -87,11 +88,43 @@ def state_text(run_dir, status: dict) -> str:
         return ("stopping: training has ended; saving the kept model's predictions of every image "
                 "(a few seconds, longer on a large dataset)")
     if status.get("state") == "running":
-        return progress_text(status)[1]
+        return progress_text(status)[1] + where_text(status)
+    if status.get("executor") == "ray":
+        place = guard(executors.executor().place_in_queue, run_dir) if executors.cluster_setting() else None
+        return (f"queued on the cluster: place {place} in the queue (it starts when a node has a free CPU)"
+                if place else "queued on the cluster: waiting for a free CPU")
     ahead = jobs.runs_ahead(run_dir)
     if ahead:
         return f"queued: waiting for {ahead[0].name}" + (f" and {len(ahead) - 1} more" if len(ahead) > 1 else "")
     return "starting: loading TensorFlow, the images and the model"
+
+
+def where_text(status: dict) -> str:
+    """" on node vm/32e56c8b (moved from vm/c42fbdde at epoch 3, 10:42)" for a run placed by an executor."""
+    if status.get("executor") != "ray" or not status.get("node"):
+        return ""
+    moves = status.get("moves") or []
+    moved = "".join(f" (moved from {m['from']} at epoch {m['epoch']}, {str(m['at'])[11:16]})" for m in moves[-1:])
+    return f" on node {status['node']}{moved}"
+
+
+def cluster_sidebar() -> None:
+    """The sidebar's line about where runs train: this machine, or the cluster's nodes and free CPUs / GPUs."""
+    if not executors.cluster_setting():
+        st.caption("Runs train on this machine, one at a time (set NOISYLAB_CLUSTER to use a Ray cluster).")
+        return
+    try:
+        nodes = executors.executor().nodes()
+    except UserError as e:   # the rest of the page still works; starting a run shows the same message
+        st.error(str(e), icon=":material/error:")
+        return
+    free = sum(n["free_cpus"] or 0 for n in nodes)
+    st.caption(f"Cluster {executors.cluster_setting()}: {len(nodes)} node(s), {free:g} of "
+               f"{sum(n['cpus'] for n in nodes):g} CPUs free" + (f", {sum(n['gpus'] for n in nodes):g} GPUs"
+                                                               if any(n["gpus"] for n in nodes) else ""))
+    with st.expander("Nodes"):
+        st.dataframe([{"node": n["node"], "address": n["address"], "CPUs": n["cpus"], "free CPUs": n["free_cpus"],
+                       "GPUs": n["gpus"]} for n in nodes], hide_index=True)
 
 
 def run_panel(run_dir: str, *, key: str) -> None:
@@ -116,7 +149,7 @@ def run_panel(run_dir: str, *, key: str) -> None:
             st.progress(progress_text(status)[0], text=state_text(run_dir, status))
             if st.button("Stop", key=f"{key}.stop", icon=":material/stop:",
                          help="Ends the run within one batch; its curves and best model so far are kept."):
-                guard(jobs.stop, run_dir)
+                guard(executors.stop, run_dir)
                 st.toast("Stop requested; the run ends after the current batch.")
         metrics = run.metrics
         known = evaluation.truth_known(run)
