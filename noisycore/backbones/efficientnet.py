@@ -53,24 +53,25 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple:
     return total // 2, total - total // 2
 
 
-def _pad(x, kernel, stride, name):
+def _pad(x, kernel, stride, name, kw):
     from keras import layers
 
     h, w = x.shape[1], x.shape[2]
     pads = (same_padding(h, kernel, stride), same_padding(w, kernel, stride))
-    return layers.ZeroPadding2D(pads, name=name)(x) if any(sum(p) for p in pads) else x
+    return layers.ZeroPadding2D(pads, name=name, **kw)(x) if any(sum(p) for p in pads) else x
 
 
-def _conv_bn(x, filters, kernel, stride, prefix, *, relu=True, depthwise=False):
+def _conv_bn(x, filters, kernel, stride, prefix, kw, *, relu=True, depthwise=False):
     from keras import layers
 
-    x = _pad(x, kernel, stride, f"{prefix}_pad") if kernel > 1 else x
+    x = _pad(x, kernel, stride, f"{prefix}_pad", kw) if kernel > 1 else x
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=False, name=f"{prefix}_conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=False, name=f"{prefix}_conv",
+                                   **kw)(x)
     else:
-        x = layers.Conv2D(filters, kernel, stride, padding="valid", use_bias=False, name=f"{prefix}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_bn")(x)
-    return layers.ReLU(max_value=6.0, name=f"{prefix}_relu")(x) if relu else x
+        x = layers.Conv2D(filters, kernel, stride, padding="valid", use_bias=False, name=f"{prefix}_conv", **kw)(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_bn", **kw)(x)
+    return layers.ReLU(max_value=6.0, name=f"{prefix}_relu", **kw)(x) if relu else x
 
 
 def build_efficientnet_lite0(size: int = 224, *, top: bool = True, weights: bool = True, dtype=None):
@@ -83,35 +84,23 @@ def build_efficientnet_lite0(size: int = 224, *, top: bool = True, weights: bool
     from keras import layers
 
     inputs = keras.Input((size, size, 3), name="pixels")
-    x = layers.Rescaling(1 / 128, offset=-127 / 128, name="normalize")(inputs)   # (x - 127) / 128
-    x = _conv_bn(x, STEM, 3, 2, "stem")
+    kw = {"dtype": dtype} if dtype else {}      # a policy name such as "mixed_bfloat16", per layer
+    x = layers.Rescaling(1 / 128, offset=-127 / 128, name="normalize")(inputs)   # (x - 127) / 128, float32
+    x = _conv_bn(x, STEM, 3, 2, "stem", kw)
     for i, (kernel, stride, expand, cin, cout) in enumerate(blocks()):
-        y = _conv_bn(x, cin * expand, 1, 1, f"block{i}_expand") if expand != 1 else x
-        y = _conv_bn(y, None, kernel, stride, f"block{i}_dw", depthwise=True)
-        y = _conv_bn(y, cout, 1, 1, f"block{i}_project", relu=False)
-        x = layers.Add(name=f"block{i}_add")([x, y]) if stride == 1 and cin == cout else y
-    x = _conv_bn(x, FEATURES, 1, 1, "head")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        y = _conv_bn(x, cin * expand, 1, 1, f"block{i}_expand", kw) if expand != 1 else x
+        y = _conv_bn(y, None, kernel, stride, f"block{i}_dw", kw, depthwise=True)
+        y = _conv_bn(y, cout, 1, 1, f"block{i}_project", kw, relu=False)
+        x = layers.Add(name=f"block{i}_add", **kw)([x, y]) if stride == 1 and cin == cout else y
+    x = _conv_bn(x, FEATURES, 1, 1, "head", kw)
+    x = layers.GlobalAveragePooling2D(name="avg_pool", **kw)(x)
     if top:
-        x = layers.Dense(NUM_IMAGENET_CLASSES, name="predictions")(x)
+        x = layers.Dense(NUM_IMAGENET_CLASSES, name="predictions", **kw)(x)
     x = layers.Activation("linear", dtype="float32", name="output")(x)    # float32 out under mixed precision
     model = keras.Model(inputs, x, name=NAME)
-    if dtype is not None:
-        model = _with_policy(model, dtype)
     if weights:
         load_weights(model, state_dict())
     return model
-
-
-def _with_policy(model, dtype):
-    """Rebuild ``model`` from its config with every layer (but the float32 output) under ``dtype``."""
-    import keras
-
-    config = model.get_config()
-    for layer in config["layers"]:
-        if layer["config"].get("name") != "output" and "dtype" in layer["config"]:
-            layer["config"]["dtype"] = dtype
-    return keras.Model.from_config(config)
 
 
 def state_dict():
