@@ -28,7 +28,7 @@ def clusters(rng, n_per=40, k=3, dim=16, spread=0.5):
 
 def test_near_duplicates_finds_planted_copies_and_puts_label_conflicts_first():
     rng = np.random.default_rng(0)
-    x, y = clusters(rng)
+    x, y = clusters(rng, dim=64)                         # nearest-neighbour similarity about 0.5-0.7
     ids = np.array([f"img{i:03d}" for i in range(len(x))])
     x[100] = x[5] + rng.normal(0, 0.01, x.shape[1])      # a copy of a class-0 image, labelled 2
     x[50] = x[45] * 1.001                                 # a copy within class 1, same label
