@@ -14,7 +14,8 @@ severe first, with ``id``, ``score`` in [0, 1] (lower = more of an issue, like `
         deviation of the grey image's Laplacian over that of the image: contrast does not count), low information (grey-level entropy in bits / 8).
 
 ``embeddings``: (N, D) from ``noisycore.embeddings.embed`` (the order of ``ids``); ``images``: uint8
-(N, H, W, 3). ``nearest_neighbours`` is shared by the first two and by the Review page's neighbour strip.
+(N, H, W, 3). ``nearest_neighbours`` is shared by the first two (compute it once and pass ``neighbours=`` to both:
+it is the costly part, N^2 D) and meant for the Review page's neighbour strip.
 """
 from __future__ import annotations
 
@@ -57,26 +58,35 @@ def _labels(labels, n) -> Optional[np.ndarray]:
     return y
 
 
-def nearest_neighbours(embeddings, k: int, *, mask=None) -> tuple:
+def nearest_neighbours(embeddings, k: int) -> tuple:
     """The k most cosine-similar other rows of each row: (indices int (N, k), similarities float32 (N, k)),
-    most similar first. ``mask(rows) -> bool (len(rows), N)`` restricts the candidates (e.g. same class);
-    an excluded or missing neighbour has index -1 and similarity -inf. Computed in blocks of BLOCK rows."""
+    most similar first (k is capped at N - 1). Computed in blocks of BLOCK rows: memory BLOCK * N * 4 bytes."""
     x = np.asarray(embeddings, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     n, k = len(x), int(min(k, len(x) - 1))
-    idx, sim = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
+    idx, sim = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32)
     for start in range(0, n, BLOCK):
         rows = np.arange(start, min(start + BLOCK, n))
         s = x[rows] @ x.T
         s[np.arange(len(rows)), rows] = -np.inf                  # never its own neighbour
-        if mask is not None:
-            s[~mask(rows)] = -np.inf
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n else np.argsort(-s, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
         best = np.take_along_axis(s, top, axis=1)
-        idx[rows], sim[rows] = np.where(np.isfinite(best), top, -1), best
+        order = np.argsort(-best, axis=1, kind="stable")
+        idx[rows], sim[rows] = np.take_along_axis(top, order, axis=1), np.take_along_axis(best, order, axis=1)
     return idx, sim
+
+
+def _neighbours(x, k, given) -> tuple:
+    """``given`` (a nearest_neighbours result with at least k columns, computed once for both lists), else
+    computed here."""
+    if given is None:
+        return nearest_neighbours(x, k)
+    idx, sim = given
+    k = int(min(k, len(x) - 1))
+    if np.shape(idx) != np.shape(sim) or len(idx) != len(x) or np.shape(idx)[1] < k:
+        raise UserError(f"neighbours of shape {np.shape(idx)} do not fit {len(x)} embeddings and k={k}: "
+                        "pass nearest_neighbours(embeddings, k)")
+    return np.asarray(idx)[:, :k], np.asarray(sim)[:, :k]
 
 
 def _groups(pairs: np.ndarray, n: int) -> np.ndarray:
@@ -103,7 +113,7 @@ def _groups(pairs: np.ndarray, n: int) -> np.ndarray:
 
 
 def near_duplicates(embeddings, *, ids=None, labels=None, class_names=None,
-                    threshold: float = DUPLICATE_SIMILARITY) -> pd.DataFrame:
+                    threshold: float = DUPLICATE_SIMILARITY, neighbours=None) -> pd.DataFrame:
     """One row per image: ``similarity`` to its nearest other image, ``duplicate_of`` (that image's id),
     ``group`` (-1 or a group number), ``labels_differ``; score = 1 - similarity; flagged at
     similarity >= threshold. Sorted: groups whose labels differ, then by similarity."""
@@ -112,7 +122,7 @@ def near_duplicates(embeddings, *, ids=None, labels=None, class_names=None,
     if not 0.0 < float(threshold) <= 1.0:
         raise UserError(f"duplicate threshold {threshold!r} must be a cosine similarity in (0, 1], e.g. "
                         f"{DUPLICATE_SIMILARITY}")
-    idx, sim = nearest_neighbours(x, OUTLIER_K)
+    idx, sim = _neighbours(x, OUTLIER_K, neighbours)
     close = sim >= threshold
     rows, cols = np.nonzero(close)
     group = _groups(np.stack([rows, idx[rows, cols]], axis=1), len(x))
@@ -149,7 +159,8 @@ def _far_out(d: np.ndarray) -> np.ndarray:
     return ok & (d > q3 + FENCE * (q3 - q1))
 
 
-def outliers(embeddings, *, ids=None, labels=None, class_names=None, k: int = OUTLIER_K) -> pd.DataFrame:
+def outliers(embeddings, *, ids=None, labels=None, class_names=None, k: int = OUTLIER_K,
+             neighbours=None) -> pd.DataFrame:
     """One row per image: ``distance`` (mean cosine distance to its k nearest images), ``class_distance``
     (the same within its given label; NaN without labels or for a class of one); score =
     exp(-d / median d) of the larger of the two ratios (1 at the typical distance .. 0 far away)."""
@@ -157,15 +168,13 @@ def outliers(embeddings, *, ids=None, labels=None, class_names=None, k: int = OU
     y = _labels(labels, len(x))
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise UserError(f"outlier k {k!r} must be a whole number of neighbours >= 1, e.g. {OUTLIER_K}")
-    _, sim = nearest_neighbours(x, k)
+    _, sim = _neighbours(x, k, neighbours)
     d_set = (1.0 - sim).mean(axis=1)
     d_class = np.full(len(x), np.nan)
-    if y is not None:
-        _, csim = nearest_neighbours(x, k, mask=lambda rows: y[rows][:, None] == y[None, :])
-        with np.errstate(invalid="ignore"):
-            finite = np.where(np.isfinite(csim), 1.0 - csim, np.nan)
-        has = np.isfinite(finite).any(axis=1)
-        d_class[has] = np.nanmean(finite[has], axis=1)
+    for c in np.unique(y) if y is not None else ():
+        rows = np.flatnonzero(y == c)                 # each class on its own: (N / K)^2 work per class
+        if len(rows) > 1:
+            d_class[rows] = (1.0 - nearest_neighbours(x[rows], k)[1]).mean(axis=1)
     far_set, far_class = _far_out(d_set), _far_out(d_class)
     ratio = d_set / max(float(np.median(d_set)), 1e-12)
     if y is not None and np.isfinite(d_class).any():

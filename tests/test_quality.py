@@ -14,9 +14,8 @@ def test_nearest_neighbours_by_hand():
     idx, sim = quality.nearest_neighbours(x, 2)
     assert idx[0].tolist() == [1, 2] and idx[3].tolist() == [2, 1]
     np.testing.assert_allclose(sim[0], [0.9 / np.hypot(0.9, 0.1), 0.0], atol=1e-6)
-    same = np.array([0, 0, 1, 1])
-    idx, sim = quality.nearest_neighbours(x, 2, mask=lambda rows: same[rows][:, None] == same[None, :])
-    assert idx[0].tolist() == [1, -1] and np.isneginf(sim[0, 1])      # a class of two has one neighbour
+    idx, sim = quality.nearest_neighbours(x[:2], 5)
+    assert idx.tolist() == [[1], [0]]                     # k is capped at N - 1
 
 
 def clusters(rng, n_per=40, k=3, dim=16, spread=0.5):
@@ -57,8 +56,13 @@ def test_outliers_finds_the_planted_far_images():
     assert flagged.reason["img060"] == "far from the images labelled dog"
     assert set(df.id[:2]) == {"img007", "img060"} and (df.score[:2] < 0.05).all()   # the farthest first
     assert df.score.between(0, 1).all()
-    # without labels only the distance to the set counts
+    # without labels only the distance to the set counts; neighbours computed once give the same list
     assert set(quality.outliers(x, ids=ids).query("flag").id) == {"img007"}
+    shared = quality.nearest_neighbours(x, quality.OUTLIER_K)
+    assert quality.outliers(x, ids=ids, labels=y, class_names=["cat", "dog", "fox"], neighbours=shared).equals(df)
+    assert quality.near_duplicates(x, ids=ids, neighbours=shared).equals(quality.near_duplicates(x, ids=ids))
+    with pytest.raises(UserError, match="neighbours of shape"):
+        quality.outliers(x, neighbours=quality.nearest_neighbours(x, 3))
 
 
 def images_with_planted_problems(rng, n=40, size=32):
