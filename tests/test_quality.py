@@ -99,6 +99,20 @@ def test_image_quality_finds_the_planted_images():
     assert not df.flag.drop(["p3", "p8", "p13", "p21"]).any()
 
 
+def test_a_set_of_upscaled_photos_is_not_all_blurry():
+    """Every image bicubic-upscaled 3x (smooth as a set, like small photos saved larger): only the one
+    blurred on top of that is flagged, not the set."""
+    from PIL import Image
+
+    small = images_with_planted_problems(np.random.default_rng(4), n=30, size=24)[:, :, :, :]
+    keep = [i for i in range(30) if i not in (3, 8, 13, 21)]           # the sharp ones
+    big = np.stack([np.asarray(Image.fromarray(small[i]).resize((72, 72), Image.Resampling.BICUBIC)) for i in keep])
+    big[0] = np.asarray(Image.fromarray(small[keep[0]]).resize((6, 6), Image.Resampling.BILINEAR)
+                        .resize((72, 72), Image.Resampling.BICUBIC))
+    df = quality.image_quality(big)
+    assert df[df.flag].id.tolist() == ["0"] and df.reason.iloc[0] == "blurry"
+
+
 def test_image_quality_scores_by_hand():
     grey = np.full((2, 8, 8, 3), 0, np.uint8)
     grey[0] = 51                                          # 0.2 of full brightness everywhere
