@@ -240,8 +240,8 @@ def cmd_embed(args) -> int:
     started = {}
 
     def progress(done, total):
-        started.setdefault("t", time.time())
-        rate = (done / max(time.time() - started["t"], 1e-9)) if done < total else 0.0
+        t0, d0 = started.setdefault("at", (time.time(), done))     # a resumed embed starts past 0
+        rate = (done - d0) / max(time.time() - t0, 1e-9) if d0 < done < total else 0.0
         line.show(f"embedding {done}/{total} images" + (f" ({rate:.0f} images/s)" if rate else ""),
                   key=done * 10 // max(total, 1))
 

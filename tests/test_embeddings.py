@@ -120,6 +120,6 @@ def test_cli_embed_prints_progress_and_reuses_the_cache(tmp_path, monkeypatch, c
     out, err = capsys.readouterr()
     assert "12 images x 1280 features" in out and "embedding 12/12 images" in err and calls.images == 12
     assert cli.main(argv) == 0 and calls.images == 12          # the second time from the cache
-    capsys.readouterr()
+    assert "images/s" not in capsys.readouterr().err           # nothing computed, no rate
     assert cli.main(argv[:-1] + ["7"]) == 2
     assert "size 7" in capsys.readouterr().err
