@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -296,6 +297,31 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    """Embed a dataset's images once (pretrained EfficientNet-Lite0), cached for every later run."""
+    from noisycore import embeddings
+    from noisycore.datasets import load_dataset
+
+    dcfg = data_config(args)
+    embeddings.check_options(size=args.size, batch=args.batch, precision=args.precision)   # before the load
+    dataset = load_dataset(dcfg)
+    line = StatusLine()
+    started = {}
+
+    def progress(done, total):
+        t0, d0 = started.setdefault("at", (time.time(), done))     # a resumed embed starts past 0
+        rate = (done - d0) / max(time.time() - t0, 1e-9) if d0 < done < total else 0.0
+        line.show(f"embedding {done}/{total} images" + (f" ({rate:.0f} images/s)" if rate else ""),
+                  key=done * 10 // max(total, 1))
+
+    import_quietly("noisycore.backbones.efficientnet")
+    emb = embeddings.embed(dataset, size=args.size, batch=args.batch, precision=args.precision, progress=progress)
+    line.close()
+    path = embeddings.embedding_file(dataset, size=args.size, precision=args.precision)
+    print(f"{emb.shape[0]} images x {emb.shape[1]} features: {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="noisycore", description="Noisy Label Lab from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -313,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_options(p)
     p.add_argument("--out", default=None, help="folder that holds the run folders (default: runs/)")
     p.set_defaults(func=cmd_train)
+
+    from noisycore.embeddings import DEFAULT_PRECISION, DEFAULT_SIZE, PRECISIONS
+    p = sub.add_parser("embed", help="compute a dataset's pretrained embeddings once (cached, resumable)")
+    add_data_args(p)
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                   help=f"input size in pixels the images are resized to (default {DEFAULT_SIZE})")
+    p.add_argument("--batch", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                   help=f"compute precision (default {DEFAULT_PRECISION}; the cache is kept per precision)")
+    p.set_defaults(func=cmd_embed)
 
     add_review_commands(sub)
     for module in _EXTRA_COMMANDS:

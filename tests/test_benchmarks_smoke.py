@@ -216,3 +216,21 @@ def test_precision_probe_times_each_block_variant_in_its_own_process(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.strip().count("\n") == 0
     assert "--blocks fused-tanh unknown; choose from keras-gelu, keras-relu, fused-gelu, fused-relu" in bad.stderr
+
+
+def test_embedding_benchmark_smoke_measures_each_size_and_precision(tmp_path):
+    """benchmarks/embedding.py on 40 built-in images at 32 px: a row per precision with speed, cache size,
+    a linear model's accuracy, and bfloat16's cosine similarity to float32."""
+    import json
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "embedding.py"), "--dataset", "builtin",
+                           "--n", "40", "--sizes", "32", "--folds", "2", "--batch", "16", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "embedding-builtin-40.json").read_text())
+    f32, bf16 = record["rows"]
+    assert (f32["precision"], bf16["precision"], f32["images"]) == ("float32", "bfloat16", 50)
+    assert f32["images_per_s"] > 0 and f32["cache_mb_per_10k"] > 0 and 0 <= f32["linear_cv_accuracy"] <= 1
+    assert 0.9 < bf16["cosine_to_float32_mean"] <= 1.0
+    assert "| 32 | bfloat16 |" in (tmp_path / "embedding-builtin-40.md").read_text()
