@@ -1,7 +1,7 @@
 """Noisy Label Lab: entry point. `streamlit run app.py`"""
 import streamlit as st
 
-from ui.common import presenter_toggle
+from ui.common import presenter_toggle, workspace_picker
 
 st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:", layout="wide")
 
@@ -16,5 +16,6 @@ PAGES = [
 page = st.navigation(PAGES)
 with st.sidebar:
     st.caption("Noisy Label Lab: train on noisy labels, see what the noise does, find and fix wrong labels.")
+    workspace_picker()
     presenter_toggle()
 page.run()

@@ -6,7 +6,7 @@ import streamlit as st
 from noisycore import charts, corrections, detect, review, triage
 from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
-from ui.common import guard, show_chart
+from ui.common import current_user, guard, show_chart
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, truth_known, undo, url_notice)
@@ -108,8 +108,9 @@ top_n = c[2].number_input("N", 0, n_images, min(estimate.num_issues, n_images), 
 threshold = c[2].number_input("Threshold", 0.0, 1.0, triage.threshold_for(issues, estimate.num_issues, decimals=3),
                               step=0.01, format="%.3f", key=f"review.threshold.{pick}.{source}.{detector}",
                               disabled=mode != "threshold", help="Review every label whose quality is at most this.")
-reviewer = c[3].text_input("Reviewer", value="reviewer", key="reviewer", bind="query-params",
-                           help="Saved with each decision (and kept in the link, so a bookmark resumes as you).")
+reviewer = c[3].text_input("Reviewer", value=current_user() or "reviewer", key="reviewer", bind="query-params",
+                           help="Saved with each decision (and kept in the link, so a bookmark resumes as you). "
+                                "Your workspace name, unless you type another.")
 reviewer = reviewer.strip() or "reviewer"
 choice = {"top": {"top_n": int(top_n)}, "threshold": {"threshold": float(threshold)}, "flagged": {}}[mode]
 pool = guard(triage.select_queue, issues[issues["is_label_issue"]] if mode == "flagged" else issues, **choice)
@@ -258,6 +259,6 @@ with st.container(border=True):
     if e[3].button("Retrain on these labels", key="review.retrain", icon=":material/replay:", width="stretch",
                    help="Starts a training run with the same recipe on the reviewed labels (excluded images "
                         "left out); compare it with this run on the Curves page."):
-        new = guard(corrections.retrain, run_dir, store=store)
+        new = guard(corrections.retrain, run_dir, store=store, owner=current_user())
         st.success(f"Started **{new.name}** in the background. Compare it with {Path(run_dir).name} on the "
                    "Curves & compare page once it finishes.")

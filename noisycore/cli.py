@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from noisycore import console, detect, detectors, runs
+from noisycore import console, detect, detectors, runs, workspaces
 from noisycore.cliargs import (add_data_args, add_noise_args, add_train_options, check_labels_path, data_config,
                                noise_config, train_config)
 from noisycore.config import ConfigError
@@ -79,7 +79,7 @@ def cmd_train(args) -> int:
     check_labels_path(config.labels_path)
     train = import_quietly("noisycore.train")  # TensorFlow loads only after the options are known to be valid
     train.check_config(config)
-    run_dir = runs.create_run(config, root=args.out)
+    run_dir = runs.create_run(config, root=args.out, owner=args.owner or workspaces.default_owner())
     line = StatusLine()
     line.show("loading the images and building the model", key="start")
     bar = _ProgressBar(line, run_dir)
@@ -227,6 +227,13 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _owner_name(text: str) -> str:
+    try:
+        return workspaces.check_name(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="noisycore", description="Noisy Label Lab from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -243,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one model in this terminal and write its run folder")
     add_train_options(p)
     p.add_argument("--out", default=None, help="folder that holds the run folders (default: runs/)")
+    p.add_argument("--owner", default=None, type=_owner_name,
+                   help=f"whose run it is: a workspace name the app shows it under (default: ${workspaces.OWNER_ENV}, "
+                        "else your user name)")
     p.set_defaults(func=cmd_train)
 
     add_review_commands(sub)

@@ -103,7 +103,7 @@ def test_no_module_over_the_size_limit(name):
 LAYERS = (
     ("foundation", ("errors", "util", "catalog", "console")),
     ("settings", ("config", "schedules", "hardware", "cliargs")),
-    ("data", ("datasets", "human_labels", "noise", "labelsets", "naming")),
+    ("data", ("datasets", "human_labels", "noise", "labelsets", "naming", "workspaces")),
     ("runs and models", ("runs", "pipeline", "models", "losses", "aum", "detectors")),
     ("reading runs", ("evaluation", "detect", "review", "triage", "charts")),
     ("training", ("methods", "forward", "train", "jobs")),

@@ -11,6 +11,7 @@ from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
 from ui.common import cached_dataset, guard, upscale
+from ui.runs import visible_runs
 
 CLASS_KEYS = "1234567890"          # key i picks class i (1 = the first class, 0 = the tenth)
 POS_KEY = "review.item"            # dict run/detector -> the item id on screen (Left/Right navigation)
@@ -24,9 +25,10 @@ SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings
 
 
 def reviewable_runs(root) -> tuple[list[dict], dict]:
-    """(reviewable runs newest first as dicts name, path, has_detections; name -> state of the other
-    runs). Reviewable: training ended and left predictions and labels."""
-    table = runs.list_runs(root)
+    """(reviewable runs as dicts name, path, has_detections: the workspace's own first, then shared ones,
+    each newest first; name -> state of the other runs). Reviewable: training ended and left predictions
+    and labels."""
+    table = visible_runs(runs.list_runs(root))   # the workspace's runs first, then shared ones
     ok, others = [], {}
     for name, path, state in zip(table["id"], table["path"], table["state"]):
         p = Path(path)
