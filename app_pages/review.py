@@ -9,7 +9,7 @@ from noisycore.review import ReviewStore
 from ui.common import current_user, guard, show_chart
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
-                       set_position, show_note, truth_known, undo, url_notice)
+                       set_position, show_note, team_panel, truth_known, undo, url_notice)
 from ui.review_grid import grid_view
 from ui.runs import current_run, runs_root, set_current_run
 
@@ -241,6 +241,8 @@ if reveal:
     acc = review.reviewer_accuracy(everything)
     m[4].metric("Your accuracy", "—" if not acc or acc["accuracy"] is None else f"{acc['accuracy']:.0%}",
                 help="Decisions that left the right label (exclusions count as right when the label was wrong).")
+
+team_panel(store, info.labels, classes)   # two reviewers: disagreements; the changes for the data owner
 
 # ---- Export and retrain ------------------------------------------------------------------------------
 with st.container(border=True):

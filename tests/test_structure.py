@@ -105,7 +105,7 @@ LAYERS = (
     ("settings", ("config", "schedules", "hardware", "cliargs")),
     ("data", ("datasets", "human_labels", "noise", "labelsets", "naming", "workspaces")),
     ("runs and models", ("runs", "pipeline", "models", "losses", "aum", "detectors")),
-    ("reading runs", ("evaluation", "detect", "review", "triage", "charts")),
+    ("reading runs", ("evaluation", "detect", "review", "teamreview", "triage", "charts")),
     ("training", ("methods", "forward", "train", "jobs")),
     ("workflows", ("corrections", "crossval", "sweeps", "cli")),
 )
