@@ -195,7 +195,8 @@ if noisy.is_noisy is not None and noisy.is_noisy.any():
 # ---- Action: save the label set ---------------------------------------------------------------
 with st.container(border=True):
     st.subheader("4. Use these labels", anchor=False)
-    default_name = (f"{current_user()}-" if current_user() else "") + f"{dataset.name}-{model}" + (f"-{round(noise_cfg.rate * 100)}" if noise_cfg.rate else "") + f"-s{seed}"
+    default_name = ((f"{current_user()}-" if current_user() else "") + f"{dataset.name}-{model}"   # a classmate's
+                    + (f"-{round(noise_cfg.rate * 100)}" if noise_cfg.rate else "") + f"-s{seed}")   # name stays theirs
     name = st.text_input("Name of the label set", value=default_name,
                          help="Saved as labels.csv + noise.json; the Train page and the CLI can use it.")
     if st.button("Use these labels", type="primary", icon=":material/check:"):

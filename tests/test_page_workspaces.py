@@ -129,3 +129,29 @@ def test_review_lists_only_own_and_shared_runs_and_reviews_under_the_workspace_n
     at = _page("review", "bob")
     assert at.selectbox[0].options == ["20260101-000001-bob"]
     assert at.text_input(key="reviewer").value == "bob"
+
+
+def test_an_earlier_upload_is_offered_only_to_its_owner_and_never_opened_by_default(_isolated_home, tmp_path):
+    import io
+    import zipfile
+
+    from helpers import quadrant_folder
+
+    folder = quadrant_folder(tmp_path / "pets", n_per_class=6)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for f in sorted(folder.rglob("*.png")):
+            z.write(f, f.relative_to(folder))
+    uploads = _isolated_home / "uploads"
+    alices = workspaces.save_upload(buffer.getvalue(), "alice-pets.zip", root=uploads, owner="alice")
+    bobs = workspaces.save_upload(buffer.getvalue(), "bob-pets.zip", root=uploads, owner="bob")
+    at = _page("data", "bob")
+    at.segmented_control(key="dataset").set_value("upload").run()
+    assert not at.exception, at.exception
+    earlier = at.selectbox(key="upload.earlier")
+    assert earlier.options == ["(none)", "bob-pets.zip"] and earlier.value is None     # alice's is not offered
+    assert any("Upload a .zip" in i.value for i in at.info)
+    earlier.select_index(1).run()
+    assert not at.exception, at.exception
+    assert any("**bob-pets**" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert alices.exists() and bobs != alices
