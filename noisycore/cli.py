@@ -77,9 +77,10 @@ def cmd_train(args) -> int:
 
     config = train_config(args)
     check_labels_path(config.labels_path)
+    owner = args.owner or workspaces.default_owner()   # a bad $NOISYLAB_OWNER is named before TensorFlow loads
     train = import_quietly("noisycore.train")  # TensorFlow loads only after the options are known to be valid
     train.check_config(config)
-    run_dir = runs.create_run(config, root=args.out, owner=args.owner or workspaces.default_owner())
+    run_dir = runs.create_run(config, root=args.out, owner=owner)
     line = StatusLine()
     line.show("loading the images and building the model", key="start")
     bar = _ProgressBar(line, run_dir)
