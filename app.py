@@ -1,7 +1,7 @@
 """Noisy Label Lab: entry point. `streamlit run app.py`"""
 import streamlit as st
 
-from ui.common import presenter_toggle
+from ui.common import presenter_toggle, workspace_picker
 from ui.runs import cluster_sidebar
 
 st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:", layout="wide")
@@ -17,6 +17,7 @@ PAGES = [
 page = st.navigation(PAGES)
 with st.sidebar:
     st.caption("Noisy Label Lab: train on noisy labels, see what the noise does, find and fix wrong labels.")
+    workspace_picker()
     presenter_toggle()
     cluster_sidebar()
 page.run()

@@ -1,17 +1,16 @@
 """Data & noise: choose images, corrupt their labels in a well-defined way, and see exactly what changed."""
-import hashlib
-from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts
+from noisycore import charts, workspaces
 from noisycore.config import DataConfig, NoiseConfig, NOISE_MODEL_NAMES, default_data_dir
 from noisycore.datasets import cifar10_available, download_cifar10, skipped_text
 from noisycore.catalog import NOISE_HELP
 from noisycore.labelsets import save_label_set
 from noisycore.noise import class_counts, describe, flipped_examples, validate_matrix
-from ui.common import (address_params, cached_dataset, cached_noise, guard, labels_root, param_notice, param_notices,
-                       set_current_labels_path, show_chart, upscale)
+from ui.common import (address_params, cached_dataset, cached_noise, current_user, guard, labels_root, param_notice,
+                       param_notices, set_current_labels_path, show_chart, upscale)
+from ui.runs import owner_words
 
 SOURCES = {
     "builtin": "Built-in shapes (offline)",
@@ -55,17 +54,18 @@ with st.container(border=True):
             st.stop()
     elif kind == "upload":
         upload = st.file_uploader("A zip of an image folder (class sub-folders inside)", type=["zip"])
-        if upload is None:
+        earlier = guard(workspaces.uploads, default_data_dir() / "uploads", current_user())
+        if upload is None and earlier:   # never opened by default: pick one of yours (or a shared one)
+            again = st.selectbox("Or open an earlier upload", [None] + earlier, key="upload.earlier",
+                                 format_func=lambda p: "(none)" if p is None else p.name + owner_words(p.parent))
+            if again is not None:
+                source = str(again)
+        if upload is None and source == "builtin":
             st.info("Upload a .zip whose folders are the classes. It is unpacked safely into the app's data folder.")
             st.stop()
-        data = upload.getvalue()
-        # <hash>/ only keeps two different uploads of one name apart; the dataset is named after the file
-        stem = "".join(ch if ch.isalnum() or ch in "-_. " else "-" for ch in Path(upload.name).stem).strip() or "upload"
-        target = default_data_dir() / "uploads" / hashlib.sha256(data).hexdigest()[:16] / f"{stem}.zip"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        source = str(target)
+        if upload is not None:
+            source = str(guard(workspaces.save_upload, upload.getvalue(), upload.name,
+                               root=default_data_dir() / "uploads", owner=current_user()))
 
     own = kind in ("path", "upload")
     c1, c2, c3 = st.columns(3)
@@ -195,11 +195,15 @@ if noisy.is_noisy is not None and noisy.is_noisy.any():
 # ---- Action: save the label set ---------------------------------------------------------------
 with st.container(border=True):
     st.subheader("4. Use these labels", anchor=False)
-    default_name = f"{dataset.name}-{model}" + (f"-{round(noise_cfg.rate * 100)}" if noise_cfg.rate else "") + f"-s{seed}"
+    default_name = ((f"{current_user()}-" if current_user() else "") + f"{dataset.name}-{model}"   # a classmate's
+                    + (f"-{round(noise_cfg.rate * 100)}" if noise_cfg.rate else "") + f"-s{seed}")   # name stays theirs
     name = st.text_input("Name of the label set", value=default_name,
                          help="Saved as labels.csv + noise.json; the Train page and the CLI can use it.")
     if st.button("Use these labels", type="primary", icon=":material/check:"):
         clean = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name.strip()) or default_name
+        guard(workspaces.check_may_write, labels_root() / clean, current_user())   # not a classmate's set
         out = guard(save_label_set, labels_root() / clean, dataset, noisy, data_config=data_cfg)
+        if current_user():   # the workspace's label set (the Train page lists it first; its owner can share it)
+            guard(workspaces.write_owner, out, current_user())
         set_current_labels_path(str(out))
         st.success(f"Saved to `{out}`. The Train page will use this label set.")

@@ -6,10 +6,10 @@ import streamlit as st
 from noisycore import charts, corrections, detect, review, runs, triage
 from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
-from ui.common import guard, show_chart
+from ui.common import current_user, guard, show_chart
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
-                       set_position, show_note, truth_known, undo, url_notice)
+                       set_position, show_note, team_panel, truth_known, undo, url_notice)
 from ui.review_grid import grid_view
 from ui.runs import baseline_notice, current_run, runs_root, set_current_run
 
@@ -113,8 +113,9 @@ top_n = c[2].number_input("N", 0, n_images, min(weakness["suggested"], n_images)
 threshold = c[2].number_input("Threshold", 0.0, 1.0, triage.threshold_for(issues, estimate.num_issues, decimals=3),
                               step=0.01, format="%.3f", key=f"review.threshold.{pick}.{source}.{detector}",
                               disabled=mode != "threshold", help="Review every label whose quality is at most this.")
-reviewer = c[3].text_input("Reviewer", value="reviewer", key="reviewer", bind="query-params",
-                           help="Saved with each decision (and kept in the link, so a bookmark resumes as you).")
+reviewer = c[3].text_input("Reviewer", value=current_user() or "reviewer", key="reviewer", bind="query-params",
+                           help="Saved with each decision (and kept in the link, so a bookmark resumes as you). "
+                                "Your workspace name, unless you type another.")
 reviewer = reviewer.strip() or "reviewer"
 choice = {"top": {"top_n": int(top_n)}, "threshold": {"threshold": float(threshold)}, "flagged": {}}[mode]
 pool = guard(triage.select_queue, issues[issues["is_label_issue"]] if mode == "flagged" else issues, **choice)
@@ -246,6 +247,8 @@ if reveal:
     m[4].metric("Your accuracy", "—" if not acc or acc["accuracy"] is None else f"{acc['accuracy']:.0%}",
                 help="Decisions that left the right label (exclusions count as right when the label was wrong).")
 
+team_panel(store, info.labels, classes)   # two reviewers: disagreements; the changes for the data owner
+
 # ---- Export and retrain ------------------------------------------------------------------------------
 with st.container(border=True):
     st.subheader("4. Export and retrain", anchor=False)
@@ -263,6 +266,6 @@ with st.container(border=True):
     if e[3].button("Retrain on these labels", key="review.retrain", icon=":material/replay:", width="stretch",
                    help="Starts a training run with the same recipe on the reviewed labels (excluded images "
                         "left out); compare it with this run on the Curves page."):
-        new = guard(corrections.retrain, run_dir, store=store)
+        new = guard(corrections.retrain, run_dir, store=store, owner=current_user())
         st.success(f"Started **{new.name}** in the background. Compare it with {Path(run_dir).name} on the "
                    "Curves & compare page once it finishes.")

@@ -12,9 +12,11 @@ from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS
 from noisycore.hardware import precision_note
 from noisycore.catalog import METHOD_CHOICES, METHOD_DEFAULTS, METHOD_HELP, METHOD_PARAM_HELP
 from noisycore.labelsets import truth_known_meta
-from ui.common import address_params, current_labels_path, follow_default, guard, param_notice, param_notices
+from ui.common import (address_params, current_labels_path, current_user, follow_default, guard, param_notice,
+                       param_notices)
 from ui.train_options import forget_rate_option, forward_options
-from ui.runs import current_run, default_run, run_panel, runs_root, saved_label_sets, set_current_run
+from ui.runs import (current_run, default_run, owner_words, run_panel, runs_root, saved_label_sets, set_current_run,
+                     share_toggle, visible_runs)
 
 DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
 TEST_SET_NOTE = (
@@ -37,8 +39,10 @@ with st.container(border=True):
     current = current_labels_path()
     # this session's label set ("Use these labels"), else the built-in demo: never someone else's upload
     start_index = next((i + 1 for i, s in enumerate(sets) if s["path"] == current), 0)
-    choice = st.selectbox("Label set", names, index=start_index,
-                          help="Label sets are made on the Data & noise page with “Use these labels”.")
+    words = {s["name"]: s["name"] + owner_words(s["path"]) for s in sets}
+    choice = st.selectbox("Label set", names, index=start_index, format_func=lambda n: words.get(n, n),
+                          help="Label sets are made on the Data & noise page with “Use these labels”. Yours come "
+                               "first, then those shared with the class.")
     if choice == DEFAULT_LABELS:
         data_cfg, noise_cfg, labels_path = DataConfig(), NoiseConfig(model="symmetric", rate=0.4), None
         truth_known, num_images = True, None
@@ -57,6 +61,7 @@ with st.container(border=True):
             st.caption(f"{meta['dataset'].get('name')}: the labels of {meta['counts']['labels']:,} training images "
                        "(and of the held-out test images) as given; which of them are wrong is unknown (the Review "
                        "page judges every image after training)")
+        share_toggle(chosen["path"], what="label set", key=f"share.labels.{choice}")
 
 # ---- Inputs: preset and options -----------------------------------------------------------------
 with st.container(border=True):
@@ -178,13 +183,13 @@ elif active:
     st.caption(f"{len(active)} run(s) queued or training; a new run waits its turn (one trains at a time).")
 st.caption(guard(precision_note, config.mixed_precision))
 if st.button("Start training", type="primary", icon=":material/play_arrow:"):
-    run_dir = guard(lambda: executors.executor().start(config, root=runs_root()))
+    run_dir = guard(lambda: executors.executor().start(config, root=runs_root(), owner=current_user()))
     set_current_run(run_dir)
     st.toast(f"Started {run_dir.name}")
 
 # ---- Render: the current run, or any earlier one ----------------------------------------------------
 st.subheader("3. Runs", anchor=False)
-table = guard(runs.list_runs, runs_root())
+table = visible_runs(guard(runs.list_runs, runs_root()))   # this workspace's runs first, then shared ones
 if table.empty:
     st.info("No runs yet. Press **Start training**: its curves appear here while it trains (the Quick demo on "
             "the built-in shapes takes about a minute on a laptop CPU).")
@@ -193,8 +198,11 @@ ids = table["id"].tolist()
 states = dict(zip(table["id"], table["state"]))
 requested = given_params.get("run")
 shown = default_run(ids, states, mine=Path(current_run() or "").name, requested=requested)
-pick = st.selectbox("Run", ids, index=ids.index(shown), format_func=lambda i: f"{i} ({states[i]})")
+paths = dict(zip(table["id"], table["path"]))
+pick = st.selectbox("Run", ids, index=ids.index(shown),
+                    format_func=lambda i: f"{i} ({states[i]})" + owner_words(paths[i]))
 if requested and requested not in ids:
-    param_notice("run", requested, valid="no run has this id", used=pick)
+    param_notice("run", requested, valid="no run of yours or shared with you has this id", used=pick)
 st.query_params["run"] = pick   # a reload (a new session) shows this run again
+share_toggle(paths[pick], what="run", key=f"share.run.{pick}")
 run_panel(str(runs_root() / pick), key="train")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from noisycore import console, detect, detectors, runs
+from noisycore import console, detect, detectors, runs, workspaces
 from noisycore.cliargs import (add_data_args, add_noise_args, add_train_options, check_labels_path, data_config,
                                noise_config, train_config)
 from noisycore.config import ConfigError
@@ -78,11 +78,12 @@ def cmd_train(args) -> int:
 
     config = train_config(args)
     check_labels_path(config.labels_path)
+    owner = args.owner or workspaces.default_owner()   # a bad $NOISYLAB_OWNER is named before TensorFlow loads
     if _cluster(args):
-        return _train_on_cluster(config, args)
+        return _train_on_cluster(config, args, owner=owner)
     train = import_quietly("noisycore.train")  # TensorFlow loads only after the options are known to be valid
     train.check_config(config)
-    run_dir = runs.create_run(config, root=args.out)
+    run_dir = runs.create_run(config, root=args.out, owner=owner)
     line = StatusLine()
     line.show("loading the images and building the model", key="start")
     bar = _ProgressBar(line, run_dir)
@@ -115,14 +116,14 @@ def cmd_train(args) -> int:
     return 0 if summary.get("state") in ("finished", "stopped") else 1
 
 
-def _train_on_cluster(config, args) -> int:
+def _train_on_cluster(config, args, *, owner: str) -> int:
     """``train --cluster``: the run is a job on the cluster; this terminal follows its status.json."""
     import time
 
     from noisycore import executors, jobs
 
     ex = executors.executor(_cluster(args))
-    run_dir = ex.start(config, root=args.out)
+    run_dir = ex.start(config, root=args.out, owner=owner)
     print(f"run folder: {run_dir} (on the cluster {args.cluster})", flush=True)
     line, shown = StatusLine(), None
     try:
@@ -322,6 +323,13 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def _owner_name(text: str) -> str:
+    try:
+        return workspaces.check_name(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="noisycore", description="Noisy Label Lab from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -338,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one model in this terminal and write its run folder")
     add_train_options(p)
     p.add_argument("--out", default=None, help="folder that holds the run folders (default: runs/)")
+    p.add_argument("--owner", default=None, type=_owner_name,
+                   help=f"whose run it is: a workspace name the app shows it under (default: ${workspaces.OWNER_ENV}, "
+                        "else your user name)")
     p.set_defaults(func=cmd_train)
 
     from noisycore.embeddings import DEFAULT_PRECISION, DEFAULT_SIZE, PRECISIONS

@@ -155,10 +155,15 @@ class RayExecutor:
         return root
 
     # -------------------------------------------------------------------------- jobs
-    def start(self, config, *, root=None, name: Optional[str] = None, max_parallel: int = 1) -> Path:
-        """Create a queued run (after the store check) and submit it; ``max_parallel`` is the cluster's."""
+    def start(self, config, *, root=None, name: Optional[str] = None, max_parallel: int = 1,
+              owner: Optional[str] = None) -> Path:
+        """Create a queued run (after the store check) and submit it; ``max_parallel`` is the cluster's.
+        ``owner``: whose run it is (None: ``workspaces.default_owner()``)."""
+        from noisycore import workspaces
+
         root = self.check_store(root if root is not None else default_runs_dir())
-        run_dir = runs.create_run(config, root=root, name=name)
+        owner = workspaces.check_name(owner) if owner is not None else workspaces.default_owner()
+        run_dir = runs.create_run(config, root=root, name=name, owner=owner)
         self.submit(run_dir)
         return run_dir
 

@@ -274,10 +274,11 @@ def retrain_title(run_name: str, changed: int, excluded: int) -> str:
     return f"{run_name} after review ({changed} changed, {excluded} excluded)"
 
 
-def retrain(run_dir, *, store=None, root=None) -> Path:
+def retrain(run_dir, *, store=None, root=None, owner=None) -> Path:
     """Start a background training run with the same config on the reviewed labels; returns its folder
     (listed with the other runs, so the Curves page can compare it with the original). The new run's
-    reviewed.json names it "<run> after review (N changed, M excluded)" (evaluation.display_name)."""
+    reviewed.json names it "<run> after review (N changed, M excluded)" (evaluation.display_name).
+    ``owner``: whose new run it is (the reviewer's workspace; None: ``workspaces.default_owner()``)."""
     from noisycore import jobs
     from noisycore.evaluation import REVIEWED_FILE, display_name
 
@@ -285,7 +286,8 @@ def retrain(run_dir, *, store=None, root=None) -> Path:
     labels_dir = corrected_label_set(run, store=store)
     meta = json.loads((labels_dir / "noise.json").read_text(encoding="utf-8"))
     config = retrain_config(run, labels_dir)
-    new = jobs.start(config, root=root or run.parent, name=f"reviewed-{runs.describe(runs.read_config(run))}")
+    new = jobs.start(config, root=root or run.parent, name=f"reviewed-{runs.describe(runs.read_config(run))}",
+                     owner=owner)
     title = retrain_title(display_name(runs.load_run(run)), meta["changed"], meta["excluded"])
     runs.write_json(new / REVIEWED_FILE, {"title": title, "from": str(run), "changed": meta["changed"],
                                           "excluded": meta["excluded"], "labels": str(labels_dir)})

@@ -27,8 +27,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def start(self, config, *, root=None, name: Optional[str] = None, max_parallel: int = 1) -> Path:
-        return jobs.start(config, root=root, name=name, max_parallel=max_parallel)
+    def start(self, config, *, root=None, name: Optional[str] = None, max_parallel: int = 1,
+              owner: Optional[str] = None) -> Path:
+        return jobs.start(config, root=root, name=name, max_parallel=max_parallel, owner=owner)
 
     def stop(self, run_dir) -> dict:
         return jobs.stop(run_dir)

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from noisycore import runs
+from noisycore import runs, workspaces
 from noisycore.config import TrainConfig, default_runs_dir
 from noisycore.errors import UserError
 
@@ -199,11 +199,14 @@ def _check_parallel(max_parallel) -> int:
     return max_parallel
 
 
-def start(config: TrainConfig, *, root=None, name: Optional[str] = None, max_parallel: int = 1) -> Path:
-    """Create a queued run and spawn its detached worker process; return the run folder."""
+def start(config: TrainConfig, *, root=None, name: Optional[str] = None, max_parallel: int = 1,
+          owner: Optional[str] = None) -> Path:
+    """Create a queued run and spawn its detached worker process; return the run folder.
+    ``owner``: whose run it is (a workspace name; None: ``workspaces.default_owner()``, the CLI's rule)."""
     _check_parallel(max_parallel)
+    owner = workspaces.check_name(owner) if owner is not None else workspaces.default_owner()
     run_dir = runs.create_run(config, root=Path(root).resolve() if root is not None else default_runs_dir().resolve(),
-                              name=name)
+                              name=name, owner=owner)
     proc = spawn(["noisycore.jobs", "worker", str(run_dir), "--max-parallel", str(max_parallel)], run_dir / "log.txt")
     runs.atomic_write_text(run_dir / "worker.pid", str(proc.pid))
     return run_dir
@@ -283,6 +286,76 @@ def runs_ahead(run_dir) -> list:
     run_dir = Path(run_dir)
     return [p for p in runs.run_dirs(run_dir.parent)
             if p.name < run_dir.name and poll(p).get("state") in runs.ACTIVE_STATES]
+
+
+def progress(status: dict) -> tuple[float, Optional[float]]:
+    """(share of the run done, estimated seconds left or None) from its status.json: the epoch in progress
+    (1-based) and its batch; seconds left = elapsed / done - elapsed (None before the first batch)."""
+    from datetime import datetime
+
+    epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
+    batch, batches = status.get("batch") or 0, status.get("batches") or 0
+    if not epochs or not epoch:
+        return 0.0, None
+    done = (epoch - 1 + (batch / batches if batches else 0.0)) / epochs
+    left = None
+    started, updated = status.get("started"), status.get("updated")
+    if started and updated and 0 < done < 1:
+        try:
+            elapsed = (datetime.fromisoformat(updated) - datetime.fromisoformat(started)).total_seconds()
+            left = max(elapsed / done - elapsed, 0.0)
+        except ValueError:
+            pass
+    return min(max(done, 0.0), 1.0), left
+
+
+ESTIMATE_FROM = 50   # finished runs (newest first) searched for a similar run's time per epoch
+
+
+def expected_seconds(run_dir) -> Optional[float]:
+    """How long a run that has not started will train: its epochs times the median time per epoch of the
+    newest finished run in the same folder with the same images and model; None when there is none."""
+    run_dir = Path(run_dir)
+    try:
+        config = runs.read_config(run_dir)
+    except UserError:
+        return None
+    for other in list(reversed(runs.run_dirs(run_dir.parent)))[:ESTIMATE_FROM]:
+        if other == run_dir or runs.read_status(other).get("state") != "finished":
+            continue
+        try:
+            done = runs.read_config(other)
+        except UserError:
+            continue
+        if done.data != config.data or done.model != config.model:
+            continue
+        seconds = runs.read_metrics(other).get("seconds")
+        if seconds is not None and seconds.notna().any():
+            return float(seconds.median()) * config.epochs
+    return None
+
+
+def queue_place(run_dir) -> dict:
+    """Where a queued run stands: ``place`` (1 = it trains next), ``ahead`` (the older queued / running run
+    folders, :func:`runs_ahead`), ``wait_seconds`` (the sum of their estimated times: what is left of a
+    running one, :func:`expected_seconds` of a queued one; None when none can be estimated) and
+    ``unknown`` (how many of them have no estimate, so the wait is at least ``wait_seconds``)."""
+    ahead = runs_ahead(run_dir)
+    total, unknown = 0.0, 0
+    queued = 0
+    for other in ahead:
+        status = runs.read_status(other)
+        if status.get("state") == "running":
+            left = progress(status)[1]
+        else:
+            queued += 1
+            left = expected_seconds(other)
+        if left is None:
+            unknown += 1
+        else:
+            total += left
+    return {"place": queued + 1, "ahead": ahead, "wait_seconds": None if unknown == len(ahead) and ahead else total,
+            "unknown": unknown}
 
 
 def active_runs(root=None) -> list:

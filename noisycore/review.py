@@ -271,6 +271,13 @@ class ReviewStore:
         """
         return _frame(self._query(_EFFECTIVE), undoes=False)
 
+    def latest_by_reviewer(self) -> pd.DataFrame:
+        """Each reviewer's own latest live decision per item (a team review: what each of them decided,
+        even where a colleague decided later); columns as :meth:`latest`, ordered by id."""
+        return _frame(self._query(f"""WITH live AS ({_LIVE}) SELECT * FROM live WHERE id IN
+                                      (SELECT MAX(id) FROM live GROUP BY item_id, reviewer) ORDER BY id"""),
+                      undoes=False)
+
     def history(self) -> pd.DataFrame:
         """Every row ever written, undo rows included, in order (the audit trail)."""
         return _frame(self._query("SELECT * FROM decisions ORDER BY id"), undoes=True)

@@ -6,6 +6,7 @@
              metrics.csv      one row per epoch, appended (and fsynced) as each epoch ends
              margins.npy      (E, N) float16 margins log p[given] - max_{k != given} log p[k] (AUM; NaN for validation images)
              best.keras, last.keras, predictions.npz, summary.json, log.txt, corrections.csv
+             owner.json       whose run it is and whether it is shared (noisycore.workspaces)
 
 Run ids sort by creation time: ``20261128-071530-ce-symmetric40``. Files that other processes
 read while a run is live (status.json, config.json, summary.json) are written atomically (temp
@@ -26,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from noisycore import workspaces
 from noisycore.config import ConfigError, TrainConfig, default_runs_dir
 from noisycore.errors import UserError
 from noisycore.util import atomic_write_text, write_json
@@ -39,7 +41,7 @@ METRIC_COLUMNS = ("epoch", "loss", "accuracy", "train_acc_true", "train_acc_give
                   "val_loss", "val_accuracy", "test_accuracy", "lr", "seconds", "fit_seconds")
 STOP_FILE = "stop.request"
 _STATUS_LOCK = threading.Lock()   # a worker's heartbeat thread and its training both update status.json
-LIST_COLUMNS = ("id", "state", "model", "loss", "method", "noise", "rate", "epochs_done", "epochs",
+LIST_COLUMNS = ("id", "state", "owner", "model", "loss", "method", "noise", "rate", "epochs_done", "epochs",
                 "best_val_acc", "test_acc", "created", "path")
 
 
@@ -97,10 +99,12 @@ def describe(config: TrainConfig) -> str:
     return slug("-".join(parts))
 
 
-def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) -> Path:
-    """Make a new run folder holding config.json and a queued status.json; return its path."""
+def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None, owner: Optional[str] = None) -> Path:
+    """Make a new run folder holding config.json and a queued status.json; return its path.
+    ``owner``: the workspace name the run belongs to (status.json and owner.json; None: nobody's)."""
     if not isinstance(config, TrainConfig):
         raise UserError(f"create_run needs a TrainConfig, got {type(config).__name__}")
+    owner = None if owner is None else workspaces.check_name(owner)
     root = Path(root) if root is not None else default_runs_dir()
     root.mkdir(parents=True, exist_ok=True)
     desc = slug(name) if name else describe(config)
@@ -108,7 +112,7 @@ def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) ->
         raise UserError(f"run name {name!r} has no letters or digits; use e.g. 'gce-test'")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     status = {"state": "queued", "error": None, "epoch": 0, "epochs": config.epochs, "batch": 0, "batches": None,
-              "created": now_iso(), "started": None, "finished": None, "pid": None}
+              "created": now_iso(), "started": None, "finished": None, "pid": None, "owner": owner}
     for attempt in range(1000):
         run_id = f"{stamp}-{desc}" + (f"-{attempt + 1}" if attempt else "")
         path = root / run_id
@@ -118,6 +122,8 @@ def create_run(config: TrainConfig, *, root=None, name: Optional[str] = None) ->
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".creating", dir=root))
         atomic_write_text(tmp / "config.json", config.to_json())
         write_status(tmp, status)
+        if owner is not None:
+            workspaces.write_owner(tmp, owner)
         try:
             os.rename(tmp, path)   # fails if another process took the name meanwhile: try the next one
             return path
@@ -267,7 +273,8 @@ def run_dirs(root=None) -> list:
 def _list_row(path: Path) -> dict:
     status = read_status(path)
     row = {c: None for c in LIST_COLUMNS}
-    row.update(id=path.name, state=status.get("state", "unknown"), created=status.get("created"), path=str(path))
+    row.update(id=path.name, state=status.get("state", "unknown"), created=status.get("created"), path=str(path),
+               owner=workspaces.owner_of(path))
     try:
         c = read_config(path)
     except UserError:

@@ -306,3 +306,57 @@ def test_every_proposal_on_screen_is_the_models_top_class(app, run_dir):
         assert f"Proposed label: **{top}**" in _texts(at)
         assert not [c.value for c in at.caption if "not the proposal" in c.value]
         _click(at, "review.next")
+
+
+@pytest.mark.slow
+def test_two_reviewers_disagreements_and_the_summary_of_the_changes(run_dir, tmp_path, monkeypatch):
+    """Issue 33, team review: alice accepts the first proposal, bob (in his own session) goes back to it and
+    keeps the given label; both sessions list the disagreement, and the summary counts the change in force."""
+    import shutil
+
+    root = tmp_path / "runs"
+    copy = Path(shutil.copytree(run_dir, root / run_dir.name))   # a run of its own: the module's run stays as it is
+    for old in copy.glob("review.sqlite*"):                         # without the other tests' decisions
+        old.unlink()
+    monkeypatch.setenv("NOISYLAB_HOME", str(tmp_path))
+    monkeypatch.setenv("NOISYLAB_RUNS", str(root))
+
+    def session(name):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.query_params.update(user=name)
+        at.run()
+        at.switch_page("app_pages/review.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    issues, _ = _queue(copy)
+    first = issues.iloc[0]
+    alice = session("alice")
+    assert alice.text_input(key="reviewer").value == "alice"          # the workspace name reviews
+    assert alice.expander[-1].label == "Team review and the summary of the changes"
+    _click(alice, "review.accept")
+    bob = session("bob")
+    assert _caption_item(bob) == issues["id"].iloc[1]                   # his first unreviewed item
+    _click(bob, "review.prev")
+    _click(bob, "review.keep")
+    alice.run()
+    for at in (alice, bob):
+        team = next(e for e in at.expander if e.label.startswith("Team review"))
+        assert team.label == "Team review: 2 reviewers, 1 disagreements"
+        split = next(d.value for d in at.dataframe if "decided_now" in d.value.columns)
+        assert split[["id", "given_label", "alice", "bob", "decided_now"]].values.tolist() == [
+            [first["id"], first["given_label"], f"accepted {first['proposed_label']}", f"kept {first['given_label']}",
+             f"kept {first['given_label']} (bob)"]]
+    per_class = next(d.value for d in bob.dataframe if "Labels before" in d.value.columns)
+    assert (per_class["Labels before"] == per_class["After"]).all()     # bob's keep is in force: nothing moved
+    classes = list(detect.read_run_labels(copy).class_names)
+    second = issues.iloc[1]
+    ReviewStore.for_run(copy).record(item_id=str(second["id"]), index=int(second["index"]), decision="exclude",
+                                     previous_label=classes.index(second["given_label"]), new_label=None,
+                                     reviewer="alice")
+    bob.run()
+    per_class = next(d.value for d in bob.dataframe if "Labels before" in d.value.columns).set_index("Class")
+    assert per_class["Excluded"].to_dict() == {c: int(c == second["given_label"]) for c in classes}
+    assert per_class["After"].sum() == per_class["Labels before"].sum() - 1
+    changes = next(d.value for d in bob.dataframe if "Decided by" in d.value.columns)
+    assert changes.values.tolist() == [[second["given_label"], "(excluded)", 1, "alice"]]

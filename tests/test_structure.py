@@ -103,10 +103,10 @@ def test_no_module_over_the_size_limit(name):
 LAYERS = (
     ("foundation", ("errors", "util", "catalog", "console")),
     ("settings", ("config", "schedules", "hardware", "cliargs")),
-    ("data", ("datasets", "human_labels", "noise", "labelsets", "naming")),
+    ("data", ("datasets", "human_labels", "noise", "labelsets", "naming", "workspaces")),
     ("runs and models", ("runs", "pipeline", "models", "backbones", "embeddings", "losses", "aum", "detectors",
                          "quality", "baseline")),
-    ("reading runs", ("evaluation", "detect", "review", "triage", "charts")),
+    ("reading runs", ("evaluation", "detect", "review", "teamreview", "triage", "charts")),
     ("training", ("methods", "forward", "resume", "train", "jobs", "executors", "cluster")),
     ("workflows", ("corrections", "crossval", "sweeps", "fanout", "cli")),
 )

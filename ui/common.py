@@ -9,6 +9,7 @@ from PIL import Image
 
 from noisycore.config import DataConfig, NoiseConfig, default_data_dir
 from noisycore.errors import UserError
+from noisycore.workspaces import check_name
 
 T = TypeVar("T")
 
@@ -76,7 +77,8 @@ def set_current_labels_path(path: str) -> None:
 # it creates the widget, and ignores parameters no widget reads. So a page takes a snapshot of the
 # address first (address_params), builds its widgets, then calls param_notices with what it used: every
 # parameter that was ignored or replaced gets a warning naming the value and the valid choices.
-IGNORED_PARAMS = ("embed", "embed_options", PRESENTER_KEY)   # Streamlit's own, and the app-wide presenter mode
+USER_KEY = "user"                   # str: the workspace name (sidebar; address parameter ?user=, so a link keeps it)
+IGNORED_PARAMS = ("embed", "embed_options", PRESENTER_KEY, USER_KEY)   # Streamlit's own, and the app-wide settings
 
 
 def address_params() -> dict:
@@ -129,6 +131,34 @@ def follow_default(key: str, proposed) -> None:
     if key in st.session_state and key in auto and st.session_state[key] == auto[key] != proposed:
         st.session_state[key] = proposed
     auto[key] = proposed
+
+
+# ---- Workspaces -----------------------------------------------------------------------------------
+def current_user() -> str | None:
+    """The workspace name of this session (the sidebar's, else the address's ?user=), None when there is
+    none or it is not a usable name (everything is visible then: one person on their own computer)."""
+    name = st.session_state.get(USER_KEY) if USER_KEY in st.session_state else st.query_params.get(USER_KEY)
+    try:
+        return check_name(name) if name and name.strip() else None
+    except UserError:
+        return None
+
+
+def workspace_picker() -> None:
+    """The sidebar's name field: a classroom's people each see their own uploads, label sets and runs first,
+    plus what the teacher shares. Kept in the address (a bookmark reopens the workspace). Not a password."""
+    name = st.text_input("Your name (your workspace)", key=USER_KEY, bind="query-params", placeholder="e.g. alice",
+                         help="In a classroom each person picks a name: your uploads, label sets, runs and reviews "
+                              "come first, others' stay out of your way unless shared. Anyone can type any name: "
+                              "it sorts, it does not protect.")
+    if not (name or "").strip():
+        st.caption("Sharing this computer with a class? Pick a name first: you see your own work and what is "
+                   "shared. Without a name you see everything.")
+        return
+    try:
+        check_name(name)
+    except UserError as e:
+        st.error(str(e), icon=":material/error:")
 
 
 # ---- Presenter mode -------------------------------------------------------------------------------

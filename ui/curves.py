@@ -9,7 +9,7 @@ import streamlit as st
 from noisycore import executors, charts, evaluation, jobs, naming, runs, sweeps
 from noisycore.util import pct
 from ui.common import cached_dataset, guard, show_chart, upscale
-from ui.runs import STATE_ICONS, baseline_notice, progress_text, runs_root, state_text
+from ui.runs import STATE_ICONS, baseline_notice, owner_words, progress_text, runs_root, state_text, visible_runs
 
 COMPARE_METRICS = {
     "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
@@ -27,12 +27,13 @@ RUN_POLL = 1.0        # ... of a training run
 
 
 def run_choices(root=None) -> dict:
-    """Run folder path -> label, newest first: ordinary runs, then the cells of every sweep."""
+    """Run folder path -> label, newest first: the workspace's ordinary runs (its own, then shared ones),
+    then the cells of every sweep."""
     root = Path(root) if root is not None else runs_root()
     out = {}
-    table = guard(runs.list_runs, root)
+    table = visible_runs(guard(runs.list_runs, root))
     for row in table.itertuples():
-        out[row.path] = f"{evaluation.display_name(row.path)} ({row.state})"
+        out[row.path] = f"{evaluation.display_name(row.path)} ({row.state})" + owner_words(row.path)
     for sweep in guard(sweeps.list_sweeps, root).itertuples():
         for cell in sweeps.cells(guard(sweeps.load_spec, sweep.path)):
             path = Path(sweep.path) / cell.name

@@ -6,11 +6,12 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, ImageOps
 
-from noisycore import crossval, detect, evaluation, runs
+from noisycore import crossval, detect, evaluation, runs, teamreview
 from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
 from ui.common import cached_dataset, guard, upscale
+from ui.runs import visible_runs
 
 CLASS_KEYS = "1234567890"          # key i picks class i (1 = the first class, 0 = the tenth)
 POS_KEY = "review.item"            # dict run/detector -> the item id on screen (Left/Right navigation)
@@ -25,9 +26,10 @@ SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings
 
 
 def reviewable_runs(root) -> tuple[list[dict], dict]:
-    """(reviewable runs newest first as dicts name, path, has_detections; name -> state of the other
-    runs). Reviewable: training ended and left predictions and labels."""
-    table = runs.list_runs(root)
+    """(reviewable runs as dicts name, path, has_detections: the workspace's own first, then shared ones,
+    each newest first; name -> state of the other runs). Reviewable: training ended and left predictions
+    and labels."""
+    table = visible_runs(runs.list_runs(root))   # the workspace's runs first, then shared ones
     ok, others = [], {}
     for name, path, state in zip(table["id"], table["path"], table["state"]):
         p = Path(path)
@@ -282,3 +284,39 @@ def focus_page() -> None:
     """Run the focus script once per run of the page (its text changes, so the browser runs it again)."""
     n = st.session_state[FOCUS_KEY] = st.session_state.get(FOCUS_KEY, 0) + 1
     st.html(_FOCUS_JS % n, unsafe_allow_javascript=True, width="content")
+
+
+def team_panel(store: ReviewStore, given_labels, classes: list) -> None:
+    """Team review: who reviewed, where two reviewers disagree, and the summary of the changes (per class
+    and per pair of classes, as CSV too) to hand to whoever owns the data."""
+    people = guard(teamreview.reviewers, store)
+    split = guard(teamreview.disagreements, store, class_names=classes)
+    title = (f"Team review: {len(people)} reviewers, {len(split)} disagreements" if len(people) > 1 else
+             "Team review and the summary of the changes")
+    with st.expander(title, expanded=len(split) > 0, icon=":material/groups:"):
+        if len(people) < 2:
+            st.caption("Two people can review one run at once: each types their own name as the reviewer. "
+                       "Where their decisions differ, the items are listed here.")
+        elif len(split):
+            st.markdown("**Where the reviewers disagree.** The latest decision is the one in force (exports and "
+                        "the retrain use it); open the item and decide again to settle it.")
+            st.dataframe(split, hide_index=True, width="stretch")
+        else:
+            st.success(f"{' and '.join(people)} agree on every item they both decided.", icon=":material/handshake:")
+        st.markdown("**Summary of the changes** (the decisions in force), for whoever owns the data")
+        per_class = guard(teamreview.class_summary, given_labels, store, class_names=classes)
+        pairs = guard(teamreview.change_summary, store, class_names=classes)
+        c = st.columns([3, 2])
+        c[0].dataframe(per_class.rename(columns={"class": "Class", "before": "Labels before", "after": "After",
+                                                 "moved_out": "Moved out", "moved_in": "Moved in",
+                                                 "excluded": "Excluded"}), hide_index=True, width="stretch")
+        if pairs.empty:
+            c[1].caption("No label changed yet.")
+        else:
+            c[1].dataframe(pairs.rename(columns={"before": "Before", "after": "After", "count": "Count",
+                                                 "reviewers": "Decided by"}), hide_index=True, width="stretch")
+        d = st.columns(2)
+        d[0].download_button("Summary per class (CSV)", per_class.to_csv(index=False), "review_summary_classes.csv",
+                             mime="text/csv", icon=":material/download:", key="review.team.classes", on_click="ignore")
+        d[1].download_button("Changes before -> after (CSV)", pairs.to_csv(index=False), "review_changes.csv",
+                             mime="text/csv", icon=":material/download:", key="review.team.pairs", on_click="ignore")

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 
-from noisycore import baseline, charts, evaluation, executors, jobs, runs
+from noisycore import baseline, charts, evaluation, executors, jobs, runs, workspaces
 from noisycore.config import default_runs_dir
 from noisycore.errors import UserError
 from noisycore.util import pct
-from ui.common import guard, labels_root, show_chart
+from ui.common import current_user, guard, labels_root, show_chart
 
 RUN_KEY = "lab.run_dir"       # str: the run the user last started or selected
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
@@ -46,7 +45,8 @@ def default_run(ids: list, states: dict, *, mine=None, requested=None):
 
 
 def saved_label_sets() -> list[dict]:
-    """Label sets saved by the Data page (newest first): name, path, noise.json contents."""
+    """Label sets saved by the Data page that this session's workspace sees (its own first, then shared
+    ones, each newest first): name, path, noise.json contents."""
     out = []
     root = labels_root()
     for meta_path in sorted(root.glob("*/noise.json"), key=lambda p: p.stat().st_mtime, reverse=True):
@@ -55,28 +55,58 @@ def saved_label_sets() -> list[dict]:
         except (OSError, ValueError):
             continue
         out.append({"name": meta_path.parent.name, "path": str(meta_path.parent), "meta": meta})
-    return out
+    return workspaces.visible(out, current_user(), folder=lambda s: s["path"])
+
+
+def visible_runs(table):
+    """The rows of runs.list_runs this session's workspace sees: its own runs first, then shared ones
+    (every run without a name). Each group keeps the table's order (newest first)."""
+    keep = workspaces.visible(table["path"].tolist(), current_user())
+    return table.set_index("path", drop=False).loc[keep].reset_index(drop=True) if len(table) else table
+
+
+def owner_words(folder) -> str:
+    """' (bob's, shared)' after an item of somebody else's workspace; '' for one's own or nobody's."""
+    owner = workspaces.owner_of(folder)
+    if owner is None or workspaces.same(owner, current_user()) or current_user() is None:
+        return ""
+    return f" ({owner}'s, shared)"
+
+
+def share_toggle(folder, *, what: str, key: str) -> None:
+    """'Share this <what> with the class' for the owner of ``folder`` (a run or a label set); nothing for
+    anybody else (they see whose it is)."""
+    user, owner = current_user(), workspaces.owner_of(folder)
+    if user is None or not workspaces.same(owner, user):
+        return
+    shared = workspaces.is_shared(folder)
+    if st.toggle(f"Share this {what} with the class", value=shared, key=key,
+                 help="Everybody then sees it, under your name. Sharing is for the teacher's examples; "
+                      "names are not passwords.") != shared:
+        guard(workspaces.set_shared, folder, not shared, by=user)
+        st.rerun()
 
 
 def progress_text(status: dict) -> tuple[float, str]:
     """Fraction done and a line like 'epoch 3 of 15, batch 12 of 16, about 40 s left'."""
-    epochs = status.get("epochs") or 0
-    epoch = status.get("epoch") or 0          # the epoch in progress, 1-based (0 = not started)
-    batch, batches = status.get("batch") or 0, status.get("batches") or 0
-    if not epochs or not epoch:
+    done, left = jobs.progress(status)
+    if not status.get("epochs") or not status.get("epoch"):
         return 0.0, "starting: loading the images and building the model"
-    done = (epoch - 1 + (batch / batches if batches else 0.0)) / epochs
-    text = f"epoch {epoch} of {epochs}"
-    if batches:
-        text += f", batch {batch} of {batches}"
-    started, updated = status.get("started"), status.get("updated")
-    if started and updated and 0 < done < 1:
-        try:
-            elapsed = (datetime.fromisoformat(updated) - datetime.fromisoformat(started)).total_seconds()
-            text += f", about {max(elapsed / done - elapsed, 0):.0f} s left"
-        except ValueError:
-            pass
-    return min(max(done, 0.0), 1.0), text
+    text = f"epoch {status['epoch']} of {status['epochs']}"
+    if status.get("batches"):
+        text += f", batch {status.get('batch') or 0} of {status['batches']}"
+    if left is not None:
+        text += f", about {left:.0f} s left"
+    return done, text
+
+
+def duration_text(seconds: float) -> str:
+    """'about 40 s' / 'about 3 min' / 'about 1.5 h'."""
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 def state_text(run_dir, status: dict) -> str:
@@ -93,9 +123,16 @@ def state_text(run_dir, status: dict) -> str:
         place = guard(executors.executor().place_in_queue, run_dir) if executors.cluster_setting() else None
         return (f"queued on the cluster: place {place} in the queue (it starts when a node has a free CPU)"
                 if place else "queued on the cluster: waiting for a free CPU")
-    ahead = jobs.runs_ahead(run_dir)
+    place = jobs.queue_place(run_dir)
+    ahead = place["ahead"]
     if ahead:
-        return f"queued: waiting for {ahead[0].name}" + (f" and {len(ahead) - 1} more" if len(ahead) > 1 else "")
+        owner = workspaces.owner_of(ahead[0])
+        text = (f"queued: place {place['place']} in the queue, waiting for {ahead[0].name}"
+                + (f" ({owner}'s)" if owner else "") + (f" and {len(ahead) - 1} more" if len(ahead) > 1 else ""))
+        wait = place["wait_seconds"]
+        if wait is None:
+            return text + "; the wait is unknown until a run ahead has trained an epoch"
+        return text + f"; estimated wait {'at least ' if place['unknown'] else ''}{duration_text(wait)}"
     return "starting: loading TensorFlow, the images and the model"
 
 

@@ -143,3 +143,106 @@ def test_train_and_curves_pages_fit_laptop_and_projector(browser, app_url, app_h
             screenshot(page, f"classroom-{width}x{height}-{name}")
     finally:
         ctx.close()
+
+
+# ------------------------------------------------------------------------------ workspaces (issue 33)
+def _options(page, label: str) -> list[str]:
+    """The choices of the selectbox ``label`` (opened, read, closed again)."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    if not page.get_by_role("option").count():
+        box.press("ArrowDown")                          # react-aria's combobox also opens on the arrow key
+    page.get_by_role("option").first.wait_for()
+    found = [o.inner_text() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    return found
+
+
+@pytest.fixture
+def classroom(tmp_path, monkeypatch):
+    """A server of its own (its runs do not disturb the other tests' pages): alice's label set and her run
+    training (epoch 2 of 4 after 30 s; its worker is a stand-in process), the teacher's shared label set
+    and finished run, the teacher's private run; the training slot is held, so a new run stays queued."""
+    import subprocess
+    from datetime import datetime, timedelta
+
+    from idle_cpu import start_server
+
+    from noisycore import jobs, workspaces
+    from noisycore.config import DataConfig, NoiseConfig, TrainConfig
+    from noisycore.datasets import load_dataset
+    from noisycore.labelsets import save_label_set
+    from noisycore.noise import apply_noise
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NOISYLAB_HOME", str(home))       # this process's dataset cache too
+    root = home / "runs"
+    root.mkdir(parents=True)
+    data = DataConfig(max_train=40)
+    dataset = load_dataset(data)
+    for name, owner, shared in [("alice-pets", "alice", False), ("teacher-demo", "teacher", True)]:
+        out = save_label_set(home / "labels" / name, dataset, apply_noise(dataset, NoiseConfig(model="pair", rate=0.2)),
+                             data_config=data)
+        workspaces.write_owner(out, owner, shared=shared)
+    worker = subprocess.Popen(["sleep", "600"])
+    made = {}
+    for name, owner, state in [("teacher-shared", "teacher", "finished"), ("teacher-private", "teacher", "finished"),
+                               ("alice-run", "alice", "running")]:
+        made[name] = runs.create_run(TrainConfig(epochs=4), root=root, name=name, owner=owner)
+        runs.update_status(made[name], state=state, pid=worker.pid)
+    workspaces.set_shared(made["teacher-shared"], True, by="teacher")
+    start = datetime.now().astimezone() - timedelta(seconds=30)
+    runs.update_status(made["alice-run"], epoch=2, epochs=4, batch=5, batches=10, started=start.isoformat())
+    slot = jobs.try_lock(root / jobs.LOCK_NAME)          # the slot alice's run would hold
+    proc, url = start_server(ROOT, home=home)
+    try:
+        yield url, root, made
+    finally:
+        for run in runs.run_dirs(root):
+            if runs.read_status(run).get("state") == "queued":
+                jobs.stop(run)
+        proc.terminate()
+        proc.wait(10)
+        slot.release()
+        worker.kill()
+        worker.wait()
+
+
+def test_two_named_sessions_see_their_own_and_the_shared_items_and_the_queue_place(browser, classroom):
+    from playwright.sync_api import expect
+
+    url, root, made = classroom
+    sessions = {name: browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+                for name in ("alice", "bob")}
+    try:
+        alice, bob = sessions["alice"], sessions["bob"]
+        for name, page in sessions.items():
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/train?user={name}")
+            page.get_by_text("3. Runs").wait_for()
+            wait_idle(page)
+            expect(page.get_by_role("textbox", name="Your name (your workspace)")).to_have_value(name)
+        demo, shared_set = "Built-in shapes, 40% symmetric noise", "teacher-demo (teacher's, shared)"
+        assert _options(bob, "Label set") == [demo, shared_set]
+        assert _options(alice, "Label set") == [demo, "alice-pets", shared_set]
+        bob_runs = _options(bob, "Run")
+        assert [o.split(" (")[0] for o in bob_runs] == [made["teacher-shared"].name], bob_runs
+        assert [o.split(" (")[0] for o in _options(alice, "Run")] == [made["alice-run"].name, made["teacher-shared"].name]
+
+        bob.get_by_role("button", name="Start training").click()
+        bar = bob.get_by_text("queued: place 1 in the queue")
+        bar.wait_for()
+        text = bar.inner_text()
+        assert f"waiting for {made['alice-run'].name} (alice's)" in text and "estimated wait" in text, text
+        assert "?user=bob" in bob.url or "user=bob" in bob.url
+        screenshot(bob, "classroom-bob-queued")
+        [queued] = [r for r in runs.run_dirs(root) if r not in made.values()]
+        assert runs.read_status(queued)["owner"] == "bob" and runs.read_status(queued)["state"] == "queued"
+
+        alice.reload()                                        # alice never sees bob's run
+        alice.get_by_text("3. Runs").wait_for()
+        wait_idle(alice)
+        assert queued.name not in " ".join(_options(alice, "Run"))
+    finally:
+        for page in sessions.values():
+            page.context.close()
