@@ -5,8 +5,9 @@ options `noisycore train --dataset SET.zip` chooses (none given), cross-validate
 the Review page's default) and ranked as the Review page ranks (confident learning on the predictions that
 agree best with the given labels out of sample: `detect.best_source`). Recorded per set:
 
-- out-of-sample accuracy on the given labels: the network's folds, and the linear baseline's (logistic
-  regression on the pixels, `noisycore.baseline`), and which one the queue used;
+- out-of-sample accuracy on the given labels: the network's folds, the linear baseline's (logistic
+  regression on the pixels, `noisycore.baseline`), the pretrained features' (logistic regression on
+  EfficientNet-Lite0 embeddings), and which one the queue used (`detect.best_source`);
 - planted images among the first k of the app's queue (k = the number planted), against the peer:
   cleanlab's `find_label_issues` on the baseline's 4-fold probabilities, ranked by self-confidence
   (cleanlab is AGPL: benchmarks and tests only);
@@ -220,6 +221,8 @@ def score(run: Path, truth: dict) -> dict:
             "precision": summary.get("precision"), "model": runs.read_config(run).model,
             "network_cv_accuracy": found.get("cross_validation", {}).get("accuracy"),
             "baseline_cv_accuracy": found.get("baseline", {}).get("accuracy"),
+            "embeddings_cv_accuracy": found.get("embeddings", {}).get("accuracy"),
+            "chosen_cv_accuracy": found.get(source, {}).get("accuracy"),
             "network_held_out": summary.get("test_accuracy"),
             "baseline_held_out": (baseline.read(run) or {}).get("held_out_accuracy"),
             "queue_source": source,

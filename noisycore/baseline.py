@@ -35,6 +35,8 @@ from noisycore.util import save_npz, stratified_folds, stratified_subset, write_
 
 BASELINE_JSON = "baseline.json"
 BASELINE_PROBS = "baseline_cv_probs.npz"   # ids (N,) and probs (N, K), in the run's review order
+EMBEDDING_PROBS = "embedding_cv_probs.npz"  # the same from the pretrained embeddings (own photos)
+EMBEDDING_NAME = "logistic regression on pretrained features (ImageNet EfficientNet-Lite0)"
 NAME = "logistic regression on the pixels"
 MAX_SIDE = 16        # pixels per side the images are averaged down to (16 x 16 x 3 = 768 features)
 C = 0.01             # inverse L2 strength: best of 0.001-1 on 8-px scans and 32-px photos (4-fold, 900-3,000 images)
@@ -42,6 +44,7 @@ MAX_ITER = 100       # lbfgs iterations: the accuracy is within 0.5 points of co
 MAX_FIT = 10_000     # images per fit at most (stratified subset): seconds on 2 cores
 FOLDS = 4            # as the Review page's cross-validation
 CLEAR_MARGIN = 2.0   # standard errors: "clearly better" = more than this many apart
+EMBEDDING_C = 0.1    # on standardized embeddings (benchmarks/README.md, "Pretrained embeddings": C 0.1)
 MIRROR_KEEP = 0.75   # a mirror "keeps the labels" when the baseline keeps this share of its above-chance accuracy on
                      # mirrored images (CIFAR-10: 1.05; sklearn's 8-px digits: 0.34; quadrant blobs: below 0)
 
@@ -61,11 +64,11 @@ def pixel_features(images) -> np.ndarray:
     return x.reshape(n, h2, fh, w2, fw, c).mean(axis=(2, 4)).reshape(n, -1)
 
 
-def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int):
+def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int, c: float = C):
     """Probabilities (M, K) of ``x_pred`` (or a tuple of arrays: one (M_i, K) each) from a logistic
     regression fitted on (x_fit, y_fit); classes missing from y_fit get probability 0."""
     if isinstance(x_pred, tuple):
-        both = _fit_predict(x_fit, y_fit, np.concatenate(x_pred), num_classes=num_classes, seed=seed)
+        both = _fit_predict(x_fit, y_fit, np.concatenate(x_pred), num_classes=num_classes, seed=seed, c=c)
         return tuple(np.split(both, np.cumsum([len(x) for x in x_pred])[:-1]))
     import warnings
 
@@ -81,7 +84,7 @@ def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int):
     if len(present) == 1:
         out[:, present[0]] = 1.0
         return out
-    model = LogisticRegression(C=C, max_iter=MAX_ITER, tol=1e-3, random_state=seed)
+    model = LogisticRegression(C=c, max_iter=MAX_ITER, tol=1e-3, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)   # MAX_ITER stops it early on purpose
         model.fit((x_fit - mean) / std, y_fit)
@@ -90,7 +93,7 @@ def _fit_predict(x_fit, y_fit, x_pred, *, num_classes: int, seed: int):
 
 
 def out_of_sample_probs(features, labels, *, folds: int = FOLDS, seed: int = 0, num_classes=None,
-                        mirrored=None):
+                        mirrored=None, c: float = C):
     """K-fold out-of-sample probabilities (N, K): each row from a model fitted on the other folds
     (``util.stratified_folds(labels, folds, seed)``, the folds cross-validation uses). With ``mirrored``
     (the features of the mirrored images, N rows) also the same models' probabilities of those: (probs, mirrored)."""
@@ -101,7 +104,7 @@ def out_of_sample_probs(features, labels, *, folds: int = FOLDS, seed: int = 0, 
     for f in range(folds):
         held = assign == f
         x_pred = features[held] if mirrored is None else (features[held], mirrored[held])
-        out = _fit_predict(features[~held], labels[~held], x_pred, num_classes=k, seed=seed)
+        out = _fit_predict(features[~held], labels[~held], x_pred, num_classes=k, seed=seed, c=c)
         if mirrored is None:
             probs[held] = out
         else:
@@ -148,8 +151,34 @@ def fit_for_run(run_dir, dataset, labels, *, truth_known: bool, seed: int = 0, f
         record.update(cv_accuracy=float((probs.argmax(1) == y).mean()), folds=folds, cv_n=int(len(y)),
                       mirror_retained=round(retained, 3), mirror_keeps_labels=bool(retained >= MIRROR_KEEP))
     record["seconds"] = round(time.monotonic() - t0, 2)
+    if not truth_known and len(y) >= 10 * folds:   # own photos: also the pretrained features (cached per dataset)
+        record["embeddings"] = _embedding_baseline(run_dir, dataset, ids, y, given, test_y, folds=folds, seed=seed)
     write_json(Path(run_dir) / BASELINE_JSON, record)
     return record
+
+
+def _embedding_baseline(run_dir, dataset, ids, y, given, test_y, *, folds: int, seed: int) -> dict:
+    """The same two measures on EfficientNet-Lite0 embeddings (noisycore.embeddings: computed once per
+    dataset, cached, resumable; rows = training images then held-out ones, the order of ``ids``)."""
+    from noisycore import embeddings, runs
+
+    t0 = time.monotonic()
+
+    def progress(done, total):
+        runs.update_status(run_dir, phase=f"pretrained features: {done} of {total} images")
+
+    emb = embeddings.embed(dataset, progress=progress)
+    train_e, test_e = emb[:len(given)], emb[len(given):]
+    out = {"model": EMBEDDING_NAME, "C": EMBEDDING_C, "size": embeddings.DEFAULT_SIZE, "held_out_accuracy": None}
+    if len(test_y):
+        p = _fit_predict(train_e, given, test_e, num_classes=dataset.num_classes, seed=seed, c=EMBEDDING_C)
+        out["held_out_accuracy"] = float((p.argmax(1) == test_y).mean())
+    probs = out_of_sample_probs(emb[:len(y)], y, folds=folds, seed=seed, num_classes=dataset.num_classes,
+                                c=EMBEDDING_C)
+    save_npz(Path(run_dir) / EMBEDDING_PROBS, ids=ids, probs=probs.astype(np.float32))
+    runs.update_status(run_dir, phase=None)
+    out.update(cv_accuracy=float((probs.argmax(1) == y).mean()), seconds=round(time.monotonic() - t0, 2))
+    return out
 
 
 def read(run_dir) -> Optional[dict]:
@@ -161,10 +190,10 @@ def read(run_dir) -> Optional[dict]:
         return None
 
 
-def cv_probs(run_dir, ids) -> Optional[np.ndarray]:
-    """The baseline's out-of-sample probabilities (N, K) reordered to ``ids``, or None when the run has
-    none for every id (an older run, or too few images)."""
-    path = Path(run_dir) / BASELINE_PROBS
+def cv_probs(run_dir, ids, *, kind: str = "pixels") -> Optional[np.ndarray]:
+    """The baseline's out-of-sample probabilities (N, K) reordered to ``ids`` (``kind`` pixels or embeddings),
+    or None when the run has none for every id (an older run, too few images, or not own photos)."""
+    path = Path(run_dir) / (BASELINE_PROBS if kind == "pixels" else EMBEDDING_PROBS)
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as z:

@@ -255,11 +255,11 @@ def _say_source(run: Path) -> str:
     baseline beat the network: the queue is then built on the baseline)."""
     source, found = detect.best_source(run)
     acc = {s: f"{100 * a['accuracy']:.1f}%" for s, a in found.items()}
-    if source == "baseline":
+    if source in ("baseline", "embeddings"):
         network = "cross_validation" if "cross_validation" in found else "in_sample"
-        print(f"WARNING: the linear baseline ({detect.SOURCES['baseline']}) agrees with the given labels more often "
-              f"({acc['baseline']}) than the network ({found.get(network, {}).get('what', 'its own predictions')}: {acc.get(network, 'n/a')}): "
-              "the queue is built on the baseline's predictions")
+        print(f"{'WARNING: ' if source == 'baseline' else ''}predictions: {detect.SOURCES[source]}; they agree with "
+              f"the given labels more often ({acc[source]}) than the network "
+              f"({found.get(network, {}).get('what', 'its own predictions')}: {acc.get(network, 'n/a')})")
     return source
 
 

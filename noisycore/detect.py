@@ -34,7 +34,9 @@ SOURCES = {"in_sample": "the run's own best model (in-sample: it has seen these 
            "cross_validation": "K-fold cross-validation (out-of-sample: each image judged by a model "
                                "that never saw it)",
            "baseline": "the linear baseline, a logistic regression on the pixels (4-fold, out-of-sample: "
-                       "each image judged by a model that never saw it)"}
+                       "each image judged by a model that never saw it)",
+           "embeddings": "a logistic regression on pretrained features (ImageNet EfficientNet-Lite0 embeddings; "
+                         "4-fold, out-of-sample)"}
 WEAK_ACCURACY = 0.8   # below this out-of-sample accuracy, model errors swamp label errors in confident learning's N
 
 
@@ -137,14 +139,14 @@ def pred_probs(run_dir, *, source: str = "in_sample", ids=None) -> np.ndarray:
     ids = info.ids if ids is None else ids
     if source == "in_sample":
         return _check_num_classes(in_sample_probs(run_dir, ids), info, "predictions.npz")
-    if source == "baseline":
+    if source in ("baseline", "embeddings"):
         from noisycore import baseline
 
-        probs = baseline.cv_probs(run_dir, ids)
+        probs = baseline.cv_probs(run_dir, ids, kind="pixels" if source == "baseline" else "embeddings")
         if probs is None:
-            raise UserError(f"{Path(run_dir).name} has no linear baseline for these images (a run from before "
-                            "baselines, or too few images); use cross_validation or in_sample")
-        return _check_num_classes(probs, info, baseline.BASELINE_PROBS)
+            raise UserError(f"{Path(run_dir).name} has no {source} predictions for these images (a run from before "
+                            "them, too few images, or not own photos); use cross_validation or in_sample")
+        return _check_num_classes(probs, info, source)
     path = Path(run_dir) / CV_PROBS
     if not path.is_file():
         raise UserError(f"{path.parent.name} has no cross-validated predictions yet; run cross-validation "
@@ -175,12 +177,13 @@ def source_accuracy(run_dir, source: str) -> Optional[dict]:
         probs = pred_probs(run_dir, source=source, ids=info.ids)
     except UserError:
         return None
-    what = "network, K-fold" if source == "cross_validation" else "linear baseline, 4-fold"
+    what = {"cross_validation": "network, K-fold", "baseline": "linear baseline, 4-fold",
+            "embeddings": "pretrained features, 4-fold"}[source]
     return {"accuracy": float((probs.argmax(1) == info.labels).mean()), "n": int(len(info.ids)),
             "what": f"out-of-sample accuracy ({what})"}
 
 
-PREFERENCE = ("baseline", "cross_validation", "in_sample")   # the cheap, steady yardstick first; a network must beat it
+PREFERENCE = ("baseline", "embeddings", "cross_validation", "in_sample")   # the cheap yardstick first; each must beat it
 
 
 def best_source(run_dir) -> tuple:

@@ -108,9 +108,12 @@ def feature_model(size: int, precision: str = DEFAULT_PRECISION):
 
     from noisycore.backbones.efficientnet import build_efficientnet_lite0
 
-    backbone = build_efficientnet_lite0(size, top=False, dtype="mixed_bfloat16" if precision == "bfloat16" else None)
+    # the policy is explicit: a training worker embeds under its own global policy (mixed_bfloat16), and the
+    # cache is keyed by the precision asked for
+    policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
+    backbone = build_efficientnet_lite0(size, top=False, dtype=policy)
     inputs = keras.Input((None, None, 3), name="images")
-    x = keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True, name="resize")(inputs)
+    x = keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True, dtype=policy, name="resize")(inputs)
     return keras.Model(inputs, backbone(x), name=f"{BACKBONE}_{size}")
 
 

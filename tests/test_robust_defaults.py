@@ -96,6 +96,15 @@ def test_tiny_grayscale_scans_train_without_options_in_bfloat16(tmp_path):
     assert summary["test_accuracy"] >= 0.9, summary
     record = baseline.read(tmp_path / "run")
     assert record["held_out_accuracy"] is not None and record["cv_n"] == 160   # truth unknown: every image
+    # own images: the pretrained features too, out of sample over every image, in the review order
+    from noisycore import detect
+
+    info = detect.read_run_labels(tmp_path / "run")
+    emb = baseline.cv_probs(tmp_path / "run", info.ids, kind="embeddings")
+    assert emb.shape == (160, 4) and np.allclose(emb.sum(1), 1)
+    assert record["embeddings"]["cv_accuracy"] == pytest.approx((emb.argmax(1) == info.labels).mean())
+    source, found = detect.best_source(tmp_path / "run")
+    assert set(found) >= {"baseline", "embeddings", "in_sample"} and source in found
     assert baseline.run_verdict(summary, record).kind == "better" or \
         summary["test_accuracy"] >= record["held_out_accuracy"]
 

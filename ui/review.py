@@ -22,7 +22,9 @@ FOCUS_KEY = "review.focus_runs"    # int: runs of the page, so the focus script 
 UNDONE_KEY = "review.undone"       # ids the last undo restored (the grid shows their page)
 SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings in the background)",
                "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)",
-               "baseline": "The linear baseline (logistic regression on the pixels, 4-fold out-of-sample; instant)"}
+               "baseline": "The linear baseline (logistic regression on the pixels, 4-fold out-of-sample; instant)",
+               "embeddings": "Pretrained features (logistic regression on ImageNet EfficientNet-Lite0 embeddings, "
+                             "4-fold out-of-sample; instant)"}
 
 
 def reviewable_runs(root) -> tuple[list[dict], dict]:
@@ -137,13 +139,15 @@ def review_image(run_dir: str, idx: int, px: int, *, square: bool = False):
 def detection_panel(run_dir: str) -> None:
     """Source choice, the Find button and the live cross-validation progress."""
     best, found = guard(detect.best_source, run_dir)
-    choices = [s for s in SOURCE_TEXT if s != "baseline" or "baseline" in found]
-    if best == "baseline":
+    choices = [s for s in SOURCE_TEXT if s not in ("baseline", "embeddings") or s in found]
+    if best in ("baseline", "embeddings"):
         network = found.get("cross_validation") or found.get("in_sample") or {}
-        st.warning(f"The linear baseline's predictions agree with the given labels more often "
-                   f"({found['baseline']['accuracy']:.1%}, 4-fold out-of-sample) than the network's "
-                   f"({network.get('accuracy', 0):.1%}, {network.get('what', 'its own model')}). A queue built on a "
-                   "weaker model flags its own mistakes: the baseline is preselected below.", icon=":material/warning:")
+        name = "linear baseline's" if best == "baseline" else "pretrained features'"
+        text = (f"The {name} predictions agree with the given labels more often ({found[best]['accuracy']:.1%}, "
+                f"4-fold out-of-sample) than the network's ({network.get('accuracy', 0):.1%}, "
+                f"{network.get('what', 'its own model')}): they are preselected below.")
+        (st.info if best == "embeddings" else st.warning)(text, icon=":material/info:" if best == "embeddings"
+                                                           else ":material/warning:")
     c = st.columns([3, 1, 1])
     source = c[0].radio("Predicted probabilities from", choices, format_func=SOURCE_TEXT.get,
                         index=choices.index(best) if best in choices and best != "in_sample" else 0,
@@ -154,7 +158,7 @@ def detection_panel(run_dir: str) -> None:
                               help="K-fold cross-validation trains K models, each on (K-1)/K of the images.")
     c[2].write("")
     if c[2].button("Find label issues", type="primary", icon=":material/search:", key="review.find"):
-        if source in ("in_sample", "baseline"):
+        if source in ("in_sample", "baseline", "embeddings"):
             with st.spinner("Scoring every label with every detector…"):
                 guard(detect.detect_all, run_dir, source=source)
             if detect.read_features(run_dir) is None and crossval.poll(run_dir).get("state") not in runs.ACTIVE_STATES:
