@@ -78,20 +78,42 @@ def _check_recipe_changes(changes: dict) -> None:
                         f"of: {', '.join(sorted(allowed))}")
 
 
-def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict] = None):
+def inherited(config, *, precision: Optional[str] = None, image_size: Optional[int] = None) -> dict:
+    """The run's choices every fold keeps (issue 28: folds inherit what made the run work, they do not
+    re-decide it): the precision the run resolved to (``precision``, from its summary), the image side it
+    trained at (``image_size``), and no flips where the run had none (mirror-sensitive classes):
+    ``augment`` none and ``tta`` none stay none."""
+    keep = {}
+    if precision in ("float32", "bfloat16"):
+        keep["mixed_precision"] = precision
+    if config.augment == "none":
+        keep["augment"] = "none"
+    if config.tta == "none":
+        keep["tta"] = "none"
+    if image_size is not None and config.data.image_size is None:
+        keep["data"] = config.data.replace(image_size=int(image_size))
+    return keep
+
+
+def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict] = None,
+                precision: Optional[str] = None, image_size: Optional[int] = None):
     """The TrainConfig of one fold: the run's config on the fold's label set, never validated against
-    true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe.
-    ``recipe``: TrainConfig fields to change on top of either (a benchmark measuring a candidate)."""
+    true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe,
+    keeping what :func:`inherited` names (the run's resolved ``precision``, its ``image_size``, no flips
+    where the run had none). ``recipe``: TrainConfig fields to change on top (a benchmark measuring a
+    candidate, the demo's fold recipe)."""
     recipe = dict(recipe or {})
     _check_recipe_changes(recipe)
-    if not truth_known:   # the recipe on top of the defaults: nothing of the run's own recipe leaks in
+    keep = inherited(config, precision=precision, image_size=image_size)
+    data = keep.pop("data", config.data)
+    if not truth_known:   # the recipe on top of the defaults: only what made the run work leaks in
         # the size rule counts the images a run trains on: the fold's training rows (not its held-out fold)
         table = pd.read_csv(Path(labels_dir) / "labels.csv", usecols=lambda c: c in ("id", "split"))
         n = int((table["split"] != "test").sum()) if "split" in table else len(table)
-        config = type(config)(data=config.data, noise=config.noise, seed=config.seed,
-                              **recommended_recipe(n, **recipe))
-    elif recipe:
-        config = config.replace(**recipe)
+        config = type(config)(data=data, noise=config.noise, seed=config.seed,
+                              **recommended_recipe(n, **{**keep, **recipe}))
+    else:
+        config = config.replace(data=data, **{**keep, **recipe})
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,
                           record_margins=False, trusted_val=False)
 
@@ -141,6 +163,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
                                    "pid": os.getpid(), "started": runs.now_iso(), "error": None})
     assign = fold_assignments(info.labels, folds=folds, seed=config.seed)
     images = detect.run_images(run)
+    precision = (runs.read_summary(run) or {}).get("precision") or runs.read_status(run).get("precision")
     k = len(info.class_names)
     probs = np.full((len(info.ids), k), np.nan)
     for f in range(folds):
@@ -156,13 +179,14 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         labels_dir = corrections.write_label_subset(      # the held-out fold is the fold run's test set
             fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
             split=np.where(held, "test", "train"), extra={"realized_matrix": None})
-        cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe)
+        cfg = fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe,
+                          precision=precision, image_size=images.shape[1])
         runs.update_status(cv_dir, fold=f + 1, folds=folds, fold_started=runs.now_iso(), epoch=0, batch=0)
         summary = train.run(cfg, fold_dir / "run", progress=_fold_progress(cv_dir, f + 1, folds, progress))
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")
         model = keras.models.load_model(fold_dir / "run" / "best.keras", compile=False, safe_mode=True)
-        p = predict_probs(model, images[held], tta=config.tta)   # the run's test-time augmentation
+        p = predict_probs(model, images[held], tta=cfg.tta)   # the fold's test-time augmentation
         keras.backend.clear_session()   # the next fold builds a fresh model
         p = np.asarray(p, dtype=np.float64)
         p /= p.sum(axis=1, keepdims=True)
