@@ -95,7 +95,7 @@ MODES = {"top": "The N most suspicious", "threshold": "Label quality below a thr
          "flagged": "Every label the detector flags"}
 c = st.columns([2, 3, 1.4, 1.6])
 detector = c[0].selectbox("Detector", list(metas), index=0, key="review.detector",
-                          help="Orders the labels (label quality, lowest first). " +
+                          help="Orders the labels: the ones it flags first, then by label quality, lowest first (confident learning and the 0.9 rule flag by their own rule, so their order differs from self-confidence's). " +
                                " ".join(f"{k}: {v}" for k, v in DETECTOR_HELP.items()))
 mode = c[1].radio("Review", list(MODES), format_func=MODES.get, key="review.mode",
                   help="Most suspicious first. Confident learning's estimate of the number of wrong labels is a "
