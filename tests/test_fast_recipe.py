@@ -85,9 +85,9 @@ def test_predictions_of_arrays_equal_the_tf_data_path_for_any_chunking():
 
 
 def test_compiled_ema_swap_exchanges_weights_and_averages_like_keras():
-    """train.SwapEMAWeights compiles Keras' swap: after one swap the model holds the averages and the
+    """averaging.SwapEMAWeights compiles Keras' swap: after one swap the model holds the averages and the
     averages the trained weights; a second swap restores both (no new variables)."""
-    from noisycore.train import SwapEMAWeights
+    from noisycore.averaging import SwapEMAWeights
 
     # fixed start, small steps: no random initialization that could make the steps diverge
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(0.3))])

@@ -106,7 +106,7 @@ LAYERS = (
     ("data", ("datasets", "human_labels", "noise", "labelsets", "naming")),
     ("runs and models", ("runs", "pipeline", "models", "losses", "aum", "detectors")),
     ("reading runs", ("evaluation", "detect", "review", "triage", "charts")),
-    ("training", ("methods", "forward", "train", "jobs")),
+    ("training", ("averaging", "methods", "forward", "train", "jobs")),
     ("workflows", ("corrections", "crossval", "sweeps", "cli")),
 )
 
