@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, corrections, detect, review, triage
+from noisycore import charts, corrections, crossval, detect, review, triage
 from noisycore.detectors import DETECTOR_HELP
 from noisycore.review import ReviewStore
 from ui.common import guard
@@ -60,7 +60,8 @@ n_images = len(info.labels)
 with st.container(border=True):
     st.subheader("2. Which detector finds which errors?" if truth else "2. How many labels look wrong?",
                  anchor=False)
-    st.caption(f"Predictions: {detect.SOURCES[source]}." + (
+    used = guard(crossval.cv_used_text, run_dir) if source == "cross_validation" else None
+    st.caption(f"Predictions: {detect.SOURCES[source]}" + (f" ({used})." if used else ".") + (
         " The true labels are known here (injected noise), so each detector can be scored." if truth else
         " Nobody knows the true labels of these images, so no detector can be scored. What can be known: "
         "how many labels each detector flags, and confident learning's estimate of how many are wrong and "

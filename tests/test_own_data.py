@@ -290,3 +290,26 @@ def test_cli_train_on_an_own_folder_injects_no_noise_unless_asked(tmp_path):
     assert (asked.model, asked.rate) == ("symmetric", 0.2)
     demo = train_config(build_parser().parse_args(["train", "--dataset", "builtin"])).noise
     assert (demo.model, demo.rate) == ("symmetric", 0.4)
+
+
+def test_the_demo_folds_train_the_recommended_recipe_briefly_and_the_page_says_so(tmp_path):
+    """Issue 31, the demo's Review page: a Quick run on the built-in shapes (truth known) proposes 2 folds whose
+    models train the recommended recipe for DEMO_FOLD_EPOCHS epochs (its own CE compact CNN was a weak
+    detector), keeping the run's precision; a forward-loss run and another data set keep their own recipe."""
+    (tmp_path / "labels").mkdir()
+    pd.DataFrame({"id": [str(i) for i in range(200)], "label": "a", "split": ["train"] * 100 + ["test"] * 100}
+                 ).to_csv(tmp_path / "labels" / "labels.csv", index=False)
+    quick = TrainConfig.from_preset("quick", data={"source": "builtin"})
+    fold = crossval.fold_config(quick, tmp_path / "labels", truth_known=True, precision="float32")
+    small = TrainConfig(**crossval.recommended_recipe(100))
+    assert (fold.model, fold.loss, fold.loss_kwargs, fold.ema_momentum, fold.augment, fold.tta) == \
+        (small.model, small.loss, small.loss_kwargs, small.ema_momentum, small.augment, small.tta)
+    assert (fold.epochs, fold.mixed_precision, fold.keep, fold.trusted_val) == (crossval.DEMO_FOLD_EPOCHS, "float32", "best", False)
+    assert crossval.default_folds(quick) == crossval.DEMO_FOLDS == 2
+    assert f"{crossval.DEMO_FOLD_EPOCHS} epochs" in crossval.fold_recipe_text(quick, truth_known=True)
+    forward = quick.replace(loss="forward", loss_params={})
+    assert crossval.fold_config(forward, tmp_path / "labels", truth_known=True).loss == "forward"
+    other = quick.replace(data=quick.data.replace(source=str(tmp_path)))
+    kept = crossval.fold_config(other, tmp_path / "labels", truth_known=True)
+    assert (kept.model, kept.loss, kept.epochs) == (quick.model, quick.loss, quick.epochs)
+    assert crossval.default_folds(other) == 4 and "own recipe" in crossval.fold_recipe_text(other, truth_known=True)
