@@ -30,11 +30,12 @@ sys.path.insert(0, str(ROOT))
 from noisycore import crossval, detect, detectors, triage  # noqa: E402
 from noisycore.config import TrainConfig  # noqa: E402
 
-# name -> (folds, fold recipe changes; None = the page's default for a demo run, crossval.DEMO_FOLD_RECIPE)
+# name -> (folds, fold recipe changes; "run": every recipe field of the run's own config, as the folds of a
+# truth-known run trained before this change; None: what the page does now, crossval.fold_config's demo recipe)
 VARIANTS = {
-    "run_recipe_k2": (2, {}),                    # the measurement: the run's own recipe, 2 folds
-    "run_recipe_k4": (4, {}),                    # the run's own recipe, the page's 4 folds (before this change)
-    "gce_k4": (4, {"loss": "gce", "loss_params": {"q": 0.7}}),
+    "run_recipe_k2": (2, "run"),                 # the measurement: the run's own recipe, 2 folds
+    "run_recipe_k4": (4, "run"),                 # the run's own recipe, the page's 4 folds (before this change)
+    "demo_k2_e4": (2, {"epochs": 4}),            # the same, half the epochs (half the time)
     "demo_k2": (2, None),                        # what the page does now (crossval.DEMO_FOLDS, its fold recipe)
 }
 
@@ -70,6 +71,9 @@ def score(run: Path) -> dict:
 
 def variant(run: Path, name: str, work: Path) -> dict:
     folds, recipe = VARIANTS[name]
+    if recipe == "run":
+        own = json.loads((run / "config.json").read_text())
+        recipe = {k: own[k] for k in crossval.recipe_fields() if k in own}
     copy = work / f"{run.name}-{name}"
     if not (copy / detect.CV_PROBS).is_file():
         shutil.rmtree(copy, ignore_errors=True)
