@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import charts, corrections, detect, review, runs, triage
+from noisycore import charts, corrections, crossval, detect, review, runs, triage
 from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
 from ui.common import current_user, guard, show_chart
@@ -63,7 +63,8 @@ n_images = len(info.labels)
 # Folded, like section 1: at 1280x800 the open sections put the image to review ~2,000 px down (issue 33)
 with st.expander(("2. Which detector finds which errors?" if truth else "2. How many labels look wrong?")
                  + f" Confident learning's estimate: {estimate.num_issues} of {n_images}", icon=":material/insights:"):
-    st.caption(f"Predictions: {detect.SOURCES[source]}." + (
+    used = guard(crossval.cv_used_text, run_dir) if source == "cross_validation" else None
+    st.caption(f"Predictions: {detect.SOURCES[source]}" + (f" ({used})." if used else ".") + (
         " The true labels are known here (injected noise), so each detector can be scored." if truth else
         " Nobody knows the true labels of these images, so no detector can be scored. What can be known: "
         "how many labels each detector flags, and confident learning's estimate of how many are wrong and "
@@ -101,7 +102,7 @@ settings = st.expander("3. Review the likely wrong labels: which ones (detector,
                        "reviewer's name", icon=":material/tune:")
 c = settings.columns([2, 3, 1.4, 1.6])
 detector = c[0].selectbox("Detector", list(metas), index=0, key="review.detector", format_func=detector_name,
-                          help="Orders the labels (label quality, lowest first). " +
+                          help="Orders the labels: the ones it flags first, then by label quality, lowest first (confident learning and the 0.9 rule flag by their own rule, so their order differs from self-confidence's). " +
                                " ".join(f"{detector_name(k)}: {v}" for k, v in DETECTOR_HELP.items()))
 mode = c[1].radio("Review", list(MODES), format_func=MODES.get, key="review.mode",
                   help="Most suspicious first. Confident learning's estimate of the number of wrong labels is a "

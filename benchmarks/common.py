@@ -186,7 +186,7 @@ def cell_finished(path: Path, config: TrainConfig) -> bool:
         return False
     summary = runs.read_summary(path) or {}
     try:
-        same = runs.read_config(path).to_dict() == config.to_dict()
+        same = runs.as_requested(runs.read_config(path), config).to_dict() == config.to_dict()
     except UserError:
         same = None
     if summary.get("state") == "finished":

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from noisycore import crossval, detect, detectors  # noqa: E402
+from noisycore import crossval, detect, detectors, triage  # noqa: E402
 from noisycore.cliargs import parse_pairs  # noqa: E402
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
@@ -136,7 +136,11 @@ def score(run: Path, truth: dict) -> dict:
     n_est = detectors.estimate_noise(info.labels, probs).num_issues
     planted = frame["id"].isin(list(truth)).to_numpy()
     flagged = frame["is_label_issue"].to_numpy()
-    hits_n = int(planted[:n_est].sum())
+
+    def in_queue(k: int) -> int:   # planted images among the Review page's "N most suspicious", N = k
+        return int(triage.select_queue(frame, top_n=int(k))["id"].isin(list(truth)).sum())
+
+    hits_n = in_queue(n_est)
     # the cross-validated models' accuracy against the truth (folder class; the planted images' origin)
     truth_names = [truth.get(i, str(i).split("/")[0]) for i in info.ids]
     true_idx = np.array([info.class_names.index(c) for c in truth_names])
@@ -147,7 +151,7 @@ def score(run: Path, truth: dict) -> dict:
             "flag_precision": tp / max(int(flagged.sum()), 1), "flag_recall": tp / max(len(truth), 1),
             "cv_accuracy_truth": float((probs.argmax(1) == true_idx).mean()),
             # a reviewer's budget: planted images among the first k of the queue, k = 1x and 2x the planted
-            "found_in_first_k": {int(k): int(planted[:k].sum()) for k in (len(truth), 2 * len(truth))}}
+            "found_in_first_k": {int(k): in_queue(k) for k in (len(truth), 2 * len(truth))}}
 
 
 def report(result: dict, args, seconds: float) -> str:

@@ -116,7 +116,7 @@ def export_manifest(path, *, ids, given_labels, class_names: Sequence[str], stor
     return write_csv(path, out)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+_UNSAFE = re.compile(r"[^\w. -]+")   # keeps letters and digits of every script (猫, 犬, é); \w is Unicode
 
 
 def _safe_name(text: str, fallback: str) -> str:

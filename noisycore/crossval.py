@@ -39,7 +39,6 @@ from noisycore.util import save_npy, stratified_folds
 
 CV_DIR = "cv"
 MAX_FOLDS = 20
-INHERITED = ("augment", "tta", "mixed_precision")   # a fold of own data keeps the run's choices of these
 _NOT_RECIPE = ("data", "noise", "labels_path", "max_train", "seed", "preset", "record_margins", "trusted_val")
 
 
@@ -79,23 +78,103 @@ def _check_recipe_changes(changes: dict) -> None:
                         f"of: {', '.join(sorted(allowed))}")
 
 
-def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict] = None):
+# The teaching demo (the built-in shapes, truth known): its Quick run is built to show memorization (compact
+# CNN, CE, constant learning rate), and its fold models were weak detectors (2 folds, 30% noise: confident
+# learning's precision 0.55). Its folds train the small-data recipe for real images instead, for DEMO_FOLD_EPOCHS
+# epochs, DEMO_FOLDS folds by default (benchmarks/README.md, "The demo's Review page").
+DEMO_SOURCE = "builtin"
+DEMO_FOLDS = 2
+DEMO_FOLD_EPOCHS = 8
+DEFAULT_FOLDS = 4
+
+
+def demo_folds(config) -> bool:
+    """True for the teaching demo's runs: the built-in shapes, any loss but the forward loss (whose folds keep
+    its noise-matrix choice, see noisycore.forward)."""
+    return config.data.source == DEMO_SOURCE and config.loss != "forward"
+
+
+def default_folds(config) -> int:
+    """The folds the Review page proposes: DEMO_FOLDS for the demo's runs, else DEFAULT_FOLDS."""
+    return DEMO_FOLDS if demo_folds(config) else DEFAULT_FOLDS
+
+
+def fold_recipe_text(config, *, truth_known: bool) -> str:
+    """What the fold models train with, in words for the Review page."""
+    from noisycore.config import TrainConfig
+
+    if truth_known and not demo_folds(config):
+        return "this run's own recipe (best epoch on the noisy validation split)"
+    fold = TrainConfig(**recommended_recipe(None))
+    epochs = f"{DEMO_FOLD_EPOCHS} epochs" if truth_known else "epochs by the number of images"
+    return (f"the recipe recommended for real images ({fold.model}, {fold.loss.upper()}, weight averaging, "
+            f"{epochs}; the best epoch on the noisy validation split), with this run's number format (float32 or bfloat16) and image size")
+
+
+def fold_plan(run_dir) -> dict:
+    """What the Review page proposes for a run: ``folds`` (K) and ``recipe`` (the fold models' recipe in words)."""
+    run = detect.run_path(run_dir)
+    config = runs.read_config(run)
+    truth = detect.read_run_labels(run).true_labels is not None
+    return {"folds": default_folds(config), "recipe": fold_recipe_text(config, truth_known=truth)}
+
+
+def cv_used_text(run_dir) -> Optional[str]:
+    """'2-fold cross-validation; each fold model: fast_cnn, GCE (q 0.7), 8 epochs, the best epoch on the noisy
+    validation split, float32': what the run's cv_probs.npy came from (None before any fold finished)."""
+    from noisycore import naming
+
+    cv_dir = detect.run_path(run_dir) / CV_DIR
+    folds = runs.read_status(cv_dir).get("folds")
+    configs = sorted(cv_dir.glob(f"k{folds}-fold*/run/config.json")) if folds else []
+    if not configs:
+        return None
+    c = runs.read_config(configs[0].parent)
+    kept = "the best epoch on the noisy validation split" if c.keep == "best" else "the last epoch"
+    return (f"{folds}-fold cross-validation; each fold model: {c.model}, {naming.recipe_words(c.to_dict())}, "
+            f"{c.epochs} epochs, {kept}, {c.mixed_precision}")
+
+
+def inherited(config, *, precision: Optional[str] = None, image_size: Optional[int] = None,
+              own_choices: bool = True) -> dict:
+    """The run's choices every fold keeps (issue 28: folds inherit what made the run work, they do not
+    re-decide it): the precision the run resolved to (``precision``, from its summary), the image side it
+    trained at (``image_size``), and with ``own_choices`` (the user's own images) its augmentation and TTA as
+    the run resolved them (no flips where the run had none: mirror-sensitive classes)."""
+    keep = {}
+    if precision in ("float32", "bfloat16"):
+        keep["mixed_precision"] = precision
+    if own_choices and config.augment != "auto":   # the run's resolved mirroring (baseline.resolve_mirror)
+        keep["augment"] = config.augment
+    if own_choices and config.tta != "auto":
+        keep["tta"] = config.tta
+    if image_size is not None and config.data.image_size is None:
+        keep["data"] = config.data.replace(image_size=int(image_size))
+    return keep
+
+
+def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict] = None,
+                precision: Optional[str] = None, image_size: Optional[int] = None):
     """The TrainConfig of one fold: the run's config on the fold's label set, never validated against
-    true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe.
-    ``recipe``: TrainConfig fields to change on top of either (a benchmark measuring a candidate)."""
+    true labels (trusted_val off); with the user's own labels (truth unknown) the recommended recipe,
+    keeping what :func:`inherited` names (the run's resolved ``precision``, its ``image_size``, no flips
+    where the run had none). ``recipe``: TrainConfig fields to change on top (a benchmark measuring a
+    candidate, the demo's fold recipe)."""
     recipe = dict(recipe or {})
     _check_recipe_changes(recipe)
-    if not truth_known:   # the recipe on top of the defaults: nothing of the run's own recipe leaks in
+    demo = truth_known and demo_folds(config)
+    keep = inherited(config, precision=precision, image_size=image_size, own_choices=not truth_known)
+    data = keep.pop("data", config.data)
+    if demo:   # the teaching demo: the recommended recipe for a fixed, short schedule
+        keep["epochs"] = DEMO_FOLD_EPOCHS
+    if not truth_known or demo:   # the recipe on top of the defaults: only what made the run work leaks in
         # the size rule counts the images a run trains on: the fold's training rows (not its held-out fold)
         table = pd.read_csv(Path(labels_dir) / "labels.csv", usecols=lambda c: c in ("id", "split"))
         n = int((table["split"] != "test").sum()) if "split" in table else len(table)
-        # what made the run work is inherited (its resolved mirroring, its precision; config.data holds a
-        # scaled-up image size): a fold must not re-decide it (issue 28: folds went back to bfloat16)
-        inherit = {k: getattr(config, k) for k in INHERITED if k not in recipe}
-        config = type(config)(data=config.data, noise=config.noise, seed=config.seed,
-                              **recommended_recipe(n, **{**inherit, **recipe}))
-    elif recipe:
-        config = config.replace(**recipe)
+        config = type(config)(data=data, noise=config.noise, seed=config.seed,
+                              **recommended_recipe(n, **{**keep, **recipe}))
+    else:
+        config = config.replace(data=data, **{**keep, **recipe})
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,
                           record_margins=False, trusted_val=False, baseline=False)
 
@@ -137,7 +216,9 @@ def prepare_fold(run: Path, info, config, held, fold_dir: Path, *, recipe: Optio
     labels_dir = corrections.write_label_subset(
         fold_dir / "labels", run, ids=info.ids, labels=info.labels, true_labels=None,
         split=np.where(held, "test", "train"), extra={"realized_matrix": None})
-    return fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe)
+    precision = (runs.read_summary(run) or {}).get("precision") or runs.read_status(run).get("precision")
+    return fold_config(config, labels_dir, truth_known=info.true_labels is not None, recipe=recipe,
+                       precision=precision)
 
 
 def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = None,
@@ -176,7 +257,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         if summary.get("state") != "finished":
             raise Stopped(f"stopped during fold {f + 1} of {folds}")
         model = keras.models.load_model(fold_dir / "run" / "best.keras", compile=False, safe_mode=True)
-        p = predict_probs(model, images[held], tta=config.tta)   # the run's test-time augmentation
+        p = predict_probs(model, images[held], tta=cfg.tta)   # the fold's test-time augmentation
         keras.backend.clear_session()   # the next fold builds a fresh model
         p = np.asarray(p, dtype=np.float64)
         p /= p.sum(axis=1, keepdims=True)

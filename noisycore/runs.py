@@ -179,6 +179,15 @@ def update_status(run_dir, **changes) -> dict:
         return write_status(run_dir, {**status, **changes})
 
 
+def as_requested(saved, requested):
+    """A run's saved config with the choices the run made for its data put back as they were requested
+    (augment / tta "auto", an unset image size: see record_choice), to ask "was this run trained as asked?"."""
+    changes = {k: getattr(requested, k) for k in ("augment", "tta") if getattr(requested, k) == "auto"}
+    if requested.data.image_size is None:
+        changes["data"] = saved.data.replace(image_size=None)
+    return saved.replace(**changes)
+
+
 def record_choice(run_dir, config, note: str):
     """A choice a run made for the user's data (tiny images scaled up, mirroring off): config.json holds the
     chosen values, so detection, cross-validation folds and retrains use the same, and status.json's ``note``

@@ -38,6 +38,7 @@ from noisycore.util import (margins, one_line, print_traceback, save_npy, save_n
                             stratified_subset)
 from noisycore.pipeline import endless, predict_probs  # noqa: E402
 from noisycore.resume import EpochBackup  # noqa: E402
+from noisycore.averaging import SwapEMAWeights, averaging_callbacks  # noqa: E402,F401 (SwapEMAWeights: re-exported)
 
 MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
 STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
@@ -350,23 +351,6 @@ class EpochRecorder(keras.callbacks.Callback):
             self.progress({"state": "running", "epoch": epoch + 1, "metrics": row})
 
 
-class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
-    """Keras' SwapEMAWeights with its TensorFlow swap compiled into one graph per optimizer. Keras
-    swaps each weight with three eager assignments, four swaps per epoch (validation and epoch end);
-    on a few hundred images that was a fifth of a run's time (benchmarks/README.md, "Prediction
-    overhead"). The arithmetic is Keras' own (swap by addition, no new variables)."""
-
-    def __init__(self, swap_on_epoch=False):
-        super().__init__(swap_on_epoch=swap_on_epoch)
-        self._compiled_swaps: dict = {}   # id(optimizer) -> its compiled swap
-
-    def _tf_swap_variables(self, optimizer):
-        if id(optimizer) not in self._compiled_swaps:
-            parent = super()._tf_swap_variables
-            self._compiled_swaps[id(optimizer)] = tf.function(lambda: parent(optimizer), autograph=False)
-        self._compiled_swaps[id(optimizer)]()
-
-
 class CompleteEpochCheckpoint(keras.callbacks.ModelCheckpoint):
     """ModelCheckpoint that ignores an epoch cut short by a stop request (its metrics are not recorded)."""
 
@@ -455,9 +439,10 @@ def make_context(config: TrainConfig, prepared: Prepared, run_dir: Path):
 def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) -> list:
     from noisycore.schedules import lr_at
 
-    # EMA first: from the end of each epoch its weights are in the model, so the recorder evaluates
-    # and the checkpoint saves them (fit's validation swaps them in too); training resumes on the raw ones.
-    ema = [SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum > 0 else []
+    # EMA first: from the end of each epoch its weights (and BatchNorm statistics) are in the model, so the
+    # recorder evaluates and the checkpoint saves them (fit's validation swaps them in too); training resumes
+    # on the raw ones. Its tail comes last: a run that stops early ends on the averaged weights too.
+    ema, ema_tail = averaging_callbacks(config.ema_momentum)
     # keep=last: every complete epoch overwrites it, so a stopped run keeps its last complete epoch too
     best = CompleteEpochCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
                                    save_best_only=config.keep == "best", save_weights_only=True, monitor_run=monitor)
@@ -476,7 +461,7 @@ def _callbacks(config: TrainConfig, run_dir: Path, method, monitor, recorder) ->
         cbs.append(keras.callbacks.LearningRateScheduler(schedule))
     if config.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-    return cbs + method.callbacks() + [EpochBackup(run_dir, recorder=recorder, checkpoint=best)]   # saves last
+    return cbs + method.callbacks() + ema_tail + [EpochBackup(run_dir, recorder=recorder, checkpoint=best)]
 
 
 def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
@@ -491,7 +476,7 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     prepared = prepare(config)
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
-    if prepared.data != config.data:   # tiny images scaled up: the run folder says so, folds and detection load the same
+    if prepared.data.image_size != config.data.image_size:   # tiny images scaled up: folds and detection load the same
         side = prepared.data.image_size
         config = runs.record_choice(run_dir, config.replace(data=prepared.data), f"The images are smaller than "
                                     f"{config.model} needs; they were scaled up to {side}x{side} pixels.")

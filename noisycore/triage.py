@@ -1,6 +1,6 @@
 """Triage: which labels to review first, how many, what to expect, and a page of one given -> proposed pair.
 
-    ranked(issues)                          # every image, lowest label quality (most suspicious) first
+    ranked(issues)                          # every image, most suspicious first (flagged, then lowest label quality)
     select_queue(ranked(issues), top_n=41)  # the 41 most suspicious; or threshold=0.2 (label_quality <= 0.2)
     precision_at(issues, top_n=41)          # truth known only: how many of those 41 are really wrong
     pair_groups(queue)                      # given -> proposed pairs with counts, largest first (grid view)
@@ -40,9 +40,13 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def ranked(issues: pd.DataFrame) -> pd.DataFrame:
-    """Every row, ordered by label_quality ascending (most suspicious first), ties by ``index``."""
+    """Every row in the detector's order (``detectors.rank``, the order detect writes and the benchmarks
+    score): the flagged rows first, then label_quality ascending, ties by ``index``. For detectors that flag
+    by a threshold on their own score (self-confidence, normalized margin, AUM) that is the score's order;
+    confident learning and the 0.9 rule put the labels they flag before any they do not."""
     _require(issues, ("label_quality", "index"), "issues")
-    order = np.lexsort((issues["index"].to_numpy(), issues["label_quality"].to_numpy(dtype=np.float64)))
+    flagged = issues["is_label_issue"].to_numpy(dtype=bool) if "is_label_issue" in issues else np.zeros(len(issues), bool)
+    order = np.lexsort((issues["index"].to_numpy(), issues["label_quality"].to_numpy(dtype=np.float64), ~flagged))
     return issues.iloc[order].reset_index(drop=True)
 
 
@@ -83,7 +87,7 @@ def threshold_for(queue: pd.DataFrame, n: int, *, decimals: Optional[int] = None
     """The label quality of the n-th most suspicious row (so ``threshold`` selects at least those n),
     clipped to [0, 1] and, with ``decimals``, rounded UP (rounding down could leave the n-th row out);
     0.0 for n <= 0, the largest quality when n exceeds the rows."""
-    rows = ranked(queue)
+    rows = queue.sort_values("label_quality", kind="stable")   # the n-th lowest quality, flagged or not
     if n <= 0 or rows.empty:
         return 0.0
     q = float(rows["label_quality"].iloc[min(int(n), len(rows)) - 1])

@@ -413,6 +413,54 @@ def test_csv_integer_labels_and_path_prefix_split(tmp_path):
     assert named.class_names == ("x", "y", "z", "w") and named.y_test.tolist() == [0, 1, 2]
 
 
+def test_csv_integer_labels_one_to_k_make_k_classes_without_an_empty_zero(tmp_path):
+    """Issue 31.6: labels 1..3 are three classes "1", "2", "3" (no empty class "0", no 4-output model)."""
+    root = tmp_path / "ones"
+    for i in range(6):
+        save(root / "img" / f"{i}.png")
+    (root / "m.csv").write_text("path,label\n" + "".join(f"img/{i}.png,{i % 3 + 1}\n" for i in range(6)))
+    ds = D.load_csv_manifest(root / "m.csv", test_fraction=0.34)
+    assert ds.class_names == ("1", "2", "3") and ds.num_classes == 3
+    given = {i: ds.class_names[y] for i, y in zip(ds.ids_train, ds.y_train)}
+    given.update({i: ds.class_names[y] for i, y in zip(ds.ids_test, ds.y_test)})
+    assert given == {f"img/{i}.png": str(i % 3 + 1) for i in range(6)}
+    (root / "gap.csv").write_text("path,label\n" + "".join(f"img/{i}.png,{(2, 10, 7)[i % 3]}\n" for i in range(6)))
+    assert D.load_csv_manifest(root / "gap.csv", test_fraction=0.34).class_names == ("2", "7", "10")
+
+
+def _zip_with_raw_names(path, members: dict) -> Path:
+    """A zip whose member names are the given raw bytes with the UTF-8 flag (bit 11) cleared, as macOS'
+    Archive Utility and Linux zip write UTF-8 names. zipfile sets the flag for non-ASCII names, so the
+    zip is written with ASCII placeholders of the same length, which are then replaced byte for byte."""
+    import zipfile
+
+    placeholders = {}
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, (raw, data) in enumerate(members.items()):
+            stand_in = (f"{k:0{len(raw)}d}".encode() if len(raw) >= len(str(k)) else None)
+            placeholders[stand_in] = raw
+            zf.writestr(stand_in.decode(), data)
+    blob = path.read_bytes()
+    for stand_in, raw in placeholders.items():
+        assert blob.count(stand_in) == 2   # the local header and the central directory
+        blob = blob.replace(stand_in, raw)
+    path.write_bytes(blob)
+    with zipfile.ZipFile(path) as zf:
+        assert not any(i.flag_bits & 0x800 for i in zf.infolist())
+    return path
+
+
+def test_zip_names_without_the_utf8_flag_are_read_as_utf8_else_cp437(tmp_path, isolated_home):
+    """Issue 31.6: UTF-8 names without the flag become 猫/犬 (not cp437 mojibake 'τî½'); genuine cp437 names
+    (old Windows zips: 0x8e = Ä, invalid as UTF-8) stay cp437."""
+    members = {f"{c}/{i}.png".encode("utf-8"): png((90 * k, i, 0)) for k, c in enumerate(("猫", "犬")) for i in range(3)}
+    members.update({f"\x8eb/{i}.png".encode("latin-1"): png((200, i, 9)) for i in range(3)})   # cp437 0x8e: Ä
+    z = _zip_with_raw_names(tmp_path / "pets.zip", members)
+    ds = D.load_dataset(DataConfig(source=str(z)))
+    assert set(ds.class_names) == {"猫", "犬", "Äb"}
+    assert {"猫/0.png", "犬/2.png", "Äb/1.png"} <= set(ds.ids_train) | set(ds.ids_test)
+
+
 @pytest.mark.parametrize("text,match", [
     ("path,label\nimg/c.png,cat\nimg/c.png,dog\n", r"line 3: path 'img/c.png' is listed twice \(first on line 2\)"),
     ("path,label\nimg/c.png,cat\nimg/missing.png,dog\n", r"not found: line 3: img/missing.png"),

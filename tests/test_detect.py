@@ -242,3 +242,25 @@ def test_cross_validation_predicts_every_image_out_of_sample(tmp_path):
     assert held[0].isdisjoint(held[1]) and len(held[0] | held[1]) == n
     frame = detect.detect(run, detector="self_confidence", source="cross_validation")
     assert detect.detection_meta(run)["self_confidence"]["source"] == "cross_validation" and len(frame) == n
+
+
+def test_folder_export_keeps_unicode_class_and_file_names_apart(tmp_path):
+    """Issue 31.6: classes 猫 and 犬 (and é / e) were both mapped to "_" and the export refused; now each has
+    its own folder, unsafe characters still go, and the zip loads back with the same classes."""
+    names = ["猫", "犬", "café", "cafe", "a/b"]
+    assert len({corrections._safe_name(n, "x") for n in names}) == len(names)
+    assert corrections._safe_name("a/b:c*?", "x") == "a_b_c_" and corrections._safe_name("..", "fb") == "fb"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (15, 6, 6, 3), dtype=np.uint8)
+    ids = [f"src/{'猫犬'[i % 2]}-{i}.png" for i in range(15)]
+    labels = np.arange(15) % 5   # three per class; item 0 is relabelled 猫 -> 犬
+    store = ReviewStore(tmp_path / "review.sqlite")
+    store.record(item_id=ids[0], index=0, decision="relabel", previous_label=0, new_label=1, reviewer="t")
+    out = corrections.export_folder(tmp_path / "tree.zip", images=images, ids=ids, given_labels=labels,
+                                    class_names=names, store=store)
+    with zipfile.ZipFile(out) as zf:
+        members = sorted(zf.namelist())
+        zf.extractall(tmp_path / "tree")
+    assert "犬/猫-0.png" in members and "猫/犬-5.png" in members and "a_b/猫-4.png" in members and "café/猫-2.png" in members
+    back = load_image_folder(tmp_path / "tree", test_fraction=0.4)
+    assert set(back.class_names) == {"猫", "犬", "café", "cafe", "a_b"}

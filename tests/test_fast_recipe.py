@@ -85,9 +85,9 @@ def test_predictions_of_arrays_equal_the_tf_data_path_for_any_chunking():
 
 
 def test_compiled_ema_swap_exchanges_weights_and_averages_like_keras():
-    """train.SwapEMAWeights compiles Keras' swap: after one swap the model holds the averages and the
+    """averaging.SwapEMAWeights compiles Keras' swap: after one swap the model holds the averages and the
     averages the trained weights; a second swap restores both (no new variables)."""
-    from noisycore.train import SwapEMAWeights
+    from noisycore.averaging import SwapEMAWeights
 
     # fixed start, small steps: no random initialization that could make the steps diverge
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(0.3))])
@@ -157,7 +157,7 @@ def test_old_configs_with_bool_mixed_precision_still_load():
 def test_fast_preset_round_trips_and_is_the_default_for_real_images():
     c = TrainConfig.from_preset("fast", data={"source": "cifar10"})
     assert (c.model, c.tta, c.augment, c.optimizer, c.lr_schedule) == \
-        ("fast_cnn", "flip", "flip_translate", "nesterov", "warmup_linear")
+        ("fast_cnn", "auto", "auto", "nesterov", "warmup_linear")   # auto: mirror unless it changes the labels
     assert c.ema_momentum > 0 and (c.loss, c.loss_kwargs, c.epochs, c.weight_decay) == ("gce", {"q": 0.7}, 24, 5e-4)
     assert TrainConfig.from_json(c.to_json()) == c
     assert default_preset("cifar10") == default_preset("/data/photos", 20_000) == "fast"

@@ -158,9 +158,23 @@ def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch)
     probs = crossval.cross_validate(run, folds=2)
     assert probs.shape == (120, 4) and np.isfinite(probs).all()
     folds = sorted((run / crossval.CV_DIR).glob("k2-fold*"))
+    run_cfg, precision = runs.read_config(run), runs.read_summary(run)["precision"]
     for fold in folds:
         cfg = runs.read_config(fold / "run")
         assert cfg.trusted_val is False   # the recommended recipe for real images, not the run's own
+        # ... keeping what made the run work: its resolved precision, its size, no flips (it had none)
+        assert (run_cfg.mixed_precision, run_cfg.augment, run_cfg.tta) == ("auto", "none", "none")
+        assert (cfg.mixed_precision, cfg.augment, cfg.tta, cfg.data.image_size) == (precision, "none", "none", 16)
+        # the held-out fold is predicted with the fold's TTA (none)
+        import keras
+        from noisycore.pipeline import predict_probs
+        held_ids = np.load(fold / "run" / "predictions.npz")["test_ids"]
+        model = keras.models.load_model(fold / "run" / "best.keras", compile=False)
+        images = detect.run_images(run)
+        ids = list(detect.read_run_labels(run).ids)
+        p = predict_probs(model, images[[ids.index(i) for i in held_ids]], tta="none")
+        np.testing.assert_allclose(np.sort(np.load(fold / "heldout_probs.npy").max(1)),
+                                   np.sort((p / p.sum(1, keepdims=True)).max(1)), atol=1e-5)
         assert (cfg.model, cfg.loss, cfg.lr_schedule) == (expected.model, expected.loss, expected.lr_schedule)
         trained = set(pd.read_csv(fold / "run" / "labels.csv")["id"])
         held = set(np.load(fold / "run" / "predictions.npz")["test_ids"])
@@ -206,13 +220,18 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
     for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size",
                   "early_stopping_patience"):
         assert getattr(fold, field) == getattr(expected, field), field
-    # what made the run work is inherited (issue 28): its mirroring and precision, not the recipe's
-    for field in crossval.INHERITED:
-        assert getattr(fold, field) == getattr(run_cfg, field), field
-    mirror_off = run_cfg.replace(augment="translate", tta="none", mixed_precision="float32")
-    fold = crossval.fold_config(mirror_off, tmp_path / "labels", truth_known=False)
+    # what made the run work is inherited (issue 28): its resolved mirroring and precision, not the recipe's auto
+    mirror_off = run_cfg.replace(augment="translate", tta="none")
+    fold = crossval.fold_config(mirror_off, tmp_path / "labels", truth_known=False, precision="float32")
     assert (fold.augment, fold.tta, fold.mixed_precision, fold.model) == ("translate", "none", "float32", "fast_cnn")
+    assert expected.augment == expected.tta == "auto"     # a run resolves auto before it trains
+    fold = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False)
     assert fold.seed == 3 and fold.data == run_cfg.data and fold.trusted_val is False
+    # the quick preset has no augmentation and no TTA: the fold keeps none of either (mirror-sensitive classes)
+    assert (run_cfg.augment, run_cfg.tta, fold.augment, fold.tta) == ("none", "none", "none", "none")
+    flips = crossval.fold_config(run_cfg.replace(augment="flip_translate", tta="flip"), tmp_path / "labels",
+                                 truth_known=False)
+    assert (flips.augment, flips.tta) == ("flip_translate", "flip")
     kept = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=True)   # injected noise: the run's recipe
     assert (kept.model, kept.dropout, kept.lr_schedule) == (run_cfg.model, run_cfg.dropout, run_cfg.lr_schedule)
     # a benchmark's candidate: changed fields on top of either recipe; an unknown field is refused
@@ -223,6 +242,28 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
         crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False, recipe={"max_train": 10})
     with pytest.raises(UserError, match="'nope'"):
         crossval.recommended_recipe(200, nope=1)
+
+
+@pytest.mark.parametrize("truth_known", [False, True])
+def test_folds_inherit_the_runs_precision_image_size_and_no_flips(tmp_path, truth_known):
+    """Issue 28/31: a fold does not re-decide what made the run work. The run resolved ``auto`` to float32
+    and trained at 12 px with augment none and TTA none: every fold does the same, on either recipe."""
+    (tmp_path / "labels").mkdir()
+    pd.DataFrame({"id": [f"a/{i}.png" for i in range(400)], "label": "a", "split": ["train"] * 300 + ["test"] * 100}
+                 ).to_csv(tmp_path / "labels" / "labels.csv", index=False)
+    run_cfg = TrainConfig.from_preset("small", data={"source": str(tmp_path)}, augment="none", tta="none",
+                                      mixed_precision="auto")
+    fold = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=truth_known, precision="float32",
+                                image_size=12)
+    assert (fold.mixed_precision, fold.data.image_size, fold.augment, fold.tta) == ("float32", 12, "none", "none")
+    assert fold.data.source == str(tmp_path)
+    bf16 = crossval.fold_config(run_cfg.replace(data=run_cfg.data.replace(image_size=20)), tmp_path / "labels",
+                                truth_known=truth_known, precision="bfloat16", image_size=20)
+    assert (bf16.mixed_precision, bf16.data.image_size) == ("bfloat16", 20)
+    # a benchmark's candidate recipe still wins over what is inherited
+    flip = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=truth_known, precision="float32",
+                                recipe={"tta": "flip"})
+    assert flip.tta == "flip" and flip.augment == "none"
 
 
 def test_cross_validation_progress_says_how_long_is_left():
@@ -255,3 +296,26 @@ def test_cli_train_on_an_own_folder_injects_no_noise_unless_asked(tmp_path):
     assert (asked.model, asked.rate) == ("symmetric", 0.2)
     demo = train_config(build_parser().parse_args(["train", "--dataset", "builtin"])).noise
     assert (demo.model, demo.rate) == ("symmetric", 0.4)
+
+
+def test_the_demo_folds_train_the_recommended_recipe_briefly_and_the_page_says_so(tmp_path):
+    """Issue 31, the demo's Review page: a Quick run on the built-in shapes (truth known) proposes 2 folds whose
+    models train the recommended recipe for DEMO_FOLD_EPOCHS epochs (its own CE compact CNN was a weak
+    detector), keeping the run's precision; a forward-loss run and another data set keep their own recipe."""
+    (tmp_path / "labels").mkdir()
+    pd.DataFrame({"id": [str(i) for i in range(200)], "label": "a", "split": ["train"] * 100 + ["test"] * 100}
+                 ).to_csv(tmp_path / "labels" / "labels.csv", index=False)
+    quick = TrainConfig.from_preset("quick", data={"source": "builtin"})
+    fold = crossval.fold_config(quick, tmp_path / "labels", truth_known=True, precision="float32")
+    small = TrainConfig(**crossval.recommended_recipe(100))
+    assert (fold.model, fold.loss, fold.loss_kwargs, fold.ema_momentum, fold.augment, fold.tta) == \
+        (small.model, small.loss, small.loss_kwargs, small.ema_momentum, small.augment, small.tta)
+    assert (fold.epochs, fold.mixed_precision, fold.keep, fold.trusted_val) == (crossval.DEMO_FOLD_EPOCHS, "float32", "best", False)
+    assert crossval.default_folds(quick) == crossval.DEMO_FOLDS == 2
+    assert f"{crossval.DEMO_FOLD_EPOCHS} epochs" in crossval.fold_recipe_text(quick, truth_known=True)
+    forward = quick.replace(loss="forward", loss_params={})
+    assert crossval.fold_config(forward, tmp_path / "labels", truth_known=True).loss == "forward"
+    other = quick.replace(data=quick.data.replace(source=str(tmp_path)))
+    kept = crossval.fold_config(other, tmp_path / "labels", truth_known=True)
+    assert (kept.model, kept.loss, kept.epochs) == (quick.model, quick.loss, quick.epochs)
+    assert crossval.default_folds(other) == 4 and "own recipe" in crossval.fold_recipe_text(other, truth_known=True)

@@ -56,6 +56,37 @@ def test_smoke_benchmark_writes_tables_and_chart_and_resumes(tmp_path):
     assert "Recipe `fast-e3`" in (tmp_path / "tta.md").read_text() and "3 epochs instead of" in (tmp_path / "tta.md").read_text()
 
 
+def _metrics(acc, fit=10.0, wall=12.0):
+    import pandas as pd
+
+    n = len(acc)
+    return pd.DataFrame({"epoch": range(1, n + 1), "test_accuracy": acc, "fit_seconds": [fit] * n, "seconds": [wall] * n})
+
+
+def test_cell_row_arithmetic_against_hand_computed_values():
+    """First crossing of the blog's best, the time ratio, the speed goal and the best within a third of the
+    blog's time, by hand. sym40's target is 0.7991 at blog epoch 54."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import time_to_accuracy as tta
+
+    m = _metrics([0.50, 0.79, 0.7991, 0.90])   # epoch 3 reaches the target exactly (>=): 30 s of training
+    # blog epoch 1 s: blog time 54 s, a third 18 s (epoch 1 only: 10 s), a sixth 9 s
+    r = tta.cell_row("sym40", 0, m, {"test_accuracy": 0.88}, blog_epoch=1.0)
+    assert (r["blog_seconds"], r["fast_seconds"], r["fast_epoch"], r["fast_seconds_with_evaluation"]) == (54.0, 30.0, 3, 36.0)
+    assert r["ratio"] == pytest.approx(30 / 54) and r["speed_goal_met"] is False
+    assert r["best_within_third"] == 0.50 and r["margin_goal_met"] is False
+    assert (r["epochs"], r["train_seconds"], r["final_test_accuracy"]) == (4, 40.0, 0.88)
+    # blog epoch 10 s: blog time 540 s, a sixth 90 s >= 30 s; a third 180 s holds every epoch: best 0.90 >= 0.7991 + 0.05
+    r = tta.cell_row("sym40", 0, m, {}, blog_epoch=10.0)
+    assert r["ratio"] == pytest.approx(30 / 540) and r["speed_goal_met"] is True
+    assert r["best_within_third"] == 0.90 and r["margin_goal_met"] is True
+    # never reaching it: no time, no ratio, goal not met; a setting without a reference: nothing to compare
+    r = tta.cell_row("sym40", 0, _metrics([0.5, 0.79]), {}, blog_epoch=10.0)
+    assert (r["fast_seconds"], r["fast_epoch"], r["ratio"], r["speed_goal_met"]) == (None, None, None, False)
+    r = tta.cell_row("pair40", 0, m, {}, blog_epoch=10.0)
+    assert (r["blog_best"], r["ratio"], r["speed_goal_met"], r["margin_goal_met"]) == (None, None, None, None)
+
+
 def test_unknown_setting_is_one_line_and_exit_2(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", "builtin", "--settings", "worst",
                            "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)

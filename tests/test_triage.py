@@ -22,15 +22,41 @@ def _issues():
     })
 
 
-def test_ranked_orders_by_label_quality_ties_by_index():
-    assert triage.ranked(_issues())["id"].tolist() == ["b", "c", "f", "a", "e", "d"]
+def test_ranked_puts_flagged_first_then_label_quality_ties_by_index():
+    """The app's queue is the detector's order (issue 31.5): f (quality 0.20, not flagged) comes after the
+    flagged a (0.30), as detectors.rank and the benchmarks order them."""
+    assert triage.ranked(_issues())["id"].tolist() == ["b", "c", "a", "f", "e", "d"]
+    assert triage.ranked(_issues().drop(columns="is_label_issue"))["id"].tolist() == ["b", "c", "f", "a", "e", "d"]
+
+
+def test_the_app_queue_is_the_order_detect_writes_and_the_benchmark_scores():
+    """detectors.rank (detect's table, benchmarks/own_data.py) and triage.select_queue (the Review page's
+    N most suspicious) give one order; confident learning's order differs from self-confidence's
+    (it flags by its noise estimate, not by p[given]), normalized margin orders by the margin."""
+    import numpy as np
+    from noisycore import detectors
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 300)
+    p = rng.dirichlet(np.ones(3) * 0.6, 300)
+    p[np.arange(240), y[:240]] += 2.0   # most labels agree with the model
+    p /= p.sum(1, keepdims=True)
+    names, ids = ["a", "b", "c"], [f"i{i}" for i in range(300)]
+    orders = {}
+    for name in ("confident_learning", "self_confidence", "normalized_margin", "blog_threshold"):
+        frame = detectors.to_frame(detectors.find_label_issues(y, p, detector=name), ids=ids, labels=y, class_names=names)
+        app = triage.select_queue(frame.sample(frac=1, random_state=0), top_n=60)   # any row order in
+        assert app["id"].tolist() == frame["id"].head(60).tolist(), name
+        orders[name] = app["id"].tolist()
+    assert orders["confident_learning"] != orders["self_confidence"]
+    assert orders["normalized_margin"] != orders["self_confidence"]
 
 
 def test_select_queue_top_n_threshold_and_all():
     q = _issues()
     assert triage.select_queue(q, top_n=2)["id"].tolist() == ["b", "c"]
     assert triage.select_queue(q, top_n=0).empty
-    assert triage.select_queue(q, top_n=99)["id"].tolist() == ["b", "c", "f", "a", "e", "d"]
+    assert triage.select_queue(q, top_n=99)["id"].tolist() == ["b", "c", "a", "f", "e", "d"]
     assert triage.select_queue(q, threshold=0.2)["id"].tolist() == ["b", "c", "f"]   # <= is inclusive
     assert len(triage.select_queue(q)) == 6
 

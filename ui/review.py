@@ -154,8 +154,12 @@ def detection_panel(run_dir: str) -> None:
                         key=f"review.source.{best}", help="Out-of-sample predictions judge each image with a model "
                         "that never saw its label, which finds more wrong labels; in-sample is a quick preview. "
                         "Preselected: the predictions that agree best with the given labels out of sample.")
-    folds = c[1].number_input("Folds (K)", 2, 10, 4, key="review.folds", disabled=source != "cross_validation",
+    plan = guard(crossval.fold_plan, run_dir)
+    folds = c[1].number_input("Folds (K)", 2, 10, plan["folds"], key=f"review.folds.{Path(run_dir).name}",
+                              disabled=source != "cross_validation",
                               help="K-fold cross-validation trains K models, each on (K-1)/K of the images.")
+    if source == "cross_validation":
+        c[0].caption(f"Each fold model trains with {plan['recipe']}.")
     c[2].write("")
     if c[2].button("Find label issues", type="primary", icon=":material/search:", key="review.find"):
         if source in ("in_sample", "baseline", "embeddings"):

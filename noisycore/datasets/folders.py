@@ -233,12 +233,12 @@ def _label_mapping(values: set, class_names) -> tuple:
             mapping = {str(i): i for i in range(len(names))}
             mapping.update({v: int(v) for v in values if 0 <= int(v) < len(names)})
         return names, mapping
-    if all_int:
-        ints = {int(v) for v in values}
-        if min(ints) < 0:
-            raise DataError(f"integer labels must be 0..K-1, found {min(ints)}")
-        names = tuple(str(i) for i in range(max(ints) + 1))
-        return names, {v: int(v) for v in values}
+    if all_int:   # the integers present, in numeric order (1..K gives K classes "1".."K", no empty "0")
+        ints = sorted({int(v) for v in values})
+        if ints[0] < 0:
+            raise DataError(f"integer labels must be 0 or more, found {ints[0]}")
+        index = {v: i for i, v in enumerate(ints)}
+        return tuple(str(v) for v in ints), {v: index[int(v)] for v in values}
     names = _class_order(values)
     return names, {c: i for i, c in enumerate(names)}
 
@@ -301,7 +301,7 @@ def load_csv_manifest(csv_path, *, label_column=None, image_size=None, test_frac
     Paths are relative to the CSV's folder. y_train is the true_label/clean column when present
     (truth_known=True), else the given labels. Every column whose values are all class names is kept
     in label_sets (train rows, -1 = empty). Class names: sorted union of the labels (CIFAR-10 order
-    for CIFAR-10's set), or "0".."K-1" for integer labels, or ``class_names`` if passed.
+    for CIFAR-10's set), or the integers present in numeric order for integer labels (1..K: "1".."K"), or ``class_names`` if passed.
     """
     path = Path(csv_path).expanduser()
     df = read_label_manifest(path)

@@ -19,11 +19,28 @@ from noisycore.errors import DataError
 from noisycore.util import atomic_directory
 
 
+UTF8_FLAG = 0x800   # general purpose bit 11: the member's name is UTF-8 (else the zip format says cp437)
+
+
+def member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as its author wrote it. Without the UTF-8 flag zipfile decodes the name as cp437,
+    but many tools (macOS Archive Utility, Linux zip, 7-Zip) write UTF-8 bytes without setting the flag:
+    when the raw bytes are valid UTF-8 (pure ASCII included, the same either way) they are read as
+    UTF-8, else as cp437 (old Windows zips). A cp437 name of accented letters is rarely valid UTF-8."""
+    name = info.orig_filename
+    if info.flag_bits & UTF8_FLAG:
+        return name
+    try:
+        return name.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
+
+
 def _zip_members(zf: zipfile.ZipFile, name: str, max_bytes: int, max_files: int) -> list:
     """(info, path parts) of the members to extract; DataError for unsafe or oversized archives."""
     members, nested, total = [], [], 0
     for info in zf.infolist():
-        fn = info.filename.replace("\\", "/")
+        fn = member_name(info).replace("\\", "/")
         if fn.startswith("/") or re.match(r"^[A-Za-z]:", fn) or "\x00" in fn:
             raise DataError(f"{name}: member {info.filename!r} has an absolute path; refusing to extract")
         parts = [p for p in fn.split("/") if p not in ("", ".")]
