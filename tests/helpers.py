@@ -1,5 +1,7 @@
 """Small generated data shared by the training, jobs, sweep and review tests."""
+import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +90,15 @@ def quality_run(home, *, n=48, seed=5):
     planted = {"copy": (f"{names[int(ds.y_train[2])]}/002.png", f"{other}/copy-002.png"),
                "black": f"{names[0]}/black.png"}
     return run, planted
+
+
+@contextmanager
+def noisylab_home(home):
+    """NOISYLAB_HOME / NOISYLAB_RUNS set to ``home`` (and home/runs) for a module fixture, restored after."""
+    old = {k: os.environ.get(k) for k in ("NOISYLAB_HOME", "NOISYLAB_RUNS")}
+    os.environ.update(NOISYLAB_HOME=str(home), NOISYLAB_RUNS=str(Path(home) / "runs"))
+    try:
+        yield Path(home)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("keras")
 
 from noisycore import crossval, dataquality, detect, embeddings, runs  # noqa: E402
-from helpers import quality_run  # noqa: E402
+from helpers import noisylab_home, quality_run  # noqa: E402
 
 SIZE = 64   # the backbone at a small input size: fast, and enough for 32-px shapes
 
@@ -19,14 +19,8 @@ SIZE = 64   # the backbone at a small input size: fast, and enough for 32-px sha
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("quality-home")
-    old = {k: os.environ.get(k) for k in ("NOISYLAB_HOME", "NOISYLAB_RUNS")}
-    os.environ.update(NOISYLAB_HOME=str(home), NOISYLAB_RUNS=str(home / "runs"))
-    try:
-        run, planted = quality_run(home)
-        yield run, planted
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with noisylab_home(home):
+        yield quality_run(home)
 
 
 @pytest.fixture(autouse=True)
