@@ -63,8 +63,9 @@ def _counts(meta: dict) -> None:
     counts, by_check = meta["counts"], meta.get("poor_by_check", {})
     m = st.columns(3)
     m[0].metric("Near-duplicates", counts["near_duplicates"], help=dataquality.LIST_HELP["near_duplicates"])
-    m[0].caption(f"{meta.get('duplicate_groups', 0)} groups; {meta.get('duplicates_labels_differ', 0)} images in "
-                 "groups whose labels differ")
+    groups = meta.get("duplicate_groups", 0)
+    m[0].caption(f"{groups} group{'s' if groups != 1 else ''} of copies; {meta.get('duplicates_labels_differ', 0)} "
+                 "images in groups whose labels differ")
     m[1].metric("Outliers", counts["outliers"], help=dataquality.LIST_HELP["outliers"])
     m[2].metric("Poor images", counts["image_quality"], help=dataquality.LIST_HELP["image_quality"])
     m[2].caption(" · ".join(f"{words} {by_check.get(c, 0)}" for c, words in CHECK_WORDS.items()))
