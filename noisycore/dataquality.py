@@ -47,12 +47,13 @@ def _dataset(run: Path):
     return load_dataset(runs.run_data_config(run, training_subset=False))
 
 
-def compute(run_dir, *, size: int = embeddings.DEFAULT_SIZE, progress: Optional[Callable] = None,
-            dataset=None) -> dict:
+def compute(run_dir, *, size: Optional[int] = None, progress: Optional[Callable] = None, dataset=None) -> dict:
     """Embed the run's dataset (cached: once per images and size), compute the three lists and save them
     as RUN/quality/<list>.csv with RUN/quality/quality.json; returns {list name: DataFrame}.
-    ``progress(done, total)`` while embedding (see embeddings.embed). Loads TensorFlow unless cached."""
+    ``size``: the backbone's input size (None: embeddings.DEFAULT_SIZE). ``progress(done, total)`` while
+    embedding (see embeddings.embed). Loads TensorFlow unless cached."""
     run = detect.run_path(run_dir)
+    size = embeddings.DEFAULT_SIZE if size is None else size
     embeddings.check_options(size=size, batch=64, precision=embeddings.DEFAULT_PRECISION)
     info = detect.read_run_labels(run)
     dataset = _dataset(run) if dataset is None else dataset

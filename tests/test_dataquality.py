@@ -101,8 +101,7 @@ def test_the_worker_computes_the_lists_and_reports_progress(computed, monkeypatc
     """crossval's background task "quality" (folds=0), run in this process: status finished, lists saved,
     the embeddings reused from the cache (no second pass through the network)."""
     run, _, _, _ = computed
-    monkeypatch.setattr(dataquality.embeddings, "DEFAULT_SIZE", SIZE)
-    monkeypatch.setattr(dataquality.compute, "__kwdefaults__", {"size": SIZE, "progress": None, "dataset": None})
+    monkeypatch.setattr(embeddings, "DEFAULT_SIZE", SIZE)   # the size the fixture embedded at
     monkeypatch.setattr(embeddings, "feature_model", lambda *a, **k: pytest.fail("the cache was not reused"))
     cv_dir = run / crossval.CV_DIR
     cv_dir.mkdir(exist_ok=True)
