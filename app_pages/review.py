@@ -11,6 +11,7 @@ from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_pa
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, team_panel, truth_known, undo, url_notice)
 from ui.review_grid import grid_view
+from ui.review_quality import quality_panel
 from ui.runs import baseline_notice, current_run, runs_root, set_current_run
 
 st.title("Review")
@@ -45,14 +46,18 @@ else:
     with st.container(border=True):
         st.subheader("1. Find likely wrong labels", anchor=False)
         detection_panel(run_dir)
+QUALITY_TITLE = "Beyond wrong labels: near-duplicates, outliers, poor images"
 if not metas:
     st.info("Press **Find label issues** to score every label. Cross-validation takes K trainings; "
             "in-sample is instant.")
+    quality_panel(run_dir, classes=list(guard(detect.read_run_labels, run_dir).class_names),
+                  store=guard(ReviewStore.for_run, run_dir), title=QUALITY_TITLE,
+                  reviewer=(st.session_state.get("reviewer") or current_user() or "reviewer").strip() or "reviewer")
     st.stop()
 
 # ---- What the detectors found (scored only when the truth is known) ----------------------------------
 source = next(iter(metas.values()))["source"]
-info, probs, features = run_data(run_dir, source)
+info, probs, features, feature_kind = run_data(run_dir, source)
 classes = list(info.class_names)
 truth = truth_known(run_dir, info)
 estimate = noise_estimate(run_dir, source)
@@ -229,11 +234,12 @@ else:
                          args=(store_path, item, "relabel", classes.index(extra), reviewer, pos_key, next_id))
         with right:
             show_chart(charts.top_k_chart(probs[idx], classes, k=5, highlight=highlight), width="stretch")
-        st.markdown("**Nearest neighbours** (most similar images in the model's feature space, with their "
-                    "given labels)")
+        st.markdown("**Nearest neighbours** (most similar images " + (
+            "by the features of a network pretrained on ImageNet" if feature_kind == "pretrained" else
+            "in the model's feature space") + ", with their given labels)")
         if features is None:
             st.caption("The neighbour strip appears when the image features are computed "
-                       "(after **Find label issues**).")
+                       "(after **Find label issues**, or with the near-duplicates below).")
         else:
             near = detect.nearest_neighbours(features, idx, k=8)
             labels = [classes[info.labels[j]] for j in near]
@@ -249,10 +255,11 @@ if reveal:
                 help="Decisions that left the right label (exclusions count as right when the label was wrong).")
 
 team_panel(store, info.labels, classes)   # two reviewers: disagreements; the changes for the data owner
+quality_panel(run_dir, classes=classes, store=store, reviewer=reviewer, title=f"4. {QUALITY_TITLE}")
 
 # ---- Export and retrain ------------------------------------------------------------------------------
 with st.container(border=True):
-    st.subheader("4. Export and retrain", anchor=False)
+    st.subheader("5. Export and retrain", anchor=False)
     st.caption("Exports use every decision so far (unreviewed labels stay as given).")
     e = st.columns([1.2, 1.2, 1, 1.2])
     for col, fmt, label, name in ((e[0], "csv", "Corrected labels (CSV)", "labels_reviewed.csv"),

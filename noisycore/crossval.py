@@ -16,7 +16,9 @@ RUN/cv_probs.npy (N, K classes). Fold runs live in RUN/cv/fold<i>/; a finished f
 the cross-validation is started again. The worker takes the same slot lock as training jobs, so it
 waits for (and blocks) other training runs: one training at a time on a laptop CPU. After the folds
 it computes the nearest-neighbour features and runs every detector on the new probabilities.
-``folds=0`` computes only the features (for in-sample detection).
+``folds=0`` computes only the features (for in-sample detection). ``quality=True`` (task "quality") computes
+the pretrained embeddings and the near-duplicate / outlier / poor-image lists (:mod:`noisycore.dataquality`)
+instead of the features: the neighbour strip then uses those embeddings.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from noisycore import corrections, detect, jobs, runs
+from noisycore import corrections, dataquality, detect, jobs, runs
 from noisycore.errors import UserError
 from noisycore.util import save_npy, stratified_folds
 
@@ -268,8 +270,9 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
 
 
 # ----------------------------------------------------------------------------- background worker
-def start(run_dir, *, folds: int = 4) -> dict:
-    """Start cross-validation (or, with folds=0, only the neighbour features) in a detached process."""
+def start(run_dir, *, folds: int = 4, quality: bool = False) -> dict:
+    """Start cross-validation (or, with folds=0, only the neighbour features) in a detached process.
+    ``quality``: the data-quality lists (pretrained embeddings) instead of the features; with folds=0, only them."""
     run = detect.run_path(run_dir)
     folds = _check_folds(folds, len(detect.read_run_labels(run).ids), allow_zero=True)
     status = poll(run)
@@ -279,10 +282,11 @@ def start(run_dir, *, folds: int = 4) -> dict:
     cv_dir = run / CV_DIR
     cv_dir.mkdir(exist_ok=True)
     (cv_dir / runs.STOP_FILE).unlink(missing_ok=True)
-    task = "cross_validation" if folds else "features"
+    task = "cross_validation" if folds else "quality" if quality else "features"
     runs.write_status(cv_dir, {"state": "queued", "task": task, "folds": folds, "fold": 0, "error": None,
                                "created": runs.now_iso()})
-    proc = jobs.spawn(["noisycore.crossval", str(run.resolve()), "--folds", str(folds)], cv_dir / "log.txt")
+    proc = jobs.spawn(["noisycore.crossval", str(run.resolve()), "--folds", str(folds)]
+                      + (["--quality"] if quality else []), cv_dir / "log.txt")
     return runs.update_status(cv_dir, pid=proc.pid)
 
 
@@ -291,7 +295,10 @@ def progress(status: dict) -> tuple:
 
     Time left: the running fold's projected time T = elapsed in it / its fraction done (from its second
     epoch on: the first carries the start-up), then T x (1 - fraction) + T x folds still to come (folds
-    cost alike: the same recipe on as many images). Folds reused from an earlier start cost nothing."""
+    cost alike: the same recipe on as many images). Folds reused from an earlier start cost nothing.
+    The data-quality task: images embedded so far, then the lists."""
+    if status.get("step") in ("embeddings", "lists"):
+        return _quality_progress(status)
     folds, fold = int(status.get("folds") or 0), int(status.get("fold") or 0)
     epochs, epoch = int(status.get("epochs") or 0), int(status.get("epoch") or 0)
     batch, batches = status.get("batch") or 0, status.get("batches") or 0
@@ -305,6 +312,14 @@ def progress(status: dict) -> tuple:
     if left is not None:
         text += f", about {left:.0f} s left" if left < 120 else f", about {left / 60:.0f} min left"
     return done, text
+
+
+def _quality_progress(status: dict) -> tuple:
+    done, total = int(status.get("done") or 0), int(status.get("total") or 0)
+    if status.get("step") == "lists":
+        return 1.0, "Comparing every image with every other: near-duplicates, outliers, image quality…"
+    return (done / total if total else 0.0), (f"Embedding images with the pretrained EfficientNet-Lite0: {done:,} "
+                                              f"of {total:,}" if total else "Loading the pretrained network…")
 
 
 def _seconds_left(status: dict, in_fold: float, folds_after: int):
@@ -357,8 +372,18 @@ def _wait_for_slot(run: Path):
         time.sleep(jobs.WAIT_SECONDS)
 
 
-def worker(run_dir, *, folds: int) -> int:
-    """The background process: cross-validate (holding the training slot), then features and detection."""
+def _embedding_progress(cv_dir: Path):
+    def report(done: int, total: int) -> None:
+        if runs.stop_requested(cv_dir) or jobs.TERM.is_set():
+            raise Stopped(f"stopped after embedding {done} of {total} images (they are kept: start again to go on)")
+        # every image embedded: the lists come next (the N^2 comparison, no further progress from it)
+        runs.update_status(cv_dir, step="lists" if done >= total else "embeddings", done=int(done), total=int(total))
+    return report
+
+
+def worker(run_dir, *, folds: int, quality: bool = False) -> int:
+    """The background process: cross-validate (holding the training slot), then the data-quality lists
+    (``quality``) or the model's features, and detection."""
     run = Path(run_dir).resolve()
     cv_dir = run / CV_DIR
     signal.signal(signal.SIGTERM, jobs.on_sigterm)
@@ -371,8 +396,12 @@ def worker(run_dir, *, folds: int) -> int:
         runs.update_status(cv_dir, state="running", started=runs.now_iso())
         if folds:
             cross_validate(run, folds=folds)
-        runs.update_status(cv_dir, state="running", step="features")
-        detect.compute_features(run)
+        if quality:
+            runs.update_status(cv_dir, state="running", step="embeddings", done=0, total=0)
+            dataquality.compute(run, progress=_embedding_progress(cv_dir))
+        else:
+            runs.update_status(cv_dir, state="running", step="features")
+            detect.compute_features(run)
         if folds:
             detect.detect_all(run, source=detect.best_source(run)[0])   # the network's folds or the linear baseline
         runs.update_status(cv_dir, state="finished", finished=runs.now_iso(), error=None)
@@ -397,8 +426,9 @@ def main(argv=None) -> int:
                                      description="cross-validation worker (started by crossval.start)")
     parser.add_argument("run_dir")
     parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--quality", action="store_true", help="the data-quality lists instead of the features")
     args = parser.parse_args(argv)
-    return worker(args.run_dir, folds=args.folds)
+    return worker(args.run_dir, folds=args.folds, quality=args.quality)
 
 
 if __name__ == "__main__":

@@ -358,17 +358,23 @@ def run_images(run_dir, dataset=None) -> np.ndarray:
 
     ``dataset``: the loaded Dataset of the run's config (e.g. from a cache); loaded if None."""
     from noisycore.datasets import load_dataset
-    from noisycore.human_labels import norm_ids
 
-    ids = read_run_labels(run_dir).ids
     if dataset is None:
         dataset = load_dataset(runs.run_data_config(run_dir, training_subset=False))
-    all_ids = np.concatenate([norm_ids(dataset.ids_train), norm_ids(dataset.ids_test)])
-    pos = _positions(all_ids, norm_ids(ids), what="the run's dataset")
+    pos = dataset_positions(run_dir, dataset)
     n = len(dataset.ids_train)
     if (pos < n).all():
         return dataset.x_train[pos]
     return np.concatenate([dataset.x_train, dataset.x_test])[pos]
+
+
+def dataset_positions(run_dir, dataset) -> np.ndarray:
+    """Row of each image of :func:`read_run_labels` in the dataset's training images followed by its test
+    images (the row order of ``embeddings.embed``), int (N,)."""
+    from noisycore.human_labels import norm_ids
+
+    all_ids = np.concatenate([norm_ids(dataset.ids_train), norm_ids(dataset.ids_test)])
+    return _positions(all_ids, norm_ids(read_run_labels(run_dir).ids), what="the run's dataset")
 
 
 def compute_features(run_dir, *, images=None, batch_size: int = 512) -> np.ndarray:

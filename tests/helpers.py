@@ -1,5 +1,7 @@
 """Small generated data shared by the training, jobs, sweep and review tests."""
+import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +63,42 @@ def own_folder(root, *, n_per_class=40, planted=6, size=16, seed=0, unreadable=0
     for j in range(unreadable):
         (root / "q0" / f"broken-{j}.jpg").write_bytes(b"not an image")
     return root, sorted(moved)
+
+
+def quality_run(home, *, n=48, seed=5):
+    """A finished 1-epoch run on a user's own folder of generated shapes (32 px, truth unknown) with two
+    planted data-quality problems: ``copy-002.png``, an exact copy of image 2 filed under another class,
+    and ``black.png``, an all-black image. Returns (run folder, {"copy": (id, id), "black": id})."""
+    from noisycore import train
+    from noisycore.datasets import load_builtin
+
+    ds = load_builtin(n_train=n, n_test=10, seed=seed, image_size=32)
+    root = Path(home) / "shapes"
+    names = list(ds.class_names)
+    for i, (img, y) in enumerate(zip(ds.x_train, ds.y_train)):
+        (root / names[y]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / names[y] / f"{i:03d}.png")
+    other = names[(int(ds.y_train[2]) + 1) % len(names)]
+    Image.fromarray(ds.x_train[2]).save(root / other / "copy-002.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / names[0] / "black.png")
+    config = TrainConfig(data=DataConfig(source=str(root), image_size=32, test_fraction=0.2),
+                         noise=NoiseConfig(model="none"), batchnorm=False, dropout=0.0, epochs=1, batch_size=32,
+                         learning_rate=3e-3, lr_schedule="constant", early_stopping_patience=0, val_fraction=0.15,
+                         baseline=False)
+    run = Path(home) / "runs" / "20260102-000000-shapes"
+    train.run(config, run)
+    planted = {"copy": (f"{names[int(ds.y_train[2])]}/002.png", f"{other}/copy-002.png"),
+               "black": f"{names[0]}/black.png"}
+    return run, planted
+
+
+@contextmanager
+def noisylab_home(home):
+    """NOISYLAB_HOME / NOISYLAB_RUNS set to ``home`` (and home/runs) for a module fixture, restored after."""
+    old = {k: os.environ.get(k) for k in ("NOISYLAB_HOME", "NOISYLAB_RUNS")}
+    os.environ.update(NOISYLAB_HOME=str(home), NOISYLAB_RUNS=str(Path(home) / "runs"))
+    try:
+        yield Path(home)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

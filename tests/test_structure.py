@@ -106,7 +106,7 @@ LAYERS = (
     ("data", ("datasets", "human_labels", "noise", "labelsets", "naming", "workspaces")),
     ("runs and models", ("runs", "pipeline", "models", "backbones", "embeddings", "losses", "aum", "detectors",
                          "quality", "baseline")),
-    ("reading runs", ("evaluation", "detect", "review", "teamreview", "triage", "charts")),
+    ("reading runs", ("evaluation", "detect", "dataquality", "review", "teamreview", "triage", "charts")),
     ("training", ("averaging", "methods", "forward", "resume", "train", "jobs", "executors", "cluster")),
     ("workflows", ("corrections", "crossval", "sweeps", "fanout", "cli")),
 )

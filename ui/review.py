@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, ImageOps
 
-from noisycore import crossval, detect, evaluation, runs, teamreview
+from noisycore import crossval, dataquality, detect, evaluation, runs, teamreview
 from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
@@ -58,27 +58,29 @@ def _mtime(path: Path) -> float:
 def _run_data(run_dir: str, source: str, stamp: tuple):
     info = detect.read_run_labels(run_dir)
     probs = detect.pred_probs(run_dir, source=source, ids=info.ids)
-    return info, probs, detect.read_features(run_dir)
+    return (info, probs, *dataquality.neighbour_features(run_dir))
+
+
+def _stamp(run: Path) -> tuple:
+    return (_mtime(run / "predictions.npz"), _mtime(run / detect.CV_PROBS), _mtime(run / detect.FEATURES),
+            _mtime(run / dataquality.QUALITY_DIR / dataquality.META))
 
 
 def run_data(run_dir: str, source: str):
-    """(RunLabels, pred_probs (N, K), features (N, D) or None), cached until the files change."""
-    run = Path(run_dir)
-    stamp = (_mtime(run / "predictions.npz"), _mtime(run / detect.CV_PROBS), _mtime(run / detect.FEATURES))
-    return guard(_run_data, run_dir, source, stamp)
+    """(RunLabels, pred_probs (N, K), neighbour features (N, D) or None, their kind: "pretrained" | "model" |
+    None), cached until the files change."""
+    return guard(_run_data, run_dir, source, _stamp(Path(run_dir)))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _noise_estimate(run_dir: str, source: str, stamp: tuple):
-    info, probs, _ = _run_data(run_dir, source, stamp)
+    info, probs, *_ = _run_data(run_dir, source, stamp)
     return estimate_noise(info.labels, probs)
 
 
 def noise_estimate(run_dir: str, source: str):
     """Confident learning's NoiseEstimate (number of wrong labels, noise matrix) of the run's labels."""
-    run = Path(run_dir)
-    stamp = (_mtime(run / "predictions.npz"), _mtime(run / detect.CV_PROBS), _mtime(run / detect.FEATURES))
-    return guard(_noise_estimate, run_dir, source, stamp)
+    return guard(_noise_estimate, run_dir, source, _stamp(Path(run_dir)))
 
 
 def truth_known(run_dir: str, info) -> bool:
@@ -165,39 +167,51 @@ def detection_panel(run_dir: str) -> None:
         if source in ("in_sample", "baseline", "embeddings"):
             with st.spinner("Scoring every label with every detector…"):
                 guard(detect.detect_all, run_dir, source=source)
-            if detect.read_features(run_dir) is None and crossval.poll(run_dir).get("state") not in runs.ACTIVE_STATES:
+            if dataquality.neighbour_features(run_dir)[0] is None \
+                    and crossval.poll(run_dir).get("state") not in runs.ACTIVE_STATES:
                 guard(crossval.start, run_dir, folds=0)   # neighbours: the features load the model
         else:
             guard(crossval.start, run_dir, folds=int(folds))
     cv_progress(run_dir)
 
 
-def cv_progress(run_dir: str) -> None:
-    """The background cross-validation / feature job: progress bar and Stop while it runs."""
+def cv_progress(run_dir: str, *, tasks=("cross_validation", "features"), key: str = "review.cv") -> None:
+    """The background cross-validation / feature / data-quality job (one of ``tasks``): progress bar and
+    Stop while it runs, its error after."""
     status = crossval.poll(run_dir)
-    live = status.get("state") in runs.ACTIVE_STATES
+    live = status.get("state") in runs.ACTIVE_STATES and status.get("task", "cross_validation") in tasks
 
     @st.fragment(run_every=1.0 if live else None)
     def _panel():
         s = crossval.poll(run_dir)
         state, task = s.get("state"), s.get("task", "cross_validation")
+        if task not in tasks:
+            if live:
+                st.rerun()
+            return
         if state in runs.ACTIVE_STATES:
-            if task == "features" or s.get("step") == "features":
+            if task == "quality" and state == "running":
+                done, text = crossval.progress(s)
+                st.progress(done, text=text)
+            elif task == "features" or s.get("step") == "features":
                 st.progress(1.0 if task != "features" else 0.5, text="Computing image features for the neighbour strip…")
             elif state == "queued":
-                st.progress(0.0, text="Cross-validation is waiting for the training run before it")
+                st.progress(0.0, text="Starting…" if task == "quality" else
+                            "Cross-validation is waiting for the training run before it")
             else:
                 done, text = crossval.progress(s)
                 st.progress(done, text=text)
-            if st.button("Stop", key="review.cv_stop", icon=":material/stop:", help="Finished folds are kept."):
+            if st.button("Stop", key=f"{key}_stop", icon=":material/stop:", help="Finished folds and embedded "
+                         "images are kept."):
                 crossval.stop(run_dir)
         elif live:
             st.rerun()   # it just ended: redraw the whole page with the new results
         elif state == "failed":
             st.error(f"{task.replace('_', '-')} failed: {s.get('error')}. The log is in "
                      f"`{Path(run_dir) / crossval.CV_DIR / 'log.txt'}`.")
-        elif state == "stopped" and task == "cross_validation":
-            st.warning(f"Cross-validation stopped ({s.get('error')}); start it again to finish the remaining folds.")
+        elif state == "stopped" and task in ("cross_validation", "quality"):
+            st.warning(f"{task.replace('_', '-').capitalize()} stopped ({s.get('error')}); start it again to "
+                       "go on where it stopped.")
 
     _panel()
 

@@ -19,6 +19,7 @@ from ui.review import CLASS_KEYS, NOTE_KEY, UNDONE_KEY, review_image, undo
 GRID_KEY = "review.grid"           # dict run/detector/pair -> {"page": int|None, "selected": set, "advance": bool}
 PER_ROW = 5
 TILE_PX = 128
+VERBS = {"accept": "Accepted the proposal for", "keep": "Kept the given label of", "exclude": "Excluded"}
 STATUS = {"unreviewed": "open", "accept": "accepted: {}", "keep": "kept: {}", "relabel": "relabelled: {}",
           "exclude": "excluded"}
 
@@ -56,15 +57,18 @@ def set_grid_page(key: str, page: int) -> None:
     grid_state(key).update(page=page, selected=set(), advance=False)
 
 
-def grid_decide(store_path: str, key: str, page, decision: str, reviewer: str, class_names) -> None:
+def grid_decide(store_path: str, key: str, page, decision: str, reviewer: str, class_names, *,
+                proposals: bool = True) -> None:
     """Button callback (A / K in the grid): decide the selected tiles, or every open tile of the page,
-    in ONE transaction (ReviewStore.record_batch) before the page confirms; then clear the selection."""
+    in ONE transaction (ReviewStore.record_batch) before the page confirms; then clear the selection.
+    ``proposals`` False: tiles of a data-quality list (no proposed label; their ``score`` is recorded)."""
     state = grid_state(key)
     targets = triage.batch_targets(page, state["selected"])
     names = list(class_names)
     items = [{"item_id": row["id"], "index": int(row["index"]), "decision": decision, "new_label": None,
-              "previous_label": names.index(row["given_label"]), "proposed_label": names.index(row["proposed_label"]),
-              "score": float(row["label_quality"])} for row in targets.to_dict("records")]
+              "previous_label": names.index(row["given_label"]),
+              "proposed_label": names.index(row["proposed_label"]) if proposals else None,
+              "score": float(row["label_quality" if proposals else "score"])} for row in targets.to_dict("records")]
     if not items:
         st.session_state[NOTE_KEY] = ("info", "Every image on this page is decided: select some to change, "
                                               "or go to the next page.")
@@ -75,9 +79,41 @@ def grid_decide(store_path: str, key: str, page, decision: str, reviewer: str, c
         st.session_state[NOTE_KEY] = ("error", str(e))
         return
     state.update(selected=set(), advance=True)
-    verb = "Accepted the proposal for" if decision == "accept" else "Kept the given label of"
-    st.session_state[NOTE_KEY] = ("info", f"{verb} {len(items)} image{'s' if len(items) != 1 else ''}; "
+    st.session_state[NOTE_KEY] = ("info", f"{VERBS[decision]} {len(items)} image{'s' if len(items) != 1 else ''}; "
                                           "U undoes the whole batch.")
+
+
+def open_page(key: str, items) -> tuple:
+    """(page number, its rows, the selected positions on it, how many of its tiles are open)."""
+    number = grid_page_number(key, items)
+    page = triage.grid_page(items, number)
+    selected = {i for i in grid_state(key)["selected"] if i < len(page)}
+    return number, page, selected, int((page["decision"] == triage.UNDECIDED).sum())
+
+
+def target_words(selected: set, n_open: int) -> str:
+    """What a batch button decides: the selected tiles, else every open tile of the page."""
+    return f"the {len(selected)} selected" if selected else \
+        f"all {n_open} open on this page" if n_open != 1 else "the open one on this page"
+
+
+def tiles(run_dir: str, key: str, page, selected: set, *, prefix: str, shortcuts: bool, help, captions) -> None:
+    """A page of thumbnails, PER_ROW a row, each with a Select toggle (keys 1-9 and 0 with ``shortcuts``),
+    ``help(row)`` on it and ``captions(row)`` below it."""
+    for start in range(0, len(page), PER_ROW):
+        cols = st.columns(PER_ROW)
+        for i in range(start, min(start + PER_ROW, len(page))):
+            row = page.iloc[i]
+            with cols[i - start].container(border=True):
+                st.image(review_image(run_dir, int(row["index"]), TILE_PX, square=True)[0], width=TILE_PX)
+                on = i in selected
+                st.button("Selected" if on else "Select", key=f"{prefix}{i}",
+                          shortcut=CLASS_KEYS[i] if shortcuts else None,
+                          type="primary" if on else "secondary", width="stretch",
+                          icon=":material/check_box:" if on else ":material/check_box_outline_blank:",
+                          on_click=toggle_tile, args=(key, i), help=help(row))
+                for text in captions(row):
+                    st.caption(text)
 
 
 def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, pos_key: str, detector: str) -> None:
@@ -94,29 +130,14 @@ def grid_view(run_dir: str, queue, *, classes, store_path: str, reviewer: str, p
     given, proposed = label.split(" → ")
     key = f"{Path(run_dir).name}/{detector}/{label}"
     items = triage.pair_items(queue, given, proposed)
-    number = grid_page_number(key, items)
-    page = triage.grid_page(items, number)
-    state = grid_state(key)
-    selected = {i for i in state["selected"] if i < len(page)}
-    n_open = int((page["decision"] == triage.UNDECIDED).sum())
+    number, page, selected, n_open = open_page(key, items)
     st.caption(f"Page {number + 1} of {triage.page_count(len(items))} · {counts[label][1]} of {counts[label][0]} "
                f"open · keys: 1-9 and 0 select, A accept, K keep, ← → pages, U undo")
-    for start in range(0, len(page), PER_ROW):
-        cols = st.columns(PER_ROW)
-        for i in range(start, min(start + PER_ROW, len(page))):
-            row = page.iloc[i]
-            with cols[i - start].container(border=True):
-                st.image(review_image(run_dir, int(row["index"]), TILE_PX, square=True)[0], width=TILE_PX)
-                on = i in selected
-                st.button("Selected" if on else "Select", key=f"review.tile{i}", shortcut=CLASS_KEYS[i],
-                          type="primary" if on else "secondary", width="stretch",
-                          icon=":material/check_box:" if on else ":material/check_box_outline_blank:",
-                          on_click=toggle_tile, args=(key, i),
-                          help=f"{row['id']} (label quality {row['label_quality']:.3f}): select or unselect")
-                st.caption(f"open · quality {row['label_quality']:.2f}" if row["decision"] == triage.UNDECIDED else
-                           STATUS[row["decision"]].format(row["final_label"]))
-    target = f"the {len(selected)} selected" if selected else \
-        f"all {n_open} open on this page" if n_open != 1 else "the open one on this page"
+    tiles(run_dir, key, page, selected, prefix="review.tile", shortcuts=True,
+          help=lambda row: f"{row['id']} (label quality {row['label_quality']:.3f}): select or unselect",
+          captions=lambda row: [f"open · quality {row['label_quality']:.2f}" if row["decision"] == triage.UNDECIDED
+                                else STATUS[row["decision"]].format(row["final_label"])])
+    target = target_words(selected, n_open)
     a = st.columns(2)
     a[0].button(f"Accept {proposed} for {target}", key="review.grid.accept", shortcut="A", type="primary",
                 icon=":material/check:", width="stretch", disabled=not selected and not n_open,
