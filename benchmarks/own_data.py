@@ -128,11 +128,15 @@ def trained_run(work: Path, config: TrainConfig) -> Path:
     return run
 
 
-def score(run: Path, truth: dict) -> dict:
-    """N (estimated wrong labels), recall of planted ones in the first N, precision / recall of the flags."""
-    frame = detect.detect(run, detector="confident_learning", source="cross_validation")
+def score(run: Path, truth: dict, *, source: str = "best") -> dict:
+    """N (estimated wrong labels), recall of planted ones in the first N, precision / recall of the flags.
+    ``source``: the predictions the queue is built on; "best" = what the Review page preselects
+    (detect.best_source: the network's folds, the linear baseline or the pretrained features)."""
+    found = detect.best_source(run)[1]
+    source = detect.best_source(run)[0] if source == "best" else source
+    frame = detect.detect(run, detector="confident_learning", source=source)
     info = detect.read_run_labels(run)
-    probs = detect.pred_probs(run, source="cross_validation", ids=info.ids)
+    probs = detect.pred_probs(run, source=source, ids=info.ids)
     n_est = detectors.estimate_noise(info.labels, probs).num_issues
     planted = frame["id"].isin(list(truth)).to_numpy()
     flagged = frame["is_label_issue"].to_numpy()
@@ -149,7 +153,8 @@ def score(run: Path, truth: dict) -> dict:
             "found_in_first_n": hits_n, "recall_at_n": hits_n / max(len(truth), 1),
             "precision_at_n": hits_n / max(n_est, 1), "flagged": int(flagged.sum()),
             "flag_precision": tp / max(int(flagged.sum()), 1), "flag_recall": tp / max(len(truth), 1),
-            "cv_accuracy_truth": float((probs.argmax(1) == true_idx).mean()),
+            "cv_accuracy_truth": float((probs.argmax(1) == true_idx).mean()), "source": source,
+            "source_accuracy_given": {s: round(a["accuracy"], 4) for s, a in found.items()},
             # a reviewer's budget: planted images among the first k of the queue, k = 1x and 2x the planted
             "found_in_first_k": {int(k): in_queue(k) for k in (len(truth), 2 * len(truth))}}
 
@@ -168,7 +173,11 @@ def report(result: dict, args, seconds: float) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {r['estimated_issues']} | {r['found_in_first_n']} of {r['planted']} | {r['recall_at_n']:.0%} | "
         f"{r['precision_at_n']:.0%} | {r['flagged']} | {r['flag_precision']:.0%} | {r['flag_recall']:.0%} | "
-        + " | ".join(str(v) for v in r["found_in_first_k"].values()) + f" | {r['cv_accuracy_truth']:.1%} |", ""])
+        + " | ".join(str(v) for v in r["found_in_first_k"].values()) + f" | {r['cv_accuracy_truth']:.1%} |", "",
+        f"Queue built on: {r['source']} (out-of-sample agreement with the given labels: "
+        + ", ".join(f"{s} {a:.1%}" for s, a in r["source_accuracy_given"].items()) + ").", "",
+        f"Wall time of this invocation: {r.get('wall_seconds', 0) / 60:.1f} min (load average {r.get('load_before')} "
+        f"before, {r.get('load_after')} after); machine: {common.machine()}.", ""])
 
 
 def recipe_changes(pairs: dict) -> dict:
@@ -205,6 +214,8 @@ def main(argv=None) -> int:
                    help="fields of the recommended recipe to change for the run and the folds, e.g. "
                         "model=fast_cnn,optimizer=nesterov,learning_rate=0.1 (this process only)")
     p.add_argument("--out", default=None, help="results .md (default benchmarks/results/own_data-<budget>.md)")
+    p.add_argument("--source", default="best", choices=("best", "cross_validation", "baseline", "embeddings"),
+                   help="predictions the queue is built on (default: what the Review page preselects)")
     args = p.parse_args(argv)
     args.recipe_text = ",".join(f"{k}={v}" for k, v in args.recipe.items())
     args.recipe = recipe_changes(args.recipe)
@@ -219,7 +230,7 @@ def main(argv=None) -> int:
     args.epochs = args.epochs or (2 if args.smoke else crossval.recommended_recipe(fold_train)["epochs"])
     work = Path(args.work or ROOT / "runs" / f"bench-own-data-{budget}")
     work.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
+    t0, load_before = time.monotonic(), round(os.getloadavg()[0], 2)
     zip_path, truth = build(work, classes=args.classes, per_class=args.per_class, planted=args.planted,
                             smoke=args.smoke, seed=args.seed)
     n_images = len(args.classes) * args.per_class   # every image of the "upload" (the app counts them too)
@@ -228,7 +239,9 @@ def main(argv=None) -> int:
     run = trained_run(work, config)
     crossval.cross_validate(run, folds=args.folds, recipe={**args.recipe, "epochs": args.epochs,
                                                            **({"batch_size": 32} if args.smoke else {})})
-    result = score(run, truth)
+    result = score(run, truth, source=args.source)
+    result.update(wall_seconds=round(time.monotonic() - t0, 1), load_before=load_before,
+                  load_after=round(os.getloadavg()[0], 2))
     # the training time of the run and its folds from their summaries: a resumed invocation trains
     # nothing, and its own wall time would say "0.0 min"
     recorded = common.run_seconds(Path(run)) + common.cv_seconds(Path(run), args.folds)

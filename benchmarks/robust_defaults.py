@@ -231,18 +231,57 @@ def score(run: Path, truth: dict) -> dict:
             "estimated_issues": int(meta["estimated_issues"]), "flagged": int(meta["flagged"])}
 
 
+def table(path: Path) -> str:
+    """The markdown table of a results file (the last row of each set), as benchmarks/README.md shows it."""
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[row["set"]] = row
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    out = ["| set | images | network | pixels (linear) | pretrained (linear) | queue built on | planted in first k: "
+           "queue / peer | N / planted | wall min (load) |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows.values():
+        out.append(f"| {r['set']} | {r['images']} | {pct(r['network_cv_accuracy'])} | {pct(r['baseline_cv_accuracy'])} | "
+                   f"{pct(r.get('embeddings_cv_accuracy'))} | {r['queue_source']} | {r['queue_first_k']} / "
+                   f"{r['peer_first_k']} of {r['planted']} | {r['estimated_issues']} / {r['planted']} | "
+                   f"{r['wall_seconds'] / 60:.1f} ({r['load_before']}) |")
+    return "\n".join(out)
+
+
+def _revision() -> str:
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "noisycore"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return rev + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sets", default=None, help=f"comma-separated subset of: {', '.join(SETS)}")
     p.add_argument("--smoke", action="store_true", help="two small generated sets (8-px grayscale, 16-px colour), 2 folds: the test suite's guard")
     p.add_argument("--work", default=None, help="work folder (default runs/robust-defaults[-smoke])")
-    p.add_argument("--out", default=None, help="results file (.jsonl; default benchmarks/results/robust_defaults.jsonl)")
+    p.add_argument("--out", default=None, help="results file (.jsonl; default benchmarks/results/robust_defaults.jsonl; "
+                                               "--smoke writes none unless given)")
+    p.add_argument("--table", action="store_true", help="print the markdown table of the results file and stop")
     args = p.parse_args(argv)
-    table = SMOKE_SETS if args.smoke else SETS
-    names = list(table) if not args.sets else [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [n for n in names if n not in table]
+    if args.table:
+        print(table(Path(args.out) if args.out else RESULTS / "robust_defaults.jsonl"))
+        return 0
+    sets = SMOKE_SETS if args.smoke else SETS
+    names = list(sets) if not args.sets else [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = [n for n in names if n not in sets]
     if unknown:
-        print(f"robust_defaults: unknown set(s) {', '.join(unknown)}; choose from {', '.join(table)}", file=sys.stderr)
+        print(f"robust_defaults: unknown set(s) {', '.join(unknown)}; choose from {', '.join(sets)}", file=sys.stderr)
         return 2
     work = Path(args.work or ROOT / "runs" / ("robust-defaults-smoke" if args.smoke else "robust-defaults"))
     work.mkdir(parents=True, exist_ok=True)
@@ -252,14 +291,15 @@ def main(argv=None) -> int:
     for name in names:
         load_before, t0 = os.getloadavg()[0], time.monotonic()
         try:
-            zip_path, truth = build(work, name, table[name])
+            zip_path, truth = build(work, name, sets[name])
             run = run_default_path(work, name, zip_path, folds=2 if args.smoke else 4)
         except UserError as e:
             print(f"robust_defaults: {name}: {e}", file=sys.stderr)
             return 2
         row = {"set": name, **score(run, truth), "wall_seconds": round(time.monotonic() - t0, 1),
                "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-               "machine": common.machine(), "date": time.strftime("%Y-%m-%d"), "smoke": bool(args.smoke)}
+               "machine": common.machine(), "date": time.strftime("%Y-%m-%d"), "smoke": bool(args.smoke),
+               "revision": _revision()}
         print(json.dumps(row), flush=True)
         if out is not None:
             with open(out, "a", encoding="utf-8") as f:
