@@ -107,7 +107,7 @@ LAYERS = (
     ("runs and models", ("runs", "pipeline", "models", "backbones", "embeddings", "losses", "aum", "detectors",
                          "quality", "baseline")),
     ("reading runs", ("evaluation", "detect", "review", "teamreview", "triage", "charts")),
-    ("training", ("methods", "forward", "resume", "train", "jobs", "executors", "cluster")),
+    ("training", ("methods", "forward", "resume", "epoch_eval", "train", "jobs", "executors", "cluster")),
     ("workflows", ("corrections", "crossval", "sweeps", "fanout", "cli")),
 )
 
