@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from noisycore import baseline, runs  # noqa: E402
+from noisycore import baseline, calibration, runs  # noqa: E402
 from noisycore.labelsets import SUBSET_KEY  # noqa: E402
 from noisycore.config import ConfigError, TrainConfig  # noqa: E402
 from noisycore.catalog import method_params  # noqa: E402
@@ -385,9 +385,6 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     from noisycore.labelsets import save_label_set
 
     keras.utils.set_random_seed(config.seed)
-    precision = resolve_precision(config.mixed_precision)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
-    runs.update_status(run_dir, precision=precision)
     prepared = prepare(config)
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
@@ -397,6 +394,13 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
                                     f"{config.model} needs; they were scaled up to {side}x{side} pixels.")
     # seconds: the linear baseline (the line to beat) and what it says about mirroring (augment / tta auto)
     config = baseline.choose_for_run(run_dir, config, ds, noisy.labels, truth_known=noisy.true_labels is not None)
+    # the fast preset: precision and network timed on this machine (cached), epochs from a time budget
+    num_fit = len(noisy.labels) - len(validation_split(noisy.labels, fraction=config.val_fraction, seed=config.seed)[1])
+    config = calibration.choose_for_run(run_dir, config, num_fit=num_fit, image_shape=ds.x_train.shape[1:])
+    keras.utils.set_random_seed(config.seed)
+    precision = resolve_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    runs.update_status(run_dir, precision=precision)
     ctx, fit_idx, val_idx = make_context(config, prepared, run_dir)
     fit_probs = lambda: None if monitor.interrupted else recorder.fit_probs  # noqa: E731 (set below)
     extra_callbacks = _forward_setup(config, noisy, ctx, run_dir, fit_probs)

@@ -104,7 +104,7 @@ LAYERS = (
     ("foundation", ("errors", "util", "catalog", "console")),
     ("settings", ("config", "schedules", "hardware", "cliargs")),
     ("data", ("datasets", "human_labels", "noise", "labelsets", "naming", "workspaces")),
-    ("runs and models", ("runs", "pipeline", "models", "backbones", "embeddings", "losses", "aum", "detectors",
+    ("runs and models", ("runs", "pipeline", "models", "calibration", "backbones", "embeddings", "losses", "aum", "detectors",
                          "quality", "baseline")),
     ("reading runs", ("evaluation", "detect", "review", "teamreview", "triage", "charts")),
     ("training", ("methods", "forward", "resume", "epoch_eval", "train", "jobs", "executors", "cluster")),

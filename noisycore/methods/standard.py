@@ -64,9 +64,10 @@ class StandardMethod:
         from noisycore.models import build_model, init_from_data
 
         c = self.ctx.config
+        options = {k: v for k, v in (("width", c.model_width), ("activation", c.model_activation)) if v is not None}
         net = build_model(c.model, input_shape=self.ctx.input_shape, num_classes=self.ctx.num_classes,
                           dropout=c.dropout, batchnorm=c.batchnorm, weight_decay=c.weight_decay,
-                          seed=c.seed + seed_offset)
+                          seed=c.seed + seed_offset, **options)
         init_from_data(net, self.ctx.x_fit, seed=c.seed + seed_offset)   # fast_cnn's whitening: the fit split only
         return net
 
