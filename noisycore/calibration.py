@@ -167,8 +167,8 @@ def calibrate(*, data_dir=None, measure: Optional[Callable] = None, steps: int =
 
 def measure_variant(precision: str, activation: str, width: float, *, steps: int = CALIBRATION_STEPS,
                     image_shape=CALIBRATION_IMAGE, batch_size: int = CALIBRATION_BATCH) -> float:
-    """Seconds per training image of fast_cnn (``width``, ``activation``) in ``precision``: real
-    training steps (SGD Nesterov, weight averaging off) on random images, two untimed steps first."""
+    """Seconds per training image of fast_cnn (``width``, ``activation``) in ``precision``: the median of
+    ``steps`` real training steps (SGD Nesterov) on random images, after two untimed ones (tracing)."""
     import keras
 
     from noisycore.models import build_model
@@ -184,10 +184,13 @@ def measure_variant(precision: str, activation: str, width: float, *, steps: int
         net.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), loss="categorical_crossentropy")
         for _ in range(2):
             net.train_on_batch(x, y)
-        t0 = time.perf_counter()
+        times = []
         for _ in range(int(steps)):
+            t0 = time.perf_counter()
             net.train_on_batch(x, y)
-        return (time.perf_counter() - t0) / (int(steps) * batch_size)
+            times.append(time.perf_counter() - t0)
+        # the median step: one slow step (a late kernel compile, a neighbour's burst) does not decide
+        return float(np.median(times)) / batch_size
     finally:
         keras.mixed_precision.set_global_policy(policy)
         keras.backend.clear_session()
