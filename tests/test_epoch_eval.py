@@ -116,3 +116,5 @@ def test_curves_note_states_the_sample_size():
         "Training-set curves on a 5,000-image stratified sample of the 45,000 images")
     assert "AUM margins" in curves_note({"train_sample": 45000, "num_fit": 45000, "margins_recorded": True})
     assert curves_note({"num_fit": 45000}) is None      # an older run folder
+    assert "plain pass" in curves_note({"train_sample": 5000, "num_fit": 45000}, tta="flip")
+    assert "plain pass" not in curves_note({"train_sample": 5000, "num_fit": 45000}, tta="none")
