@@ -110,3 +110,23 @@ def test_cli_shows_and_checks_the_budget(capsys):
     refused = run_main(["train", "--dataset", "builtin", "--budget-minutes", "5"], capsys)
     assert refused.returncode == 2 and "works with the fast preset" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_the_first_runs_calibration_comes_out_of_its_budget(tmp_path):
+    import time
+
+    def slow_measure(precision, activation, width, *, steps):
+        time.sleep(0.3)                     # the calibration costs 4 x 0.3 = 1.2 s of the budget
+        return 0.01                         # 10 s per epoch of 1,000 images
+
+    config = TrainConfig.from_preset("fast", budget_minutes=(60 + 11 * 5 + 0.5) / 60)   # 5 epochs of 11 s + 0.5 s
+    for fresh, epochs in ((True, 4), (False, 5)):
+        run_dir = tmp_path / f"run-{fresh}"
+        run_dir.mkdir()
+        chosen = calibration.choose_for_run(run_dir, config, num_fit=1000, image_shape=(32, 32, 3),
+                                            data_dir=tmp_path / "home", measure=slow_measure)
+        assert chosen.epochs == epochs and chosen.budget_minutes is None
+        assert runs.read_status(run_dir)["calibration"]["epochs"] == epochs
+    small = TrainConfig.from_preset("fast")     # no budget, under 10,000 images: the preset as it is
+    assert calibration.choose_for_run(tmp_path, small, num_fit=5000, image_shape=(32, 32, 3),
+                                      data_dir=tmp_path / "home", measure=slow_measure) == small
