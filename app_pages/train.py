@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import executors, jobs, runs
+from noisycore import calibration, executors, jobs, runs
 from noisycore.aum import COST_NOTE as AUM_COST_NOTE
 from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, LOSS_SETUP_KEYS,
                                KEEP_HELP, MIXUP_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP)
@@ -162,6 +162,14 @@ with st.container(border=True):
         mp = st.segmented_control("Precision", PRECISIONS, default=base.mixed_precision, required=True,
                                   key=k + "mp", help=PRECISION_HELP)
         seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", help="Same seed, same run.")
+        budget = 0.0
+        if preset == "fast":
+            budget = st.number_input("Time budget (minutes, 0 = the preset's epochs)", 0.0, 10_000.0, 0.0, 1.0,
+                                     key=k + "budget", help="The best model in about this many minutes on this "
+                                     "machine: the epochs and the learning-rate schedule follow from its measured "
+                                     "seconds per epoch.")
+            st.caption(guard(calibration.budget_note, budget, num_images=int(max_train) or num_images, val_fraction=val,
+                             image_size=data_cfg.image_size))
     with st.expander("Label-issue detection", expanded=False):
         aum_samples = st.toggle("AUM threshold samples (one extra training run)", base.aum_threshold_samples,
                                 key=k + "aum", help=AUM_COST_NOTE + ". The Review page's detector “AUM, the paper's "
@@ -173,7 +181,8 @@ config = guard(TrainConfig.from_preset, preset, data=data_cfg.to_dict(), noise=n
                batch_size=int(batch), optimizer=opt, learning_rate=lr, lr_schedule=sched, augment=augment,
                cutout=cutout, mixup_alpha=mixup, val_fraction=val, trusted_val=trusted and truth_known,
                early_stopping_patience=int(patience), max_train=int(max_train) or None, mixed_precision=mp,
-               seed=int(seed), aum_threshold_samples=aum_samples, tta=tta, ema_momentum=float(ema), keep=keep)
+               seed=int(seed), aum_threshold_samples=aum_samples, tta=tta, ema_momentum=float(ema), keep=keep,
+               budget_minutes=float(budget) or None)
 
 # ---- Action -------------------------------------------------------------------------------------
 active = guard(jobs.active_runs, runs_root())
@@ -182,6 +191,8 @@ if active and executors.cluster_setting():
 elif active:
     st.caption(f"{len(active)} run(s) queued or training; a new run waits its turn (one trains at a time).")
 st.caption(guard(precision_note, config.mixed_precision))
+if preset == "fast":
+    st.caption(guard(calibration.describe))
 if st.button("Start training", type="primary", icon=":material/play_arrow:"):
     run_dir = guard(lambda: executors.executor().start(config, root=runs_root(), owner=current_user()))
     set_current_run(run_dir)

@@ -287,7 +287,7 @@ def resolve_mirror(config, record: Optional[dict]) -> tuple:
     if config.tta == "auto":
         changes["tta"] = "flip" if keeps else "none"
     retained = (record or {}).get("mirror_retained")
-    why = "" if retained is None else f" (a {NAME} keeps {100 * retained:.0f}% of its accuracy on mirrored images)"
+    why = "" if retained is None else f" (a {NAME} keeps {100 * min(retained, 1.0):.0f}% of its accuracy on mirrored images)"
     note = (f"Mirroring keeps the labels of these images{why}: training mirrors them." if keeps else
             f"Mirroring changes the labels of these images{why}, so the run never mirrors them: augmentation "
             f"{changes.get('augment', config.augment)}, test-time augmentation {changes.get('tta', config.tta)}.")

@@ -161,6 +161,10 @@ class _ProgressBar:
             self.line.close()
             print(f"run folder: {self.run_dir}", flush=True)
             self.announced = True
+            choice = runs.read_status(self.run_dir).get("calibration")
+            if choice:   # the fast preset timed on this machine: what it chose and why
+                print(f"calibrated: {choice['why']}" + (f"; budget {choice['budget_minutes']:g} min -> "
+                      f"{choice['epochs']} epochs" if choice.get("budget_minutes") else ""), flush=True)
         if not self.line.tty and batch != batches:
             return                                # piped: one line per epoch, when it ends
         done = (epoch - 1 + batch / batches) / epochs

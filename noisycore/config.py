@@ -226,6 +226,9 @@ class TrainConfig(JsonConfig):
     aum_threshold_samples: bool = False  # AUM's threshold run (noisycore.aum): N/(K+1) images get a fake class K
     baseline: bool = True               # also fit the linear baseline (noisycore.baseline; seconds; off for fold runs)
     preset: Optional[str] = None        # the preset this config started from (for the record only)
+    model_width: Optional[float] = None      # fast_cnn: x airbench94's 64/256/256 widths; None = the model's 0.75
+    model_activation: Optional[str] = None   # fast_cnn: relu | gelu; None = the model's relu
+    budget_minutes: Optional[float] = None   # fast preset: wall minutes; epochs follow from the calibration (noisycore.calibration)
 
     def __post_init__(self):
         self._coerce_nested()
@@ -253,6 +256,9 @@ class TrainConfig(JsonConfig):
             check_forward(self)
         if self.preset is not None:
             check_choice("preset", self.preset, tuple(PRESETS))
+        if self.budget_minutes is not None and (self.preset != "fast" or self.model != "fast_cnn"):
+            raise ConfigError(f"budget_minutes={self.budget_minutes:g} works with the fast preset (fast_cnn) only, "
+                              f"not preset={self.preset!r} / model={self.model!r}; choose the fast preset or drop the budget")
         if self.labels_path is not None and not str(self.labels_path).strip():
             raise ConfigError("labels_path is empty; give a labels.csv path or None")
 
@@ -291,6 +297,12 @@ class TrainConfig(JsonConfig):
         between("seed", 0, 2**31 - 1, int)
         if self.max_train is not None:
             between("max_train", 20, 10**8, int)
+        if self.model_width is not None:
+            between("model_width", 0.05, 4.0)
+        if self.budget_minutes is not None:
+            between("budget_minutes", 0.1, 10_000.0)
+        if self.model_activation is not None:
+            check_choice("model_activation", self.model_activation, ("relu", "gelu"))
 
     @property
     def loss_kwargs(self) -> dict:

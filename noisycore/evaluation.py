@@ -427,3 +427,19 @@ def compare_table(run_dirs, *, labels: Optional[dict] = None) -> pd.DataFrame:
                      "state": run.state,
                      **{k: f.get(k) for k in KEY_FIELDS + tuple(differ)}, **{k: h[k] for k in METRIC_FIELDS}})
     return pd.DataFrame(rows)
+
+
+def curves_note(status: dict, *, tta: str = "none") -> Optional[str]:
+    """What a run's per-epoch curves are computed on (status.json ``train_sample``, ``num_fit``,
+    ``margins_recorded``, written by train.py; the run's ``tta``), for the Train and Curves pages; None
+    for older runs."""
+    sample, num_fit = status.get("train_sample"), status.get("num_fit")
+    if not sample or not num_fit:
+        return None
+    plain = (" The test curve is one plain pass per epoch; the headline test accuracy uses test-time "
+             "augmentation." if tta not in (None, "none") else "")
+    if sample < num_fit:
+        return (f"Training-set curves on a {sample:,}-image stratified sample of the {num_fit:,} images trained "
+                f"on (cheaper per epoch); the final numbers use every image.{plain}")
+    why = " (the AUM margins need every image each epoch)" if status.get("margins_recorded") else ""
+    return f"Training-set curves on all {num_fit:,} images trained on{why}.{plain}"

@@ -182,7 +182,8 @@ def update_status(run_dir, **changes) -> dict:
 def as_requested(saved, requested):
     """A run's saved config with the choices the run made for its data put back as they were requested
     (augment / tta "auto", an unset image size: see record_choice), to ask "was this run trained as asked?"."""
-    changes = {k: getattr(requested, k) for k in ("augment", "tta") if getattr(requested, k) == "auto"}
+    changes = {k: getattr(requested, k) for k in ("augment", "tta", "mixed_precision") if getattr(requested, k) == "auto"}
+    changes.update({k: None for k in ("model_width", "model_activation") if getattr(requested, k) is None})
     if requested.data.image_size is None:
         changes["data"] = saved.data.replace(image_size=None)
     return saved.replace(**changes)

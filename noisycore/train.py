@@ -6,10 +6,9 @@
 Validation always comes from the training data (a stratified, seeded split of ``val_fraction``),
 scored against the given (noisy) labels, or against the true ones with ``trusted_val``. The test
 set is only reported: never used for early stopping, learning-rate changes or model selection.
-After every epoch one un-augmented ``predict`` pass over the training set (batch 512) fills the
-extra metric columns (accuracy against the given and the true labels, memorization of the wrong
-labels) and the AUM margins of the images trained on (validation images: NaN); a second pass over the
-test set gives ``test_accuracy``.
+After every epoch noisycore.epoch_eval fills the extra metric columns (training-set curves on a
+stratified sample of a large set, one validation pass, a plain test pass) and the AUM margins of the
+images trained on (validation images: NaN); the kept model's final numbers use the full sets.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from noisycore import baseline, runs  # noqa: E402
+from noisycore import baseline, calibration, runs  # noqa: E402
 from noisycore.labelsets import SUBSET_KEY  # noqa: E402
 from noisycore.config import ConfigError, TrainConfig  # noqa: E402
 from noisycore.catalog import method_params  # noqa: E402
@@ -37,6 +36,8 @@ from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
 from noisycore.util import (margins, one_line, print_traceback, save_npy, save_npz, stratified_split,  # noqa: E402,F401
                             stratified_subset)
 from noisycore.pipeline import endless, predict_probs  # noqa: E402
+from noisycore.epoch_eval import (EpochRecorder, Evaluation, probs_argmax, train_sample,  # noqa: E402,F401
+                                  training_set_metrics)
 from noisycore.resume import EpochBackup  # noqa: E402
 from noisycore.averaging import SwapEMAWeights, averaging_callbacks  # noqa: E402,F401 (SwapEMAWeights: re-exported)
 
@@ -270,85 +271,6 @@ class RunMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-@dataclass(frozen=True, eq=False)
-class Evaluation:
-    """What the per-epoch and final evaluations need: the training, validation and test images (uint8
-    arrays, predicted un-augmented through pipeline.predict_probs), the
-    fit / validation split, the labels to score against, and how to predict (TTA, precision)."""
-
-    train_x: np.ndarray               # uint8 every training image (fit + validation)
-    test_x: np.ndarray                # uint8 the test images
-    val_x: Optional[np.ndarray]       # uint8 the validation images (val_idx order) for TTA selection; None without TTA
-    fit_idx: np.ndarray               # int (n_fit,) positions of the images the model trains on
-    val_idx: np.ndarray               # int (n_val,) positions of the validation images
-    y_val: np.ndarray                 # the labels validation scores against (given, or true with trusted_val)
-    tta: str                          # "none" | "flip"
-    precision: str                    # "float32" | "bfloat16", as resolved for this run
-    given_fit: np.ndarray             # given labels of the fit images
-    true_fit: Optional[np.ndarray]    # true labels of the fit images (None when the truth is unknown)
-    given_all: np.ndarray             # given labels of every training image
-    y_test: np.ndarray                # labels of the test images
-    record_margins: bool              # keep each epoch's margins (AUM) in margins.npy
-
-
-class EpochRecorder(keras.callbacks.Callback):
-    """After each complete epoch: predict the training and test sets (un-augmented, batch 512),
-    append a metrics.csv row and the margins, and let the method react (weights, relabelling).
-
-    TTA (``ev.tta``) is used where a prediction decides or reports: the validation accuracy that
-    selects the best epoch and the test accuracy. The training images' per-epoch probabilities
-    (training-set curves, memorized, AUM margins, the methods' reweighting) are one plain forward
-    pass each: with flip TTA they cost two, which made the per-epoch evaluation as long as the
-    epoch's training. The final predictions (predictions.npz, detection) use TTA for every image."""
-
-    def __init__(self, *, run_dir, method, monitor: RunMonitor, evaluation: "Evaluation", progress=None):
-        super().__init__()
-        self.run_dir, self.method, self.monitor, self.ev, self.progress = run_dir, method, monitor, evaluation, progress
-        self.columns = None
-        self.margins: list = []
-        self.last_probs = None
-        self._t0, self._lr = 0.0, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.monitor.interrupted:
-            return
-        fit_seconds = time.monotonic() - self._t0   # the epoch's steps + validation, before our evaluation
-        # The lr this epoch used: schedulers set it at epoch begin; ReduceLROnPlateau (later in the
-        # callback list) lowers it only after this runs.
-        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        ev, logs = self.ev, (logs if logs is not None else {})
-        net = self.method.predictor(self.model)
-        probs = predict_probs(net, ev.train_x, tta="none", batch_size=EVAL_BATCH)
-        test_probs = predict_probs(net, ev.test_x, tta=ev.tta, batch_size=EVAL_BATCH)
-        self.last_probs = probs
-        if ev.tta != "none" and ev.val_x is not None:
-            # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
-            val_probs = predict_probs(net, ev.val_x, tta=ev.tta, batch_size=EVAL_BATCH)
-            logs["val_accuracy"] = float((probs_argmax(val_probs) == ev.y_val).mean())
-        row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-               **training_set_metrics(probs[ev.fit_idx], ev.given_fit, ev.true_fit),
-               "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
-               "test_accuracy": float((probs_argmax(test_probs) == ev.y_test).mean()), "lr": self._lr}
-        extras = self.method.after_epoch(epoch, probs[ev.fit_idx], self.model)
-        extras.update({k: logs[k] for k in ("val_accuracy_2",) if k in logs})
-        row.update(extras)
-        row["seconds"] = round(time.monotonic() - self._t0, 3)
-        row["fit_seconds"] = round(fit_seconds, 3)
-        if self.columns is None:
-            self.columns = list(runs.METRIC_COLUMNS) + [k for k in extras if k not in runs.METRIC_COLUMNS]
-        runs.append_metrics_row(self.run_dir, row, self.columns)
-        if ev.record_margins:   # training dynamics: the fit images only (validation images stay NaN)
-            row_margins = np.full(len(ev.given_all), np.nan, dtype=np.float32)
-            fit = ev.fit_idx
-            row_margins[fit] = margins(probs[fit], ev.given_all[fit])
-            self.margins.append(row_margins.astype(np.float16))
-            save_npy(self.run_dir / "margins.npy", np.stack(self.margins))
-        runs.update_status(self.run_dir, epoch=epoch + 1, epochs_done=epoch + 1)
-        if self.progress is not None:
-            self.progress({"state": "running", "epoch": epoch + 1, "metrics": row})
 
 
 class CompleteEpochCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -372,26 +294,6 @@ class LastModelSaver(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.method.predictor(self.model).save(self.path)
-
-
-# ------------------------------------------------------------------------------ metrics helpers
-def probs_argmax(probs) -> np.ndarray:
-    return np.asarray(probs).argmax(axis=1)
-
-
-def training_set_metrics(probs, given, true=None) -> dict:
-    """Accuracy against the given and the true labels, and the share of wrong labels memorized.
-
-    memorized = mean over examples with given != true of [argmax p == given]. probs (N, K), labels (N,).
-    """
-    pred = probs_argmax(probs)
-    out = {"train_acc_given": float((pred == given).mean()), "train_acc_true": None, "memorized": None}
-    if true is not None:
-        out["train_acc_true"] = float((pred == true).mean())
-        noisy = given != true
-        if noisy.any():
-            out["memorized"] = float((pred[noisy] == given[noisy]).mean())
-    return out
 
 
 # ------------------------------------------------------------------------------ the run
@@ -470,9 +372,6 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     from noisycore.labelsets import save_label_set
 
     keras.utils.set_random_seed(config.seed)
-    precision = resolve_precision(config.mixed_precision)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
-    runs.update_status(run_dir, precision=precision)
     prepared = prepare(config)
     ds, noisy = prepared.dataset, prepared.noisy
     save_label_set(run_dir, ds, noisy)
@@ -482,27 +381,39 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
                                     f"{config.model} needs; they were scaled up to {side}x{side} pixels.")
     # seconds: the linear baseline (the line to beat) and what it says about mirroring (augment / tta auto)
     config = baseline.choose_for_run(run_dir, config, ds, noisy.labels, truth_known=noisy.true_labels is not None)
+    # the fast preset: precision and network timed on this machine (cached), epochs from a time budget
+    num_fit = len(noisy.labels) - len(validation_split(noisy.labels, fraction=config.val_fraction, seed=config.seed)[1])
+    config = calibration.choose_for_run(run_dir, config, num_fit=num_fit, image_shape=ds.x_train.shape[1:])
+    keras.utils.set_random_seed(config.seed)
+    precision = resolve_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    runs.update_status(run_dir, precision=precision)
     ctx, fit_idx, val_idx = make_context(config, prepared, run_dir)
-    fit_probs = lambda: None if monitor.interrupted else recorder.last_probs[fit_idx]  # noqa: E731 (set below)
+    fit_probs = lambda: None if monitor.interrupted else recorder.fit_probs  # noqa: E731 (set below)
     extra_callbacks = _forward_setup(config, noisy, ctx, run_dir, fit_probs)
     method = METHODS[config.method](ctx, **config.method_kwargs)
     model = method.build()
     batches = method.fit_batches()
     k = ds.num_classes
     record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
+    # the training-set curves on a sample, unless margins, the method or forward's T need every fit image
+    sample = train_sample(ctx.y_fit, full=record or method.uses_fit_probs or bool(extra_callbacks), seed=config.seed)
+    own_val = bool(len(val_idx)) and config.tta != "none" and not method.extra_val_metrics
     evaluation = Evaluation(train_x=ds.x_train, test_x=ds.x_test,
                             val_x=ds.x_train[val_idx] if len(val_idx) and config.tta != "none" else None,
                             fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
                             given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
-                            y_test=np.asarray(ds.y_test), record_margins=record)
+                            y_test=np.asarray(ds.y_test), record_margins=record, sample=sample,
+                            val_loss=method.per_example_loss() if own_val else None)
     monitor = RunMonitor(run_dir, epochs=config.epochs, batches=batches, progress=progress,
                          batches_fn=method.fit_batches)
     recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
-    runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx))
+    runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx),
+                       train_sample=len(sample), margins_recorded=bool(record))
     data, steps = method.train_data(), None
     if int(data.cardinality()) > 0:   # passes of a fixed length: one iterator for the whole run (no stalls)
         data, steps = endless(data)
-    model.fit(data, validation_data=method.val_data(), epochs=config.epochs, steps_per_epoch=steps,
+    model.fit(data, validation_data=None if own_val else method.val_data(), epochs=config.epochs, steps_per_epoch=steps,
               callbacks=_callbacks(config, run_dir, method, monitor, recorder) + extra_callbacks, verbose=verbose,
               shuffle=False)  # the pipeline already reshuffles each pass
     return _finish(config, run_dir, model=model, method=method, prepared=prepared, evaluation=evaluation,

@@ -460,7 +460,7 @@ class TruthLeak(AssertionError):
 
 
 # The only functions allowed to read the truth during a run: evaluation-only reports.
-REPORTERS = {("train.py", "training_set_metrics"), ("train.py", "_summary_truth"), ("labelsets.py", "save_label_set"),
+REPORTERS = {("epoch_eval.py", "training_set_metrics"), ("train.py", "_summary_truth"), ("labelsets.py", "save_label_set"),
              ("label_correction.py", "correction_counts"), ("confidence_weighting.py", "_report")}
 
 

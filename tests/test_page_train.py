@@ -203,3 +203,28 @@ def test_after_stop_the_bar_says_stopping_until_the_run_is_saved(_isolated_home)
     assert (run / runs.STOP_FILE).exists()
     at.run()
     assert at.get("progress")[0].proto.text.startswith("stopping: training has ended")
+
+
+def test_fast_preset_shows_the_calibration_and_a_time_budget(_isolated_home):
+    import json
+
+    from noisycore import calibration
+
+    at = _train_page()
+    at.segmented_control(key="preset").set_value("fast").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "not calibrated yet" in captions and "No budget: the preset's epochs." in captions
+    path = calibration.cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seconds = {calibration.variant_key(*v): 1e-3 for v in calibration.variants()}
+    path.write_text(json.dumps({"machine": calibration.machine_key(), "seconds_per_image": seconds, "seconds": 5.0}))
+    at.number_input(key="opt.fast.max_train").set_value(10_000).run()   # 9,000 fit x 1 ms = 9 s per epoch
+    at.number_input(key="opt.fast.budget").set_value(0.5).run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Calibrated (" in captions and "1,000 images/s" in captions
+    # 30 s < 60 s start-up + 9.9 s (9 s + a tenth for the evaluation): (60 + 9.9) / 60 = 1.165 min
+    assert "budget_minutes=0.5 is too short for one epoch on this machine (10 s each" in captions
+    assert "give at least 1.2" in captions
+    at.number_input(key="opt.fast.budget").set_value(3.0).run()    # (180 - 60) / 9.9 = 12.1
+    assert any(c.value.startswith("Budget 3 min: about 12 epochs of ~9 s") for c in at.caption)

@@ -104,10 +104,10 @@ LAYERS = (
     ("foundation", ("errors", "util", "catalog", "console")),
     ("settings", ("config", "schedules", "hardware", "cliargs")),
     ("data", ("datasets", "human_labels", "noise", "labelsets", "naming", "workspaces")),
-    ("runs and models", ("runs", "pipeline", "models", "backbones", "embeddings", "losses", "aum", "detectors",
+    ("runs and models", ("runs", "pipeline", "models", "calibration", "backbones", "embeddings", "losses", "aum", "detectors",
                          "quality", "baseline")),
     ("reading runs", ("evaluation", "detect", "dataquality", "review", "teamreview", "triage", "charts")),
-    ("training", ("averaging", "methods", "forward", "resume", "train", "jobs", "executors", "cluster")),
+    ("training", ("averaging", "methods", "forward", "resume", "epoch_eval", "train", "jobs", "executors", "cluster")),
     ("workflows", ("corrections", "crossval", "sweeps", "fanout", "cli")),
 )
 

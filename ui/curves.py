@@ -80,6 +80,8 @@ def live_curves(run_dir: str, *, key: str) -> None:
         marker = evaluation.kept_marker(run)
         show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="accuracy", marker=marker,
                                           truth_known=evaluation.truth_known(run)), width="stretch")
+        if evaluation.curves_note(status, tta=run.config.tta):
+            st.caption(evaluation.curves_note(status, tta=run.config.tta))
         with st.expander("Loss per epoch"):
             show_chart(charts.learning_curves(run.metrics, best_epoch=best, kind="loss", marker=marker),
                        width="stretch")

@@ -194,6 +194,8 @@ def run_panel(run_dir: str, *, key: str) -> None:
             best, marker = evaluation.best_epoch(run), evaluation.kept_marker(run)
             show_chart(charts.learning_curves(metrics, best_epoch=best, kind="accuracy", truth_known=known,
                                               marker=marker), width="stretch")
+            if evaluation.curves_note(status, tta=run.config.tta):
+                st.caption(evaluation.curves_note(status, tta=run.config.tta))
             with st.expander("Loss curves"):
                 show_chart(charts.learning_curves(metrics, best_epoch=best, kind="loss", marker=marker),
                            width="stretch")

@@ -72,6 +72,7 @@ class ExampleAwareMethod(StandardMethod):
     change during training); what it predicts and saves is the plain inner network."""
 
     use_example_labels = False
+    uses_fit_probs = True       # weights / labels follow every fit image's prediction
 
     def build(self) -> keras.Model:
         model = ExampleAwareModel(self.network(), num_examples=len(self.ctx.y_fit),

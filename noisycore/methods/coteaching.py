@@ -131,6 +131,12 @@ class CoTeachingMethod(StandardMethod):
     """
 
     name = "coteaching"
+    extra_val_metrics = True    # val_accuracy_2 (the second network): Keras validates
+
+    @property
+    def uses_fit_probs(self) -> bool:
+        """The estimate of tau needs every fit image's prediction until it is made."""
+        return self.tau is None
 
     def __init__(self, ctx, **params):
         super().__init__(ctx, **params)

@@ -51,6 +51,8 @@ class StandardMethod:
     """One network trained on the given labels with the configured loss (plain ``fit``)."""
 
     name = "standard"
+    uses_fit_probs = False      # after_epoch reads the predictions of every fit image (else it gets None)
+    extra_val_metrics = False   # validation reports more than loss and accuracy: Keras' pass stays on
 
     def __init__(self, ctx: TrainContext, **params):
         self.ctx = ctx
@@ -62,9 +64,10 @@ class StandardMethod:
         from noisycore.models import build_model, init_from_data
 
         c = self.ctx.config
+        options = {k: v for k, v in (("width", c.model_width), ("activation", c.model_activation)) if v is not None}
         net = build_model(c.model, input_shape=self.ctx.input_shape, num_classes=self.ctx.num_classes,
                           dropout=c.dropout, batchnorm=c.batchnorm, weight_decay=c.weight_decay,
-                          seed=c.seed + seed_offset)
+                          seed=c.seed + seed_offset, **options)
         init_from_data(net, self.ctx.x_fit, seed=c.seed + seed_offset)   # fast_cnn's whitening: the fit split only
         return net
 
@@ -128,7 +131,8 @@ class StandardMethod:
 
     def after_epoch(self, epoch: int, probs_fit: np.ndarray, model: keras.Model) -> dict:
         """Called after epoch ``epoch`` (0-based) with predictions (N_fit, K) on the un-augmented
-        fit split; returns extra metric columns for that epoch."""
+        fit split (None unless ``uses_fit_probs``: large sets predict a sample); returns extra
+        metric columns for that epoch."""
         return {}
 
     def fit_batches(self) -> int:
