@@ -214,7 +214,7 @@ def main(argv=None) -> int:
                    help="fields of the recommended recipe to change for the run and the folds, e.g. "
                         "model=fast_cnn,optimizer=nesterov,learning_rate=0.1 (this process only)")
     p.add_argument("--out", default=None, help="results .md (default benchmarks/results/own_data-<budget>.md)")
-    p.add_argument("--source", default="best", choices=("best", "cross_validation", "baseline", "embeddings"),
+    p.add_argument("--source", default="best", choices=("best", "cross_validation", "baseline", "embeddings", "ensemble"),
                    help="predictions the queue is built on (default: what the Review page preselects)")
     args = p.parse_args(argv)
     args.recipe_text = ",".join(f"{k}={v}" for k, v in args.recipe.items())

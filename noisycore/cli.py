@@ -259,7 +259,7 @@ def _say_source(run: Path) -> str:
     baseline beat the network: the queue is then built on the baseline)."""
     source, found = detect.best_source(run)
     acc = {s: f"{100 * a['accuracy']:.1f}%" for s, a in found.items()}
-    if source in ("baseline", "embeddings"):
+    if source in ("baseline", "embeddings", "ensemble"):
         network = "cross_validation" if "cross_validation" in found else "in_sample"
         print(f"{'WARNING: ' if source == 'baseline' else ''}predictions: {detect.SOURCES[source]}; they agree with "
               f"the given labels more often ({acc[source]}) than the network "

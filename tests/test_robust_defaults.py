@@ -105,6 +105,16 @@ def test_tiny_grayscale_scans_train_without_options_in_bfloat16(tmp_path):
     assert record["embeddings"]["cv_accuracy"] == pytest.approx((emb.argmax(1) == info.labels).mean())
     source, found = detect.best_source(tmp_path / "run")
     assert set(found) >= {"baseline", "embeddings", "in_sample"} and source in found
+    assert "ensemble" not in found                       # no cross-validation yet: nothing to average
+    # a cross-validation that agrees with every given label: clearly the best, and the mean of two opinions
+    cv = np.full((160, 4), 0.1)
+    cv[np.arange(160), info.labels] = 0.7
+    np.save(tmp_path / "run" / detect.CV_PROBS, cv.astype(np.float32))
+    ens = detect.pred_probs(tmp_path / "run", source="ensemble", ids=info.ids)
+    np.testing.assert_allclose(ens, (cv + emb) / 2, atol=1e-6)
+    source, found = detect.best_source(tmp_path / "run")
+    assert found["cross_validation"]["accuracy"] == 1.0
+    assert source == "cross_validation" or found[source]["accuracy"] > 1.0 - 1e-9
     assert baseline.run_verdict(summary, record).kind == "better" or \
         summary["test_accuracy"] >= record["held_out_accuracy"]
 

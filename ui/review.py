@@ -24,7 +24,9 @@ SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings
                "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)",
                "baseline": "The linear baseline (logistic regression on the pixels, 4-fold out-of-sample; instant)",
                "embeddings": "Pretrained features (logistic regression on ImageNet EfficientNet-Lite0 embeddings, "
-                             "4-fold out-of-sample; instant)"}
+                             "4-fold out-of-sample; instant)",
+               "ensemble": "The network's cross-validation and the pretrained features together (the mean of "
+                           "both; instant once cross-validation has run)"}
 
 
 def reviewable_runs(root) -> tuple[list[dict], dict]:
@@ -141,15 +143,16 @@ def review_image(run_dir: str, idx: int, px: int, *, square: bool = False):
 def detection_panel(run_dir: str) -> None:
     """Source choice, the Find button and the live cross-validation progress."""
     best, found = guard(detect.best_source, run_dir)
-    choices = [s for s in SOURCE_TEXT if s not in ("baseline", "embeddings") or s in found]
-    if best in ("baseline", "embeddings"):
+    choices = [s for s in SOURCE_TEXT if s not in ("baseline", "embeddings", "ensemble") or s in found]
+    if best in ("baseline", "embeddings", "ensemble"):
         network = found.get("cross_validation") or found.get("in_sample") or {}
-        name = "linear baseline's" if best == "baseline" else "pretrained features'"
+        name = {"baseline": "linear baseline's", "embeddings": "pretrained features'",
+                "ensemble": "network's and pretrained features' joint"}[best]
         text = (f"The {name} predictions agree with the given labels more often ({found[best]['accuracy']:.1%}, "
                 f"4-fold out-of-sample) than the network's ({network.get('accuracy', 0):.1%}, "
                 f"{network.get('what', 'its own model')}): they are preselected below.")
-        (st.info if best == "embeddings" else st.warning)(text, icon=":material/info:" if best == "embeddings"
-                                                           else ":material/warning:")
+        (st.warning if best == "baseline" else st.info)(text, icon=":material/warning:" if best == "baseline"
+                                                         else ":material/info:")
     c = st.columns([3, 1, 1])
     source = c[0].radio("Predicted probabilities from", choices, format_func=SOURCE_TEXT.get,
                         index=choices.index(best) if best in choices and best != "in_sample" else 0,
@@ -164,7 +167,7 @@ def detection_panel(run_dir: str) -> None:
         c[0].caption(f"Each fold model trains with {plan['recipe']}.")
     c[2].write("")
     if c[2].button("Find label issues", type="primary", icon=":material/search:", key="review.find"):
-        if source in ("in_sample", "baseline", "embeddings"):
+        if source in ("in_sample", "baseline", "embeddings", "ensemble"):
             with st.spinner("Scoring every label with every detector…"):
                 guard(detect.detect_all, run_dir, source=source)
             if dataquality.neighbour_features(run_dir)[0] is None \
