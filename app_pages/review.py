@@ -62,7 +62,7 @@ classes = list(info.class_names)
 truth = truth_known(run_dir, info)
 estimate = noise_estimate(run_dir, source)
 weakness = detect.estimate_note(estimate.num_issues, len(info.labels),
-                                next(iter(metas.values())).get("source_accuracy"))   # what N rests on
+                                next(iter(metas.values())).get("source_accuracy"), truth_known=truth)   # what N rests on
 table = guard(detect.evaluation_table, run_dir)
 n_images = len(info.labels)
 # Folded, like section 1: at 1280x800 the open sections put the image to review ~2,000 px down (issue 33)

@@ -199,7 +199,7 @@ def peer_first_k(labels, probs, k: int) -> np.ndarray:
     """The ten-line peer: cleanlab's find_label_issues on (labels, probs), ranked by self-confidence; its first k."""
     from cleanlab.filter import find_label_issues
 
-    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)   # no fork under TensorFlow
     return np.asarray(ranked[:k])
 
 

@@ -213,20 +213,23 @@ def _se(acc: dict) -> float:
     return max((p * (1 - p) / n) ** 0.5, 1 / n)
 
 
-def estimate_note(num_issues: int, n: int, accuracy: Optional[float]) -> dict:
+def estimate_note(num_issues: int, n: int, accuracy: Optional[float], *, truth_known: bool = False) -> dict:
     """Confident learning's N with the accuracy it rests on: {"weak", "text", "suggested"}.
 
-    N counts the images whose given label the model doubts. A model that is often wrong itself (out-of-sample
-    accuracy below WEAK_ACCURACY) doubts correct labels too, so N is then likely too high; the suggested review
-    size is what a reviewer can afford (5% of the set, at least 20, at most N) instead of all N."""
+    N counts the images whose given label the model doubts. Low agreement with the given labels (below
+    WEAK_ACCURACY out of sample) has two causes the estimate cannot tell apart: many wrong labels, or a model
+    that is often wrong itself and doubts correct labels too (then N is too high). On the user's own labels
+    the page says so and suggests what a reviewer can afford first (5% of the set, at least 20, at most N)
+    instead of all N; with known truth (the demo) precision and recall answer it, so nothing changes."""
     if accuracy is None:
         return {"weak": False, "text": "", "suggested": num_issues}
     text = f"The estimate rests on predictions that agree with the given labels {100 * accuracy:.1f}% of the time out of sample."
-    if accuracy >= WEAK_ACCURACY:
+    if accuracy >= WEAK_ACCURACY or truth_known:
         return {"weak": False, "text": text, "suggested": num_issues}
     suggested = int(min(num_issues, max(20, round(0.05 * n))))
-    text += (f" That is low: the model's own mistakes count as wrong labels, so {num_issues} is likely too high. "
-             f"Review the {suggested} most suspicious first.")
+    text += (f" That is low: either about {num_issues} labels really are wrong, or the model is too weak to tell and its "
+             f"own mistakes count as wrong labels (then {num_issues} is too high). Review the {suggested} most "
+             "suspicious first, and more if most of them are wrong.")
     return {"weak": True, "text": text, "suggested": suggested}
 
 

@@ -70,7 +70,9 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     from noisycore import detect, detectors, triage
     run = tmp_path / "work" / "run"
     info = detect.read_run_labels(run)
-    probs = detect.pred_probs(run, source="cross_validation", ids=info.ids)
+    # the predictions the Review page preselects (detect.best_source), which the benchmark scores
+    assert result["source"] == detect.best_source(run)[0] != "in_sample"
+    probs = detect.pred_probs(run, source=result["source"], ids=info.ids)
     n_est = detectors.estimate_noise(info.labels, probs).num_issues
     issues = detect.load_issues(run, "confident_learning")
     planted_ids = set(json.loads((tmp_path / "work" / "planted.json").read_text()))

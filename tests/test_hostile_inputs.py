@@ -273,7 +273,8 @@ def test_review_page(name, env, monkeypatch):
     at = _page("app_pages/review.py", run, monkeypatch)
     assert not at.exception, at.exception
     if name == "run_model_other_dataset":
-        at.radio(key="review.source").set_value("in_sample").run()
+        # the source radio's key names its preselection (review.source.<best>), so a new best preselects anew
+        next(r for r in at.radio if (r.key or "").startswith("review.source")).set_value("in_sample").run()
         at.button(key="review.find").click().run()
         assert not (run / "cv").exists(), "a background job started despite the error"
     _expect_page(at, case)

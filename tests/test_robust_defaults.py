@@ -192,3 +192,16 @@ def test_mirror_check_tells_quadrants_from_symmetric_classes():
     probs, flipped = baseline.out_of_sample_probs(f, ys, folds=4, seed=0, num_classes=2, mirrored=m)
     assert baseline.mirror_retained(probs, flipped, ys) >= baseline.MIRROR_KEEP
     assert baseline.mirror_keeps_labels(probs, flipped, ys)
+
+
+def test_estimate_note_admits_a_weak_model_on_own_labels_only():
+    from noisycore import detect
+
+    strong = detect.estimate_note(30, 900, 0.92)
+    assert not strong["weak"] and strong["suggested"] == 30 and "92.0%" in strong["text"]
+    weak = detect.estimate_note(132, 600, 0.58)        # issue 28's 600 photos: 58% and N = 132 for 24 planted
+    assert weak["weak"] and weak["suggested"] == 30 and "too weak" in weak["text"]   # 5% of 600
+    assert detect.estimate_note(10, 100, 0.5)["suggested"] == 10                     # never more than N
+    assert detect.estimate_note(40, 100, 0.5)["suggested"] == 20                     # at least 20
+    demo = detect.estimate_note(3200, 8000, 0.58, truth_known=True)                  # 40% injected noise: truth known
+    assert not demo["weak"] and demo["suggested"] == 3200
