@@ -44,9 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from noisycore.errors import UserError  # noqa: E402
 
-CIFAR_TAR = Path(os.environ.get("NOISYLAB_CIFAR_IMAGES",
-                                ROOT.parent / "shared" / "datasets" / "cifar10" / "cifar10-images.tar.xz"))
-RESULTS = ROOT / "benchmarks" / "results"
+from own_data import CIFAR_TAR, RESULTS  # noqa: E402  (the shared CIFAR-10 tarball, the results folder)
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PLANTED = 0.05
 # name -> source, classes, images per class (a tuple: imbalanced), grayscale, side in pixels (None: as is)

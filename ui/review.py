@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, ImageOps
 
-from noisycore import crossval, dataquality, detect, evaluation, runs, teamreview
+from noisycore import baseline, crossval, dataquality, detect, evaluation, runs, teamreview
 from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
@@ -72,6 +72,20 @@ def run_data(run_dir: str, source: str):
     """(RunLabels, pred_probs (N, K), neighbour features (N, D) or None, their kind: "pretrained" | "model" |
     None), cached until the files change."""
     return guard(_run_data, run_dir, source, _stamp(Path(run_dir)))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _best_source(run_dir: str, stamp: tuple):
+    return detect.best_source(run_dir)
+
+
+def best_source(run_dir: str):
+    """detect.best_source, cached until a source's probabilities (or the run's summary) change: it loads
+    every source's (N, K) probabilities, too much for every rerun of the Review page."""
+    run = Path(run_dir)
+    stamp = _stamp(run) + tuple(_mtime(run / f) for f in (baseline.BASELINE_PROBS, baseline.EMBEDDING_PROBS,
+                                                           "summary.json"))
+    return guard(_best_source, run_dir, stamp)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -142,7 +156,7 @@ def review_image(run_dir: str, idx: int, px: int, *, square: bool = False):
 
 def detection_panel(run_dir: str) -> None:
     """Source choice, the Find button and the live cross-validation progress."""
-    best, found = guard(detect.best_source, run_dir)
+    best, found = best_source(run_dir)
     choices = [s for s in SOURCE_TEXT if s not in ("baseline", "embeddings", "ensemble") or s in found]
     if best in ("baseline", "embeddings", "ensemble"):
         network = found.get("cross_validation") or found.get("in_sample") or {}
