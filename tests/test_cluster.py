@@ -99,7 +99,7 @@ def test_sweep_cells_and_folds_run_side_by_side_on_both_nodes(two_nodes, quadran
 
 def test_a_node_killed_mid_run_loses_no_finished_epoch(two_nodes, quadrants, tmp_path):
     sim, nodes, ex = two_nodes
-    epochs = 12
+    epochs = 40          # enough that the kill lands mid-run on a fast machine (12 epochs had all ended first)
     run_dir = ex.start(tiny_config(quadrants, epochs=epochs), root=tmp_path / "runs", name="moving")
     first = wait_for(run_dir, lambda s: (s.get("epochs_done") or 0) >= 3, "three epochs in")
     doomed = next(n for n in nodes if n.node_id.startswith(node_of(first)))

@@ -125,13 +125,15 @@ def tally(page) -> dict:
 def choose_option(page, combobox: str, option: str) -> None:
     """Pick the option containing ``option`` in the selectbox named ``combobox``."""
     box, choice = page.get_by_role("combobox", name=combobox), page.get_by_role("option").filter(has_text=option)
-    for _ in range(5):   # right after a rerun the first click can leave the list closed: try again
+    for attempt in range(5):   # a rerun can close the list or redraw the option under the click: try again
         wait_idle(page)
         box.click()
         try:
             choice.first.wait_for(timeout=3_000)
+            choice.first.click(timeout=10_000)
             break
         except Exception:
+            if attempt == 4:
+                raise
             page.keyboard.press("Escape")
-    choice.first.click()
     wait_idle(page)
