@@ -1,0 +1,245 @@
+"""The headline table of benchmarks/README.md, generated from the committed results files.
+
+    python benchmarks/headline.py            # print the generated blocks (the headline, the robust-defaults table)
+    python benchmarks/headline.py --write    # splice them into benchmarks/README.md between their marker comments
+    python benchmarks/headline.py --check    # exit 1 when benchmarks/README.md differs from what the files give
+
+Every row names what was measured, the number, the machine, the date and the results file, and is read
+from that file: a row whose file is missing, whose record is not found or which lacks a field is refused
+(exit 2, one line). A record marked ``superseded`` in its file (a non-empty field of that name: a timing
+artifact, a blog timing reused from another invocation) is never quoted: the row is skipped and named on
+stderr. README.md quotes only numbers of this table (tests/test_headline.py).
+
+A results file is CSV (a record = a row), JSON Lines (a record = a line) or JSON (the file is one record);
+``where`` picks the records (the last match wins, so a file that grows keeps its newest measurement) and a
+field may be a dotted path into nested JSON (``found_in_first_k.30``). A new row is one ``Row(...)`` below.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "benchmarks" / "README.md"
+COLUMNS = ("what", "number", "machine", "date", "results file")
+
+
+class Refused(Exception):
+    """A row cannot be generated: its file, record or field is missing."""
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    file: str                      # relative to the repository root
+    fields: tuple                  # the record's fields (dotted paths) passed to ``number`` in this order
+    number: Callable               # the fields' values -> the text in the table
+    where: dict = field(default_factory=dict)   # {field: value} the record must match (as text)
+
+
+def pct(x) -> str:
+    return f"{100 * float(x):.1f}%"
+
+
+def minutes(s) -> str:
+    return f"{float(s) / 60:.1f} min"
+
+
+TTA = "benchmarks/results/time_to_accuracy-cifar10-full"
+FAST = "fast preset (fused BatchNorm + ReLU, width 0.75)"    # the legend under the table says more
+GELU = "fast preset of 2026-11-30 (GELU, width 0.5)"
+TO_BLOG = "time to the blog recipe's best: fit (wall) minutes; share of the blog's time"
+OWN = "Own photos (own_data.py: 900 photos, 30 planted)"
+ROBUST = "Robust defaults (robust_defaults.py)"
+
+
+def _to_blog(fit, wall, ratio, blog):
+    return f"{float(fit) / 60:.1f} min ({float(wall) / 60:.1f} wall); {float(ratio):.3f} of {minutes(blog)}"
+
+
+ROWS = (
+    Row("Blog recipe's reference, clean labels: best test accuracy (epoch)", "benchmarks/reference/blog_reference.json", ("runs.clean.best_test_accuracy",
+        "runs.clean.best_epoch"), lambda a, e: f"{100 * a:.2f}% (epoch {e})"),
+    Row("Blog recipe's reference, 40% symmetric noise: best test accuracy (epoch)",
+        "benchmarks/reference/blog_reference.json", ("runs.sym40.best_test_accuracy", "runs.sym40.best_epoch"),
+        lambda a, e: f"{100 * a:.2f}% (epoch {e})"),
+    Row("Blog recipe's reference, CIFAR-10N worst labels: best test accuracy (epoch)",
+        "benchmarks/reference/blog_reference.json", ("runs.worst.best_test_accuracy", "runs.worst.best_epoch"),
+        lambda a, e: f"{100 * a:.2f}% (epoch {e})"),
+    Row(f"Full CIFAR-10, {GELU}, clean labels, seed 0: test accuracy",
+        f"{TTA}-xeon.csv", ("final_test_accuracy",), pct, {"setting": "clean", "seed": "0"}),
+    Row(f"Full CIFAR-10, {GELU}, clean labels, seed 0: {TO_BLOG}", f"{TTA}-xeon.csv",
+        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
+        {"setting": "clean", "seed": "0"}),
+    Row(f"Full CIFAR-10, {FAST}, 40% symmetric noise, seed 1: test accuracy",
+        f"{TTA}-relu-s1.csv", ("final_test_accuracy",), pct, {"setting": "sym40", "seed": "1"}),
+    Row(f"Full CIFAR-10, {FAST}, 40% symmetric noise, seed 1: {TO_BLOG}", f"{TTA}-relu-s1.csv",
+        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
+        {"setting": "sym40", "seed": "1"}),
+    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 0: test accuracy",
+        f"{TTA}-endless-s0.csv", ("final_test_accuracy",), pct, {"setting": "worst", "seed": "0"}),
+    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 1: test accuracy",
+        f"{TTA}-endless-s1.csv", ("final_test_accuracy",), pct, {"setting": "worst", "seed": "1"}),
+    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 0: {TO_BLOG}", f"{TTA}-endless-s0.csv",
+        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
+        {"setting": "worst", "seed": "0"}),
+    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 1: {TO_BLOG}", f"{TTA}-endless-s1.csv",
+        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
+        {"setting": "worst", "seed": "1"}),
+    Row(f"{OWN}: planted among the queue's first 30", "benchmarks/results/own_data-cpu.json",
+        ("found_in_first_k.30", "planted"), lambda n, k: f"{n} of {k}"),
+    Row(f"{OWN}: flagged by confident learning",
+        "benchmarks/results/own_data-cpu.json", ("flagged", "flag_recall", "planted"),
+        lambda f, r, k: f"{f} flagged, {round(r * k)} of {k} planted"),
+    Row(f"{OWN}: the queue's source: agreement with the given labels",
+        "benchmarks/results/own_data-cpu.json", ("source", "source_accuracy_given"),
+        lambda s, acc: f"{s}: {pct(acc[s])}"),
+    Row(f"{OWN}: training time, run and 4 folds", "benchmarks/results/own_data-cpu.json",
+        ("training_minutes",), lambda m: f"{float(m):.1f} min"),
+    Row(f"{ROBUST}, 8-px digit scans: planted in the queue's first k vs "
+        "the peer's", "benchmarks/results/robust_defaults.jsonl",
+        ("queue_first_k", "peer_first_k", "planted"), lambda q, p, k: f"{q} vs {p} of {k}", {"set": "digits8"}),
+    Row(f"{ROBUST}, 600 CIFAR-10 photos: planted in the queue's first k vs the peer's",
+        "benchmarks/results/robust_defaults.jsonl", ("queue_first_k", "peer_first_k", "planted"),
+        lambda q, p, k: f"{q} vs {p} of {k}", {"set": "cifar4-600"}),
+)
+
+
+# ------------------------------------------------------------------------------ reading results files
+def records(path: Path) -> list:
+    """The records of a results file: CSV rows, JSON lines, or the one JSON object."""
+    if not path.is_file():
+        raise Refused(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: no such results file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".csv":
+        return list(csv.DictReader(text.splitlines()))
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(text)]
+
+
+def lookup(record: dict, dotted: str, *, where: str):
+    value = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value or value[part] in (None, ""):
+            raise Refused(f"{where}: no field {dotted!r}")
+        value = value[part]
+    return value
+
+
+def row_cells(row: Row, root: Path = ROOT):
+    """(what, number, machine, date, file) of one row, or None when its record is superseded."""
+    found = [r for r in records(root / row.file) if all(str(r.get(k)) == str(v) for k, v in row.where.items())]
+    where = row.file + "".join(f" {k}={v}" for k, v in row.where.items())
+    if not found:
+        raise Refused(f"{where}: no such record")
+    record = found[-1]
+    if record.get("superseded"):
+        return None
+    values = [lookup(record, f, where=where) for f in row.fields]
+    values = [_number(v) for v in values]
+    machine, date = (lookup(record, f, where=where) for f in ("machine", "date"))
+    return (row.what, row.number(*values), short_machine(machine), str(date), f"`{row.file}`")
+
+
+def _number(value):
+    """CSV cells are text: numbers become numbers, everything else stays as it is."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    return value
+
+
+def short_machine(text: str) -> str:
+    """``2 CPUs (Intel(R) Xeon(R) Processor), Linux ..., Python ...`` -> ``Intel(R) Xeon(R) Processor, 2 CPUs``."""
+    head, sep, rest = text.partition(" CPUs (")
+    if sep and head.strip().isdigit() and "), " in rest:
+        return f"{rest.split('), ', 1)[0]}, {head.strip()} CPUs"
+    return text
+
+
+def headline(rows=None, root: Path = ROOT, skipped=None) -> str:
+    """The headline table (markdown) of ``rows`` (default ROWS); superseded rows go to ``skipped``."""
+    rows = ROWS if rows is None else rows
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---:|---|---|---|"]
+    for row in rows:
+        cells = row_cells(row, root)
+        if cells is None:
+            if skipped is not None:
+                skipped.append(row.what)
+            continue
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the generated blocks
+def blocks(root: Path = ROOT, skipped=None) -> dict:
+    """Every generated block of benchmarks/README.md, by marker name."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import robust_defaults
+
+    return {"headline": headline(root=root, skipped=skipped),
+            "robust_defaults": robust_defaults.table(root / "benchmarks" / "results" / "robust_defaults.jsonl")}
+
+
+def markers(name: str) -> tuple:
+    return f"<!-- generated:{name} (python benchmarks/headline.py --write; do not edit by hand) -->", \
+        f"<!-- /generated:{name} -->"
+
+
+def extract(text: str, name: str) -> str:
+    """The block between ``name``'s markers in ``text``."""
+    begin, end = markers(name)
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise Refused(f"benchmarks/README.md: the markers of {name!r} are missing or not one pair: {begin}")
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def splice(text: str, generated: dict) -> str:
+    for name, block in generated.items():
+        extract(text, name)
+        begin, end = markers(name)
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + block + "\n" + end + rest.split(end, 1)[1]
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", action="store_true", help="splice the blocks into benchmarks/README.md")
+    p.add_argument("--check", action="store_true", help="exit 1 when benchmarks/README.md's blocks differ")
+    args = p.parse_args(argv)
+    skipped = []
+    try:
+        generated = blocks(skipped=skipped)
+        text = README.read_text(encoding="utf-8")
+        if args.write:
+            README.write_text(splice(text, generated), encoding="utf-8")
+        elif args.check:
+            stale = [name for name, block in generated.items() if extract(text, name) != block]
+            if stale:
+                print(f"benchmarks/README.md: {', '.join(stale)} differ from the results files; run "
+                      "python benchmarks/headline.py --write", file=sys.stderr)
+                return 1
+        else:
+            print("\n\n".join(generated.values()))
+    except Refused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for what in skipped:
+        print(f"skipped (superseded in its results file): {what}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
