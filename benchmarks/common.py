@@ -291,6 +291,21 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def revision() -> str:
+    """The code's git revision (short), ``+changes`` when noisycore/ or benchmarks/ differ from it: which
+    code measured a result (results files record it; time_to_accuracy keys its blog timing cache on it)."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "noisycore", "benchmarks/*.py"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev or "unknown") + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def machine() -> str:
     import platform
 

@@ -250,7 +250,10 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps({**result, "folds": args.folds, "epochs": args.epochs,
-                                                    "classes": list(args.classes), "recipe": args.recipe},
+                                                    "classes": list(args.classes), "recipe": args.recipe,
+                                                    "training_minutes": round(recorded / 60, 1),
+                                                    "machine": common.machine(), "date": time.strftime("%Y-%m-%d"),
+                                                    "revision": common.revision()},
                                                    indent=1))
     print(text)
     print(f"written: {out}")

@@ -250,19 +250,6 @@ def table(path: Path) -> str:
     return "\n".join(out)
 
 
-def _revision() -> str:
-    import subprocess
-
-    try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "noisycore"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return rev + ("+changes" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sets", default=None, help=f"comma-separated subset of: {', '.join(SETS)}")
@@ -297,7 +284,7 @@ def main(argv=None) -> int:
         row = {"set": name, **score(run, truth), "wall_seconds": round(time.monotonic() - t0, 1),
                "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
                "machine": common.machine(), "date": time.strftime("%Y-%m-%d"), "smoke": bool(args.smoke),
-               "revision": _revision()}
+               "revision": common.revision()}
         print(json.dumps(row), flush=True)
         if out is not None:
             with open(out, "a", encoding="utf-8") as f:

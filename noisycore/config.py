@@ -353,11 +353,10 @@ PRESETS: dict = {
     },
     # Real photos, small sets (the user's own folder of a few hundred to a few thousand images): the fast
     # recipe's network and pieces with batch 64 (the fast preset's 256 leaves only a few optimizer steps
-    # per epoch there) and the learning rate scaled with it (0.4 at 256 -> 0.1 at 64), 30 epochs. On 900
-    # photos of three classes with 30 planted mislabels (benchmarks/own_data.py) its cross-validated
-    # models were right on 84.7% of the images (the compact CNN recipe before it: 79.6%) and confident
-    # learning flagged 115 images instead of 184 for the same 25 of 30 planted ones; 60 epochs, label
-    # smoothing and crop-after-padding-4 were each no better (benchmarks/README.md "Own data").
+    # per epoch there) and the learning rate scaled with it (0.4 at 256 -> 0.1 at 64), 30 epochs. Measured
+    # on 900 photos of three classes with 30 planted mislabels by benchmarks/own_data.py: the numbers are in
+    # benchmarks/results/own_data-cpu.json (quoted by the headline table of benchmarks/README.md); 60 epochs,
+    # label smoothing and crop-after-padding-4 were each no better (benchmarks/README.md "Own data").
     "small": {
         "model": "fast_cnn",
         "loss": "gce",

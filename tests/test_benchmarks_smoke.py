@@ -84,6 +84,7 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     planted = json.loads((tmp_path / "work" / "planted.json").read_text())
     assert len(planted) == 8 and all(k.split("/")[0] != v for k, v in planted.items())
     # the time reported is the training recorded by the run and its 2 folds, also when an invocation resumes
+    import platform
     import re
 
     summaries = [tmp_path / "work" / "run" / "summary.json",
@@ -91,6 +92,9 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     assert len(summaries) == 3
     minutes = f"{sum(json.loads(f.read_text())['seconds'] for f in summaries) / 60:.1f} min of training"
     assert minutes in out.read_text()
+    # the JSON holds what the headline table quotes: the same training minutes, the machine and the date
+    assert f"{result['training_minutes']:.1f} min of training" == minutes
+    assert result["machine"].endswith(platform.python_version()) and re.fullmatch(r"\d{4}-\d\d-\d\d", result["date"])
     again = subprocess.run([sys.executable, script, "--smoke", "--work", str(tmp_path / "work"), "--out", str(out),
                             "--recipe", "tta=flip,loss=label_smoothing,loss_params.epsilon=0.2"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
