@@ -292,16 +292,18 @@ def shown_path(path: Path) -> str:
 
 
 def revision() -> str:
-    """The code's git revision (short), ``+changes`` when noisycore/ or benchmarks/ differ from it: which
-    code measured a result (results files record it; time_to_accuracy keys its blog timing cache on it)."""
+    """The code's git revision (short), ``+changes-<hash>`` when noisycore/ or benchmarks/ differ from it: which
+    code measured a result (results files record it; time_to_accuracy keys its blog timing cache on it).
+    Uncommitted changes add a hash of their diff, so two different edits never share a key."""
+    import hashlib
     import subprocess
 
     try:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "noisycore", "benchmarks/*.py"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev or "unknown") + ("+changes" if dirty else "")
+        diff = subprocess.run(["git", "-C", str(ROOT), "diff", "HEAD", "--", "noisycore", "benchmarks/*.py"],
+                              capture_output=True, text=True, timeout=10).stdout
+        return (rev or "unknown") + (f"+changes-{hashlib.sha1(diff.encode()).hexdigest()[:8]}" if diff else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -13,7 +13,8 @@ and its validation pass, not the extra per-epoch evaluation the run folder recor
 
 The blog recipe is not re-run for hours: its seconds per full-data epoch are measured in the same
 invocation (``--blog-steps`` steps after a warm-up, extrapolated to the fit split's batches, plus
-one timed validation pass; the extrapolation is stated in the results) and multiplied by the epoch at
+one timed validation pass; the extrapolation is stated in the results; a cached timing is reused only from
+the same CPU, TensorFlow, code revision and timing method) and multiplied by the epoch at
 which it peaks in the reference run (a GPU, Keras 3; benchmarks/reference/blog_reference.json): clean 86.90% at epoch 98, symmetric 40% 79.91%
 at epoch 54, CIFAR-10N worst 77.05% at epoch 34. Goal: the fast recipe reaches those accuracies in at
 most 1/6 of the blog recipe's time to them, and beats them by >= 5 points within 1/3 of it.
@@ -137,17 +138,51 @@ def blog_epoch_seconds(dataset: str, budget: Budget, *, steps: int, precision: s
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
+TIMING_METHOD = "step_clock: steps after 3 warm-up steps, extrapolated, + one validation pass"
+
+
+def timing_key(*, steps: int, precision: str) -> dict:
+    """What a cached blog timing must match to be reused: the CPU, the TensorFlow version, the code revision
+    (with a hash of uncommitted changes) and the timing method. Anything else is a different measurement."""
+    import tensorflow as tf
+
+    from noisycore.hardware import cpu_model
+
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
+            "revision": common.revision(), "timing_method": TIMING_METHOD, "steps_timed": int(steps),
+            "precision": precision}
+
+
+def cached_timing(saved: dict, key: dict):
+    """``saved`` when it was measured under ``key``, else the reason it is refused (a string)."""
+    differ = [k for k, v in key.items() if saved.get(k) != v]
+    return saved if not differ else "its " + ", ".join(f"{k} {saved.get(k)!r} is not {key[k]!r}" for k in differ)
+
+
 def blog_timing(work: Path, dataset: str, budget: Budget, *, steps: int, precision: str) -> dict:
-    """The blog recipe's epoch time, measured once per work folder (kept in blog_epoch.json)."""
-    path = work / "blog_epoch.json"
+    """The blog recipe's epoch time in ``precision``: measured in this invocation, or reused from the work
+    folder's blog_epoch-<precision>.json only when it was measured on this CPU with this TensorFlow, this
+    code revision and this timing method (``timing_key``)."""
+    path = work / f"blog_epoch-{precision}.json"
+    key = timing_key(steps=steps, precision=precision)
     if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("steps_timed") == steps and saved.get("precision") == precision:
-            return saved
+        saved = cached_timing(json.loads(path.read_text()), key)
+        if isinstance(saved, dict):
+            return {**saved, "cached": True}
+        print(f"{path.name} refused: {saved}", flush=True)
     print(f"timing the blog recipe: {steps} steps ({precision}) ...", flush=True)
-    result = blog_epoch_seconds(dataset, budget, steps=steps, precision=precision)
+    result = {**blog_epoch_seconds(dataset, budget, steps=steps, precision=precision), **key,
+              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     common.atomic_write(path, json.dumps(result, indent=2))
-    return result
+    return {**result, "cached": False}
+
+
+def blog_precisions(headline: str) -> tuple:
+    """The blog side's precisions to time: the one the ratios use (float32 by default: the post's code as
+    written) and, where the app's ``blog`` preset resolves to bfloat16 (a CPU with native bf16), that one too."""
+    from noisycore.hardware import resolve_precision
+
+    return tuple(dict.fromkeys((headline, resolve_precision("auto"))))
 
 
 # ------------------------------------------------------------------------------ the tables
@@ -189,7 +224,8 @@ def _fmt_s(s) -> str:
     return "not reached" if s is None or s != s else f"{s / 60:.1f} min"
 
 
-def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, machine: dict, epochs=None) -> str:
+def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, machine: dict, epochs=None,
+             others=None) -> str:
     b = BUDGETS[budget_name]
     note = b.note if epochs is None else f"{b.note.rsplit(', ', 1)[0]}, {int(epochs)} epochs"
     out = rows.copy()
@@ -209,7 +245,12 @@ def markdown(rows: pd.DataFrame, blog: dict, *, dataset, budget_name, command, m
     })
     extrap = (f"{blog['epoch_seconds']:.1f} s per epoch = {blog['seconds_per_step']:.3f} s/step x {blog['batches']} "
               f"batches (extrapolated from {blog['steps_timed']} timed steps) + {blog['validation_seconds']:.1f} s "
-              f"validation; {blog['precision']}; load {blog['load_before']} → {blog['load_after']}")
+              f"validation; {blog['precision']}; load {blog['load_before']} → {blog['load_after']}; "
+              + ("reused from this work folder's cache (same CPU, TensorFlow, code revision and timing method)"
+                 if blog.get("cached") else "measured in this invocation"))
+    for precision, other in (others or {}).items():
+        extrap += (f". In {precision} (the app's blog preset on this CPU): {other['epoch_seconds']:.1f} s per epoch; "
+                   f"the CSV's ratio_{precision} uses it")
     return "\n".join([
         f"# Time to accuracy on {dataset}: budget `{budget_name}` ({note})", "",
         f"Machine: {common.machine()}; bfloat16-related CPU flags: {', '.join(machine['bf16_flags']) or 'none'}; "
@@ -277,8 +318,20 @@ def write_html(curves: pd.DataFrame, path: Path) -> None:
     chart.properties(title="fast recipe: test accuracy over training time", width=600).save(str(path))
 
 
+def blog_fields(row: dict, blog: dict, others: dict) -> dict:
+    """The blog timing behind a row (precision, method, epoch seconds, measured in this invocation or
+    cached) and the ratio against each other precision timed (``ratio_bfloat16``: the app's blog preset)."""
+    out = {"blog_precision": blog["precision"], "blog_timing": blog.get("timing_method", TIMING_METHOD),
+           "blog_epoch_seconds": blog["epoch_seconds"], "blog_timing_cached": bool(blog.get("cached"))}
+    for precision, other in others.items():
+        seconds = None if row["blog_epoch"] is None else other["epoch_seconds"] * row["blog_epoch"]
+        out[f"blog_epoch_seconds_{precision}"] = other["epoch_seconds"]
+        out[f"ratio_{precision}"] = None if row["fast_seconds"] is None or not seconds else row["fast_seconds"] / seconds
+    return out
+
+
 def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_name, command, machine,
-                  recipe: str = "fast", epochs=None) -> pd.DataFrame:
+                  recipe: str = "fast", epochs=None, others=None) -> pd.DataFrame:
     from noisycore import runs
 
     rows, curves = [], []
@@ -287,13 +340,15 @@ def write_results(work: Path, out: Path, cells, blog: dict, *, dataset, budget_n
         if not (path / "summary.json").is_file():
             continue
         m = runs.read_metrics(path)
-        rows.append({"recipe": recipe_tag(recipe, epochs), **cell_row(setting, seed, m, runs.read_summary(path) or {},
-                                                  blog["epoch_seconds"])})
+        row = cell_row(setting, seed, m, runs.read_summary(path) or {}, blog["epoch_seconds"])
+        rows.append({"recipe": recipe_tag(recipe, epochs), **row, **blog_fields(row, blog, others or {}),
+                     "wall_seconds": float(curve(m)["wall_seconds"].iloc[-1]), "machine": common.machine(),
+                     "date": time.strftime("%Y-%m-%d", time.gmtime()), "revision": common.revision(), "superseded": ""})
         curves.append(curve(m).assign(setting=setting, seed=seed))
     rows = pd.DataFrame(rows)
     common.atomic_write(out.with_suffix(".csv"), rows.to_csv(index=False))
     text = markdown(rows, blog, dataset=dataset, budget_name=budget_name, command=command, machine=machine,
-                    epochs=epochs)
+                    epochs=epochs, others=others)
     text += f"\nRecipe `{recipe_tag(recipe, epochs)}`: {common.RECIPES[recipe][1]}" + (
         "" if epochs is None else f", {int(epochs)} epochs instead of the preset's {PRESETS['fast']['epochs']}") + ".\n"
     found = detection_rows(work, cells, recipe, epochs)
@@ -336,7 +391,8 @@ def main(argv=None) -> int:
                    help="train this many epochs instead of the preset's (the schedule stretches; own cells and results)")
     p.add_argument("--blog-steps", type=int, default=60, help="timed steps of the blog recipe (default 60)")
     p.add_argument("--blog-precision", default="float32", choices=("float32", "bfloat16"),
-                   help="the blog recipe's precision (default float32, as the blog post trains)")
+                   help="the blog recipe's precision the ratios use (default float32: the blog post's code as "
+                        "written); where the app's blog preset resolves to bfloat16 that is timed too")
     p.add_argument("--work", default=None, help="folder of the runs (default runs/tta-<dataset>-<budget>; "
                                                  "both recipes' cells and the blog timing live there)")
     p.add_argument("--out", default=None, help="results prefix (default benchmarks/results/time_to_accuracy-<dataset>-<budget>)")
@@ -377,8 +433,11 @@ def run(args, argv) -> int:
 
     import_quietly("noisycore.train")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    blog = blog_timing(work, args.dataset, budget, steps=args.blog_steps, precision=args.blog_precision)
-    print(f"blog recipe: {blog['epoch_seconds']:.1f} s per epoch ({blog['precision']})", flush=True)
+    timings = {p: blog_timing(work, args.dataset, budget, steps=args.blog_steps, precision=p)
+               for p in blog_precisions(args.blog_precision)}
+    blog = timings.pop(args.blog_precision)
+    for t in (blog, *timings.values()):
+        print(f"blog recipe: {t['epoch_seconds']:.1f} s per epoch ({t['precision']})", flush=True)
     done = 0
     for i, cell in enumerate(cells, 1):
         path = cell_path(work, *cell, recipe, epochs)
@@ -390,7 +449,7 @@ def run(args, argv) -> int:
         done += 1
         machine["load_end"] = round(os.getloadavg()[0], 2)
         rows = write_results(work, out, cells, blog, dataset=args.dataset, budget_name=budget_name,
-                             command=command, machine=machine, recipe=recipe, epochs=epochs)
+                             command=command, machine=machine, recipe=recipe, epochs=epochs, others=timings)
         r = rows.set_index(["setting", "seed"]).loc[cell]
         print(f"[{i}/{len(cells)}] {path.relative_to(work)}: final {common.pct(r['final_test_accuracy'])}%, "
               f"time to the blog's best {_fmt_s(r['fast_seconds'])} vs {_fmt_s(r['blog_seconds'])}", flush=True)

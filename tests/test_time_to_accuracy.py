@@ -26,6 +26,21 @@ def test_smoke_benchmark_writes_tables_and_chart_and_resumes(tmp_path):
     row = rows[0]
     assert row["blog_best"] == "0.7991" and row["blog_epoch"] == "54"
     assert float(row["blog_seconds"]) > 0 and row["precision"] in ("float32", "bfloat16")
+    # the blog timing behind the row: float32 (the post's code), measured in this invocation; where the app's
+    # blog preset resolves to bfloat16 the ratio against that timing is there too; machine, date, revision
+    assert (row["blog_precision"], row["blog_timing_cached"], row["superseded"]) == ("float32", "False", "")
+    assert float(row["blog_seconds"]) == pytest.approx(float(row["blog_epoch_seconds"]) * 54)
+    from noisycore.hardware import resolve_precision
+    if resolve_precision("auto") == "bfloat16":
+        assert float(row["blog_epoch_seconds_bfloat16"]) > 0
+        if row["fast_seconds"]:          # the smoke cell may never reach 79.91%: then there is no ratio
+            assert float(row["ratio_bfloat16"]) == pytest.approx(
+                float(row["fast_seconds"]) / (float(row["blog_epoch_seconds_bfloat16"]) * 54))
+        else:
+            assert row["ratio_bfloat16"] == "" and row["ratio"] == ""
+        assert "In bfloat16 (the app's blog preset on this CPU)" in (tmp_path / "tta.md").read_text()
+    assert row["machine"] and row["date"] and row["revision"]
+    assert float(row["wall_seconds"]) >= float(row["train_seconds"]) > 0
     epochs = list(csv.DictReader((tmp_path / "tta_epochs.csv").open()))
     assert len(epochs) == 2 and float(epochs[1]["train_seconds"]) > float(epochs[0]["train_seconds"]) > 0
     text = (tmp_path / "tta.md").read_text()
@@ -49,6 +64,8 @@ def test_smoke_benchmark_writes_tables_and_chart_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "training" not in again.stdout and "timing the blog" not in again.stdout
     assert (run_dir / "summary.json").stat().st_mtime_ns == stamp
+    assert next(csv.DictReader((tmp_path / "tta.csv").open()))["blog_timing_cached"] == "True"
+    assert "reused from this work folder's cache" in (tmp_path / "tta.md").read_text()
     longer = _run(tmp_path, "--epochs", "3")   # its own cell and result files; the preset's cell untouched
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert len(list(csv.DictReader((tmp_path / "work" / "sym40" / "fast-e3-s0" / "metrics.csv").open()))) == 3
@@ -135,3 +152,45 @@ def test_blog_step_clock_times_only_the_steps_after_the_warmup(monkeypatch):
     assert 0.2 <= clock.seconds < 0.6          # the 4 timed steps' 0.2 s (+ step overhead), not the 0.8 s around them
     with pytest.raises(ValueError, match="at least one untimed step"):
         step_clock(0)
+
+
+def test_a_cached_blog_timing_is_refused_unless_cpu_tensorflow_revision_and_method_match():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import time_to_accuracy as tta
+
+    key = {"cpu_model": "Xeon", "cpu_count": 2, "tensorflow": "2.21.0", "revision": "abc123",
+           "timing_method": tta.TIMING_METHOD, "steps_timed": 60, "precision": "float32"}
+    saved = {**key, "epoch_seconds": 66.8}
+    assert tta.cached_timing(saved, key) is saved
+    for field, other in (("cpu_model", "AMD EPYC"), ("tensorflow", "2.20.0"), ("revision", "def456"),
+                         ("timing_method", "around fit"), ("precision", "bfloat16")):
+        why = tta.cached_timing({**saved, field: other}, key)
+        assert isinstance(why, str) and field in why and repr(other) in why
+    old_file = {"seconds_per_step": 0.342, "epoch_seconds": 123.1, "steps_timed": 60, "precision": "float32"}
+    assert "cpu_model None" in tta.cached_timing(old_file, key)       # the old blog_epoch.json: no key, refused
+
+
+def test_blog_fields_give_the_ratio_against_each_precision_by_hand():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import time_to_accuracy as tta
+
+    row = {"blog_epoch": 54, "fast_seconds": 300.0}
+    blog = {"precision": "float32", "epoch_seconds": 60.0, "cached": False, "timing_method": tta.TIMING_METHOD}
+    out = tta.blog_fields(row, blog, {"bfloat16": {"epoch_seconds": 40.0}})
+    assert out["ratio_bfloat16"] == pytest.approx(300 / (40 * 54)) and out["blog_epoch_seconds_bfloat16"] == 40.0
+    assert (out["blog_precision"], out["blog_epoch_seconds"], out["blog_timing_cached"]) == ("float32", 60.0, False)
+    assert tta.blog_fields({"blog_epoch": 54, "fast_seconds": None}, blog, {"bfloat16": {"epoch_seconds": 40.0}}
+                           )["ratio_bfloat16"] is None      # never reached
+
+
+def test_blog_precisions_add_the_apps_blog_preset_precision(monkeypatch):
+    sys.path.insert(0, str(SCRIPT.parent))
+    import time_to_accuracy as tta
+
+    from noisycore import hardware
+
+    monkeypatch.setattr(hardware, "resolve_precision", lambda setting: "bfloat16")
+    assert tta.blog_precisions("float32") == ("float32", "bfloat16")
+    assert tta.blog_precisions("bfloat16") == ("bfloat16",)
+    monkeypatch.setattr(hardware, "resolve_precision", lambda setting: "float32")
+    assert tta.blog_precisions("float32") == ("float32",)
