@@ -22,6 +22,12 @@ mean flip-TTA probabilities besides each member's (``--save-test-probs F.npz`` k
 probabilities). Training runs on one endless iterator
 (``pipeline.endless``), as the app's runs do.
 Appends one JSON line per run to --out (default benchmarks/results/recipe_probe.jsonl).
+
+Every run reports ``val_accuracy`` (flip TTA on the noisy validation split: 10% of the training images with
+their given, possibly wrong, labels) beside ``test_accuracy``. Choose between variants on validation, never
+on the test set the benchmarks then report:
+
+    python benchmarks/recipe_probe.py --choose ls40,gce40     # the last run of each tag; the best validation wins
 """
 from __future__ import annotations
 
@@ -38,7 +44,10 @@ import common  # noqa: E402
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tag", required=True, help="the run's name in the results")
+    p.add_argument("--tag", default=None, help="the run's name in the results (required unless --choose)")
+    p.add_argument("--choose", default=None, metavar="TAG,TAG,...",
+                   help="train nothing: of these tags' runs in --out, name the one with the best noisy-validation "
+                        "accuracy (test accuracy is shown, not used)")
     p.add_argument("--dataset", default="cifar10", choices=("cifar10", "builtin"))
     p.add_argument("--setting", default="clean", help="a noise setting of benchmarks/common.py (clean, sym40, worst, ...)")
     p.add_argument("--max-train", type=int, default=None, help="training images (default all)")
@@ -209,6 +218,8 @@ def run(a) -> dict:
     model = new_model(x, lr, 0)
     y_test = np.asarray(ds.y_test)
     accuracy = lambda: float((predict_probs(model, ds.x_test, tta="flip").argmax(1) == y_test).mean())  # noqa: E731
+    x_val, y_val = ctx.x_val, np.asarray(ctx.y_val)       # the given labels of the validation split (noisy)
+    val_accuracy = lambda: float((predict_probs(model, x_val, tta="flip").argmax(1) == y_val).mean())  # noqa: E731
 
     per_epoch = []
 
@@ -231,21 +242,25 @@ def run(a) -> dict:
 
     result = {"tag": a.tag, "options": {k_: v for k_, v in vars(a).items() if k_ not in ("tag", "out")},
               "fit_images": int(len(x)), "train_seconds": round(fit(x, y, a.epochs, callbacks, 0), 1)}
-    result["test_accuracy"] = accuracy()
+    result.update(val_images=int(len(y_val)), val_accuracy=val_accuracy(), test_accuracy=accuracy())
     if per_epoch:
         result["test_accuracy_per_epoch"] = per_epoch
     if a.ensemble > 1:
-        probs = [predict_probs(model, ds.x_test, tta="flip")]
-        members = [result.pop("test_accuracy")]
+        probs, val_probs = [predict_probs(model, ds.x_test, tta="flip")], [predict_probs(model, x_val, tta="flip")]
+        members, val_members = [result.pop("test_accuracy")], [result.pop("val_accuracy")]
         for seed in range(1, a.ensemble):
             keras.utils.set_random_seed(seed)
             model = new_model(x, lr, seed)
             result["train_seconds"] += round(fit(x, y, a.epochs, callbacks, seed), 1)
             probs.append(predict_probs(model, ds.x_test, tta="flip"))
+            val_probs.append(predict_probs(model, x_val, tta="flip"))
             members.append(float((probs[-1].argmax(1) == y_test).mean()))
-        result["member_test_accuracy"] = members
+            val_members.append(float((val_probs[-1].argmax(1) == y_val).mean()))
+        result["member_test_accuracy"], result["member_val_accuracy"] = members, val_members
         if a.save_test_probs:
-            np.savez(a.save_test_probs, members=np.stack(probs), y_test=y_test)
+            np.savez(a.save_test_probs, members=np.stack(probs), y_test=y_test, val_members=np.stack(val_probs),
+                     y_val=y_val)
+        result["val_accuracy"] = float((np.mean(val_probs, axis=0).argmax(1) == y_val).mean())
         result["test_accuracy"] = float((np.mean(probs, axis=0).argmax(1) == y_test).mean())
     if a.phase2:
         issues = find_label_issues(y, predict_probs(model, x, tta="flip"), detector="confident_learning")
@@ -255,6 +270,7 @@ def run(a) -> dict:
         else:
             x2, y2, t2 = x, np.where(flag, issues.proposed_label, y), truth
         result["phase1_test_accuracy"] = result.pop("test_accuracy")
+        result["phase1_val_accuracy"] = result.pop("val_accuracy")
         result["flagged"] = int(flag.sum())
         if truth is not None:
             wrong = y != truth
@@ -266,12 +282,56 @@ def run(a) -> dict:
         if a.phase2_reinit:     # a fresh network: nothing memorized in phase 1 carries over
             model = new_model(x2, lr2, 1)
         result["train_seconds"] += round(fit(x2, y2, a.phase2, callbacks2, 1), 1)
-        result["test_accuracy"] = accuracy()
+        result.update(val_accuracy=val_accuracy(), test_accuracy=accuracy())
     return result
+
+
+def choose(rows: list, tags) -> dict:
+    """Of ``tags``' runs (the last row of each tag in ``rows``), the one with the best noisy-validation
+    accuracy; test accuracy plays no part. ValueError naming a tag without a run or without a validation
+    accuracy (runs before 2026-12-07 recorded test accuracy only: rerun them)."""
+    last = {r.get("tag"): r for r in rows}
+    missing = [t for t in tags if t not in last]
+    if missing:
+        raise ValueError(f"no probe run tagged {', '.join(map(repr, missing))}; tags present: "
+                         f"{', '.join(map(str, last)) or 'none'}")
+    blind = [t for t in tags if last[t].get("val_accuracy") is None]
+    if blind:
+        raise ValueError(f"run {', '.join(map(repr, blind))} has no val_accuracy (recorded before the probe "
+                         "reported validation): rerun it to choose on validation")
+    return max((last[t] for t in tags), key=lambda r: r["val_accuracy"])
+
+
+def run_choose(a) -> int:
+    import json
+
+    tags = [t.strip() for t in a.choose.split(",") if t.strip()]
+    path = Path(a.out)
+    if len(tags) < 2 or not path.is_file():
+        print(f"error: --choose needs two tags or more and the results file {path} (have {tags}, "
+              f"{'present' if path.is_file() else 'missing'})", file=sys.stderr)
+        return 2
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        best = choose(rows, tags)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    last = {r["tag"]: r for r in rows}
+    for t in tags:
+        print(f"{t}: validation {100 * last[t]['val_accuracy']:.2f}%, test {100 * last[t]['test_accuracy']:.2f}%")
+    print(f"chosen on validation: {best['tag']}")
+    return 0
 
 
 def main(argv=None) -> int:
     a = parse(argv)
+    if a.choose:
+        return run_choose(a)
+    if not a.tag:
+        print("error: --tag is required (the run's name in the results), or --choose TAG,TAG to compare runs",
+              file=sys.stderr)
+        return 2
     if a.per_step and a.phase2:
         print("error: --per-step and --phase2 cannot be combined (the second phase restarts a per-epoch "
               "schedule); drop one of them", file=sys.stderr)

@@ -149,6 +149,7 @@ def test_recipe_probe_two_phases_on_the_builtin_shapes(tmp_path):
     kept_right = right - (1 - row["flag_precision"]) * f             # the right labels that were not flagged
     assert row["label_accuracy_phase2"] == pytest.approx(kept_right / (n - f))   # phase 2 = exactly the rest
     assert 0 <= row["phase1_test_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
+    assert 0 <= row["phase1_val_accuracy"] <= 1 and 0 <= row["val_accuracy"] <= 1 and row["val_images"] == 40
     # --every-epoch: phase 1's epochs, each on the averaged weights: the last one is the model phase 1 ends with
     assert len(row["test_accuracy_per_epoch"]) == 2
     assert row["test_accuracy_per_epoch"][-1] == pytest.approx(100 * row["phase1_test_accuracy"], abs=0.006)
@@ -184,6 +185,12 @@ def test_recipe_probe_ensemble_reports_members_and_their_average(tmp_path):
     for p, acc in zip(members, row["member_test_accuracy"]):
         assert acc == pytest.approx(float((p.argmax(1) == y_test).mean()))
     assert row["test_accuracy"] == pytest.approx(float((members.mean(0).argmax(1) == y_test).mean()))
+    # the validation accuracy is that of the noisy validation split (given labels), not of the test set
+    val_members, y_val = saved["val_members"], saved["y_val"]
+    assert len(y_val) == row["val_images"] == 300 - row["fit_images"] != len(y_test)
+    for p, acc in zip(val_members, row["member_val_accuracy"]):
+        assert acc == pytest.approx(float((p.argmax(1) == y_val).mean()))
+    assert row["val_accuracy"] == pytest.approx(float((val_members.mean(0).argmax(1) == y_val).mean()))
     assert all(0 <= a <= 1 for a in row["member_test_accuracy"]) and 0 <= row["test_accuracy"] <= 1
     bad = subprocess.run([sys.executable, script, "--tag", "x", *args, "--ensemble", "2", "--phase2", "1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
@@ -192,6 +199,49 @@ def test_recipe_probe_ensemble_reports_members_and_their_average(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--ensemble" in bad.stderr
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_recipe_probe_reports_validation_and_chooses_on_it_not_on_test(tmp_path):
+    """A tiny probe reports the noisy-validation accuracy beside the test accuracy; --choose names the run
+    with the best validation accuracy even where test accuracy orders the runs the other way, and refuses
+    (exit 2, one line) a tag without a run or a run recorded without validation."""
+    import json
+
+    out = tmp_path / "probe.jsonl"
+    script = str(ROOT / "benchmarks" / "recipe_probe.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NOISYLAB_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, script, "--tag", "tiny", "--dataset", "builtin", "--setting", "sym40",
+                           "--max-train", "300", "--epochs", "1", "--precision", "float32", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [tiny] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert tiny["val_images"] + tiny["fit_images"] == 300 and 25 <= tiny["val_images"] <= 35   # the ~10% split
+    assert 0 <= tiny["val_accuracy"] <= 1 and 0 <= tiny["test_accuracy"] <= 1
+
+    def choose(*tags):
+        return subprocess.run([sys.executable, script, "--choose", ",".join(tags), "--out", str(out)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    # two more runs: "val_best" is best on validation and worst on test, "test_best" the other way round
+    rows = [{**tiny, "tag": "val_best", "val_accuracy": tiny["val_accuracy"] + 0.2, "test_accuracy": 0.01},
+            {**tiny, "tag": "test_best", "val_accuracy": max(tiny["val_accuracy"] - 0.2, 0), "test_accuracy": 0.99}]
+    with out.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    picked = choose("tiny", "val_best", "test_best")
+    assert picked.returncode == 0, picked.stderr
+    assert picked.stdout.strip().splitlines()[-1] == "chosen on validation: val_best"
+    picked = choose("tiny", "test_best")                 # tiny's validation beats test_best's, its test does not
+    assert picked.stdout.strip().splitlines()[-1] == "chosen on validation: tiny"
+    with out.open("a") as f:                             # a later run of a tag replaces its earlier one
+        f.write(json.dumps({**rows[1], "val_accuracy": 1.0}) + "\n")
+    assert choose("tiny", "val_best", "test_best").stdout.strip().splitlines()[-1] == "chosen on validation: test_best"
+    bad = choose("tiny", "nosuch")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "'nosuch'" in bad.stderr
+    old = {k: v for k, v in tiny.items() if k != "val_accuracy"}
+    with out.open("a") as f:
+        f.write(json.dumps({**old, "tag": "old"}) + "\n")
+    bad = choose("tiny", "old")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "'old' has no val_accuracy" in bad.stderr
 
 
 def test_epoch_stall_benchmark_times_each_epoch(tmp_path):
