@@ -10,7 +10,8 @@ and the share of wrong labels memorized; then the peak (epoch and value) and the
     python benchmarks/quick_demo_seeds.py --seeds 0 1 2 3 4
 
 Runs are kept in runs/bench-quick-demo/s<seed>/ and reused when run again (a finished seed is not trained
-again). Writes benchmarks/results/quick_demo_seeds.csv (every epoch of every seed) and .md (the summary).
+again). Writes benchmarks/results/quick_demo_seeds.csv (every epoch of every seed), .md (the summary) and .json
+(the lesson in numbers, with the machine, date and code revision: the headline table's record).
 """
 from __future__ import annotations
 
@@ -84,6 +85,22 @@ def markdown(summary, per_seed) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lesson(per_seed, summary) -> dict:
+    """The lesson in numbers: per seed and on average, the peak test accuracy and its epoch, the last epoch's
+    test accuracy, and the share of wrong labels memorized at the peak and at the end."""
+    mean = lambda col: float(per_seed[col].mean())  # noqa: E731
+    memorized = summary[("memorized", "mean")]
+    peak_epoch = int(summary[("test_accuracy", "mean")].idxmax())
+    return {"seeds": [int(s) for s in per_seed["seed"]],
+            "mean_peak_test": mean("peak_test"), "mean_peak_epoch": mean("peak_epoch"),
+            "min_peak_test": float(per_seed["peak_test"].min()), "max_peak_test": float(per_seed["peak_test"].max()),
+            "mean_last_test": mean("last_test"), "min_last_test": float(per_seed["last_test"].min()),
+            "max_last_test": float(per_seed["last_test"].max()), "last_epoch": int(per_seed["last_epoch"].max()),
+            "mean_curve_peak_epoch": peak_epoch, "memorized_at_mean_peak": float(memorized.loc[peak_epoch]),
+            "memorized_at_end": float(memorized.iloc[-1]),
+            "per_seed": per_seed.to_dict("records")}
+
+
 def main(argv=None) -> int:
     import pandas as pd
 
@@ -102,6 +119,14 @@ def main(argv=None) -> int:
     frame[["seed", "epoch", *COLUMNS]].to_csv(RESULTS / "quick_demo_seeds.csv", index=False)
     text = markdown(summarize(frame), peaks(frame))
     (RESULTS / "quick_demo_seeds.md").write_text(text, encoding="utf-8")
+    import json
+    import time
+
+    import common
+
+    record = {**lesson(peaks(frame), summarize(frame)), "machine": common.machine(), "date": time.strftime("%Y-%m-%d"),
+              "revision": common.revision()}
+    (RESULTS / "quick_demo_seeds.json").write_text(json.dumps(record, indent=1, default=float) + "\n", encoding="utf-8")
     print(text)
     return 0
 
