@@ -28,8 +28,8 @@ PRESENTER_KEY = "presenter"         # bool: presenter mode (larger type for a pr
                                     # also the address parameter (?presenter=true), so a reload keeps it
 # Streamlit sizes its text in rem: a larger root font scales text, widgets, metrics and st.table together.
 # Tables drawn by st.dataframe / st.data_editor (a canvas) read the root font size once, when they are first
-# drawn; so show_table draws them in a container keyed by TABLES_KEY, which presenter_toggle bumps (one more
-# rerun) after the mode changed: the tables are drawn again, under the new root font size.
+# drawn; so show_table draws them in a container keyed by TABLES_KEY, which redraw_tables_if_presenter_changed
+# bumps (one more rerun) after the mode changed: the tables are drawn again, under the new root font size.
 PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
 PLAIN_CSS = "<style>/* presenter mode off */</style>"
 TABLES_KEY = "lab.tables_drawn"     # int: how often presenter mode has redrawn the tables (part of their key)
