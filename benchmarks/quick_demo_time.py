@@ -9,7 +9,7 @@ became visible in it (timestamps from status.json and the files' mtimes, relativ
     running     status "running" (TensorFlow imported, the run begins)
     labels      labels.csv (data loaded, noise applied, label set saved)
     baseline    baseline.json (the linear baseline and the mirror check)
-    epoch 1..E  status.json's epoch (training + the per-epoch evaluation)
+    epoch k     status.json's epoch became k: epoch k began (epoch 1: the model built, fit started)
     predictions predictions.npz (the final predictions on every image)
     finished    status "finished" (what the page shows)
 
