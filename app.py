@@ -1,7 +1,7 @@
 """Noisy Label Lab: entry point. `streamlit run app.py`"""
 import streamlit as st
 
-from ui.common import presenter_toggle, workspace_picker
+from ui.common import presenter_toggle, redraw_tables_if_presenter_changed, workspace_picker
 from ui.runs import cluster_sidebar
 
 st.set_page_config(page_title="Noisy Label Lab", page_icon=":material/label_off:", layout="wide")
@@ -20,4 +20,7 @@ with st.sidebar:
     workspace_picker()
     presenter_toggle()
     cluster_sidebar()
-page.run()
+try:
+    page.run()
+finally:   # also after a page's st.stop()
+    redraw_tables_if_presenter_changed()

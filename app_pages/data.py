@@ -9,7 +9,7 @@ from noisycore.catalog import NOISE_HELP
 from noisycore.labelsets import save_label_set
 from noisycore.noise import class_counts, describe, flipped_examples, validate_matrix
 from ui.common import (address_params, cached_dataset, cached_noise, current_user, guard, labels_root, param_notice,
-                       param_notices, set_current_labels_path, show_chart, upscale)
+                       param_notices, presenter_on, set_current_labels_path, show_chart, show_table, upscale)
 from ui.runs import owner_words
 
 SOURCES = {
@@ -123,7 +123,7 @@ with st.container(border=True):
 
         st.markdown("Edit the noise matrix: row = true class, column = given class, each row sums to 1.")
         start = pd.DataFrame([[1.0 if i == j else 0.0 for j in range(K)] for i in range(K)], index=names, columns=names)
-        edited = st.data_editor(start, key=f"matrix_{K}", width="stretch")
+        edited = show_table(start, name="matrix", editor=True, key=f"matrix_{K}", width="stretch")
         extra["matrix"] = tuple(tuple(float(v) for v in row) for row in edited.to_numpy().tolist())
         guard(validate_matrix, extra["matrix"], K)
     elif model == "human":
@@ -174,7 +174,9 @@ else:
     m2.metric("Realized rate", f"{noisy.realized_rate:.2%}", help="Share of training labels that differ from the truth.")
     m3.metric("Labels changed", f"{int(noisy.is_noisy.sum()):,} of {len(noisy.labels):,}")
 
-c1, c2 = st.columns([2, 3])   # the heatmap needs the wider column for its square cells and legend
+# the heatmap needs the wider column for its square cells and legend; in presenter mode (larger cells, a
+# wider sidebar) not even that holds ten classes at 1280 px: one row each
+c1, c2 = (st.container(), st.container()) if presenter_on() else st.columns([2, 3])
 show_chart(charts.class_counts_chart(class_counts(noisy, names)), where=c1, width="stretch")
 if noisy.realized_matrix is not None:
     show_chart(charts.noise_matrix_heatmap(noisy.realized_matrix, names), where=c2, width="content")

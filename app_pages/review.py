@@ -6,7 +6,7 @@ import streamlit as st
 from noisycore import charts, corrections, crossval, detect, review, runs, triage
 from noisycore.catalog import DETECTOR_HELP, detector_name
 from noisycore.review import ReviewStore
-from ui.common import current_user, guard, show_chart
+from ui.common import current_user, guard, show_chart, show_table
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
                        set_position, show_note, team_panel, truth_known, undo, url_notice)
@@ -80,7 +80,7 @@ with st.expander(("2. Which detector finds which errors?" if truth else "2. How 
     cols = ["Detector", "Flagged"] + (["Precision", "Recall", "F1", "Avg. precision"] if truth else [])
     table_at = st.container() if truth else None   # six columns: the whole width, so none is cut
     c1, c2 = st.columns([6, 5])
-    (table_at or c1).dataframe(shown[cols], hide_index=True, width="stretch", column_config={
+    show_table(shown[cols], name="detectors", where=table_at or c1, hide_index=True, width="stretch", column_config={
         k: st.column_config.NumberColumn(k, format="percent") for k in ("Precision", "Recall", "F1", "Avg. precision")})
     c1.metric("Estimated wrong labels (confident learning)", f"{estimate.num_issues} of {n_images}",
               help="Counted from the model's predictions and the given labels alone (Northcutt et al. 2021): "

@@ -110,3 +110,38 @@ def test_presenter_mode_survives_a_reload():
     reload.switch_page("app_pages/data.py").run()
     assert not reload.exception and not reload.warning, [w.value for w in reload.warning]
     assert reload.toggle(key="presenter").value is True
+
+
+def test_presenter_mode_redraws_tables_under_the_new_type_size():
+    """Issue 33, finding 11: a table (st.dataframe / st.data_editor paints a canvas) reads the root font size
+    once, when it is drawn, so switching presenter mode left tables at the old size. After a switch the app
+    reruns once with new table keys (the browser draws them again), and the size's style element stays in
+    one place, its content changed (a removed element lingered in the browser until the run ended)."""
+    at = _app()
+    at.query_params["noise"] = "matrix"   # the Data page's noise-matrix editor: a table without any run
+    at.run()
+    at.switch_page("app_pages/data.py").run()
+
+    def table_keys():
+        found = []
+
+        def walk(node):
+            children = getattr(node, "children", {})
+            for child in (children.values() if isinstance(children, dict) else children):
+                walk(child)
+            if "table-matrix-" in str(getattr(getattr(node, "proto", None), "id", "")):
+                found.append(str(node.proto.id).rsplit("table-", 1)[1])
+        walk(at.main)
+        return found
+
+    def styles():
+        return [h.proto.body for h in at.get("html")]   # the app CSS, then presenter mode's
+
+    assert table_keys() == ["matrix-0"] and len(styles()) == 2 and "21px" not in styles()[1]
+    at.toggle(key="presenter").set_value(True).run()
+    assert not at.exception, at.exception
+    assert table_keys() == ["matrix-1"] and "html { font-size: 21px; }" in styles()[1]
+    at.selectbox(key="noise").set_value("matrix").run()   # an ordinary rerun: the table is not drawn again
+    assert table_keys() == ["matrix-1"]
+    at.toggle(key="presenter").set_value(False).run()
+    assert table_keys() == ["matrix-2"] and len(styles()) == 2 and "21px" not in styles()[1]

@@ -146,6 +146,23 @@ def test_out_of_sample_probs_find_planted_labels_on_separable_data():
     assert set(worst) == set(planted)
 
 
+def test_baseline_fits_with_one_blas_thread(monkeypatch):
+    """Issue 33, finding 13: OpenBLAS' spinning threads made the Quick demo's baseline 31 s instead of 4.5 s
+    on a busy 2-core machine; each fit runs with one BLAS thread, and the process's setting comes back."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    blas = lambda: [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]  # noqa: E731
+    seen, fit = [], LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, *a, **k: (seen.append(blas()), fit(self, *a, **k))[1])
+    before = blas()
+    x, y = _gray_blobs(80, size=8)
+    probs = baseline.out_of_sample_probs(baseline.pixel_features(x), y, folds=4, seed=0, num_classes=4)
+    assert (probs.argmax(1) == y).mean() >= 0.95
+    assert len(seen) == 4 and all(threads and set(threads) == {1} for threads in seen)
+    assert blas() == before
+
+
 def test_judge_names_a_model_that_learned_nothing_and_one_not_better():
     # n = 400, network 0.10 with chance 0.10: within 2 standard errors (0.015) -> learned nothing
     v = baseline.judge(0.10, 0.91, n=400, chance=0.10)

@@ -161,3 +161,15 @@ def test_light_modules_stay_free_of_tensorflow():
         assert not {m for m in top if m.split(".")[0] in ("tensorflow", "keras")}, name
     assert graph["noisycore.catalog"] <= {"noisycore.errors"}, graph["noisycore.catalog"]
     assert graph["noisycore.util"] <= {"noisycore.errors"}, graph["noisycore.util"]
+
+
+def test_pages_draw_tables_through_show_table():
+    """Issue 33, finding 11: a table drawn with st.dataframe / st.data_editor directly keeps its type size when
+    presenter mode changes (its canvas reads the root font size once); ui.common.show_table redraws it."""
+    direct = []
+    for path in sorted([ROOT / "app.py", *(ROOT / "app_pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("dataframe", "data_editor")):
+                direct.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert direct == [], direct

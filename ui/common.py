@@ -26,9 +26,14 @@ APP_CSS = ("<style>.stMarkdownEllipsis, .stMarkdownEllipsis p, [data-testid=stMe
 AUTO_KEY = "lab.auto_defaults"      # dict: widget key -> the default the page proposed last (follow_default)
 PRESENTER_KEY = "presenter"         # bool: presenter mode (larger type for a projector), the sidebar toggle;
                                     # also the address parameter (?presenter=true), so a reload keeps it
-# Streamlit sizes its text in rem: a larger root font scales text, widgets and metrics together. Not
-# st.dataframe: it paints a canvas in pixels, and CSS zoom on it (tried at 1280x800) cuts its right columns.
+# Streamlit sizes its text in rem: a larger root font scales text, widgets, metrics and st.table together.
+# Tables drawn by st.dataframe / st.data_editor (a canvas) read the root font size once, when they are first
+# drawn; so show_table draws them in a container keyed by TABLES_KEY, which redraw_tables_if_presenter_changed
+# bumps (one more rerun) after the mode changed: the tables are drawn again, under the new root font size.
 PRESENTER_CSS = "<style>html { font-size: 21px; } [data-testid='stSidebar'] { min-width: 320px; }</style>"
+PLAIN_CSS = "<style>/* presenter mode off */</style>"
+TABLES_KEY = "lab.tables_drawn"     # int: how often presenter mode has redrawn the tables (part of their key)
+REDRAW_KEY = "lab.tables_redraw"    # bool: presenter mode changed in this run; redraw the tables after it
 
 
 def guard(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -167,16 +172,38 @@ def presenter_toggle() -> None:
     type when the switch is on)."""
     st.html(APP_CSS)
     st.toggle("Presenter mode (larger type)", key=PRESENTER_KEY, bind="query-params",
-              help="Larger text, controls, charts and heatmaps, readable from the back of a classroom. "
+              on_change=lambda: st.session_state.update({REDRAW_KEY: True}),
+              help="Larger text, controls, tables, charts and heatmaps, readable from the back of a classroom. "
                    "Kept in the page address, so a reload or a shared link stays in presenter mode.")
-    if st.session_state.get(PRESENTER_KEY):
-        st.html(PRESENTER_CSS)
+    # Always one element here, its content changed in place: the root font size changes during this run
+    # (a removed element would stay in the browser until the run ends, after the tables' redraw).
+    st.html(PRESENTER_CSS if presenter_on() else PLAIN_CSS)
+
+
+def presenter_on() -> bool:
+    """Whether this session is in presenter mode (a page may lay out for the larger type)."""
+    return bool(st.session_state.get(PRESENTER_KEY))
+
+
+def redraw_tables_if_presenter_changed() -> None:
+    """After the page ran (app.py): when presenter mode changed in this run, rerun once with new table keys,
+    so every show_table is drawn again under the root font size this run set."""
+    if st.session_state.pop(REDRAW_KEY, False):
+        st.session_state[TABLES_KEY] = st.session_state.get(TABLES_KEY, 0) + 1
+        st.rerun()
+
+
+def show_table(data, *, name: str, where=None, editor: bool = False, **kwargs):
+    """st.dataframe (``editor``: st.data_editor, its result returned) that follows presenter mode's type size.
+    ``name``: unique on the page (the table's container key); ``where``: a column or container."""
+    with (where or st).container(key=f"table-{name}-{st.session_state.get(TABLES_KEY, 0)}"):
+        return (st.data_editor if editor else st.dataframe)(data, **kwargs)
 
 
 def show_chart(chart, *, where=None, **kwargs) -> None:
     """st.altair_chart, with larger chart fonts in presenter mode (``where``: a column or container)."""
     from noisycore.charts import larger_type
 
-    if st.session_state.get(PRESENTER_KEY):
+    if presenter_on():
         chart = larger_type(chart)
     (where or st).altair_chart(chart, **kwargs)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from noisycore import executors, charts, evaluation, jobs, naming, runs, sweeps
 from noisycore.util import pct
-from ui.common import cached_dataset, guard, show_chart, upscale
+from ui.common import cached_dataset, guard, show_chart, show_table, upscale
 from ui.runs import STATE_ICONS, baseline_notice, owner_words, progress_text, runs_root, state_text, visible_runs
 
 COMPARE_METRICS = {
@@ -271,7 +271,7 @@ def compare_panel(paths: list, *, metric: str) -> None:
         # What a reader compares first (what differs, the numbers), then the recipe fields, the run id last.
         first = ["label", "state", *[c for c in evaluation.METRIC_FIELDS if c in table]]
         order = first + [c for c in table.columns if c not in first and c != "run"] + ["run"]
-        st.dataframe(table, hide_index=True, width="stretch", column_order=order, column_config={
+        show_table(table, name="compare", hide_index=True, width="stretch", column_order=order, column_config={
             "run": st.column_config.TextColumn("run", width="medium"),
             "label": st.column_config.TextColumn("what differs", width="large"),
             "noise.model": st.column_config.TextColumn("labels", width="medium"),
@@ -313,7 +313,7 @@ def sweep_panel(sweep_dir: str) -> None:
                 st.rerun()
         table = guard(sweeps.summary_table, sweep_dir)
         show_chart(charts.sweep_chart(sweeps.finished_only(table), y=y, band=band), width="stretch")
-        st.dataframe(table, hide_index=True, width="stretch", column_config={
+        show_table(table, name="sweep", hide_index=True, width="stretch", column_config={
             c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
             for c in ("rate", "test_accuracy", "last_test_accuracy", "train_acc_true", "memorized")})
         st.download_button("Download summary.csv", table.to_csv(index=False).encode(),

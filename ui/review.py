@@ -10,7 +10,7 @@ from noisycore import baseline, crossval, dataquality, detect, evaluation, runs,
 from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
-from ui.common import cached_dataset, guard, upscale
+from ui.common import cached_dataset, guard, show_table, upscale
 from ui.runs import visible_runs
 
 CLASS_KEYS = "1234567890"          # key i picks class i (1 = the first class, 0 = the tenth)
@@ -339,21 +339,22 @@ def team_panel(store: ReviewStore, given_labels, classes: list) -> None:
         elif len(split):
             st.markdown("**Where the reviewers disagree.** The latest decision is the one in force (exports and "
                         "the retrain use it); open the item and decide again to settle it.")
-            st.dataframe(split, hide_index=True, width="stretch")
+            show_table(split, name="disagreements", hide_index=True, width="stretch")
         else:
             st.success(f"{' and '.join(people)} agree on every item they both decided.", icon=":material/handshake:")
         st.markdown("**Summary of the changes** (the decisions in force), for whoever owns the data")
         per_class = guard(teamreview.class_summary, given_labels, store, class_names=classes)
         pairs = guard(teamreview.change_summary, store, class_names=classes)
         c = st.columns([3, 2])
-        c[0].dataframe(per_class.rename(columns={"class": "Class", "before": "Labels before", "after": "After",
-                                                 "moved_out": "Moved out", "moved_in": "Moved in",
-                                                 "excluded": "Excluded"}), hide_index=True, width="stretch")
+        show_table(per_class.rename(columns={"class": "Class", "before": "Labels before", "after": "After",
+                                             "moved_out": "Moved out", "moved_in": "Moved in", "excluded": "Excluded"}),
+                   name="class-summary", where=c[0], hide_index=True, width="stretch")
         if pairs.empty:
             c[1].caption("No label changed yet.")
         else:
-            c[1].dataframe(pairs.rename(columns={"before": "Before", "after": "After", "count": "Count",
-                                                 "reviewers": "Decided by"}), hide_index=True, width="stretch")
+            show_table(pairs.rename(columns={"before": "Before", "after": "After", "count": "Count",
+                                             "reviewers": "Decided by"}),
+                       name="changes", where=c[1], hide_index=True, width="stretch")
         d = st.columns(2)
         d[0].download_button("Summary per class (CSV)", per_class.to_csv(index=False), "review_summary_classes.csv",
                              mime="text/csv", icon=":material/download:", key="review.team.classes", on_click="ignore")

@@ -10,7 +10,7 @@ from noisycore import baseline, charts, evaluation, executors, jobs, runs, works
 from noisycore.config import default_runs_dir
 from noisycore.errors import UserError
 from noisycore.util import pct
-from ui.common import current_user, guard, labels_root, show_chart
+from ui.common import current_user, guard, labels_root, show_chart, show_table
 
 RUN_KEY = "lab.run_dir"       # str: the run the user last started or selected
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
@@ -160,8 +160,8 @@ def cluster_sidebar() -> None:
                f"{sum(n['cpus'] for n in nodes):g} CPUs free" + (f", {sum(n['gpus'] for n in nodes):g} GPUs"
                                                                if any(n["gpus"] for n in nodes) else ""))
     with st.expander("Nodes"):
-        st.dataframe([{"node": n["node"], "address": n["address"], "CPUs": n["cpus"], "free CPUs": n["free_cpus"],
-                       "GPUs": n["gpus"]} for n in nodes], hide_index=True)
+        show_table([{"node": n["node"], "address": n["address"], "CPUs": n["cpus"], "free CPUs": n["free_cpus"],
+                     "GPUs": n["gpus"]} for n in nodes], name="nodes", hide_index=True)
 
 
 def run_panel(run_dir: str, *, key: str) -> None:
