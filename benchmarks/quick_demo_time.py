@@ -79,7 +79,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs to time (the median is reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
-    parser.add_argument("--out", type=Path, default=None, help="append one JSON line per run to this file")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="append one JSON line per run and a summary line (the medians, machine, date, revision, "
+                             "load before and after) to this file (.jsonl)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -95,8 +97,16 @@ def main(argv=None) -> int:
                 with open(args.out, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
     steps = [k for k in rows[0] if k not in ("repeat", "load_1min", "run", "test_accuracy")]
-    print("median seconds after the click: " + ", ".join(
-        f"{k} {statistics.median(r[k] for r in rows if k in r):.1f}" for k in steps if all(k in r for r in rows)))
+    medians = {k: round(statistics.median(r[k] for r in rows), 1) for k in steps if all(k in r for r in rows)}
+    print("median seconds after the click: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()))
+    if args.out:
+        import common
+
+        summary = {"summary": True, "repeats": len(rows), "median_seconds": medians,
+                   "load_before": rows[0]["load_1min"], "load_after": round(os.getloadavg()[0], 2),
+                   "machine": common.machine(), "date": time.strftime("%Y-%m-%d"), "revision": common.revision()}
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(summary) + "\n")
     return 0
 
 
