@@ -56,6 +56,7 @@ GELU = "fast preset of 2026-11-30 (GELU, width 0.5)"
 TO_BLOG = "time to the blog recipe's best: fit (wall) minutes; share of the blog's time"
 OWN = "Own photos (own_data.py: 900 photos, 30 planted)"
 ROBUST = "Robust defaults (robust_defaults.py)"
+QUICK = "Quick demo (quick_demo_seeds.py: built-in shapes, 40% symmetric noise, 3 training seeds)"
 
 
 def _to_blog(fit, wall, ratio, blog):
@@ -107,6 +108,15 @@ ROWS = (
     Row(f"{ROBUST}, 600 CIFAR-10 photos: planted in the queue's first k vs the peer's",
         "benchmarks/results/robust_defaults.jsonl", ("queue_first_k", "peer_first_k", "planted"),
         lambda q, p, k: f"{q} vs {p} of {k}", {"set": "cifar4-600"}),
+    Row(f"{QUICK}: test accuracy at each seed's peak, mean (min-max); mean peak epoch",
+        "benchmarks/results/quick_demo_seeds.json", ("mean_peak_test", "min_peak_test", "max_peak_test",
+                                                     "mean_peak_epoch", "last_epoch"),
+        lambda m, lo, hi, e, n: f"{pct(m)} ({pct(lo)}-{pct(hi)}); epoch {float(e):.0f} of {n}"),
+    Row(f"{QUICK}: test accuracy at the last epoch, mean (min-max)", "benchmarks/results/quick_demo_seeds.json",
+        ("mean_last_test", "min_last_test", "max_last_test"), lambda m, lo, hi: f"{pct(m)} ({pct(lo)}-{pct(hi)})"),
+    Row(f"{QUICK}: wrong labels the network reproduces, mean over seeds: at the mean curve's peak, at the end",
+        "benchmarks/results/quick_demo_seeds.json", ("memorized_at_mean_peak", "memorized_at_end"),
+        lambda a, b: f"{pct(a)} -> {pct(b)}"),
 )
 
 
