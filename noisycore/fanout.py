@@ -198,28 +198,36 @@ def _follower(command: str, cluster: str, cpus: Optional[int]) -> list:
     return ["noisycore.fanout", command, "--cluster", cluster] + (["--cpus-per-run", str(cpus)] if cpus else [])
 
 
+def _check_cluster(cluster: str, cpus: Optional[int], folder) -> None:
+    """Refuse here, before a follower starts, what it would refuse: no cluster, a bad CPUs per run, a runs
+    folder the nodes cannot see (UserError, nothing created)."""
+    from noisycore import executors
+
+    ex = executors.executor(cluster)
+    ex.cpus_per_run(cpus)
+    ex.check_store(folder)
+
+
 def start_sweep(spec, *, root=None, name: Optional[str] = None, cluster: Optional[str] = None,
                 cpus: Optional[int] = None) -> Path:
     """sweeps.start_sweep; with ``cluster`` (an address, None = this machine) every cell a job of ``cpus``."""
     if cluster is not None:
-        from noisycore import executors
-
-        executors.executor(cluster).check_store(root if root is not None else default_runs_dir())
+        _check_cluster(cluster, cpus, root if root is not None else default_runs_dir())
     return sweeps.start_sweep(spec, root=root, name=name, worker=_follower("sweep", cluster, cpus) if cluster else None)
 
 
 def resume_sweep(sweep_dir, *, cluster: Optional[str] = None, cpus: Optional[int] = None) -> dict:
     """sweeps.resume_sweep; with ``cluster`` the unfinished cells become jobs (see start_sweep)."""
+    if cluster is not None:
+        _check_cluster(cluster, cpus, sweep_dir)
     return sweeps.resume_sweep(sweep_dir, worker=_follower("sweep", cluster, cpus) if cluster else None)
 
 
 def start_cross_validation(run_dir, *, folds: int = 4, cluster: Optional[str] = None,
                            cpus: Optional[int] = None) -> dict:
     """crossval.start; with ``cluster`` the folds become jobs and the combine step follows them."""
-    if cluster is not None:
-        from noisycore import executors
-
-        executors.executor(cluster).check_store(detect.run_path(run_dir))
+    if cluster is not None and folds:
+        _check_cluster(cluster, cpus, detect.run_path(run_dir))
     return crossval.start(run_dir, folds=folds, worker=_follower("cv", cluster, cpus) if cluster and folds else None)
 
 

@@ -153,14 +153,20 @@ def test_a_run_outlives_the_process_that_started_it(two_nodes, quadrants, tmp_pa
     assert runs.read_metrics(run_dir)["epoch"].tolist() == list(range(1, epochs + 1))   # every epoch once
 
 
-def test_cpus_per_run_is_checked_against_the_nodes(two_nodes):
-    _, _, ex = two_nodes
+def test_cpus_per_run_is_checked_against_the_nodes(two_nodes, quadrants, tmp_path):
+    from noisycore import fanout
+
+    sim, _, ex = two_nodes
     assert ex.cpus_per_run(1) == 1 and ex.cpus_per_run("1") == 1
     for bad in (0, -1, "two", 1.5, True):
         with pytest.raises(UserError, match="whole number of at least 1"):
             ex.cpus_per_run(bad)
     with pytest.raises(UserError, match=r"CPUs per run 2 is more than the largest node of the cluster has \(1\)"):
         ex.cpus_per_run(2)
+    spec = sweeps.SweepSpec(base=tiny_config(quadrants), noise="symmetric", rates=(0.0,), losses=("ce",))
+    with pytest.raises(UserError, match="CPUs per run 3 is more than"):   # the app's sweep: refused before it starts
+        fanout.start_sweep(spec, root=tmp_path / "runs", name="big", cluster=sim.address, cpus=3)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_the_apps_sweep_and_cross_validation_fan_out_and_outlive_their_follower(two_nodes, quadrants, tmp_path):

@@ -172,7 +172,9 @@ def cluster_sidebar() -> None:
                                                                if any(n["gpus"] for n in nodes) else ""))
     largest = max(1, int(max(n["cpus"] for n in nodes) if nodes else 1))
     default = os.environ.get(CPUS_ENV, "1")
-    st.number_input("CPUs per run", 1, largest, min(int(default) if default.isdigit() and int(default) else 1, largest),
+    st.session_state.setdefault(CPUS_KEY, int(default) if default.isdigit() and int(default) else 1)
+    st.session_state[CPUS_KEY] = min(st.session_state[CPUS_KEY], largest)   # the cluster may have lost a node
+    st.number_input("CPUs per run", 1, largest,
                     key=CPUS_KEY, help="Each run, sweep cell or cross-validation fold reserves this many CPUs on its "
                     "node (TensorFlow uses as many threads); more CPUs per run train a run faster, fewer let more "
                     "runs train side by side. Recorded in the run's status (cpus).")
