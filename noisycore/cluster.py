@@ -17,6 +17,8 @@ restarted and the CLI is Ctrl-C'd, so neither submits tasks: every job is submit
 actor, :class:`JobOwner` (named ``noisylab-owner`` in the ``noisylab`` namespace, on the head node, no
 CPU), which outlives the process that asked for the job, as a local run's detached worker does. Any
 process connected to the cluster finds it by name to ask whether a job is alive and to cancel it.
+It runs the code it was started with until the cluster stops: after updating the project, restart the
+cluster (``ray stop``, ``ray start``) so a new one is made.
 
 The run store is shared: run folders are the source of truth the pages read, so every node must see
 the runs folder at the same path (NFS or the like); :meth:`RayExecutor.check_store` proves it with a

@@ -213,3 +213,23 @@ def test_the_apps_sweep_and_cross_validation_fan_out_and_outlive_their_follower(
     probs = np.load(cells[0] / "cv_probs.npy")
     assert probs.shape == (len(np.load(cells[0] / "predictions.npz")["train_ids"]), 4)
     assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_stop_of_the_apps_cluster_sweep_stops_its_cells(two_nodes, quadrants, tmp_path):
+    """The Curves page's Stop on a cluster sweep: the follower sees the stop request and stops every cell."""
+    from noisycore import fanout
+
+    sim, _, _ = two_nodes
+    spec = sweeps.SweepSpec(base=tiny_config(quadrants, epochs=500), noise="symmetric", rates=(0.0, 0.2),
+                            losses=("ce",))
+    sweep_dir = fanout.start_sweep(spec, root=tmp_path / "runs", name="stop", cluster=sim.address)
+    cells = [sweep_dir / c.name for c in sweeps.cells(spec)]
+    for cell in cells:
+        wait_for(cell, lambda s: (s.get("epochs_done") or 0) >= 1, "one epoch in", timeout=TIMEOUT)
+    sweeps.stop_sweep(sweep_dir)
+    deadline = time.monotonic() + 60
+    while sweeps.sweep_status(sweep_dir)["active"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sweeps.sweep_status(sweep_dir)["state"] == "stopped", (sweep_dir / "log.txt").read_text()[-3000:]
+    assert [runs.read_status(c)["state"] for c in cells] == ["stopped"] * 2
+    assert all(1 <= len(runs.read_metrics(c)) < 500 for c in cells)
