@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import sweeps
+from noisycore import fanout, sweeps
 from noisycore.catalog import LOSS_HELP, MODEL_HELP
 from noisycore.config import METHOD_NAMES, PRESET_HELP, PRESETS, DataConfig, TrainConfig
 from noisycore.datasets import cifar10_available
@@ -11,7 +11,7 @@ from noisycore.catalog import METHOD_HELP
 from ui.common import address_params, guard, param_notices
 from ui.curves import (compare_metrics, compare_panel, default_compare, evaluation_panel, live_curves, prediction_grid,
                        run_choices, sweep_panel)
-from ui.runs import current_run, runs_root, set_current_run
+from ui.runs import cluster_jobs, current_run, runs_root, set_current_run
 
 RATE_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
@@ -68,8 +68,10 @@ elif view == "Compare":
 # ---- Sweeps -------------------------------------------------------------------------------------
 else:
     with st.expander("Start a new sweep", expanded=False, icon=":material/add:"):
-        st.caption("Trains one run per combination of noise rate, loss, method and seed, one after another in the "
-                   "background (single runs you start meanwhile wait their turn). Stopped sweeps can be resumed.")
+        st.caption("Trains one run per combination of noise rate, loss, method and seed, "
+                   + ("each its own job on the cluster, side by side on its free CPUs. " if cluster_jobs()["cluster"]
+                      else "one after another in the background (single runs you start meanwhile wait their turn). ")
+                   + "Stopped sweeps can be resumed.")
         c = st.columns(3)
         source = c[0].selectbox("Dataset", ["builtin", "cifar10"], key="new.source",
                                 format_func={"builtin": "Built-in shapes", "cifar10": "CIFAR-10"}.get)
@@ -99,7 +101,7 @@ else:
                          epochs=int(epochs), max_train=int(max_train))
             spec = guard(sweeps.SweepSpec, base=base, noise=noise, rates=tuple(rates), losses=tuple(losses),
                          methods=tuple(methods), seeds=tuple(range(int(n_seeds))))
-            out = guard(sweeps.start_sweep, spec, root=runs_root(), name=name)
+            out = guard(fanout.start_sweep, spec, root=runs_root(), name=name, **cluster_jobs())
             st.session_state["sweep.pick"] = str(out)
             st.toast(f"Started {out.name}")
 

@@ -15,7 +15,7 @@ from noisycore.labelsets import truth_known_meta
 from ui.common import (address_params, current_labels_path, current_user, follow_default, guard, param_notice,
                        param_notices)
 from ui.train_options import forget_rate_option, forward_options
-from ui.runs import (current_run, default_run, owner_words, run_panel, runs_root, saved_label_sets, set_current_run,
+from ui.runs import (cluster_jobs, current_run, default_run, owner_words, run_panel, runs_root, saved_label_sets, set_current_run,
                      share_toggle, visible_runs)
 
 DEFAULT_LABELS = "Built-in shapes, 40% symmetric noise"
@@ -194,7 +194,8 @@ st.caption(guard(precision_note, config.mixed_precision))
 if preset == "fast":
     st.caption(guard(calibration.describe))
 if st.button("Start training", type="primary", icon=":material/play_arrow:"):
-    run_dir = guard(lambda: executors.executor().start(config, root=runs_root(), owner=current_user()))
+    run_dir = guard(lambda: executors.executor().start(config, root=runs_root(), owner=current_user(),
+                                                       cpus=cluster_jobs()["cpus"]))
     set_current_run(run_dir)
     st.toast(f"Started {run_dir.name}")
 

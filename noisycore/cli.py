@@ -123,8 +123,9 @@ def _train_on_cluster(config, args, *, owner: str) -> int:
     from noisycore import executors, jobs
 
     ex = executors.executor(_cluster(args))
-    run_dir = ex.start(config, root=args.out, owner=owner)
-    print(f"run folder: {run_dir} (on the cluster {args.cluster})", flush=True)
+    run_dir = ex.start(config, root=args.out, owner=owner, cpus=args.cpus_per_run)
+    print(f"run folder: {run_dir} (on the cluster {args.cluster}, {runs.read_status(run_dir).get('cpus')} CPU(s))",
+          flush=True)
     line, shown = StatusLine(), None
     try:
         while (status := jobs.poll(run_dir)).get("state") in runs.ACTIVE_STATES:
@@ -222,7 +223,8 @@ def add_review_commands(subparsers) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def _source_for(run: Path, folds: Optional[int], cluster: Optional[str] = None) -> str:
+def _source_for(run: Path, folds: Optional[int], cluster: Optional[str] = None,
+                cpus_per_run: Optional[int] = None) -> str:
     """in_sample for --folds 0; else (after cross-validating with --folds K) the better out-of-sample
     predictions, the network's folds or the linear baseline (detect.best_source), said in one line."""
     if folds == 0:
@@ -236,7 +238,8 @@ def _source_for(run: Path, folds: Optional[int], cluster: Optional[str] = None) 
 
         line = StatusLine()
         try:
-            fanout.cross_validate(run, executors.executor(cluster), folds=folds, progress=line.show)
+            fanout.cross_validate(run, executors.executor(cluster), folds=folds, progress=line.show,
+                                  cpus=cpus_per_run)
         finally:
             line.close()
         return _say_source(run)
@@ -275,7 +278,7 @@ def cmd_detect(args) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .csv file name")
-    source = _source_for(run, args.folds, _cluster(args))
+    source = _source_for(run, args.folds, _cluster(args), args.cpus_per_run)
     frame = detect.detect(run, detector=args.detector, source=source)
     cols = ["id", "given_label", "proposed_label", "label_quality", "is_label_issue"]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -373,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--cluster", default=None, metavar="auto|ADDRESS",
             help="run on a Ray cluster: auto (RAY_ADDRESS or the cluster `ray start` started here) or HOST:PORT; "
                  "default (or local): this machine")
+        sub.choices[name].add_argument(
+            "--cpus-per-run", type=int, default=None, metavar="N",
+            help="with --cluster: the CPUs each run, sweep cell or fold reserves on its node (default "
+                 "$NOISYLAB_CPUS_PER_RUN, else 1); TensorFlow's threads are sized to it")
     sub.choices["sweep"].set_defaults(func=_cmd_sweep)
     for command in sub.choices.values():
         command.add_argument("--verbose", action="store_true",
@@ -390,7 +397,11 @@ def _cluster(args) -> Optional[str]:
     """The --cluster address, None for this machine (the command line ignores the app's NOISYLAB_CLUSTER)."""
     from noisycore.executors import cluster_setting
 
-    return cluster_setting(args.cluster or "local")
+    address = cluster_setting(args.cluster or "local")
+    if address is None and getattr(args, "cpus_per_run", None) is not None:
+        raise UserError(f"--cpus-per-run {args.cpus_per_run} is a reservation on a cluster; add --cluster auto|ADDRESS "
+                        "or leave it out (a run on this machine uses all its CPUs)")
+    return address
 
 
 def _cmd_sweep(args) -> int:
@@ -403,7 +414,8 @@ def _cmd_sweep(args) -> int:
     from noisycore import fanout
 
     ex = executors.executor(cluster)
-    return sweeps.cmd_sweep(args, cluster_runner=lambda sweep_dir, report: fanout.sweep(sweep_dir, ex, report=report))
+    return sweeps.cmd_sweep(args, cluster_runner=lambda sweep_dir, report: fanout.sweep(
+        sweep_dir, ex, report=report, cpus=args.cpus_per_run))
 
 
 SIGNALS = StopSignals()       # SIGINT / SIGTERM of this command (installed by main)

@@ -11,6 +11,15 @@ is killed with the task (a node that dies takes it along) and Ray retries the ta
 where the run resumes from its last complete epoch (noisycore.resume). Ray places, queues, retries
 and cancels: there is no scheduler here. TensorFlow never loads in this (the driver's) process.
 
+Who owns a job: Ray ties a task to the process that submitted it (its owner: it keeps the task's
+result and retries it; when the owner dies, its tasks die with it). The app's Streamlit server is
+restarted and the CLI is Ctrl-C'd, so neither submits tasks: every job is submitted by one detached
+actor, :class:`JobOwner` (named ``noisylab-owner`` in the ``noisylab`` namespace, on the head node, no
+CPU), which outlives the process that asked for the job, as a local run's detached worker does. Any
+process connected to the cluster finds it by name to ask whether a job is alive and to cancel it.
+It runs the code it was started with until the cluster stops: after updating the project, restart the
+cluster (``ray stop``, ``ray start``) so a new one is made.
+
 The run store is shared: run folders are the source of truth the pages read, so every node must see
 the runs folder at the same path (NFS or the like); :meth:`RayExecutor.check_store` proves it with a
 probe file per node and refuses a cluster that cannot, creating nothing. Ray is imported only here,
@@ -79,17 +88,95 @@ def probe_task(root: str, token_name: str, token: str, node: str) -> str:
     return "ok"
 
 
+OWNER_NAME = "noisylab-owner"
+WATCH_SECONDS = 1.0           # how often the owner looks for tasks that ended
+
+
+class JobOwner:
+    """The detached actor that submits and owns every job's task (see the module): it outlives the app or
+    CLI process that asked for the job, retries the task after a lost node, and marks a run that never
+    started (cancelled, or lost with every retry) when its task ends."""
+
+    def __init__(self):
+        import threading
+
+        import ray
+
+        self.refs: dict = {}          # run folder -> ObjectRef of its task
+        self.lock = threading.Lock()
+        self.task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(train_task)
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def submit(self, run_dir: str, cpus: int, cluster: str) -> None:
+        runs.update_status(run_dir, executor="ray", cluster=cluster, cpus=cpus, driver_host=jobs.host_name(),
+                           driver_pid=os.getpid(), heartbeat=None, submitted=runs.now_iso())
+        with self.lock:
+            self.refs[run_dir] = self.task.options(num_cpus=cpus).remote(run_dir, cpus)
+
+    def alive(self, run_dir: str) -> Optional[bool]:
+        """True while the run's task is queued or running, False once it ended, None for a run it never saw."""
+        import ray
+
+        with self.lock:
+            ref = self.refs.get(run_dir)
+        if ref is None:
+            return None
+        if not ray.wait([ref], timeout=0)[0]:
+            return True
+        self._settle(run_dir, ref)
+        return False
+
+    def cancel(self, run_dir: str) -> bool:
+        """ray.cancel the run's task (queued: it never starts; running: SIGTERM to the worker, which stops
+        like the stop file); whether there was one."""
+        import ray
+
+        with self.lock:
+            ref = self.refs.get(run_dir)
+        if ref is not None:
+            ray.cancel(ref)
+        return ref is not None
+
+    def _watch(self) -> None:
+        import ray
+
+        while True:
+            time.sleep(WATCH_SECONDS)
+            with self.lock:
+                pending = dict(self.refs)
+            if not pending:
+                continue
+            ended, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=0)
+            for run_dir, ref in pending.items():
+                if ref in ended:
+                    self._settle(run_dir, ref)
+
+    def _settle(self, run_dir: str, ref) -> None:
+        """After the task ended: forget it; a run it never started (cancelled, or lost) is marked."""
+        import ray
+
+        with self.lock:
+            if self.refs.get(run_dir) is ref:
+                del self.refs[run_dir]
+        try:
+            ray.get(ref)
+            return
+        except ray.exceptions.TaskCancelledError:
+            state, error = "stopped", "stopped before it started"
+        except ray.exceptions.RayError as e:
+            state, error = "failed", f"the cluster lost the run: {' '.join(str(e).split())[:200]}"
+        if runs.read_status(run_dir).get("state") in runs.ACTIVE_STATES:
+            runs.update_status(run_dir, state=state, error=error, finished=runs.now_iso())
+
+
 class RayExecutor:
     """Jobs as Ray tasks on a running cluster (see the module)."""
 
     name = "ray"
 
-    def __init__(self, address: str, *, cpus_per_run: Optional[int] = None):
+    def __init__(self, address: str):
         ray = _import_ray()
         self.address = address
-        self.cpus = int(cpus_per_run or os.environ.get(CPUS_ENV) or 1)
-        if self.cpus < 1:
-            raise UserError(f"{CPUS_ENV}={self.cpus} must be at least 1")
         if not ray.is_initialized():
             try:
                 ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, include_dashboard=False,
@@ -97,11 +184,37 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise UserError(f"no Ray cluster at {address!r} ({' '.join(str(e).split())[:160]}); start one "
                                 "with `ray start --head` or run without --cluster / NOISYLAB_CLUSTER") from None
-        self.refs: dict = {}          # run folder -> ObjectRef of its task (submitted by this process)
         self.stores: set = set()      # run stores every node was seen to share
-        self._task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(train_task)
+        self._owner = None            # handle of the JobOwner actor
         self._probe = ray.remote(num_cpus=0, max_retries=0)(probe_task)
         jobs.LIVENESS["ray"] = self.alive
+
+    def owner(self):
+        """The cluster's JobOwner actor (created on first use: detached, on the head node, no CPU)."""
+        import ray
+
+        if self._owner is None:
+            self._owner = ray.remote(JobOwner).options(
+                name=OWNER_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0,
+                resources={"node:__internal_head__": 0.001}, max_restarts=-1, max_concurrency=8).remote()
+        return self._owner
+
+    def cpus_per_run(self, cpus=None) -> int:
+        """The CPUs a job reserves: ``cpus``, else env NOISYLAB_CPUS_PER_RUN, else 1; refused (UserError) when
+        not a whole number of at least 1 or more than the largest node has (Ray would queue it forever)."""
+        value = cpus if cpus is not None else (os.environ.get(CPUS_ENV) or 1)
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = 0
+        if isinstance(value, bool) or number < 1 or str(number) != str(value).strip():
+            raise UserError(f"CPUs per run {value!r} must be a whole number of at least 1 (--cpus-per-run, "
+                            f"{CPUS_ENV} or the sidebar's setting)")
+        largest = max([n["cpus"] for n in self.nodes()] or [0])
+        if number > largest:
+            raise UserError(f"CPUs per run {number} is more than the largest node of the cluster has ({largest:g}); "
+                            f"use at most {largest:g}")
+        return number
 
     # -------------------------------------------------------------------------- the cluster
     def nodes(self) -> list:
@@ -156,64 +269,48 @@ class RayExecutor:
 
     # -------------------------------------------------------------------------- jobs
     def start(self, config, *, root=None, name: Optional[str] = None, max_parallel: int = 1,
-              owner: Optional[str] = None) -> Path:
+              owner: Optional[str] = None, cpus: Optional[int] = None) -> Path:
         """Create a queued run (after the store check) and submit it; ``max_parallel`` is the cluster's.
-        ``owner``: whose run it is (None: ``workspaces.default_owner()``)."""
+        ``owner``: whose run it is (None: ``workspaces.default_owner()``); ``cpus``: see cpus_per_run."""
         from noisycore import workspaces
 
+        cpus = self.cpus_per_run(cpus)
         root = self.check_store(root if root is not None else default_runs_dir())
         owner = workspaces.check_name(owner) if owner is not None else workspaces.default_owner()
         run_dir = runs.create_run(config, root=root, name=name, owner=owner)
-        self.submit(run_dir)
+        self.submit(run_dir, cpus=cpus)
         return run_dir
 
-    def submit(self, run_dir) -> Path:
-        """Submit an existing queued run folder (a run, a sweep cell, a fold) as a task."""
-        run_dir = Path(run_dir).absolute()
-        self.check_store(run_dir.parent)
-        runs.update_status(run_dir, executor="ray", cluster=self.address, cpus=self.cpus, driver_host=jobs.host_name(),
-                           driver_pid=os.getpid(), heartbeat=None, submitted=runs.now_iso())
-        self.refs[str(run_dir)] = self._task.options(num_cpus=self.cpus).remote(str(run_dir), self.cpus)
-        return run_dir
-
-    def owns(self, run_dir) -> bool:
-        """Whether this process submitted the run's task."""
-        return str(Path(run_dir).absolute()) in self.refs
-
-    def alive(self, run_dir, status) -> Optional[bool]:
-        """jobs.LIVENESS hook: a task this process submitted is alive until Ray says it ended."""
+    def submit(self, run_dir, *, cpus: Optional[int] = None) -> Path:
+        """Submit an existing queued run folder (a run, a sweep cell, a fold) as a task of the JobOwner;
+        status.json records ``cpus`` and the owner's host and pid (``driver_host`` / ``driver_pid``)."""
         import ray
 
-        ref = self.refs.get(str(Path(run_dir).absolute()))
-        if ref is None:
-            return None
-        if not ray.wait([ref], timeout=0)[0]:
-            return True
-        self._settle(Path(run_dir), ref)
-        return False
+        run_dir = Path(run_dir).absolute()
+        cpus = self.cpus_per_run(cpus)
+        self.check_store(run_dir.parent)
+        ray.get(self.owner().submit.remote(str(run_dir), cpus, self.address))
+        return run_dir
 
-    def _settle(self, run_dir: Path, ref) -> None:
-        """After the task ended: a run it never started (cancelled, or lost with every retry) is marked."""
+    def alive(self, run_dir, status) -> Optional[bool]:
+        """jobs.LIVENESS hook: the JobOwner's answer (None when it does not know the run or cannot answer)."""
         import ray
 
         try:
-            ray.get(ref)
-            return
-        except ray.exceptions.TaskCancelledError:
-            state, error = "stopped", "stopped before it started"
-        except ray.exceptions.RayError as e:
-            state, error = "failed", f"the cluster lost the run: {' '.join(str(e).split())[:200]}"
-        if runs.read_status(run_dir).get("state") in runs.ACTIVE_STATES:
-            runs.update_status(run_dir, state=state, error=error, finished=runs.now_iso())
+            return ray.get(self.owner().alive.remote(str(Path(run_dir).absolute())), timeout=10)
+        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            return None
 
     def stop(self, run_dir) -> dict:
-        """The stop request file (the run ends within one batch, on any node), then ray.cancel."""
+        """The stop request file (the run ends within one batch, on any node), then ray.cancel by the owner."""
         import ray
 
         status = jobs.stop(run_dir)
-        ref = self.refs.get(str(Path(run_dir).absolute()))
-        if ref is not None and status.get("state") in runs.ACTIVE_STATES:
-            ray.cancel(ref)   # queued: it never starts; running: SIGTERM to the worker, which stops like the file
+        if status.get("state") in runs.ACTIVE_STATES:
+            try:
+                ray.get(self.owner().cancel.remote(str(Path(run_dir).absolute())), timeout=10)
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+                pass   # the stop file still ends it when it starts or at its next batch
         return jobs.poll(run_dir)
 
     def wait(self, run_dirs, *, timeout: Optional[float] = None) -> list:
@@ -236,12 +333,12 @@ class RayExecutor:
         return len(older) + 1
 
 
-def connect(address: str = "auto", *, cpus_per_run: Optional[int] = None) -> RayExecutor:
+def connect(address: str = "auto") -> RayExecutor:
     """The executor for the cluster at ``address`` (one connection per process)."""
     if not isinstance(address, str) or not address.strip():
         raise UserError(f"cluster address {address!r} is empty; use auto or HOST:PORT")
     if address not in _CONNECTIONS:
-        _CONNECTIONS[address] = RayExecutor(address, cpus_per_run=cpus_per_run)
+        _CONNECTIONS[address] = RayExecutor(address)
     return _CONNECTIONS[address]
 
 

@@ -270,9 +270,11 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
 
 
 # ----------------------------------------------------------------------------- background worker
-def start(run_dir, *, folds: int = 4, quality: bool = False) -> dict:
+def start(run_dir, *, folds: int = 4, quality: bool = False, worker: Optional[list] = None) -> dict:
     """Start cross-validation (or, with folds=0, only the neighbour features) in a detached process.
-    ``quality``: the data-quality lists (pretrained embeddings) instead of the features; with folds=0, only them."""
+    ``quality``: the data-quality lists (pretrained embeddings) instead of the features; with folds=0, only them.
+    ``worker``: the module and arguments run instead of this module's worker, before the run folder
+    (noisycore.fanout's follower: the folds as cluster jobs)."""
     run = detect.run_path(run_dir)
     folds = _check_folds(folds, len(detect.read_run_labels(run).ids), allow_zero=True)
     status = poll(run)
@@ -285,7 +287,7 @@ def start(run_dir, *, folds: int = 4, quality: bool = False) -> dict:
     task = "cross_validation" if folds else "quality" if quality else "features"
     runs.write_status(cv_dir, {"state": "queued", "task": task, "folds": folds, "fold": 0, "error": None,
                                "created": runs.now_iso()})
-    proc = jobs.spawn(["noisycore.crossval", str(run.resolve()), "--folds", str(folds)]
+    proc = jobs.spawn([*(worker or ["noisycore.crossval"]), str(run.resolve()), "--folds", str(folds)]
                       + (["--quality"] if quality else []), cv_dir / "log.txt")
     return runs.update_status(cv_dir, pid=proc.pid)
 
@@ -299,6 +301,8 @@ def progress(status: dict) -> tuple:
     The data-quality task: images embedded so far, then the lists."""
     if status.get("step") in ("embeddings", "lists"):
         return _quality_progress(status)
+    if status.get("executor") == "ray" and status.get("text"):   # folds as cluster jobs (noisycore.fanout)
+        return float(status.get("share") or 0.0), status["text"]
     folds, fold = int(status.get("folds") or 0), int(status.get("fold") or 0)
     epochs, epoch = int(status.get("epochs") or 0), int(status.get("epoch") or 0)
     batch, batches = status.get("batch") or 0, status.get("batches") or 0
@@ -381,21 +385,22 @@ def _embedding_progress(cv_dir: Path):
     return report
 
 
-def worker(run_dir, *, folds: int, quality: bool = False) -> int:
+def worker(run_dir, *, folds: int, quality: bool = False, train_folds: Optional[Callable] = None) -> int:
     """The background process: cross-validate (holding the training slot), then the data-quality lists
-    (``quality``) or the model's features, and detection."""
+    (``quality``) or the model's features, and detection. ``train_folds(run, folds=)``: trains the folds
+    and combines them instead of :func:`cross_validate` here (noisycore.fanout: cluster jobs, no slot)."""
     run = Path(run_dir).resolve()
     cv_dir = run / CV_DIR
     signal.signal(signal.SIGTERM, jobs.on_sigterm)
     runs.update_status(cv_dir, pid=os.getpid())
-    lock = _wait_for_slot(run) if folds else None
-    if folds and lock is None:
+    lock = _wait_for_slot(run) if folds and train_folds is None else None
+    if folds and train_folds is None and lock is None:
         runs.update_status(cv_dir, state="stopped", error="stopped before it started", finished=runs.now_iso())
         return 0
     try:
         runs.update_status(cv_dir, state="running", started=runs.now_iso())
         if folds:
-            cross_validate(run, folds=folds)
+            (train_folds or cross_validate)(run, folds=folds)
         if quality:
             runs.update_status(cv_dir, state="running", step="embeddings", done=0, total=0)
             dataquality.compute(run, progress=_embedding_progress(cv_dir))

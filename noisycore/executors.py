@@ -28,7 +28,8 @@ class LocalExecutor:
     name = "local"
 
     def start(self, config, *, root=None, name: Optional[str] = None, max_parallel: int = 1,
-              owner: Optional[str] = None) -> Path:
+              owner: Optional[str] = None, cpus: Optional[int] = None) -> Path:
+        """``cpus`` is a cluster's reservation per run; the local queue gives a run the whole machine."""
         return jobs.start(config, root=root, name=name, max_parallel=max_parallel, owner=owner)
 
     def stop(self, run_dir) -> dict:
@@ -66,13 +67,13 @@ def executor(cluster: Optional[str] = None):
 
 
 def stop(run_dir) -> dict:
-    """Stop a run wherever it runs: the stop request file, and for a cluster run this process submitted,
-    ray.cancel as well."""
+    """Stop a run wherever it runs: the stop request file, and for a cluster run (when this process is
+    connected to a cluster) ray.cancel of its task as well."""
     status = jobs.poll(Path(run_dir)) if Path(run_dir).is_dir() else {}
     if status.get("executor") == "ray":
         from noisycore import cluster
 
-        owner = next((c for c in cluster.connections() if c.owns(run_dir)), None)
-        if owner is not None:
-            return owner.stop(run_dir)
+        connected = cluster.connections()
+        if connected:
+            return connected[0].stop(run_dir)
     return jobs.stop(run_dir)

@@ -356,32 +356,36 @@ def work(sweep_dir, *, max_parallel: int = 1, verbose: int = 0, pass_id: Optiona
     return write_summary(sweep_dir)
 
 
-def _spawn(sweep_dir: Path, log_name: str, *extra, detach: bool) -> subprocess.Popen:
-    return jobs.spawn(["noisycore.sweeps", "worker", sweep_dir, *extra], sweep_dir / log_name, detach=detach)
+def _spawn(sweep_dir: Path, log_name: str, *extra, detach: bool, worker: Optional[list] = None) -> subprocess.Popen:
+    return jobs.spawn([*(worker or ["noisycore.sweeps", "worker"]), sweep_dir, *extra], sweep_dir / log_name,
+                      detach=detach)
 
 
-def resume_sweep(sweep_dir) -> dict:
-    """Start a detached background worker that trains the sweep's unfinished cells; returns the status."""
+def resume_sweep(sweep_dir, *, worker: Optional[list] = None) -> dict:
+    """Start a detached background worker that trains the sweep's unfinished cells; returns the status.
+    ``worker``: the module and arguments run instead of this module's worker, before the sweep folder
+    (noisycore.fanout's follower: the cells as cluster jobs)."""
     sweep_dir = Path(sweep_dir).resolve()
     load_spec(sweep_dir)
     status = sweep_status(sweep_dir)
     if status["active"]:
         raise UserError(f"sweep {sweep_dir.name} is already running (pid {status.get('pid')}); stop it first")
     (sweep_dir / STOP_FILE).unlink(missing_ok=True)
-    proc = _spawn(sweep_dir, "log.txt", detach=True)
+    proc = _spawn(sweep_dir, "log.txt", detach=True, worker=worker)
     _write_status(sweep_dir, state="running", pid=proc.pid, started=runs.now_iso(), error=None)
     return sweep_status(sweep_dir)
 
 
-def start_sweep(spec: SweepSpec, *, root=None, name: Optional[str] = None) -> Path:
-    """Create ``<root>/sweep-NAME`` and train it in a detached background worker; returns the folder."""
+def start_sweep(spec: SweepSpec, *, root=None, name: Optional[str] = None, worker: Optional[list] = None) -> Path:
+    """Create ``<root>/sweep-NAME`` and train it in a detached background worker (``worker``: see
+    resume_sweep); returns the folder."""
     root = Path(root) if root is not None else default_runs_dir()
     slug = runs.slug(name or f"{spec.noise}-{'-'.join(spec.losses)}")
     if not slug:
         raise UserError(f"sweep name {name!r} has no letters or digits; use e.g. 'gce-vs-ce'")
     out = root.resolve() / f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{slug}"
     create_sweep(spec, out)
-    resume_sweep(out)
+    resume_sweep(out, worker=worker)
     return out
 
 

@@ -1,6 +1,7 @@
 """Small generated data shared by the training, jobs, sweep and review tests."""
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,3 +103,18 @@ def noisylab_home(home):
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def wait_for(run_dir, predicate, what, *, timeout=240):
+    """The run's status (jobs.poll, every 0.2 s) once ``predicate(status)`` holds; AssertionError with the
+    status and the end of its log after ``timeout`` seconds (generous: the machine is shared)."""
+    from noisycore import jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = jobs.poll(run_dir)
+        if predicate(status):
+            return status
+        time.sleep(0.2)
+    log = (run_dir / "log.txt").read_text(errors="replace")[-3000:] if (run_dir / "log.txt").exists() else ""
+    raise AssertionError(f"{run_dir.name}: not {what} after {timeout} s; status {jobs.poll(run_dir)}\n{log}")

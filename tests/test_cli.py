@@ -84,6 +84,10 @@ def test_train_rejects_bad_options_before_creating_a_run(tmp_path, capsys):
     assert_user_error(r, "--labels or --noise")
     r = run_main(["train", "--loss", "gce", "--loss-params", "z=1"], capsys)
     assert_user_error(r, "no parameter z", "q")
+    for command in (["train"], ["sweep", "--rates", "0,0.2"]):   # a reservation without a cluster to make it on
+        r = run_main(command + ["--cpus-per-run", "2", "--out", str(tmp_path / "runs" / "x")], capsys)
+        assert_user_error(r, "--cpus-per-run 2 is a reservation on a cluster", "--cluster auto")
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow

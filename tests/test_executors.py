@@ -81,3 +81,31 @@ def test_six_runs_on_two_cpus_all_finish_two_at_a_time_with_live_metrics(ray_exe
     assert ours["epoch"].tolist() == theirs["epoch"].tolist() == [1, 2, 3]
     for col in ("loss", "accuracy", "val_accuracy", "test_accuracy"):   # the same seed, the same run
         np.testing.assert_allclose(ours[col], theirs[col], atol=2e-3, err_msg=col)
+
+
+def test_the_train_page_on_a_cluster_reserves_the_sidebars_cpus_per_run(ray_executor, monkeypatch):
+    """NOISYLAB_CLUSTER set: the sidebar shows the cluster and its CPUs per run (at most the largest node's 2),
+    and Start training submits the run with that reservation, recorded in status.json."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("NOISYLAB_CLUSTER", "local-test")     # the connection the fixture made in this process
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120).run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Cluster local-test: 1 node(s)") for c in at.sidebar.caption)
+    cpus = at.sidebar.number_input(key="cluster.cpus_per_run")
+    assert (cpus.value, cpus.max) == (1, 2)
+    cpus.set_value(2).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+    [run_dir] = runs.run_dirs(Path(os.environ["NOISYLAB_RUNS"]))
+    status = runs.read_status(run_dir)
+    assert status["executor"] == "ray" and status["cpus"] == 2
+    executors.stop(run_dir)                                       # the page's Stop: file + ray.cancel
+    deadline = time.monotonic() + TIMEOUT
+    while jobs.poll(run_dir)["state"] in runs.ACTIVE_STATES and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs.poll(run_dir)["state"] == "stopped"

@@ -9,10 +9,9 @@ import pytest
 from noisycore import jobs, runs
 from noisycore.config import DataConfig, NoiseConfig, TrainConfig
 from noisycore.errors import UserError
-from helpers import quadrant_folder  # noqa: E402
+from helpers import quadrant_folder, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
-TIMEOUT = 240   # seconds; generous because the machine may be shared and TensorFlow imports slowly
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +25,6 @@ def tiny_config(folder, **overrides):
                   epochs=2, batch_size=16, lr_schedule="constant", early_stopping_patience=0, val_fraction=0.15)
     values.update(overrides)
     return TrainConfig(**values)
-
-
-def wait_for(run_dir, predicate, what):
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        status = jobs.poll(run_dir)
-        if predicate(status):
-            return status
-        time.sleep(0.2)
-    log = (run_dir / "log.txt").read_text(errors="replace")[-3000:] if (run_dir / "log.txt").exists() else ""
-    raise AssertionError(f"{run_dir.name}: not {what} after {TIMEOUT} s; status {jobs.poll(run_dir)}\n{log}")
 
 
 def state_is(*states):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import executors, charts, evaluation, jobs, naming, runs, sweeps
+from noisycore import executors, charts, evaluation, fanout, jobs, naming, runs, sweeps
 from noisycore.util import pct
 from ui.common import cached_dataset, guard, show_chart, show_table, upscale
-from ui.runs import STATE_ICONS, baseline_notice, owner_words, progress_text, runs_root, state_text, visible_runs
+from ui.runs import STATE_ICONS, baseline_notice, cluster_jobs, owner_words, progress_text, runs_root, state_text, visible_runs
 
 COMPARE_METRICS = {
     "test_accuracy": "Test accuracy", "val_accuracy": "Validation accuracy",
@@ -309,7 +309,7 @@ def sweep_panel(sweep_dir: str) -> None:
             if status["done"] < status["total"] and st.button(
                     "Resume", key="sweep.resume", icon=":material/play_arrow:",
                     help="Trains the cells that are not finished; finished cells are kept."):
-                guard(sweeps.resume_sweep, sweep_dir)
+                guard(fanout.resume_sweep, sweep_dir, **cluster_jobs())
                 st.rerun()
         table = guard(sweeps.summary_table, sweep_dir)
         show_chart(charts.sweep_chart(sweeps.finished_only(table), y=y, band=band), width="stretch")

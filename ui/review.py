@@ -6,12 +6,12 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, ImageOps
 
-from noisycore import baseline, crossval, dataquality, detect, evaluation, runs, teamreview
+from noisycore import baseline, crossval, dataquality, detect, evaluation, fanout, runs, teamreview
 from noisycore.detectors import estimate_noise
 from noisycore.errors import UserError
 from noisycore.review import ReviewStore
 from ui.common import cached_dataset, guard, show_table, upscale
-from ui.runs import visible_runs
+from ui.runs import cluster_jobs, visible_runs
 
 CLASS_KEYS = "1234567890"          # key i picks class i (1 = the first class, 0 = the tenth)
 POS_KEY = "review.item"            # dict run/detector -> the item id on screen (Left/Right navigation)
@@ -188,7 +188,7 @@ def detection_panel(run_dir: str) -> None:
                     and crossval.poll(run_dir).get("state") not in runs.ACTIVE_STATES:
                 guard(crossval.start, run_dir, folds=0)   # neighbours: the features load the model
         else:
-            guard(crossval.start, run_dir, folds=int(folds))
+            guard(fanout.start_cross_validation, run_dir, folds=int(folds), **cluster_jobs())
     cv_progress(run_dir)
 
 

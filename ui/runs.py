@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import streamlit as st
 
 from noisycore import baseline, charts, evaluation, executors, jobs, runs, workspaces
+from noisycore.cluster import CPUS_ENV
 from noisycore.config import default_runs_dir
 from noisycore.errors import UserError
 from noisycore.util import pct
 from ui.common import current_user, guard, labels_root, show_chart, show_table
 
 RUN_KEY = "lab.run_dir"       # str: the run the user last started or selected
+CPUS_KEY = "cluster.cpus_per_run"   # int: the sidebar's CPUs per run (cluster only)
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                "failed": ":material/error:"}
@@ -145,8 +148,16 @@ def where_text(status: dict) -> str:
     return f" on node {status['node']}{moved}"
 
 
+def cluster_jobs() -> dict:
+    """Where the app's runs, sweep cells and folds go: ``cluster`` (the address, None = this machine) and
+    ``cpus`` (the sidebar's CPUs per run; None on this machine)."""
+    address = executors.cluster_setting()
+    return {"cluster": address, "cpus": st.session_state.get(CPUS_KEY) if address else None}
+
+
 def cluster_sidebar() -> None:
-    """The sidebar's line about where runs train: this machine, or the cluster's nodes and free CPUs / GPUs."""
+    """The sidebar's line about where runs train: this machine, or the cluster's nodes and free CPUs / GPUs
+    and the CPUs each run reserves."""
     if not executors.cluster_setting():
         st.caption("Runs train on this machine, one at a time (set NOISYLAB_CLUSTER to use a Ray cluster).")
         return
@@ -159,6 +170,14 @@ def cluster_sidebar() -> None:
     st.caption(f"Cluster {executors.cluster_setting()}: {len(nodes)} node(s), {free:g} of "
                f"{sum(n['cpus'] for n in nodes):g} CPUs free" + (f", {sum(n['gpus'] for n in nodes):g} GPUs"
                                                                if any(n["gpus"] for n in nodes) else ""))
+    largest = max(1, int(max(n["cpus"] for n in nodes) if nodes else 1))
+    default = os.environ.get(CPUS_ENV, "1")
+    st.session_state.setdefault(CPUS_KEY, int(default) if default.isdigit() and int(default) else 1)
+    st.session_state[CPUS_KEY] = min(st.session_state[CPUS_KEY], largest)   # the cluster may have lost a node
+    st.number_input("CPUs per run", 1, largest,
+                    key=CPUS_KEY, help="Each run, sweep cell or cross-validation fold reserves this many CPUs on its "
+                    "node (TensorFlow uses as many threads); more CPUs per run train a run faster, fewer let more "
+                    "runs train side by side. Recorded in the run's status (cpus).")
     with st.expander("Nodes"):
         show_table([{"node": n["node"], "address": n["address"], "CPUs": n["cpus"], "free CPUs": n["free_cpus"],
                      "GPUs": n["gpus"]} for n in nodes], name="nodes", hide_index=True)
