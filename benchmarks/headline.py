@@ -117,6 +117,9 @@ ROWS = (
     Row(f"{QUICK}: wrong labels the network reproduces, mean over seeds: at the mean curve's peak, at the end",
         "benchmarks/results/quick_demo_seeds.json", ("memorized_at_mean_peak", "memorized_at_end"),
         lambda a, b: f"{pct(a)} -> {pct(b)}"),
+    Row("Quick demo (quick_demo_time.py): Start training to finished, median of the repeats (load before, after)",
+        "benchmarks/results/quick_demo_time.jsonl", ("median_seconds.finished", "repeats", "load_before", "load_after"),
+        lambda t, n, a, b: f"{float(t):.1f} s, median of {n} (load {float(a):.1f} -> {float(b):.1f})", {"summary": True}),
 )
 
 
