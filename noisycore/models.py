@@ -328,7 +328,7 @@ def whitening_weights(images, *, kernel=2, eps=5e-4, max_images=5000, seed=0):
 
 HEAD_UNITS = 512       # pretrained_head's hidden layer: model_width x this many units (width 0: a linear head)
 HEAD_WIDTH = 0.5       # the default: 256 hidden units; out of sample 2 points better than a linear head on own photos
-                       # (benchmarks/README.md, "Own data": linear against an MLP head)
+                       # (issue 29: benchmarks/own_data.py --recipe model_width=0 measures the linear head)
 HEAD_VARIANCE_FLOOR = 0.01   # x the mean variance, added to each feature's: a feature (almost) constant on the fit
                              # images (a ReLU unit silent on a few hundred small photos) would otherwise scale a
                              # validation image's value by up to 1 / 1e-7 (Keras' epsilon); seen: val_loss 11,000
