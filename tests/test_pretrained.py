@@ -134,3 +134,18 @@ def test_the_review_features_of_a_head_run_come_from_its_embeddings(tmp_path, co
     assert counted_backbone["images"] == before and x.shape == (len(info.ids), 1280)
     feats = detect.compute_features(run)
     assert feats.shape == (len(info.ids), 256)         # the MLP head's "features" layer: its 256 hidden units
+
+
+@pytest.mark.parametrize("method,params", [("confidence_weighting", {"warmup_epochs": 2}),
+                                           ("label_correction", {"rounds": 1, "threshold": 0.5})])
+def test_the_robust_methods_train_a_head_on_the_embeddings(tmp_path, counted_backbone, method, params):
+    """The methods that make sense on frozen features train a head end to end and report their numbers."""
+    folder, _ = own_folder(tmp_path / "photos", n_per_class=12, planted=4)
+    config = own_config(folder, method=method, method_params=params, epochs=6, keep="last")
+    summary = train.run(config, tmp_path / "run")
+    assert summary["state"] == "finished" and summary["epochs_done"] == 6
+    metrics = runs.read_metrics(tmp_path / "run")
+    assert len(metrics) == 6 and metrics["accuracy"].notna().all()
+    if method == "label_correction":
+        with np.load(tmp_path / "run" / "predictions.npz") as z:
+            assert z["train_labels_final"].shape == z["train_labels"].shape
