@@ -124,10 +124,15 @@ def train_config(zip_path: Path, *, smoke: bool, epochs: int, num_images: int, c
 def trained_run(work: Path, config: TrainConfig) -> Path:
     from noisycore import train
 
+    from noisycore import runs
+
     run = work / "run"
     summary = run / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("state") == "finished":
-        return run
+        if runs.as_requested(runs.read_config(run), config) == config:
+            return run
+        print(f"{run} was trained with another recipe (e.g. before --preset or the default changed): training again",
+              file=sys.stderr)
     shutil.rmtree(run, ignore_errors=True)
     train.run(config, run)
     return run
