@@ -58,6 +58,9 @@ elif view == "Compare":
                             format_func=choices.get, key="compare.runs",
                             help="Pick any runs; their curves are overlaid. It opens with your run and the newest "
                                  "runs of the same dataset.")
+    st.caption("Teaching comparison: train one label set twice on the Train page, with a from-scratch preset "
+               "(quick, fast) and with pretrained (a head on pretrained ImageNet features), then pick both runs and "
+               "the memorized curve: does a head on good features learn the wrong labels too?")
     offered = compare_metrics(picked)
     metric = st.selectbox("Curve", list(offered), format_func=offered.get, key="compare.metric")
     if not picked:

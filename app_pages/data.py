@@ -3,7 +3,7 @@
 import streamlit as st
 
 from noisycore import charts, workspaces
-from noisycore.config import DataConfig, NoiseConfig, NOISE_MODEL_NAMES, default_data_dir
+from noisycore.config import PRETRAINED_PRESET, DataConfig, NoiseConfig, NOISE_MODEL_NAMES, default_data_dir, default_preset
 from noisycore.datasets import cifar10_available, download_cifar10, skipped_text
 from noisycore.catalog import NOISE_HELP
 from noisycore.labelsets import save_label_set
@@ -208,4 +208,7 @@ with st.container(border=True):
         if current_user():   # the workspace's label set (the Train page lists it first; its owner can share it)
             guard(workspaces.write_owner, out, current_user())
         set_current_labels_path(str(out))
-        st.success(f"Saved to `{out}`. The Train page will use this label set.")
+        st.success(f"Saved to `{out}`. The Train page will use this label set"
+                   + (f" and propose the {PRETRAINED_PRESET} preset: a classifier on pretrained features of your photos "
+                      "(computed once, offline); the from-scratch presets are one click away there."
+                      if default_preset(data_cfg.source) == PRETRAINED_PRESET else "."))

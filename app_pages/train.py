@@ -8,7 +8,8 @@ from noisycore.aum import COST_NOTE as AUM_COST_NOTE
 from noisycore.catalog import (AUGMENT_HELP, CUTOUT_HELP, LOSS_DEFAULTS, LOSS_HELP, LOSS_RANGES, LOSS_SETUP_KEYS,
                                KEEP_HELP, MIXUP_HELP, MODEL_HELP, PRECISION_HELP, TTA_HELP)
 from noisycore.config import (LR_SCHEDULES, METHOD_NAMES, OPTIMIZERS, PRECISIONS, PRESET_HELP, PRESETS,
-                              SMALL_DATA_PRESET, DataConfig, NoiseConfig, TrainConfig, default_preset)
+                              EPOCHS_FOLLOW_SIZE, PRETRAINED_PRESET, DataConfig, NoiseConfig, TrainConfig,
+                              default_preset, scratch_preset)
 from noisycore.hardware import precision_note
 from noisycore.catalog import METHOD_CHOICES, METHOD_DEFAULTS, METHOD_HELP, METHOD_PARAM_HELP
 from noisycore.labelsets import truth_known_meta
@@ -74,10 +75,14 @@ with st.container(border=True):
                                                                          "run": (None, "a run id")})
     base = TrainConfig.from_preset(preset, num_images=num_images)
     st.caption(PRESET_HELP[preset] + (f" For these {num_images:,} training images: {base.epochs} epochs."
-                                      if preset == SMALL_DATA_PRESET and num_images else ""))
+                                      if preset in EPOCHS_FOLLOW_SIZE and num_images else ""))
+    if proposed == PRETRAINED_PRESET:
+        st.caption(f"Proposed for your own photos: {PRETRAINED_PRESET} (a head on pretrained features ranks wrong "
+                   f"labels better and trains in seconds). To train a network from scratch instead, choose "
+                   f"{scratch_preset(data_cfg.source, num_images)}.")
     # widget keys per preset (and per label-set size for the small preset, whose epochs follow it), so
     # switching either resets the options to the preset's values for these images
-    k = f"opt.{preset}." + (f"n{num_images}." if preset == SMALL_DATA_PRESET and num_images else "")
+    k = f"opt.{preset}." + (f"n{num_images}." if preset in EPOCHS_FOLLOW_SIZE and num_images else "")
 
     with st.expander("Model and regularization", expanded=False):
         c = st.columns(4)

@@ -8,11 +8,15 @@ N = confident learning's estimate of the number of wrong labels (detectors.estim
 of planted mislabels among the first N ranked images (recall@N), and precision / recall of the
 detector's flags. Only the benchmark knows which images were planted.
 
-    python benchmarks/own_data.py                    # 900 images, 3 classes, 30 planted, 4 folds
+    python benchmarks/own_data.py                    # 900 images, 3 classes, 30 planted, 4 folds (pretrained)
+    python benchmarks/own_data.py --preset small     # the same trained from scratch (the small preset)
     python benchmarks/own_data.py --smoke            # tiny generated images, seconds (the test suite)
     python benchmarks/own_data.py --recipe model=fast_cnn,tta=flip --work runs/own-fast   # another recipe
 
-``--recipe`` changes fields of the recommended recipe (the ``small`` preset below 10,000 images) for
+``--preset``: ``pretrained`` (the default for own photos: a head on the cached EfficientNet-Lite0 embeddings;
+the wall time includes embedding the images unless they are cached: delete the cache to time it) or
+``small`` (from scratch, the from-scratch recipe below 10,000 images).
+``--recipe`` changes fields of that recipe for
 the run and every fold (crossval.cross_validate's ``recipe``): a way to measure a candidate before it
 becomes the preset.
 
@@ -105,12 +109,13 @@ def build(work: Path, *, classes, per_class: int, planted: int, smoke: bool, see
     return zip_path, truth
 
 
-def train_config(zip_path: Path, *, smoke: bool, epochs: int, num_images: int, changes: dict) -> TrainConfig:
-    """The recipe the app recommends for real images of this many (with --recipe's ``changes``), on the
-    folder labels as given (no noise)."""
-    recipe = crossval.recommended_recipe(num_images, **changes)
+def train_config(zip_path: Path, *, smoke: bool, epochs: int, num_images: int, changes: dict,
+                 scratch: bool = False) -> TrainConfig:
+    """The recipe the app recommends for own photos of this many (``scratch``: the from-scratch one), with
+    --recipe's ``changes``, on the folder labels as given (no noise)."""
+    recipe = crossval.recommended_recipe(num_images, scratch=scratch, **changes)
     recipe["epochs"] = epochs
-    if smoke:
+    if smoke and scratch:
         recipe.update(batch_size=32, batchnorm=False)
     return TrainConfig(**recipe, data=DataConfig(source=str(zip_path), image_size=16 if smoke else None),
                        noise=NoiseConfig(model="none", rate=0.0), val_fraction=0.1)
@@ -119,10 +124,15 @@ def train_config(zip_path: Path, *, smoke: bool, epochs: int, num_images: int, c
 def trained_run(work: Path, config: TrainConfig) -> Path:
     from noisycore import train
 
+    from noisycore import runs
+
     run = work / "run"
     summary = run / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("state") == "finished":
-        return run
+        if runs.as_requested(runs.read_config(run), config) == config:
+            return run
+        print(f"{run} was trained with another recipe (e.g. before --preset or the default changed): training again",
+              file=sys.stderr)
     shutil.rmtree(run, ignore_errors=True)
     train.run(config, run)
     return run
@@ -164,7 +174,7 @@ def report(result: dict, args, seconds: float) -> str:
     return "\n".join([
         f"# Own-data detection ({'smoke' if args.smoke else 'cpu'})", "",
         f"{r['images']} images of {len(args.classes)} classes ({', '.join(args.classes)}), {r['planted']} moved into a "
-        f"wrong class folder; zip import, recommended recipe ({args.epochs} epochs"
+        f"wrong class folder; zip import, preset {args.preset} ({args.epochs} epochs"
         f"{'; ' + args.recipe_text if args.recipe_text else ''}), {args.folds}-fold "
         f"cross-validation over every image, confident learning. {seconds / 60:.1f} min of training (the run and its folds) on this machine.", "",
         "| N (estimated wrong labels) | planted in first N | recall@N | precision@N | flagged | "
@@ -208,6 +218,9 @@ def main(argv=None) -> int:
     p.add_argument("--per-class", type=int, default=None, help="images per class before planting (default 300)")
     p.add_argument("--planted", type=int, default=None, help="images moved to a wrong folder (default 30)")
     p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--preset", default="pretrained", choices=("pretrained", "small"),
+                   help="pretrained: the default for own photos (a head on cached pretrained embeddings); "
+                        "small: trained from scratch (default pretrained)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of the run and of each fold (default: the recommended recipe's for this many images)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recipe", type=parse_pairs, default={},
@@ -227,18 +240,21 @@ def main(argv=None) -> int:
     # default: the recommended recipe's epochs for a fold's training images (config.preset_epochs), the
     # same for the run and every fold
     fold_train = len(args.classes) * args.per_class * (args.folds - 1) // args.folds
-    args.epochs = args.epochs or (2 if args.smoke else crossval.recommended_recipe(fold_train)["epochs"])
-    work = Path(args.work or ROOT / "runs" / f"bench-own-data-{budget}")
+    scratch = args.preset != "pretrained"
+    args.epochs = args.epochs or (2 if args.smoke else crossval.recommended_recipe(fold_train, scratch=scratch)["epochs"])
+    suffix = "" if args.preset == "pretrained" else f"-{args.preset}"
+    work = Path(args.work or ROOT / "runs" / f"bench-own-data-{budget}{suffix}")
     work.mkdir(parents=True, exist_ok=True)
     t0, load_before = time.monotonic(), round(os.getloadavg()[0], 2)
     zip_path, truth = build(work, classes=args.classes, per_class=args.per_class, planted=args.planted,
                             smoke=args.smoke, seed=args.seed)
     n_images = len(args.classes) * args.per_class   # every image of the "upload" (the app counts them too)
     # the run and the folds: the recommended recipe with this benchmark's epochs and --recipe's changes
-    config = train_config(zip_path, smoke=args.smoke, epochs=args.epochs, num_images=n_images, changes=args.recipe)
+    config = train_config(zip_path, smoke=args.smoke, epochs=args.epochs, num_images=n_images, changes=args.recipe,
+                          scratch=scratch)
     run = trained_run(work, config)
     crossval.cross_validate(run, folds=args.folds, recipe={**args.recipe, "epochs": args.epochs,
-                                                           **({"batch_size": 32} if args.smoke else {})})
+                                                           **({"batch_size": 32} if args.smoke and scratch else {})})
     result = score(run, truth, source=args.source)
     result.update(wall_seconds=round(time.monotonic() - t0, 1), load_before=load_before,
                   load_after=round(os.getloadavg()[0], 2))
@@ -246,12 +262,12 @@ def main(argv=None) -> int:
     # nothing, and its own wall time would say "0.0 min"
     recorded = common.run_seconds(Path(run)) + common.cv_seconds(Path(run), args.folds)
     text = report(result, args, recorded or time.monotonic() - t0)
-    out = Path(args.out) if args.out else RESULTS / f"own_data-{budget}.md"
+    out = Path(args.out) if args.out else RESULTS / f"own_data-{budget}{suffix}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({**result, "folds": args.folds, "epochs": args.epochs,
-                                                    "classes": list(args.classes), "recipe": args.recipe,
-                                                    "training_minutes": round(recorded / 60, 1),
+    out.with_suffix(".json").write_text(json.dumps({**result, "preset": args.preset, "folds": args.folds,
+                                                    "epochs": args.epochs, "classes": list(args.classes),
+                                                    "recipe": args.recipe, "training_minutes": round(recorded / 60, 1),
                                                     "machine": common.machine(), "date": time.strftime("%Y-%m-%d"),
                                                     "revision": common.revision()},
                                                    indent=1))

@@ -182,7 +182,7 @@ def _embedding_baseline(run_dir, dataset, ids, y, given, test_y, *, folds: int, 
     def progress(done, total):
         runs.update_status(run_dir, phase=f"pretrained features: {done} of {total} images")
 
-    emb = embeddings.embed(dataset, progress=progress)
+    emb = embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE, progress=progress)
     train_e, test_e = emb[:len(given)], emb[len(given):]
     out = {"model": EMBEDDING_NAME, "C": EMBEDDING_C, "size": embeddings.DEFAULT_SIZE, "held_out_accuracy": None}
     if len(test_y):

@@ -32,7 +32,22 @@ MODEL_HELP = {
     "blog_cnn": "The blog post's CNN (817k parameters): accurate, slow on a CPU.",
     "fast_cnn": "airbench-style CNN for real photos: whitened first layer, fused BatchNorm + ReLU, scaled logits; fast and accurate on a CPU.",
     "resnet": "A ResNet-18 for 32x32 images: best accuracy, needs a GPU.",
+    "pretrained_head": "A small classifier on pretrained features: each image is embedded once by ImageNet "
+                       "EfficientNet-Lite0 (offline, cached) and only the head is trained; seconds per run.",
 }
+# Models that learn from the cached pretrained embeddings (noisycore.embeddings) instead of the pixels: no
+# augmentation, no mirror TTA and no whitening apply to them (an embedding is not an image).
+EMBEDDING_MODELS = ("pretrained_head",)
+# Methods that make no sense on a head over frozen features, with the reason (TrainConfig refuses them).
+EMBEDDING_REFUSED_METHODS = {
+    "coteaching": "co-teaching needs two networks that learn differently; two heads on the same frozen features "
+                  "agree on the same images, so each would only echo the other",
+}
+
+
+def takes_embeddings(model: str) -> bool:
+    """Whether ``model`` trains on the pretrained embeddings instead of the images."""
+    return model in EMBEDDING_MODELS
 # Images smaller than this many pixels per side are scaled up for the model (issue 28): fast_cnn halves them
 # three times after a 2x2 conv, so it needs 9; at 9 it learned 8-pixel scans 4 points worse than at 16, and
 # 32 was no better than 16 for twice the time (sklearn's digits, 30 epochs). Other models take 8.

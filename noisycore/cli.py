@@ -154,6 +154,10 @@ class _ProgressBar:
         self.line, self.run_dir, self.width, self.announced = line, run_dir, width, False
 
     def __call__(self, info: dict) -> None:
+        if info.get("phase"):   # before training, e.g. embedding the images for a pretrained head
+            done, total = info.get("done", 0), info.get("total", 0)
+            self.line.show(info["phase"], key=(info["phase"].split(":")[0], 10 * done // max(total, 1)))
+            return
         epoch, epochs = info.get("epoch", 0), info.get("epochs", 0)
         batch, batches = info.get("batch", 0), info.get("batches", 0)
         if not epochs or not batches:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from noisycore import corrections, dataquality, detect, jobs, runs
+from noisycore.catalog import takes_embeddings
 from noisycore.errors import UserError
 from noisycore.util import save_npy, stratified_folds
 
@@ -53,15 +54,17 @@ def fold_assignments(labels, *, folds: int, seed: int) -> np.ndarray:
     return stratified_folds(labels, folds, seed)
 
 
-def recommended_recipe(num_images: Optional[int] = None, **changes) -> dict:
-    """TrainConfig fields of the recipe the app recommends for real images of this many (the
-    config.default_preset rule: ``fast`` from FAST_MIN_IMAGES images on, else ``small``), without the
-    data, noise, subset and seed fields, with ``changes`` (TrainConfig fields) on top. The fold models of
-    the user's own images (truth unknown) use it, all epochs run and the best noisy-validation epoch kept."""
-    from noisycore.config import default_preset, preset_values
+def recommended_recipe(num_images: Optional[int] = None, *, scratch: bool = False, **changes) -> dict:
+    """TrainConfig fields of the recipe the app recommends for the user's own images of this many (the
+    config.default_preset rule: ``pretrained``; with ``scratch`` the from-scratch rule of config.scratch_preset:
+    ``fast`` from FAST_MIN_IMAGES images on, else ``small``), without the data, noise, subset and seed fields,
+    with ``changes`` (TrainConfig fields) on top. The fold models of the user's own images (truth unknown) use
+    it (a run trained from scratch gets scratch folds), all epochs run and the best noisy-validation epoch kept."""
+    from noisycore.config import default_preset, preset_values, scratch_preset
 
     _check_recipe_changes(changes)
-    recipe = {**preset_values(default_preset("own", num_images), num_images), **changes}
+    preset = (scratch_preset if scratch else default_preset)("own", num_images)
+    recipe = {**preset_values(preset, num_images), **changes}
     return {k: v for k, v in recipe.items() if k not in _NOT_RECIPE}
 
 
@@ -107,7 +110,11 @@ def fold_recipe_text(config, *, truth_known: bool) -> str:
 
     if truth_known and not demo_folds(config):
         return "this run's own recipe (best epoch on the noisy validation split)"
-    fold = TrainConfig(**recommended_recipe(None))
+    if takes_embeddings(config.model):
+        fold = TrainConfig(**recommended_recipe(None))
+        return (f"a {fold.model} ({fold.loss.upper()}, {fold.epochs} epochs) on the run's cached pretrained embeddings "
+                "(seconds per fold; the best epoch on the noisy validation split)")
+    fold = TrainConfig(**recommended_recipe(None, scratch=True))
     epochs = f"{DEMO_FOLD_EPOCHS} epochs" if truth_known else "epochs by the number of images"
     return (f"the recipe recommended for real images ({fold.model}, {fold.loss.upper()}, weight averaging, "
             f"{epochs}; the best epoch on the noisy validation split), with this run's number format (float32 or bfloat16) and image size")
@@ -165,16 +172,17 @@ def fold_config(config, labels_dir, *, truth_known: bool, recipe: Optional[dict]
     recipe = dict(recipe or {})
     _check_recipe_changes(recipe)
     demo = truth_known and demo_folds(config)
+    scratch = not takes_embeddings(config.model)   # a pretrained head's folds train heads on its embeddings
     keep = inherited(config, precision=precision, image_size=image_size, own_choices=not truth_known)
     data = keep.pop("data", config.data)
-    if demo:   # the teaching demo: the recommended recipe for a fixed, short schedule
+    if demo and scratch:   # the teaching demo: the recommended recipe for a fixed, short schedule
         keep["epochs"] = DEMO_FOLD_EPOCHS
     if not truth_known or demo:   # the recipe on top of the defaults: only what made the run work leaks in
         # the size rule counts the images a run trains on: the fold's training rows (not its held-out fold)
         table = pd.read_csv(Path(labels_dir) / "labels.csv", usecols=lambda c: c in ("id", "split"))
         n = int((table["split"] != "test").sum()) if "split" in table else len(table)
         config = type(config)(data=data, noise=config.noise, seed=config.seed,
-                              **recommended_recipe(n, **{**keep, **recipe}))
+                              **recommended_recipe(n, scratch=scratch, **{**keep, **recipe}))
     else:
         config = config.replace(data=data, **{**keep, **recipe})
     return config.replace(labels_path=str(Path(labels_dir).resolve()), max_train=None,
@@ -244,7 +252,7 @@ def cross_validate(run_dir, *, folds: int = 4, progress: Optional[Callable] = No
         runs.write_status(cv_dir, {"state": "running", "task": "cross_validation", "folds": folds,
                                    "pid": os.getpid(), "started": runs.now_iso(), "error": None})
     assign = fold_assignments(info.labels, folds=folds, seed=config.seed)
-    images = detect.run_images(run)
+    images = detect.model_inputs(run)   # the images, or a pretrained head's cached embeddings
     k = len(info.class_names)
     probs = np.full((len(info.ids), k), np.nan)
     for f in range(folds):

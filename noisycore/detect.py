@@ -377,6 +377,22 @@ def run_images(run_dir, dataset=None) -> np.ndarray:
     return np.concatenate([dataset.x_train, dataset.x_test])[pos]
 
 
+def model_inputs(run_dir, dataset=None) -> np.ndarray:
+    """What the run's models are fed for the images of :func:`read_run_labels`, in the same order: the
+    images (:func:`run_images`), or for a model on pretrained features (catalog.EMBEDDING_MODELS) their
+    cached embeddings, float32 (N, 1280), the file the run computed (its dataset as loaded, so no recompute).
+    ``dataset``: the run's Dataset as its training loaded it (``runs.run_data_config(run)``); loaded if None."""
+    from noisycore.catalog import takes_embeddings
+
+    if not takes_embeddings(runs.read_config(run_dir).model):
+        return run_images(run_dir, dataset)
+    from noisycore import embeddings
+    from noisycore.datasets import load_dataset
+
+    dataset = load_dataset(runs.run_data_config(run_dir)) if dataset is None else dataset
+    return embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE)[dataset_positions(run_dir, dataset)]
+
+
 def dataset_positions(run_dir, dataset) -> np.ndarray:
     """Row of each image of :func:`read_run_labels` in the dataset's training images followed by its test
     images (the row order of ``embeddings.embed``), int (N,)."""
@@ -398,7 +414,7 @@ def compute_features(run_dir, *, images=None, batch_size: int = 512) -> np.ndarr
     run = run_path(run_dir)
     if not (run / "best.keras").is_file():
         raise UserError(f"{run.name} has no best.keras; the run did not finish an epoch")
-    x = run_images(run) if images is None else images
+    x = model_inputs(run) if images is None else images
     model = keras.models.load_model(run / "best.keras", compile=False, safe_mode=True)  # no lambdas from files
     k, names = int(model.outputs[0].shape[-1]), read_run_labels(run).class_names
     if k != len(names):

@@ -185,3 +185,28 @@ def cache_meta(path) -> dict:
     """The meta record of an embeddings file (backbone, size, precision, n_train, n_test, seconds)."""
     with np.load(path, allow_pickle=False) as z:
         return json.loads(str(z["meta"]))
+
+
+def inputs_for(dataset, *, whole=None, progress: Optional[Callable] = None, size: Optional[int] = None,
+               precision: str = DEFAULT_PRECISION) -> tuple:
+    """(train (N_train, 1280), test (N_test, 1280)) float32: the embeddings of ``dataset``'s images, the input
+    of a model on pretrained features (catalog.EMBEDDING_MODELS) in place of the images.
+
+    ``whole``: the dataset as loaded before a run cut it to a label set's images (a cross-validation fold, a
+    training subset); its embeddings are the ones computed and cached, so the run, every fold and the Review
+    page share one file, and ``dataset``'s rows are looked up in them by image id."""
+    import pandas as pd
+
+    whole = dataset if whole is None else whole
+    emb = embed(whole, size=DEFAULT_SIZE if size is None else size, precision=precision, progress=progress)
+    if whole is dataset:
+        return emb[:len(dataset.x_train)], emb[len(dataset.x_train):]
+    index = pd.Index(_images(whole)[1])
+    out = []
+    for ids in (dataset.ids_train, dataset.ids_test):
+        pos = index.get_indexer(np.asarray(ids, dtype=str))
+        if (pos < 0).any():
+            raise UserError(f"{int((pos < 0).sum())} image(s) (e.g. {np.asarray(ids)[pos < 0][0]}) are not in the "
+                            "embedded dataset; the label set belongs to another dataset")
+        out.append(emb[pos])
+    return tuple(out)

@@ -326,21 +326,65 @@ def whitening_weights(images, *, kernel=2, eps=5e-4, max_images=5000, seed=0):
     return kern, (-(mu @ filters)).astype(np.float32)
 
 
+HEAD_UNITS = 512       # pretrained_head's hidden layer: model_width x this many units (width 0: a linear head)
+HEAD_WIDTH = 0.5       # the default: 256 hidden units; out of sample 2 points better than a linear head on own photos
+                       # (issue 29: benchmarks/own_data.py --recipe model_width=0 measures the linear head)
+HEAD_VARIANCE_FLOOR = 0.01   # x the mean variance, added to each feature's: a feature (almost) constant on the fit
+                             # images (a ReLU unit silent on a few hundred small photos) would otherwise scale a
+                             # validation image's value by up to 1 / 1e-7 (Keras' epsilon); seen: val_loss 11,000
+
+
+def build_pretrained_head(*, input_shape, num_classes, dropout=1.0, batchnorm=True, weight_decay=0.0, seed=None,
+                          width=None):
+    """A classifier head on pretrained embeddings (B, D) float32 (noisycore.embeddings: D = 1280).
+
+    ``standardize``: a frozen per-feature (x - mean) / sqrt(var + HEAD_VARIANCE_FLOOR x mean(var)), set by
+    ``init_from_data`` from the FIT split's embeddings (like fast_cnn's whitening). Then, for ``width`` > 0
+    (default HEAD_WIDTH), dropout 0.5 x ``dropout`` and a hidden ReLU layer of width x HEAD_UNITS units
+    ("features"); for width 0 (linear) the standardized embedding is "features". Then dropout 0.2 x
+    ``dropout`` and a dense softmax layer. ``weight_decay``: L2 on the kernels; ``batchnorm`` is ignored."""
+    if len(input_shape) != 1:
+        raise UserError(f"pretrained_head takes embeddings (D,), got input_shape={input_shape!r}; "
+                        "the run substitutes the cached embeddings for the images (noisycore.train.prepare)")
+    width = HEAD_WIDTH if width is None else width
+    b = _Blocks(dropout=dropout, batchnorm=False, weight_decay=weight_decay, seed=seed)
+    inputs = keras.Input(shape=tuple(input_shape), name="embeddings")
+    x = layers.Normalization(axis=-1, dtype="float32", name="standardize")(inputs)
+    if width:
+        _check_number("pretrained_head width", width, 0.0, 4.0)
+        x = b.drop(x, 0.5)
+        x = layers.Activation("relu", name="features")(b.dense(x, max(8, int(round(width * HEAD_UNITS)))))
+    else:
+        x = layers.Identity(name="features")(x)
+    x = b.drop(x, 0.2)
+    outputs = layers.Activation("softmax", dtype="float32", name="probs")(b.dense(x, num_classes, name="logits"))
+    return keras.Model(inputs, outputs, name="pretrained_head")
+
+
 def init_from_data(model, images, *, seed=0) -> None:
     """Set data-dependent initial weights: the ``whiten`` layer of fast_cnn from ``images``
-    (pass the FIT split only, never validation or test images; ``seed`` draws its subset).
+    (pass the FIT split only, never validation or test images; ``seed`` draws its subset); the
+    ``standardize`` layer of pretrained_head from the mean and variance of the fit embeddings.
     Other models: nothing to do."""
-    try:
-        layer = model.get_layer("whiten")
-    except ValueError:
+    names = {layer.name for layer in model.layers}
+    if "standardize" in names:
+        layer, x = model.get_layer("standardize"), np.asarray(images, dtype=np.float64)
+        var = x.var(axis=0)
+        layer.adapt_mean.assign(x.mean(axis=0).astype(np.float32))
+        layer.adapt_variance.assign((var + HEAD_VARIANCE_FLOOR * var.mean()).astype(np.float32))
+        layer.finalize_state()
         return
+    if "whiten" not in names:
+        return
+    layer = model.get_layer("whiten")
     kern, bias = whitening_weights(images, kernel=layer.kernel.shape[0], seed=seed)
     layer.set_weights([kern, bias])
 
 
 MODELS = {"blog_cnn": build_blog_cnn, "compact_cnn": build_compact_cnn, "resnet": build_resnet,
-          "fast_cnn": build_fast_cnn}
-MODEL_OPTIONS = {"resnet": ("width", "blocks"), "fast_cnn": ("width", "dirac", "activation")}   # builder options beyond the shared ones
+          "fast_cnn": build_fast_cnn, "pretrained_head": build_pretrained_head}
+MODEL_OPTIONS = {"resnet": ("width", "blocks"), "fast_cnn": ("width", "dirac", "activation"),
+                 "pretrained_head": ("width",)}   # builder options beyond the shared ones
 MODEL_HELP = dict(catalog.MODEL_HELP)  # help texts live in the TensorFlow-free catalog
 assert set(MODELS) == set(MODEL_HELP), "noisycore.catalog and models disagree on model names"
 
@@ -360,7 +404,10 @@ def build_model(name, *, input_shape, num_classes, dropout=1.0, batchnorm=True, 
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
-    if shape is None or len(shape) != 3 or not all(isinstance(s, (int, np.integer)) for s in shape) \
+    if catalog.takes_embeddings(name):   # embeddings (D,)
+        if shape is None or len(shape) != 1 or not isinstance(shape[0], (int, np.integer)) or shape[0] < 1:
+            raise UserError(f"input_shape={input_shape!r} must be (D,) for {name}: it trains on embeddings")
+    elif shape is None or len(shape) != 3 or not all(isinstance(s, (int, np.integer)) for s in shape) \
             or min(shape[:2]) < 8 or shape[2] not in (1, 3):
         raise UserError(f"input_shape={input_shape!r} must be (H, W, C) with H, W >= 8 and C in (1, 3)")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:

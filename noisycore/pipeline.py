@@ -105,7 +105,16 @@ def augmentation_layers(name, *, cutout=False, seed=0, image_size=32) -> keras.S
     return keras.Sequential(layers, name=f"augment_{name}{'_cutout' if cutout else ''}")
 
 
+def is_embeddings(x) -> bool:
+    """Whether ``x`` holds pretrained embeddings (float32 (N, D)) rather than images (uint8 (N, H, W, C))."""
+    return isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
+
+
 def _check_images(images) -> np.ndarray:
+    if is_embeddings(images):   # a model on pretrained embeddings (catalog.EMBEDDING_MODELS): fed as they are
+        if images.shape[0] == 0:
+            raise DataError("no embeddings to feed: the array has 0 rows")
+        return images
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         got = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
         raise DataError(f"images must be a uint8 numpy array (N, H, W, C) with values 0..255, got {got}; "
@@ -167,7 +176,8 @@ def _mixup(x, y, seeds, alpha):
 def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augment="none", cutout=False,
                  shuffle=False, seed=0, mixup_alpha=0.0, label_probs=None, with_index=False,
                  drop_remainder=False, keep=None) -> tf.data.Dataset:
-    """A tf.data pipeline of batches ``(x, y)`` or ``(x, y, index)`` from uint8 images.
+    """A tf.data pipeline of batches ``(x, y)`` or ``(x, y, index)`` from uint8 images (or float32 embeddings
+    (N, D), fed as they are: no augmentation or cutout applies to them).
 
     x: float32 (B, H, W, C) in [0, 1]; y: float32 (B, K) one-hot of ``labels`` or rows of
     ``label_probs`` (soft targets); index: int64 (B,) positions in the input arrays. Without
@@ -178,6 +188,10 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
     """
     x_all = _check_images(images_uint8)
     n, height = x_all.shape[0], x_all.shape[1]
+    features = is_embeddings(x_all)
+    if features and (augment != "none" or cutout):
+        raise UserError(f"augment={augment!r} / cutout={cutout} do not apply to embeddings (they are no images); "
+                        "use augment='none' without cutout")
     y_int, y_soft = _check_targets(n, labels, label_probs, num_classes)
     _check_options(batch_size, augment, mixup_alpha, seed)
     has_y = y_int is not None or y_soft is not None
@@ -197,7 +211,7 @@ def make_dataset(images_uint8, labels=None, *, num_classes, batch_size=128, augm
 
     @_plain
     def load(index):
-        x = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+        x = tf.gather(images, index) if features else tf.cast(tf.gather(images, index), tf.float32) / 255.0
         if not has_y:
             return x, index
         y = tf.gather(targets, index)
@@ -268,6 +282,11 @@ def predict_probs(model, images, *, tta="none", batch_size=512) -> np.ndarray:
             probs = (probs + model.predict(mirrored, verbose=0).astype(np.float32)) / 2
         return probs
     x = _check_images(images)
+    if is_embeddings(x):
+        if tta == "flip":
+            raise UserError("tta='flip' does not apply to embeddings (an embedding cannot be mirrored); use tta='none'")
+        return np.concatenate([np.asarray(model.predict_on_batch(x[i:i + batch_size]), dtype=np.float32)
+                               for i in range(0, len(x), max(1, int(batch_size)))], axis=0)
     step = max(1, int(batch_size) // 2) if tta == "flip" else max(1, int(batch_size))
     parts = []
     for start in range(0, len(x), step):

@@ -58,6 +58,14 @@ class Prepared:
     dataset: object               # noisycore.datasets.Dataset
     noisy: object                 # noisycore.noise.NoisyLabels
     data: object = None           # the DataConfig loaded (image_size set when tiny images were scaled up)
+    inputs: Optional[tuple] = None  # (train, test) float32 embeddings for a model on pretrained features
+
+    @property
+    def model_inputs(self) -> tuple:
+        """(train, test): what the model is fed for the dataset's training and held-out images: the images,
+        or their pretrained embeddings (catalog.EMBEDDING_MODELS). Every fit, evaluation and prediction of a
+        run reads this pair."""
+        return self.inputs if self.inputs is not None else (self.dataset.x_train, self.dataset.x_test)
 
 
 # ------------------------------------------------------------------------------ preparing data
@@ -156,10 +164,11 @@ def restrict_to_label_set(dataset, labels_path):
     return dataclasses.replace(dataset, **changes)
 
 
-def prepare(config: TrainConfig) -> Prepared:
+def prepare(config: TrainConfig, *, progress: Optional[Callable] = None) -> Prepared:
     """Load the dataset (``config.data``, ``max_train`` applied) and the given labels
-    (``labels_path`` if set, else ``apply_noise(dataset, config.noise)``)."""
-    from noisycore.catalog import MODEL_MIN_SIDE
+    (``labels_path`` if set, else ``apply_noise(dataset, config.noise)``); for a model on pretrained
+    features also its inputs, the cached embeddings (``progress(done, total)`` while embedding)."""
+    from noisycore.catalog import MODEL_MIN_SIDE, takes_embeddings
     from noisycore.datasets import load_dataset, scale_up
     from noisycore.labelsets import load_label_set
     from noisycore.noise import apply_noise
@@ -169,6 +178,7 @@ def prepare(config: TrainConfig) -> Prepared:
         data = data.replace(max_train=min(config.max_train, data.max_train or config.max_train))
     dataset = load_dataset(data)
     data, dataset = scale_up(data, dataset, min_side=MODEL_MIN_SIDE.get(config.model, 0))
+    whole = dataset   # as loaded: the embeddings are computed (and cached) for these images
     if config.labels_path:
         dataset = restrict_to_label_set(dataset, config.labels_path)
         noisy = load_label_set(config.labels_path, dataset)
@@ -183,7 +193,12 @@ def prepare(config: TrainConfig) -> Prepared:
     if config.trusted_val and noisy.true_labels is None:
         raise ConfigError("trusted_val=True needs the true labels, but they are unknown for this label set; "
                           "turn trusted_val off (validation then uses the given labels)")
-    return Prepared(dataset=dataset, noisy=noisy, data=data)
+    inputs = None
+    if takes_embeddings(config.model):   # the one place a run's images become a model's input
+        from noisycore.embeddings import inputs_for
+
+        inputs = inputs_for(dataset, whole=whole, progress=progress)
+    return Prepared(dataset=dataset, noisy=noisy, data=data, inputs=inputs)
 
 
 def _loss_kwargs(config: TrainConfig, noisy, num_classes: int) -> dict:
@@ -331,7 +346,8 @@ def make_context(config: TrainConfig, prepared: Prepared, run_dir: Path):
     given, true = np.asarray(noisy.labels), noisy.true_labels
     fit_idx, val_idx = validation_split(given, fraction=config.val_fraction, seed=config.seed)
     y_val = true[val_idx] if config.trusted_val else given[val_idx]
-    ctx = TrainContext(config=config, x_fit=ds.x_train[fit_idx], y_fit=given[fit_idx], x_val=ds.x_train[val_idx],
+    x_train = prepared.model_inputs[0]
+    ctx = TrainContext(config=config, x_fit=x_train[fit_idx], y_fit=given[fit_idx], x_val=x_train[val_idx],
                        y_val=np.asarray(y_val), num_classes=ds.num_classes, loss_kwargs=_loss_kwargs(config, noisy, ds.num_classes),
                        noise_rate=_noise_rate(config, noisy), run_dir=run_dir,
                        report_truth=None if true is None else true[fit_idx])  # sliced, never read here
@@ -372,8 +388,16 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     from noisycore.labelsets import save_label_set
 
     keras.utils.set_random_seed(config.seed)
-    prepared = prepare(config)
+
+    def embedding_progress(done, total):   # a pretrained head's inputs: every image embedded once (cached)
+        phase = f"pretrained features: {done} of {total} images"
+        runs.update_status(run_dir, phase=phase if done < total else None)
+        if progress is not None:
+            progress({"state": "running", "phase": phase, "done": done, "total": total})
+
+    prepared = prepare(config, progress=embedding_progress)
     ds, noisy = prepared.dataset, prepared.noisy
+    x_train, x_test = prepared.model_inputs
     save_label_set(run_dir, ds, noisy)
     if prepared.data.image_size != config.data.image_size:   # tiny images scaled up: folds and detection load the same
         side = prepared.data.image_size
@@ -399,8 +423,8 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     # the training-set curves on a sample, unless margins, the method or forward's T need every fit image
     sample = train_sample(ctx.y_fit, full=record or method.uses_fit_probs or bool(extra_callbacks), seed=config.seed)
     own_val = bool(len(val_idx)) and config.tta != "none" and not method.extra_val_metrics
-    evaluation = Evaluation(train_x=ds.x_train, test_x=ds.x_test,
-                            val_x=ds.x_train[val_idx] if len(val_idx) and config.tta != "none" else None,
+    evaluation = Evaluation(train_x=x_train, test_x=x_test,
+                            val_x=x_train[val_idx] if len(val_idx) and config.tta != "none" else None,
                             fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
                             given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
                             y_test=np.asarray(ds.y_test), record_margins=record, sample=sample,

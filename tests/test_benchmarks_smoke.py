@@ -50,7 +50,7 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     out = tmp_path / "own.md"
     script, env = str(ROOT / "benchmarks" / "own_data.py"), {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, script, "--smoke", "--work", str(tmp_path / "work"), "--out", str(out),
-                           "--recipe", "tta=flip,loss=label_smoothing,loss_params.epsilon=0.2"],
+                           "--preset", "small", "--recipe", "tta=flip,loss=label_smoothing,loss_params.epsilon=0.2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
@@ -96,10 +96,27 @@ def test_own_data_benchmark_smoke_finds_planted_mislabels(tmp_path):
     assert f"{result['training_minutes']:.1f} min of training" == minutes
     assert result["machine"].endswith(platform.python_version()) and re.fullmatch(r"\d{4}-\d\d-\d\d", result["date"])
     again = subprocess.run([sys.executable, script, "--smoke", "--work", str(tmp_path / "work"), "--out", str(out),
-                            "--recipe", "tta=flip,loss=label_smoothing,loss_params.epsilon=0.2"],
+                            "--preset", "small", "--recipe", "tta=flip,loss=label_smoothing,loss_params.epsilon=0.2"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert minutes in out.read_text() and re.search(r"\d+\.\d min of training", out.read_text())
+
+
+def test_own_data_benchmark_measures_the_pretrained_default(tmp_path):
+    """benchmarks/own_data.py without --preset: the default for own photos, a head on the cached embeddings, in
+    the run and in every fold; the queue is scored as for the small preset."""
+    import json
+
+    out = tmp_path / "own.md"
+    script, env = str(ROOT / "benchmarks" / "own_data.py"), {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, script, "--smoke", "--work", str(tmp_path / "work"), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["preset"] == "pretrained" and result["images"] == 120 and "preset pretrained" in out.read_text()
+    configs = [tmp_path / "work" / "run" / "config.json",
+               *sorted((tmp_path / "work" / "run" / "cv").glob("k2-fold*/run/config.json"))]
+    assert len(configs) == 3 and {json.loads(c.read_text())["model"] for c in configs} == {"pretrained_head"}
 
 
 def test_small_run_benchmark_reports_epoch_seconds_and_refuses_bad_sizes(tmp_path):

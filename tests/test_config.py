@@ -114,13 +114,15 @@ def test_preset_with_another_loss_drops_the_presets_loss_params():
 
 
 def test_default_preset_by_source_and_size():
-    from noisycore.config import FAST_MIN_IMAGES, default_preset
+    from noisycore.config import FAST_MIN_IMAGES, default_preset, scratch_preset
 
     assert default_preset("builtin") == "quick"
     assert default_preset("cifar10") == "fast"
-    assert default_preset("/photos/garden.zip") == "small"            # size unknown: a user's folder
-    assert default_preset("/photos/garden.zip", 450) == "small"
-    assert default_preset("/photos/garden.zip", FAST_MIN_IMAGES) == "fast"
+    assert default_preset("/photos/garden.zip") == "pretrained"       # a user's folder: a head on pretrained features
+    assert default_preset("/photos/garden.zip", FAST_MIN_IMAGES) == "pretrained"
+    assert scratch_preset("/photos/garden.zip") == "small"            # from scratch: size unknown, a user's folder
+    assert scratch_preset("/photos/garden.zip", 450) == "small"
+    assert scratch_preset("/photos/garden.zip", FAST_MIN_IMAGES) == "fast"
     assert default_preset("cifar10", 5000) == "small"                 # a 5,000-image subset
 
 
@@ -141,18 +143,20 @@ def test_cli_default_preset_follows_the_label_set(tmp_path):
     own = label_set("own", str(tmp_path / "photos"), 800)
     big = label_set("big", str(tmp_path / "many"), 20_000)
     demo = label_set("demo", "builtin", 8_000)
-    assert default_preset_for(parse("--labels", own), default_preset) == "small"
-    assert default_preset_for(parse("--labels", own / "labels.csv"), default_preset) == "small"
-    assert default_preset_for(parse("--labels", big), default_preset) == "fast"
+    assert default_preset_for(parse("--labels", own), default_preset) == "pretrained"
+    assert default_preset_for(parse("--labels", own / "labels.csv"), default_preset) == "pretrained"
+    assert default_preset_for(parse("--labels", big), default_preset) == "pretrained"
     assert default_preset_for(parse("--labels", demo), default_preset) == "quick"
     assert default_preset_for(parse("--dataset", "cifar10"), default_preset) == "fast"
     assert default_preset_for(parse("--dataset", "cifar10", "--max-train", 2000), default_preset) == "small"
-    assert train_config(parse("--labels", own)).preset == "small"
+    assert train_config(parse("--labels", own)).preset == "pretrained"
     assert train_config(parse("--labels", own, "--preset", "fast")).preset == "fast"   # an explicit preset wins
     # the small preset's epochs follow the label set's size on the CLI too (450 -> round(20000/450) = 44)
     few = label_set("few", str(tmp_path / "few"), 450)
-    assert train_config(parse("--labels", own)).epochs == 30 and train_config(parse("--labels", few)).epochs == 44
-    assert train_config(parse("--labels", few, "--epochs", 5)).epochs == 5
+    small = ("--preset", "small")
+    assert train_config(parse("--labels", own, *small)).epochs == 30
+    assert train_config(parse("--labels", few, *small)).epochs == 44
+    assert train_config(parse("--labels", few, *small, "--epochs", 5)).epochs == 5
     assert train_config(parse("--dataset", "cifar10", "--max-train", 2000)).epochs == 30   # 20000/2000 < 30
 
 
@@ -167,4 +171,4 @@ def test_small_preset_epochs_follow_the_number_of_images():
     assert TrainConfig.from_preset("small", num_images=450, epochs=12).epochs == 12
     from noisycore import crossval
 
-    assert crossval.recommended_recipe(337)["epochs"] == 59 and crossval.recommended_recipe(20_000)["model"] == "fast_cnn"
+    assert crossval.recommended_recipe(337, scratch=True)["epochs"] == 59 and crossval.recommended_recipe(20_000, scratch=True)["model"] == "fast_cnn"

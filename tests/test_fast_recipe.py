@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from noisycore.config import ConfigError, TrainConfig, choose_precision, default_preset
+from noisycore.config import ConfigError, TrainConfig, choose_precision, default_preset, scratch_preset
 from noisycore.models import build_model, init_from_data, whitening_weights
 from noisycore.pipeline import predict_probs
 from noisycore.schedules import lr_at, warmup_linear_lr
@@ -160,8 +160,8 @@ def test_fast_preset_round_trips_and_is_the_default_for_real_images():
         ("fast_cnn", "auto", "auto", "nesterov", "warmup_linear")   # auto: mirror unless it changes the labels
     assert c.ema_momentum > 0 and (c.loss, c.loss_kwargs, c.epochs, c.weight_decay) == ("gce", {"q": 0.7}, 24, 5e-4)
     assert TrainConfig.from_json(c.to_json()) == c
-    assert default_preset("cifar10") == default_preset("/data/photos", 20_000) == "fast"
-    assert default_preset("/data/photos", 450) == "small"   # a few dozen steps of batch 256 would not learn
+    assert default_preset("cifar10") == scratch_preset("/data/photos", 20_000) == "fast"
+    assert scratch_preset("/data/photos", 450) == "small"   # a few dozen steps of batch 256 would not learn
     assert default_preset("builtin") == "quick"
 
 

@@ -101,7 +101,36 @@ def test_bad_arguments_are_explained():
         build_model("blog_cnn", input_shape=(32, 32, 3), num_classes=10, width=8)
     with pytest.raises(UserError, match="no layer named 'features'"):
         feature_extractor(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
-    assert set(MODELS) == {"blog_cnn", "compact_cnn", "resnet", "fast_cnn"}
+    assert set(MODELS) == {"blog_cnn", "compact_cnn", "resnet", "fast_cnn", "pretrained_head"}
+    with pytest.raises(UserError, match=r"must be \(D,\) for pretrained_head"):
+        build_model("pretrained_head", input_shape=(32, 32, 3), num_classes=3)
+
+
+@pytest.mark.parametrize("width,hidden", [(0, None), (None, 256), (0.25, 128)])
+def test_pretrained_head_standardizes_its_fit_embeddings_then_classifies(width, hidden):
+    """pretrained_head: (B, D) embeddings -> probabilities; its frozen ``standardize`` layer is set from the fit
+    embeddings by init_from_data: (x - mean) / sqrt(var + 0.01 mean(var)) per feature, so a feature constant on
+    them (var 0) cannot blow up another image's value; a linear head's "features" are the standardized
+    embeddings (width 0), else a hidden ReLU layer of width x 512 units (default 0.5)."""
+    from noisycore.models import init_from_data
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, (64, 20)).astype(np.float32)
+    x[:, 0] = 0.0                                                   # a silent unit
+    model = build_model("pretrained_head", input_shape=(20,), num_classes=3, seed=0, width=width)
+    init_from_data(model, x)
+    standardize = keras.Model(model.inputs[0], model.get_layer("standardize").output)
+    var = x.astype(np.float64).var(axis=0)
+    expected = (x - x.mean(axis=0)) / np.sqrt(var + 0.01 * var.mean())
+    np.testing.assert_allclose(standardize(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+    other = np.ones((1, 20), np.float32)                           # the silent unit fires on another image
+    assert abs(standardize(other).numpy()[0, 0]) == pytest.approx(1 / np.sqrt(0.01 * var.mean()), rel=1e-4)
+    probs = model(x, training=False).numpy()
+    assert probs.shape == (64, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    features = feature_extractor(model)(x).numpy()
+    assert features.shape == (64, hidden or 20)
+    assert not model.get_layer("standardize").trainable_weights
+    assert "pretrained_head" in MODEL_HELP
 
 
 def shapes(n, seed, size=16):

@@ -154,7 +154,7 @@ def test_cross_validation_covers_every_image_without_truth(own_run, monkeypatch)
     monkeypatch.setitem(recipe, "epochs", 2)
     monkeypatch.setattr("noisycore.config.SMALL_IMAGES_SEEN", 0)   # 2 epochs, not the size rule's 100
     monkeypatch.setitem(recipe, "batch_size", 32)
-    expected = TrainConfig(**crossval.recommended_recipe(120))
+    expected = TrainConfig(**crossval.recommended_recipe(120, scratch=True))
     probs = crossval.cross_validate(run, folds=2)
     assert probs.shape == (120, 4) and np.isfinite(probs).all()
     folds = sorted((run / crossval.CV_DIR).glob("k2-fold*"))
@@ -212,10 +212,10 @@ def test_fold_config_without_truth_is_the_recommended_recipe_on_defaults(tmp_pat
     pd.DataFrame({"id": [f"a/{i}.png" for i in range(400)], "label": "a", "split": ["train"] * 300 + ["test"] * 100}
                  ).to_csv(tmp_path / "labels" / "labels.csv", index=False)
     fold = crossval.fold_config(run_cfg, tmp_path / "labels", truth_known=False)
-    expected = TrainConfig(**crossval.recommended_recipe(300))
+    expected = TrainConfig(**crossval.recommended_recipe(300, scratch=True))
     # the small-data recipe (batch 64), its epochs for the 300 training images: round(20,000 / 300) = 67
     assert (expected.model, expected.loss, expected.batch_size, expected.epochs) == ("fast_cnn", "gce", 64, 67)
-    big = TrainConfig(**crossval.recommended_recipe(50_000))
+    big = TrainConfig(**crossval.recommended_recipe(50_000, scratch=True))
     assert (big.model, big.batch_size, big.epochs) == ("fast_cnn", 256, 24)
     for field in ("model", "loss", "loss_kwargs", "lr_schedule", "dropout", "epochs", "batch_size",
                   "early_stopping_patience"):
@@ -307,7 +307,7 @@ def test_the_demo_folds_train_the_recommended_recipe_briefly_and_the_page_says_s
                  ).to_csv(tmp_path / "labels" / "labels.csv", index=False)
     quick = TrainConfig.from_preset("quick", data={"source": "builtin"})
     fold = crossval.fold_config(quick, tmp_path / "labels", truth_known=True, precision="float32")
-    small = TrainConfig(**crossval.recommended_recipe(100))
+    small = TrainConfig(**crossval.recommended_recipe(100, scratch=True))
     assert (fold.model, fold.loss, fold.loss_kwargs, fold.ema_momentum, fold.augment, fold.tta) == \
         (small.model, small.loss, small.loss_kwargs, small.ema_momentum, small.augment, small.tta)
     assert (fold.epochs, fold.mixed_precision, fold.keep, fold.trusted_val) == (crossval.DEMO_FOLD_EPOCHS, "float32", "best", False)

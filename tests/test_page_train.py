@@ -155,9 +155,10 @@ def test_the_preset_follows_the_label_set_and_a_fresh_session_opens_the_demo(_is
     assert at.segmented_control(key="preset").value == "quick"
     at.selectbox[0].set_value("photos-none-s0").run()
     assert not at.exception, at.exception
-    assert at.segmented_control(key="preset").value == "small"
-    small_epochs = TrainConfig.from_preset("small", num_images=n).epochs
-    assert at.number_input(key=f"opt.small.n{n}.epochs").value == small_epochs
+    assert at.segmented_control(key="preset").value == "pretrained"     # own photos: a head on pretrained features
+    assert any("Proposed for your own photos: pretrained" in c.value and "choose small" in c.value for c in at.caption)
+    head_epochs = TrainConfig.from_preset("pretrained", num_images=n).epochs
+    assert at.number_input(key=f"opt.pretrained.n{n}.epochs").value == head_epochs
     at.selectbox[0].set_value("Built-in shapes, 40% symmetric noise").run()
     assert at.segmented_control(key="preset").value == "quick"
     assert at.number_input(key="opt.quick.epochs").value == TrainConfig.from_preset("quick").epochs

@@ -94,6 +94,8 @@ def progress_text(status: dict) -> tuple[float, str]:
     """Fraction done and a line like 'epoch 3 of 15, batch 12 of 16, about 40 s left'."""
     done, left = jobs.progress(status)
     if not status.get("epochs") or not status.get("epoch"):
+        if status.get("phase"):   # e.g. embedding the images once for a pretrained head (cached afterwards)
+            return 0.0, f"starting: {status['phase']}"
         return 0.0, "starting: loading the images and building the model"
     text = f"epoch {status['epoch']} of {status['epochs']}"
     if status.get("batches"):
