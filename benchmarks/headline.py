@@ -102,6 +102,9 @@ ROWS = (
         lambda s, acc: f"{s}: {pct(acc[s])}"),
     Row(f"{OWN}: training time, run and 4 folds", "benchmarks/results/own_data-cpu.json",
         ("training_minutes",), lambda m: f"{float(m):.1f} min"),
+    Row(f"{OWN}: the whole path (import, pretrained features, run, 4 folds, queue), wall time; preset (load before, after)",
+        "benchmarks/results/own_data-cpu.json", ("wall_seconds", "preset", "load_before", "load_after"),
+        lambda w, p, a, b: f"{float(w):.1f} s; {p} (load {float(a):.1f} -> {float(b):.1f})"),
     Row(f"{ROBUST}, 8-px digit scans: planted in the queue's first k vs "
         "the peer's", "benchmarks/results/robust_defaults.jsonl",
         ("queue_first_k", "peer_first_k", "planted"), lambda q, p, k: f"{q} vs {p} of {k}", {"set": "digits8"}),
