@@ -21,6 +21,7 @@ contender on 50,000 photos, and must stay seconds).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -298,12 +299,41 @@ def resolve_mirror(config, record: Optional[dict]) -> tuple:
     return config.replace(**changes), note
 
 
+SCRATCH_PRESET = "small"    # what a pretrained-features run trains instead when the pixels predict better
+
+
+def pixels_beat_features(record: Optional[dict]) -> Optional[str]:
+    """When a linear model on the pixels predicts the given labels better out of sample than one on the
+    pretrained features, by more than two standard errors of the difference (the features do not suit these
+    images: tiny scans, text, medical slides), a sentence that says so with both accuracies; else None."""
+    emb = (record or {}).get("embeddings") or {}
+    pixels, features, n = (record or {}).get("cv_accuracy"), emb.get("cv_accuracy"), (record or {}).get("cv_n")
+    if pixels is None or features is None or not n:
+        return None
+    se = math.sqrt((pixels * (1 - pixels) + features * (1 - features)) / n)
+    if pixels - features <= 2 * se:
+        return None
+    return (f"On these images a linear model on the pixels predicts the given labels better than one on the "
+            f"pretrained features ({100 * pixels:.1f}% against {100 * features:.1f}% out of sample), so the run "
+            f"trains the {SCRATCH_PRESET} preset from scratch instead of a head on the features.")
+
+
 def choose_for_run(run_dir, config, dataset, labels, *, truth_known: bool):
-    """Before a run trains: fit the baseline (``config.baseline``) and resolve augment / tta "auto" from its
-    mirror check; a resolved choice is written to the run folder (runs.record_choice). Returns the config."""
+    """Before a run trains: fit the baseline (``config.baseline``); a pretrained-features run that chooses
+    (``config.choose_features``) becomes the from-scratch SCRATCH_PRESET when the pixels win
+    (pixels_beat_features); augment / tta "auto" are resolved from the mirror check. Each choice is written to
+    the run folder (runs.record_choice). Returns the config."""
     from noisycore import runs
+    from noisycore.catalog import takes_embeddings
+    from noisycore.config import PRESETS, TrainConfig, preset_values
 
     record = fit_for_run(run_dir, dataset, labels, truth_known=truth_known, seed=config.seed) \
         if config.baseline else None
+    switch = pixels_beat_features(record) if config.choose_features and takes_embeddings(config.model) else None
+    if switch:
+        recipe = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in PRESETS[config.preset or ""]} \
+            if config.preset in PRESETS else {}      # the pretrained preset's own values go back to the defaults
+        scratch = {**recipe, **preset_values(SCRATCH_PRESET, len(labels)), "choose_features": False}
+        config = runs.record_choice(run_dir, config.replace(**scratch), switch)
     resolved, note = resolve_mirror(config, record)
     return runs.record_choice(run_dir, resolved, note) if resolved != config else config

@@ -395,16 +395,23 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
         if progress is not None:
             progress({"state": "running", "phase": phase, "done": done, "total": total})
 
-    prepared = prepare(config, progress=embedding_progress)
-    ds, noisy = prepared.dataset, prepared.noisy
+    def prepared_for(config):
+        prepared = prepare(config, progress=embedding_progress)
+        if prepared.data.image_size != config.data.image_size:   # tiny images scaled up: folds and detection too
+            side = prepared.data.image_size
+            config = runs.record_choice(run_dir, config.replace(data=prepared.data), f"The images are smaller than "
+                                        f"{config.model} needs; they were scaled up to {side}x{side} pixels.")
+        return prepared, config
+
+    prepared, config = prepared_for(config)
+    save_label_set(run_dir, prepared.dataset, prepared.noisy)
+    # seconds: the linear baseline (the line to beat), pretrained features or pixels, mirroring (augment / tta auto)
+    chosen = baseline.choose_for_run(run_dir, config, prepared.dataset, prepared.noisy.labels,
+                                     truth_known=prepared.noisy.true_labels is not None)
+    if chosen.model != config.model:   # the pixels beat the pretrained features: images, not embeddings, go in
+        prepared, chosen = prepared_for(chosen)
+    config, ds, noisy = chosen, prepared.dataset, prepared.noisy
     x_train, x_test = prepared.model_inputs
-    save_label_set(run_dir, ds, noisy)
-    if prepared.data.image_size != config.data.image_size:   # tiny images scaled up: folds and detection load the same
-        side = prepared.data.image_size
-        config = runs.record_choice(run_dir, config.replace(data=prepared.data), f"The images are smaller than "
-                                    f"{config.model} needs; they were scaled up to {side}x{side} pixels.")
-    # seconds: the linear baseline (the line to beat) and what it says about mirroring (augment / tta auto)
-    config = baseline.choose_for_run(run_dir, config, ds, noisy.labels, truth_known=noisy.true_labels is not None)
     # the fast preset: precision and network timed on this machine (cached), epochs from a time budget
     num_fit = len(noisy.labels) - len(validation_split(noisy.labels, fraction=config.val_fraction, seed=config.seed)[1])
     config = calibration.choose_for_run(run_dir, config, num_fit=num_fit, image_shape=ds.x_train.shape[1:])

@@ -149,3 +149,49 @@ def test_the_robust_methods_train_a_head_on_the_embeddings(tmp_path, counted_bac
     if method == "label_correction":
         with np.load(tmp_path / "run" / "predictions.npz") as z:
             assert z["train_labels_final"].shape == z["train_labels"].shape
+
+
+# ---------------------------------------------------------------------------- pretrained features or pixels
+def test_pixels_beat_features_only_by_more_than_two_standard_errors():
+    from noisycore.baseline import pixels_beat_features
+
+    digits = {"cv_accuracy": 0.911, "cv_n": 1797, "embeddings": {"cv_accuracy": 0.881}}
+    # SE of the difference: sqrt((0.911*0.089 + 0.881*0.119) / 1797) = 0.0101; 0.030 > 2 x 0.0101
+    note = pixels_beat_features(digits)
+    assert note and "91.1% against 88.1%" in note and "small preset" in note
+    # the same gap on 300 images: SE 0.0248, 0.030 < 0.0496, not clearly better
+    assert pixels_beat_features({**digits, "cv_n": 300}) is None
+    assert pixels_beat_features({"cv_accuracy": 0.5, "cv_n": 900, "embeddings": {"cv_accuracy": 0.85}}) is None
+    assert pixels_beat_features({"cv_accuracy": 0.9, "cv_n": 900}) is None          # no features measured
+    assert pixels_beat_features(None) is None
+
+
+def test_a_pretrained_run_on_digit_scans_trains_from_scratch_and_says_why(tmp_path, counted_backbone):
+    """sklearn's real 8-px digit scans: pooled ImageNet features lose to the pixels, so the pretrained preset's
+    run becomes the small preset (from scratch, never mirrored: a mirror changes digits) and records why."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from noisycore import baseline
+    from noisycore.datasets import load_dataset
+
+    d = load_digits()
+    folder = tmp_path / "scans"
+    for i, (img, y) in enumerate(zip(d.images[:400], d.target[:400])):
+        (folder / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * 255 / 16).astype(np.uint8)).save(folder / str(y) / f"{i}.png")
+    config = TrainConfig.from_preset("pretrained", data=DataConfig(source=str(folder), test_fraction=0.2),
+                                     noise=NoiseConfig(model="none", rate=0.0))
+    assert config.choose_features and config.model == "pretrained_head"
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.write_status(run, {"state": "running"})
+    ds = load_dataset(runs.run_data_config(config))
+    chosen = baseline.choose_for_run(run, config, ds, ds.y_train, truth_known=False)
+    record = json.loads((run / "baseline.json").read_text())
+    assert record["cv_accuracy"] > record["embeddings"]["cv_accuracy"]            # measured, not assumed
+    assert (chosen.preset, chosen.model, chosen.choose_features) == ("small", "fast_cnn", False)
+    assert (chosen.augment, chosen.tta) == ("translate", "none")                  # digits are never mirrored
+    assert chosen.mixed_precision == TrainConfig().mixed_precision                # the head's float32 is not kept
+    assert runs.read_config(run) == chosen                                        # folds and retrains follow it
+    assert "pixels predicts the given labels better" in runs.read_status(run)["note"]
