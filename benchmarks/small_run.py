@@ -39,7 +39,7 @@ def one_run(work: Path, *, images: int, epochs: int, size: int = 16) -> dict:
     from noisycore.config import DataConfig, NoiseConfig, TrainConfig
 
     root, _ = own_folder(work / "src" / "photos", n_per_class=images // 4, planted=0, size=size)
-    recipe = {**crossval.recommended_recipe(images), "epochs": epochs}
+    recipe = {**crossval.recommended_recipe(images, scratch=True), "epochs": epochs}   # a network from scratch
     config = TrainConfig(**recipe, data=DataConfig(source=str(root), image_size=size), noise=NoiseConfig(model="none", rate=0.0))
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)

@@ -331,9 +331,13 @@ def choose_for_run(run_dir, config, dataset, labels, *, truth_known: bool):
         if config.baseline else None
     switch = pixels_beat_features(record) if config.choose_features and takes_embeddings(config.model) else None
     if switch:
-        recipe = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in PRESETS[config.preset or ""]} \
-            if config.preset in PRESETS else {}      # the pretrained preset's own values go back to the defaults
-        scratch = {**recipe, **preset_values(SCRATCH_PRESET, len(labels)), "choose_features": False}
+        own = PRESETS.get(config.preset or "", {})
+        reference = TrainConfig(**preset_values(config.preset, len(labels))) if own else config
+        # the preset's own values go back to the defaults; what the user changed (e.g. the epochs) is kept
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in own}
+        changed = {k: getattr(config, k) for k in own
+                   if k not in ("model", "choose_features") and getattr(config, k) != getattr(reference, k)}
+        scratch = {**defaults, **preset_values(SCRATCH_PRESET, len(labels)), **changed, "choose_features": False}
         config = runs.record_choice(run_dir, config.replace(**scratch), switch)
     resolved, note = resolve_mirror(config, record)
     return runs.record_choice(run_dir, resolved, note) if resolved != config else config

@@ -531,8 +531,8 @@ def truth_withheld(monkeypatch):
 
     real = train.prepare
 
-    def prepare(config):
-        prepared = real(config)
+    def prepare(config, **kwargs):
+        prepared = real(config, **kwargs)
         return dataclasses.replace(prepared, noisy=_withhold(prepared.noisy))
 
     monkeypatch.setattr(train, "prepare", prepare)

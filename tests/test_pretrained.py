@@ -195,3 +195,11 @@ def test_a_pretrained_run_on_digit_scans_trains_from_scratch_and_says_why(tmp_pa
     assert chosen.mixed_precision == TrainConfig().mixed_precision                # the head's float32 is not kept
     assert runs.read_config(run) == chosen                                        # folds and retrains follow it
     assert "pixels predicts the given labels better" in runs.read_status(run)["note"]
+    # what the user changed in the pretrained preset is kept; the preset's own values are not
+    mine = config.replace(epochs=3, loss="ce", loss_params={})
+    run2 = tmp_path / "run2"
+    run2.mkdir()
+    runs.write_status(run2, {"state": "running"})
+    chosen2 = baseline.choose_for_run(run2, mine, ds, ds.y_train, truth_known=False)
+    assert (chosen2.model, chosen2.epochs, chosen2.loss) == ("fast_cnn", 3, "ce")
+    assert (chosen2.weight_decay, chosen2.lr_schedule) == (5e-4, "warmup_linear")     # small's, not the head's
