@@ -51,7 +51,8 @@ def minutes(s) -> str:
 
 
 TTA = "benchmarks/results/time_to_accuracy-cifar10-full"
-FAST = "fast preset (fused BatchNorm + ReLU, width 0.75)"    # the legend under the table says more
+FAST = "fast preset of 2026-12-01 (fused BatchNorm + ReLU, width 0.75)"
+TODAY = "fast preset of 2026-12-07 (after the whitening-sample and averaged-BatchNorm fixes)"    # the legend under the table says more
 GELU = "fast preset of 2026-11-30 (GELU, width 0.5)"
 TO_BLOG = "time to the blog recipe's best: fit (wall) minutes; share of the blog's time"
 OWN = "Own photos (own_data.py: 900 photos, 30 planted)"
@@ -72,6 +73,21 @@ ROWS = (
     Row("Blog recipe's reference, CIFAR-10N worst labels: best test accuracy (epoch)",
         "benchmarks/reference/blog_reference.json", ("runs.worst.best_test_accuracy", "runs.worst.best_epoch"),
         lambda a, e: f"{100 * a:.2f}% (epoch {e})"),
+    Row(f"Full CIFAR-10, {TODAY}, clean labels, seed 0: test accuracy", f"{TTA}-20261207.csv",
+        ("final_test_accuracy",), pct, {"setting": "clean", "seed": "0"}),
+    Row(f"Full CIFAR-10, {TODAY}, clean labels, seed 0: {TO_BLOG}", f"{TTA}-20261207.csv",
+        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
+        {"setting": "clean", "seed": "0"}),
+    Row(f"Full CIFAR-10, {TODAY}, 40% symmetric noise, seed 0: test accuracy", f"{TTA}-20261207.csv",
+        ("final_test_accuracy",), pct, {"setting": "sym40", "seed": "0"}),
+    Row(f"Full CIFAR-10, {TODAY}, 40% symmetric noise, seed 0: {TO_BLOG}", f"{TTA}-20261207.csv",
+        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
+        {"setting": "sym40", "seed": "0"}),
+    Row(f"Full CIFAR-10, {TODAY}, CIFAR-10N worst labels, seed 0: test accuracy", f"{TTA}-20261207.csv",
+        ("final_test_accuracy",), pct, {"setting": "worst", "seed": "0"}),
+    Row(f"Full CIFAR-10, {TODAY}, CIFAR-10N worst labels, seed 0: {TO_BLOG}", f"{TTA}-20261207.csv",
+        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
+        {"setting": "worst", "seed": "0"}),
     Row(f"Full CIFAR-10, {GELU}, clean labels, seed 0: test accuracy",
         f"{TTA}-xeon.csv", ("final_test_accuracy",), pct, {"setting": "clean", "seed": "0"}),
     Row(f"Full CIFAR-10, {GELU}, clean labels, seed 0: {TO_BLOG}", f"{TTA}-xeon.csv",
