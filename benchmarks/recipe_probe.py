@@ -69,6 +69,7 @@ def parse(argv=None):
     p.add_argument("--elr", type=float, default=0.0, help="early-learning regularization's lambda (0 = off; paper: 3)")
     p.add_argument("--elr-beta", type=float, default=0.7, help="ELR's running average of the predictions")
     p.add_argument("--q", type=float, default=0.7, help="GCE's q")
+    p.add_argument("--l2", type=float, default=5e-4, help="L2 weight decay of every conv / dense kernel (the preset's 5e-4)")
     p.add_argument("--ema-momentum", type=float, default=0.95, help="the weight average's momentum per step")
     p.add_argument("--ema-overwrite", type=int, default=0,
                    help="every this many steps the weights are replaced by their average (lookahead-like; 0 = never)")
@@ -201,7 +202,7 @@ def run(a) -> dict:
     ds, ctx = _fit_split(a)
     x, y, truth, k = ctx.x_fit, np.asarray(ctx.y_fit), ctx.report_truth, ds.num_classes
     def new_model(images, lr, seed):
-        net = build_model("fast_cnn", input_shape=x.shape[1:], num_classes=k, weight_decay=5e-4, seed=seed,
+        net = build_model("fast_cnn", input_shape=x.shape[1:], num_classes=k, weight_decay=a.l2, seed=seed,
                           width=a.width, **({"activation": a.activation} if a.activation else {}))
         init_from_data(net, images)
         ema = {} if a.no_ema else {"use_ema": True, "ema_momentum": a.ema_momentum,

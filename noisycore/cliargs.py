@@ -146,6 +146,10 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, default=None, **kw)
     for flag, text in TRAIN_FLAGS.items():
         p.add_argument(flag, action="store_true", help=text)
+    p.add_argument("--record-margins", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep every training image's margin each epoch (the AUM detectors; default: on up to 10,000 "
+                        "images and for --aum-threshold-samples; on larger sets it predicts every image each epoch, "
+                        "about a third of an epoch more)")
 
 
 def train_config(args, **changes):
@@ -159,7 +163,8 @@ def train_config(args, **changes):
     over["mixed_precision"] = over.pop("precision", None) or ("bfloat16" if args.mixed_precision else None)
     over.update(trusted_val=args.trusted_val or None,
                 cutout=args.cutout or None, batchnorm=False if args.no_batchnorm else None,
-                aum_threshold_samples=args.aum_threshold_samples or None)
+                aum_threshold_samples=args.aum_threshold_samples or None,
+                record_margins=getattr(args, "record_margins", None))
     over = {k: v for k, v in over.items() if v is not None}
     if args.noise:
         over["noise"] = dict(model=args.noise, rate=args.rate or 0.0, seed=args.noise_seed)

@@ -223,7 +223,7 @@ class TrainConfig(JsonConfig):
     tensorboard: bool = False           # write TensorBoard logs into the run folder
     seed: int = 0                       # weights, shuffling, augmentation and the validation split
     max_train: Optional[int] = None     # train on a stratified subset of this many images (None = all)
-    record_margins: Optional[bool] = None  # margins.npy each epoch (AUM); None = on when N <= 60,000
+    record_margins: Optional[bool] = None  # margins.npy each epoch (AUM); None = on when N <= 10,000
     aum_threshold_samples: bool = False  # AUM's threshold run (noisycore.aum): N/(K+1) images get a fake class K
     baseline: bool = True               # also fit the linear baseline (noisycore.baseline; seconds; off for fold runs)
     choose_features: bool = False       # pretrained_head: train the small preset from scratch instead when a linear

@@ -3,21 +3,25 @@
 After every epoch (``EpochRecorder``, a Keras callback):
 
 - training-set curves (accuracy against the given and the true labels, memorized): one plain pass
-  over the fit images, or, for a large set, over a fixed stratified seeded sample of at most
-  ``TRAIN_SAMPLE_MAX`` of them (``train_sample``). Every fit image is predicted when something
-  needs all of them: AUM margins (``record_margins``), a method that reweights or relabels from the
-  predictions (``method.uses_fit_probs``), the forward loss's estimate of T;
-- validation: ONE pass. With TTA ours (flip TTA: the accuracy that selects the best epoch is the
-  one the kept model will have), giving ``val_accuracy`` and ``val_loss`` (the method's loss plus
-  the model's penalties, as Keras computes it) and Keras does not validate; without TTA Keras'
-  own ``validation_data`` pass. Co-teaching (``method.extra_val_metrics``) keeps Keras' pass for
-  its second network's columns;
+  over the fit images, or, for a large set (more than ``TRAIN_SAMPLE_MAX`` fit images), over a fixed
+  stratified seeded sample of ``TRAIN_SAMPLE_MAX`` of them (``train_sample``). Every fit image is
+  predicted when something needs all of them: AUM margins (``record_margins``: on by default up to
+  ``train.MARGINS_AUTO_MAX_N`` images), a method that reweights or relabels from the predictions
+  (``method.uses_fit_probs``), the forward loss's estimate of T;
+- validation: ONE pass. Ours when the run has TTA or the set is large (``val_tta``: the run's TTA on a
+  small set, so the accuracy that selects the best epoch is the one the kept model will have; plain on
+  a large set, where a second pass would cost more than the tenth of an epoch the evaluation is
+  allowed), giving ``val_accuracy`` and ``val_loss`` (the method's loss plus the model's penalties, as
+  Keras computes it), and Keras does not validate; otherwise Keras' own ``validation_data`` pass.
+  Co-teaching (``method.extra_val_metrics``) keeps Keras' pass for its second network's columns;
 - test accuracy: one plain pass (no TTA: the curve shows the rise and fall; the summary's test
-  accuracy of the kept model uses TTA).
+  accuracy of the kept model uses TTA), on a fixed stratified seeded sample of ``TEST_SAMPLE_MAX``
+  test images for a large set (``test_sample``).
 
-The kept model's final numbers and predictions.npz are computed on the full sets (train._finish).
-On full CIFAR-10 with the fast preset this is 5,000 + 2 x 5,000 + 10,000 images per epoch instead
-of 50,000 + 2 x 5,000 (+ Keras' 5,000) + 2 x 10,000.
+The kept model's final numbers and predictions.npz are computed on the full sets with the run's TTA
+(train._finish). On full CIFAR-10 with the fast preset this is 5,000 + 5,000 + 5,000 images per epoch
+(about 8% of an epoch's fit time) instead of 45,000 (margins) + 2 x 5,000 + 10,000 before issue 32's
+last change, and 50,000 + 2 x 5,000 (+ Keras' 5,000) + 2 x 10,000 before its first.
 """
 from __future__ import annotations
 
@@ -34,6 +38,21 @@ from noisycore.pipeline import predict_probs
 from noisycore.util import margins, save_npy, stratified_subset
 
 TRAIN_SAMPLE_MAX = 5000   # fit images predicted per epoch for the training-set curves (large sets)
+TEST_SAMPLE_MAX = 5000    # test images predicted per epoch for the test curve (large sets; None = all)
+
+
+def is_large(num_fit: int) -> bool:
+    """A set whose per-epoch evaluation is cut to samples and one plain validation pass."""
+    return int(num_fit) > TRAIN_SAMPLE_MAX
+
+
+def curve_test_sample(y_test, *, large: bool, seed: int) -> Optional[np.ndarray]:
+    """Positions in the test set of the per-epoch test curve: None (every test image) for a small set
+    or a test set of at most ``TEST_SAMPLE_MAX``, else a stratified (by label) seeded sample."""
+    y_test = np.asarray(y_test)
+    if not large or TEST_SAMPLE_MAX is None or len(y_test) <= TEST_SAMPLE_MAX:
+        return None
+    return stratified_subset(y_test, TEST_SAMPLE_MAX, seed)
 
 
 def train_sample(given_fit, *, full: bool, seed: int, size: Optional[int] = None) -> np.ndarray:
@@ -55,7 +74,7 @@ class Evaluation:
 
     train_x: np.ndarray               # uint8 every training image (fit + validation)
     test_x: np.ndarray                # uint8 the test images
-    val_x: Optional[np.ndarray]       # uint8 the validation images (val_idx order) for TTA selection; None without TTA
+    val_x: Optional[np.ndarray]       # uint8 the validation images (val_idx order) for our pass; None: Keras validates
     fit_idx: np.ndarray               # int (n_fit,) positions of the images the model trains on
     val_idx: np.ndarray               # int (n_val,) positions of the validation images
     y_val: np.ndarray                 # the labels validation scores against (given, or true with trusted_val)
@@ -67,6 +86,8 @@ class Evaluation:
     y_test: np.ndarray                # labels of the test images
     record_margins: bool              # keep each epoch's margins (AUM) in margins.npy
     sample: Optional[np.ndarray] = None     # positions in the fit split of the per-epoch curves (None: all)
+    test_sample: Optional[np.ndarray] = None  # positions in the test set of the per-epoch test curve (None: all)
+    val_tta: Optional[str] = None           # TTA of the per-epoch validation pass (None: the run's ``tta``)
     val_loss: Optional[Callable] = None     # per-example loss (y (B, K), p (B, K)) -> (B,): ours is the one
                                             # validation pass (Keras' validation_data off); None: Keras validates
 
@@ -93,12 +114,13 @@ class EpochRecorder(keras.callbacks.Callback):
         self._t0 = time.monotonic()
 
     def _validate(self, net, logs: dict) -> None:
-        """Our validation pass (with TTA): val_accuracy, and val_loss when Keras did not validate."""
+        """Our validation pass: val_accuracy, and val_loss when Keras did not validate."""
         ev = self.ev
-        if ev.tta == "none" or ev.val_x is None:
+        if ev.val_x is None:
             return
-        val_probs = predict_probs(net, ev.val_x, tta=ev.tta, batch_size=EVAL_BATCH)
-        # model selection (checkpoint, early stopping: later callbacks) uses the TTA accuracy
+        val_tta = ev.tta if ev.val_tta is None else ev.val_tta
+        val_probs = predict_probs(net, ev.val_x, tta=val_tta, batch_size=EVAL_BATCH)
+        # model selection (checkpoint, early stopping: later callbacks) uses this accuracy
         logs["val_accuracy"] = float((probs_argmax(val_probs) == ev.y_val).mean())
         if ev.val_loss is not None:
             onehot = np.eye(val_probs.shape[1], dtype=np.float32)[ev.y_val]
@@ -119,12 +141,14 @@ class EpochRecorder(keras.callbacks.Callback):
         probs = predict_probs(net, ev.train_x[ev.fit_idx[sample]], tta="none", batch_size=EVAL_BATCH)
         self.fit_probs = probs if ev.full else None
         self._validate(net, logs)
-        test_probs = predict_probs(net, ev.test_x, tta="none", batch_size=EVAL_BATCH)
+        test_x, y_test = ((ev.test_x, ev.y_test) if ev.test_sample is None
+                          else (ev.test_x[ev.test_sample], ev.y_test[ev.test_sample]))
+        test_probs = predict_probs(net, test_x, tta="none", batch_size=EVAL_BATCH)
         true = None if ev.true_fit is None else ev.true_fit[sample]
         row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
                **training_set_metrics(probs, ev.given_fit[sample], true),
                "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
-               "test_accuracy": float((probs_argmax(test_probs) == ev.y_test).mean()), "lr": self._lr}
+               "test_accuracy": float((probs_argmax(test_probs) == y_test).mean()), "lr": self._lr}
         extras = self.method.after_epoch(epoch, self.fit_probs, self.model)
         extras.update({k: logs[k] for k in ("val_accuracy_2",) if k in logs})
         row.update(extras)

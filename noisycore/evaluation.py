@@ -431,15 +431,23 @@ def compare_table(run_dirs, *, labels: Optional[dict] = None) -> pd.DataFrame:
 
 def curves_note(status: dict, *, tta: str = "none") -> Optional[str]:
     """What a run's per-epoch curves are computed on (status.json ``train_sample``, ``num_fit``,
-    ``margins_recorded``, written by train.py; the run's ``tta``), for the Train and Curves pages; None
-    for older runs."""
+    ``margins_recorded``, ``test_sample``, ``num_test``, ``val_tta``, written by train.py; the run's
+    ``tta``), for the Train and Curves pages; None for older runs."""
     sample, num_fit = status.get("train_sample"), status.get("num_fit")
     if not sample or not num_fit:
         return None
-    plain = (" The test curve is one plain pass per epoch; the headline test accuracy uses test-time "
-             "augmentation." if tta not in (None, "none") else "")
+    test_sample, num_test = status.get("test_sample"), status.get("num_test")
+    if test_sample and num_test and test_sample < num_test:
+        test = (f" The test curve is one plain pass over a {test_sample:,}-image stratified sample of the "
+                f"{num_test:,} test images; the headline test accuracy uses all of them"
+                + (" and test-time augmentation." if tta not in (None, "none") else "."))
+    else:
+        test = (" The test curve is one plain pass per epoch; the headline test accuracy uses test-time "
+                "augmentation." if tta not in (None, "none") else "")
+    val = (" Validation (which picks the kept epoch) is one plain pass per epoch; the kept model's numbers use "
+           "test-time augmentation." if status.get("val_tta") == "none" and tta not in (None, "none") else "")
     if sample < num_fit:
         return (f"Training-set curves on a {sample:,}-image stratified sample of the {num_fit:,} images trained "
-                f"on (cheaper per epoch); the final numbers use every image.{plain}")
+                f"on (cheaper per epoch); the final numbers use every image.{test}{val}")
     why = " (the AUM margins need every image each epoch)" if status.get("margins_recorded") else ""
-    return f"Training-set curves on all {num_fit:,} images trained on{why}.{plain}"
+    return f"Training-set curves on all {num_fit:,} images trained on{why}.{test}{val}"

@@ -36,12 +36,13 @@ from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
 from noisycore.util import (margins, one_line, print_traceback, save_npy, save_npz, stratified_split,  # noqa: E402,F401
                             stratified_subset)
 from noisycore.pipeline import endless, predict_probs  # noqa: E402
-from noisycore.epoch_eval import (EpochRecorder, Evaluation, probs_argmax, train_sample,  # noqa: E402,F401
-                                  training_set_metrics)
+from noisycore.epoch_eval import (EpochRecorder, Evaluation, curve_test_sample, is_large, probs_argmax,  # noqa: E402,F401
+                                  train_sample, training_set_metrics)
 from noisycore.resume import EpochBackup  # noqa: E402
 from noisycore.averaging import SwapEMAWeights, averaging_callbacks  # noqa: E402,F401 (SwapEMAWeights: re-exported)
 
-MARGINS_AUTO_MAX_N = 60_000       # record margins by default up to this many training images
+MARGINS_AUTO_MAX_N = 10_000       # record margins (AUM) by default up to this many training images: they need
+                                  # every fit image predicted each epoch, about a third of an epoch's fit time
 STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
 STOP_EVENT = threading.Event()    # set by a SIGTERM handler (jobs.py): stop like a stop request
 
@@ -426,21 +427,27 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     model = method.build()
     batches = method.fit_batches()
     k = ds.num_classes
-    record = config.record_margins if config.record_margins is not None else len(ds.y_train) <= MARGINS_AUTO_MAX_N
+    record = (config.record_margins if config.record_margins is not None
+              else len(ds.y_train) <= MARGINS_AUTO_MAX_N or bool(config.aum_threshold_samples))
     # the training-set curves on a sample, unless margins, the method or forward's T need every fit image
     sample = train_sample(ctx.y_fit, full=record or method.uses_fit_probs or bool(extra_callbacks), seed=config.seed)
-    own_val = bool(len(val_idx)) and config.tta != "none" and not method.extra_val_metrics
-    evaluation = Evaluation(train_x=x_train, test_x=x_test,
-                            val_x=x_train[val_idx] if len(val_idx) and config.tta != "none" else None,
+    # a large set: one plain validation pass of ours and the test curve on a sample (epoch_eval docstring)
+    large = is_large(len(fit_idx))
+    own_val = bool(len(val_idx)) and (config.tta != "none" or large) and not method.extra_val_metrics
+    evaluation = Evaluation(train_x=x_train, test_x=x_test, val_x=x_train[val_idx] if own_val else None,
                             fit_idx=fit_idx, val_idx=val_idx, y_val=ctx.y_val, tta=config.tta, precision=precision,
                             given_fit=ctx.y_fit, true_fit=ctx.report_truth, given_all=np.asarray(noisy.labels),
                             y_test=np.asarray(ds.y_test), record_margins=record, sample=sample,
+                            test_sample=curve_test_sample(ds.y_test, large=large, seed=config.seed),
+                            val_tta="none" if large else None,
                             val_loss=method.per_example_loss() if own_val else None)
     monitor = RunMonitor(run_dir, epochs=config.epochs, batches=batches, progress=progress,
                          batches_fn=method.fit_batches)
     recorder = EpochRecorder(run_dir=run_dir, method=method, monitor=monitor, evaluation=evaluation, progress=progress)
     runs.update_status(run_dir, batches=batches, num_fit=len(fit_idx), num_val=len(val_idx),
-                       train_sample=len(sample), margins_recorded=bool(record))
+                       train_sample=len(sample), margins_recorded=bool(record), num_test=len(ds.y_test),
+                       test_sample=len(ds.y_test) if evaluation.test_sample is None else len(evaluation.test_sample),
+                       val_tta=evaluation.val_tta or config.tta)
     data, steps = method.train_data(), None
     if int(data.cardinality()) > 0:   # passes of a fixed length: one iterator for the whole run (no stalls)
         data, steps = endless(data)

@@ -158,6 +158,10 @@ def test_cli_default_preset_follows_the_label_set(tmp_path):
     assert train_config(parse("--labels", few, *small)).epochs == 44
     assert train_config(parse("--labels", few, *small, "--epochs", 5)).epochs == 5
     assert train_config(parse("--dataset", "cifar10", "--max-train", 2000)).epochs == 30   # 20000/2000 < 30
+    # AUM margins: auto (None) unless asked for or against
+    assert train_config(parse("--dataset", "cifar10")).record_margins is None
+    assert train_config(parse("--dataset", "cifar10", "--record-margins")).record_margins is True
+    assert train_config(parse("--dataset", "cifar10", "--no-record-margins")).record_margins is False
 
 
 def test_small_preset_epochs_follow_the_number_of_images():
