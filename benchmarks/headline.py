@@ -51,9 +51,11 @@ def minutes(s) -> str:
 
 
 TTA = "benchmarks/results/time_to_accuracy-cifar10-full"
-FAST = "fast preset of 2026-12-01 (fused BatchNorm + ReLU, width 0.75)"
 TODAY = "fast preset of 2026-12-07 (after the whitening-sample and averaged-BatchNorm fixes)"    # the legend under the table says more
-GELU = "fast preset of 2026-11-30 (GELU, width 0.5)"
+COST = "benchmarks/results/evaluation_cost-20261207"
+WAIT = ("a user's wait to the blog recipe's best (start-up, per-epoch evaluation and fit); share of the blog's time, "
+        "float32 / bfloat16 blog (the second: both sides in the same precision)")
+EVAL_SHARE = "per-epoch evaluation, seconds (share of the epoch's fit time), median over epochs"
 TO_BLOG = "time to the blog recipe's best: fit (wall) minutes; share of the blog's time"
 OWN = "Own photos (own_data.py: 900 photos, 30 planted)"
 ROBUST = "Robust defaults (robust_defaults.py)"
@@ -73,41 +75,25 @@ ROWS = (
     Row("Blog recipe's reference, CIFAR-10N worst labels: best test accuracy (epoch)",
         "benchmarks/reference/blog_reference.json", ("runs.worst.best_test_accuracy", "runs.worst.best_epoch"),
         lambda a, e: f"{100 * a:.2f}% (epoch {e})"),
-    Row(f"Full CIFAR-10, {TODAY}, clean labels, seed 0: test accuracy", f"{TTA}-20261207.csv",
-        ("final_test_accuracy",), pct, {"setting": "clean", "seed": "0"}),
-    Row(f"Full CIFAR-10, {TODAY}, clean labels, seed 0: {TO_BLOG}", f"{TTA}-20261207.csv",
-        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
-        {"setting": "clean", "seed": "0"}),
-    Row(f"Full CIFAR-10, {TODAY}, 40% symmetric noise, seed 0: test accuracy", f"{TTA}-20261207.csv",
-        ("final_test_accuracy",), pct, {"setting": "sym40", "seed": "0"}),
-    Row(f"Full CIFAR-10, {TODAY}, 40% symmetric noise, seed 0: {TO_BLOG}", f"{TTA}-20261207.csv",
-        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
-        {"setting": "sym40", "seed": "0"}),
-    Row(f"Full CIFAR-10, {TODAY}, CIFAR-10N worst labels, seed 0: test accuracy", f"{TTA}-20261207.csv",
-        ("final_test_accuracy",), pct, {"setting": "worst", "seed": "0"}),
-    Row(f"Full CIFAR-10, {TODAY}, CIFAR-10N worst labels, seed 0: {TO_BLOG}", f"{TTA}-20261207.csv",
-        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
-        {"setting": "worst", "seed": "0"}),
-    Row(f"Full CIFAR-10, {GELU}, clean labels, seed 0: test accuracy",
-        f"{TTA}-xeon.csv", ("final_test_accuracy",), pct, {"setting": "clean", "seed": "0"}),
-    Row(f"Full CIFAR-10, {GELU}, clean labels, seed 0: {TO_BLOG}", f"{TTA}-xeon.csv",
-        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
-        {"setting": "clean", "seed": "0"}),
-    Row(f"Full CIFAR-10, {FAST}, 40% symmetric noise, seed 1: test accuracy",
-        f"{TTA}-relu-s1.csv", ("final_test_accuracy",), pct, {"setting": "sym40", "seed": "1"}),
-    Row(f"Full CIFAR-10, {FAST}, 40% symmetric noise, seed 1: {TO_BLOG}", f"{TTA}-relu-s1.csv",
-        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
-        {"setting": "sym40", "seed": "1"}),
-    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 0: test accuracy",
-        f"{TTA}-endless-s0.csv", ("final_test_accuracy",), pct, {"setting": "worst", "seed": "0"}),
-    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 1: test accuracy",
-        f"{TTA}-endless-s1.csv", ("final_test_accuracy",), pct, {"setting": "worst", "seed": "1"}),
-    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 0: {TO_BLOG}", f"{TTA}-endless-s0.csv",
-        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
-        {"setting": "worst", "seed": "0"}),
-    Row(f"Full CIFAR-10, {FAST}, CIFAR-10N worst labels, seed 1: {TO_BLOG}", f"{TTA}-endless-s1.csv",
-        ("fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"), _to_blog,
-        {"setting": "worst", "seed": "1"}),
+    *(row for setting, label in (("clean", "clean labels"), ("sym40", "40% symmetric noise"),
+                                 ("worst", "CIFAR-10N worst labels")) for seed in ("0", "1") for row in (
+        Row(f"Full CIFAR-10, {TODAY}, {label}, seed {seed}: test accuracy; {TO_BLOG}", f"{TTA}-20261207b.csv",
+            ("final_test_accuracy", "fast_seconds", "fast_seconds_with_evaluation", "ratio", "blog_seconds"),
+            lambda a, *t: f"{pct(a)}; {_to_blog(*t)}", {"setting": setting, "seed": seed}),
+        Row(f"Full CIFAR-10, {TODAY}, {label}, seed {seed}: {WAIT}", f"{COST}.jsonl",
+            ("wait_seconds", "wait_ratio_float32", "wait_ratio_bfloat16"),
+            lambda w, f, b: f"{minutes(w)}; {f:.3f} / {b:.3f}", {"label": "after", "setting": setting, "seed": seed}))),
+    Row(f"Full CIFAR-10, {TODAY}, 40% symmetric noise, seed 0: {EVAL_SHARE}, the app's default (AUM margins off "
+        "over 10,000 images, test curve on 5,000)", f"{COST}.jsonl",
+        ("evaluation_seconds_per_epoch", "evaluation_share", "fit_seconds_per_epoch"),
+        lambda e, r, f: f"{e:.1f} s ({r:.1%} of {f:.1f} s)", {"label": "default", "setting": "sym40", "seed": "0"}),
+    Row(f"Full CIFAR-10, {TODAY}, 40% symmetric noise, seed 0: {EVAL_SHARE}, in time_to_accuracy.py (every test image "
+        "each epoch)", f"{COST}.jsonl", ("evaluation_seconds_per_epoch", "evaluation_share", "fit_seconds_per_epoch"),
+        lambda e, r, f: f"{e:.1f} s ({r:.1%} of {f:.1f} s)", {"label": "after", "setting": "sym40", "seed": "0"}),
+    Row(f"Full CIFAR-10, fast preset before issue 32's last evaluation change (AUM margins on every fit image), 40% "
+        f"symmetric noise, seed 0: {EVAL_SHARE}", f"{COST}.jsonl",
+        ("evaluation_seconds_per_epoch", "evaluation_share", "fit_seconds_per_epoch"),
+        lambda e, r, f: f"{e:.1f} s ({r:.1%} of {f:.1f} s)", {"label": "before", "setting": "sym40", "seed": "0"}),
     Row(f"{OWN}: planted among the queue's first 30", "benchmarks/results/own_data-cpu.json",
         ("found_in_first_k.30", "planted"), lambda n, k: f"{n} of {k}"),
     Row(f"{OWN}: flagged by confident learning",
