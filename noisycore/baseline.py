@@ -183,9 +183,13 @@ def _embedding_baseline(run_dir, dataset, ids, y, given, test_y, *, folds: int, 
     def progress(done, total):
         runs.update_status(run_dir, phase=f"pretrained features: {done} of {total} images")
 
-    emb = embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE, progress=progress)
+    emb = embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE, progress=progress,
+                           notice=lambda text: runs.add_note(run_dir, text))
+    pixels = embeddings.pixels_source(dataset, size=embeddings.DEFAULT_SIZE)
+    runs.update_status(run_dir, features=pixels)
     train_e, test_e = emb[:len(given)], emb[len(given):]
-    out = {"model": EMBEDDING_NAME, "C": EMBEDDING_C, "size": embeddings.DEFAULT_SIZE, "held_out_accuracy": None}
+    out = {"model": EMBEDDING_NAME, "C": EMBEDDING_C, "size": embeddings.DEFAULT_SIZE, "pixels": pixels,
+           "held_out_accuracy": None}
     if len(test_y):
         p = _fit_predict(train_e, given, test_e, num_classes=dataset.num_classes, seed=seed, c=EMBEDDING_C)
         out["held_out_accuracy"] = float((p.argmax(1) == test_y).mean())

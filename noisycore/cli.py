@@ -202,9 +202,11 @@ def _print_verdict(run_dir, summary: dict) -> None:
     nothing or is not clearly better: before anyone reviews a queue built on it)."""
     from noisycore import baseline, runs
 
-    note = runs.read_status(run_dir).get("note")
-    if note:
-        print(note)
+    status = runs.read_status(run_dir)
+    if status.get("note"):
+        print(status["note"])
+    if status.get("features"):
+        print(f"pretrained features of the {status['features']}")
     verdict = baseline.run_verdict(summary, baseline.read(run_dir))
     if verdict.text:
         print(("WARNING: " if verdict.warn else "") + verdict.text)
@@ -346,10 +348,16 @@ def cmd_embed(args) -> int:
                   key=done * 10 // max(total, 1))
 
     import_quietly("noisycore.backbones.efficientnet")
-    emb = embeddings.embed(dataset, size=args.size, batch=args.batch, precision=args.precision, progress=progress)
+    notes = []
+    emb = embeddings.embed(dataset, size=args.size, batch=args.batch, precision=args.precision, progress=progress,
+                           notice=notes.append)
     line.close()
+    for note in notes:   # the original photos could not be used (moved, changed)
+        print(note, file=sys.stderr)
     path = embeddings.embedding_file(dataset, size=args.size, precision=args.precision)
-    print(f"{emb.shape[0]} images x {emb.shape[1]} features: {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    pixels = embeddings.pixels_text(embeddings.cache_meta(path))
+    print(f"{emb.shape[0]} images x {emb.shape[1]} features of the {pixels}: {path} "
+          f"({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 
 

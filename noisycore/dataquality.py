@@ -68,6 +68,7 @@ def compute(run_dir, *, size: Optional[int] = None, progress: Optional[Callable]
     poor = lists["image_quality"]
     meta = {"size": size, "backbone": embeddings.BACKBONE, "n": len(info.ids),
             "embeddings": str(embeddings.embedding_file(dataset, size=size)),
+            "pixels": embeddings.pixels_source(dataset, size=size),
             "created": datetime.now().astimezone().isoformat(timespec="seconds"),
             "counts": {name: int(frame["flag"].sum()) for name, frame in lists.items()},
             "duplicate_groups": int(near.loc[near["flag"], "group"].nunique()),

@@ -194,9 +194,17 @@ def record_choice(run_dir, config, note: str):
     chosen values, so detection, cross-validation folds and retrains use the same, and status.json's ``note``
     says it in words for the pages and the CLI (notes of one run are joined). Returns ``config``."""
     atomic_write_text(Path(run_dir) / "config.json", config.to_json())
-    earlier = read_status(run_dir).get("note")
-    update_status(run_dir, note=f"{earlier} {note}" if earlier else note)
+    add_note(run_dir, note)
     return config
+
+
+def add_note(run_dir, note: str) -> None:
+    """Add a sentence to status.json's ``note`` (shown on the pages and by the CLI), once: a note the run
+    already holds is not repeated."""
+    earlier = read_status(run_dir).get("note")
+    if earlier and note in earlier:
+        return
+    update_status(run_dir, note=f"{earlier} {note}" if earlier else note)
 
 
 # ------------------------------------------------------------------------------ metrics

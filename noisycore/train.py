@@ -60,6 +60,7 @@ class Prepared:
     noisy: object                 # noisycore.noise.NoisyLabels
     data: object = None           # the DataConfig loaded (image_size set when tiny images were scaled up)
     inputs: Optional[tuple] = None  # (train, test) float32 embeddings for a model on pretrained features
+    features: Optional[str] = None  # which pixels those came from (embeddings.pixels_source)
 
     @property
     def model_inputs(self) -> tuple:
@@ -168,10 +169,11 @@ def restrict_to_label_set(dataset, labels_path):
     return dataclasses.replace(dataset, **changes)
 
 
-def prepare(config: TrainConfig, *, progress: Optional[Callable] = None) -> Prepared:
+def prepare(config: TrainConfig, *, progress: Optional[Callable] = None, notice: Optional[Callable] = None) -> Prepared:
     """Load the dataset (``config.data``, ``max_train`` applied) and the given labels
     (``labels_path`` if set, else ``apply_noise(dataset, config.noise)``); for a model on pretrained
-    features also its inputs, the cached embeddings (``progress(done, total)`` while embedding)."""
+    features also its inputs, the cached embeddings (``progress(done, total)`` while embedding; ``notice(text)``
+    when the original photos cannot be used, see embeddings.embed)."""
     from noisycore.catalog import MODEL_MIN_SIDE, takes_embeddings
     from noisycore.datasets import load_dataset, scale_up
     from noisycore.labelsets import load_label_set
@@ -197,12 +199,13 @@ def prepare(config: TrainConfig, *, progress: Optional[Callable] = None) -> Prep
     if config.trusted_val and noisy.true_labels is None:
         raise ConfigError("trusted_val=True needs the true labels, but they are unknown for this label set; "
                           "turn trusted_val off (validation then uses the given labels)")
-    inputs = None
+    inputs = features = None
     if takes_embeddings(config.model):   # the one place a run's images become a model's input
-        from noisycore.embeddings import inputs_for
+        from noisycore.embeddings import inputs_for, pixels_source
 
-        inputs = inputs_for(dataset, whole=whole, progress=progress)
-    return Prepared(dataset=dataset, noisy=noisy, data=data, inputs=inputs)
+        inputs = inputs_for(dataset, whole=whole, progress=progress, notice=notice)
+        features = pixels_source(whole)
+    return Prepared(dataset=dataset, noisy=noisy, data=data, inputs=inputs, features=features)
 
 
 def _loss_kwargs(config: TrainConfig, noisy, num_classes: int) -> dict:
@@ -400,7 +403,9 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
             progress({"state": "running", "phase": phase, "done": done, "total": total})
 
     def prepared_for(config):
-        prepared = prepare(config, progress=embedding_progress)
+        prepared = prepare(config, progress=embedding_progress, notice=lambda text: runs.add_note(run_dir, text))
+        if prepared.features:   # the status says which pixels the features saw (the original photos or not)
+            runs.update_status(run_dir, features=prepared.features)
         if prepared.data.image_size != config.data.image_size:   # tiny images scaled up: folds and detection too
             side = prepared.data.image_size
             config = runs.record_choice(run_dir, config.replace(data=prepared.data), f"The images are smaller than "

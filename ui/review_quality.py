@@ -69,7 +69,8 @@ def _counts(meta: dict) -> None:
     m[1].metric("Outliers", counts["outliers"], help=dataquality.LIST_HELP["outliers"])
     m[2].metric("Poor images", counts["image_quality"], help=dataquality.LIST_HELP["image_quality"])
     m[2].caption(" · ".join(f"{words} {by_check.get(c, 0)}" for c, words in CHECK_WORDS.items()))
-    m[1].caption(f"Of {meta['n']} images; pretrained features at {meta['size']} px.")
+    m[1].caption(f"Of {meta['n']} images; pretrained features of the "
+                 f"{meta.get('pixels') or str(meta['size']) + ' px images'}.")
 
 
 def _tile_text(name: str, row) -> str:

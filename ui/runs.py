@@ -258,11 +258,14 @@ def _headline_metrics(run, best, *, known: bool = True) -> None:
 
 
 def baseline_notice(run_dir: str, *, status: dict | None = None, summary: dict | None = None) -> None:
-    """The scale-up note, the linear baseline's held-out accuracy (the line the network must beat), and once
-    the run has finished, the verdict: a warning when the network learned nothing or is not clearly better."""
+    """The scale-up note, which pixels the pretrained features saw, the linear baseline's held-out accuracy (the
+    line the network must beat), and once the run has finished, the verdict: a warning when the network learned
+    nothing or is not clearly better."""
     status = jobs.poll(run_dir) if status is None else status
     if status.get("note"):
         st.info(status["note"], icon=":material/photo_size_select_large:")
+    if status.get("features"):   # which pixels the pretrained features saw (embeddings.pixels_source)
+        st.caption(f"Pretrained features of the {status['features']}.")
     record = baseline.read(run_dir)
     if record is None:
         return

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 from noisycore.config import DataConfig, default_data_dir
-from noisycore.datasets.base import (ASYMMETRIC_PAIRS, CIFAR10_CLASSES, Dataset, _limit, preview,
-                                     skipped_text)
+from noisycore.datasets.base import (ASYMMETRIC_PAIRS, CIFAR10_CLASSES, Dataset, _limit, decode_file, file_dims,
+                                     preview, skipped_text)
 from noisycore.datasets.builtin import BUILTIN_CLASSES, load_builtin
 from noisycore.datasets.cache import _load_csv_cached, _load_folder_cached, skip_unreadable
 from noisycore.datasets.cifar10 import (CIFAR10_URL, _load_cifar10_sized, cifar10_available,
@@ -29,9 +29,9 @@ from noisycore.datasets.safezip import _import_zip, safe_extract_zip
 from noisycore.errors import DataError, UserError
 
 __all__ = ["ASYMMETRIC_PAIRS", "BUILTIN_CLASSES", "CIFAR10_CLASSES", "CIFAR10_URL", "DATASETS", "Dataset",
-           "cifar10_available", "download_cifar10", "list_sources", "load_builtin", "load_cifar10",
+           "cifar10_available", "decode_file", "download_cifar10", "file_dims", "list_sources", "load_builtin", "load_cifar10",
            "load_csv_manifest", "load_dataset", "load_image_folder", "original_files", "preview", "read_label_manifest",
-           "safe_extract_zip", "scale_up", "skip_unreadable", "skipped_text"]
+           "safe_extract_zip", "scale_up", "skip_unreadable", "skipped_text", "source_files"]
 
 
 DATASETS = {"builtin": load_builtin, "cifar10": load_cifar10}
@@ -87,18 +87,31 @@ def scale_up(config: DataConfig, dataset: Dataset, *, min_side: int) -> tuple:
 def original_files(config: DataConfig, ids) -> list:
     """The user's original image file (a Path, any size and format) per id, or None where there is none
     (built-in and CIFAR-10 images, a moved folder, a deleted zip)."""
+    files = source_files(config.source, ids)
+    return [None] * len(list(ids)) if files is None else files
+
+
+def source_files(source: str, ids):
+    """Where a dataset's images came from: None when not from files (``source`` "builtin", "cifar10", or
+    empty), else the original file (a Path) per id, None for an id whose file is gone (the folder moved,
+    the zip or the file deleted; a zip that cannot be imported any more counts as gone)."""
     ids = [str(i) for i in ids]
-    src = config.source.strip()
+    src = str(source or "").strip()
+    if not src or src in DATASETS:
+        return None
     path = Path(src).expanduser()
-    if src in DATASETS or not path.exists():
+    try:
+        if not path.exists():
+            return [None] * len(ids)
+        if path.is_dir():
+            base = _effective_root(path)
+        elif path.suffix.lower() == ".zip":
+            base = _effective_root(_import_zip(path))
+        else:
+            base = path.parent
+        base = base.resolve()
+    except (OSError, UserError):
         return [None] * len(ids)
-    if path.is_dir():
-        base = _effective_root(path)
-    elif path.suffix.lower() == ".zip":
-        base = _effective_root(_import_zip(path))
-    else:
-        base = path.parent
-    base = base.resolve()
     out = []
     for i in ids:
         p = (base / i)

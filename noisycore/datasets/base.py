@@ -190,6 +190,27 @@ def _decode(path: Path, size: int) -> np.ndarray:
     return arr
 
 
+def decode_file(path, size: int) -> np.ndarray:
+    """One image file framed exactly as a loaded dataset decodes it (EXIF rotation, RGB, squashed to
+    ``size`` x ``size``, Lanczos): uint8 (size, size, 3). DataError naming the file and the reason when it
+    cannot be read (moved, changed, corrupt)."""
+    path = Path(path)
+    try:
+        return _decode(path, int(size))
+    except Exception as e:  # noqa: BLE001 (any decoding failure becomes one readable message)
+        raise DataError(f"{path}: {_why(path, e)}") from None
+
+
+def file_dims(path) -> tuple:
+    """(width, height) of an image file from its header (no pixels decoded); DataError when unreadable."""
+    path = Path(path)
+    try:
+        with _open(path) as im:
+            return im.size
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{path}: {_why(path, e)}") from None
+
+
 def _raise_bad(bad: list, total: int) -> None:
     """One DataError listing up to 5 bad files, the total count, and what to do."""
     if not bad:
