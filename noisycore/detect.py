@@ -184,6 +184,11 @@ def source_accuracy(run_dir, source: str) -> Optional[dict]:
         return None
     what = {"cross_validation": "network, K-fold", "baseline": "linear baseline, 4-fold",
             "embeddings": "pretrained features, 4-fold", "ensemble": "network and pretrained features"}[source]
+    if source == "embeddings":
+        from noisycore import baseline
+
+        chosen = ((baseline.read(run_dir) or {}).get("embeddings") or {}).get("C")
+        what += "" if chosen is None else f", L2 strength C = {chosen:g} chosen out of sample"
     return {"accuracy": float((probs.argmax(1) == info.labels).mean()), "n": int(len(info.ids)),
             "what": f"out-of-sample accuracy ({what})"}
 

@@ -1,0 +1,120 @@
+"""The pretrained features' logistic regression chooses its L2 strength by out-of-sample agreement with the
+given labels (baseline.choose_c), and says what it chose."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from noisycore import baseline, detect
+from noisycore.errors import UserError
+from noisycore.util import stratified_subset, write_json
+
+
+def _spread_signal(n=160, dims=200, shift=0.2, seed=0):
+    """Three classes whose means differ a little in each of many features (as embeddings do)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    return (rng.normal(0, shift, (3, dims))[y] + rng.normal(0, 1, (n, dims))).astype(np.float32), y
+
+
+def _accuracies(x, y, grid):
+    return {g: float((baseline.out_of_sample_probs(x, y, folds=4, seed=0, num_classes=3, c=g).argmax(1) == y).mean())
+            for g in grid}
+
+
+@pytest.mark.parametrize("shift, winner", [(0.2, 0.001), (0.1, 10.0)])
+def test_choose_c_picks_the_best_out_of_sample_agreement_and_returns_its_probs(shift, winner):
+    x, y = _spread_signal(shift=shift)
+    grid = (0.001, 10.0)
+    by_hand = _accuracies(x, y, grid)       # every fold fitted again here
+    assert by_hand[winner] > max(by_hand.values()) - 1e-9 and len(set(by_hand.values())) == 2   # the data decide
+    c, tried, probs = baseline.choose_c(x, y, grid=grid, folds=4, seed=0, num_classes=3)
+    assert tried == {str(g): round(a, 4) for g, a in by_hand.items()}
+    assert c == winner
+    np.testing.assert_allclose(probs, baseline.out_of_sample_probs(x, y, folds=4, seed=0, num_classes=3, c=c))
+
+
+def test_equal_agreement_keeps_the_first_in_the_grid():
+    x, y = _spread_signal(shift=0.3, dims=500)       # every C agrees with every label out of sample
+    assert set(_accuracies(x, y, (0.001, 0.1))) and len(set(_accuracies(x, y, (0.001, 0.1)).values())) == 1
+    c, tried, _ = baseline.choose_c(x, y, grid=(0.1, 0.001), folds=4, seed=0, num_classes=3)
+    assert c == 0.1 and tried == {"0.1": 1.0, "0.001": 1.0}     # the first of equals in the grid's order
+
+
+def test_on_a_large_set_the_choice_is_made_on_a_stratified_subset():
+    x, y = _spread_signal(n=300)
+    c, tried, probs = baseline.choose_c(x, y, grid=(0.001, 10.0), folds=4, seed=0, num_classes=3, max_n=90)
+    assert probs is None      # the caller computes the chosen C's folds over every image
+    keep = stratified_subset(y, 90, 0)
+    sub = baseline.out_of_sample_probs(x[keep], y[keep], folds=4, seed=0, num_classes=3, c=0.001)
+    assert tried["0.001"] == round(float((sub.argmax(1) == y[keep]).mean()), 4)
+
+
+def test_an_empty_grid_is_refused():
+    x, y = _spread_signal(n=40, dims=2)
+    with pytest.raises(UserError, match="at least one value of C"):
+        baseline.choose_c(x, y, grid=(), num_classes=3)
+
+
+def test_the_queue_source_says_which_c_was_chosen(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    ids = [f"train/{i:03d}.png" for i in range(8)]
+    labels = [0, 1] * 4
+    (run / "labels.csv").write_text("id,label\n" + "".join(f"{i},{'ab'[k]}\n" for i, k in zip(ids, labels)))
+    write_json(run / "noise.json", {"dataset": {"class_names": ["a", "b"]}, "truth_known": False})
+    np.savez(run / "predictions.npz", test_ids=np.zeros(0, str), test_labels=np.zeros(0, np.int64))
+    probs = np.eye(2)[[0, 1, 0, 1, 0, 1, 1, 1]].astype(np.float32)      # 7 of 8 agree with the given labels
+    np.savez(run / baseline.EMBEDDING_PROBS, ids=np.array(ids), probs=probs)
+    write_json(run / baseline.BASELINE_JSON, {"model": baseline.NAME, "embeddings": {"C": 0.003}})
+    acc = detect.source_accuracy(run, "embeddings")
+    assert acc["accuracy"] == pytest.approx(7 / 8)
+    assert "C = 0.003 chosen out of sample" in acc["what"]
+
+
+def test_benchmark_score_counts_planted_in_the_queue_by_hand():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import choose_c
+
+    given = np.array([0, 0, 0, 1, 1, 1])
+    true = np.array([0, 0, 1, 1, 1, 0])             # rows 2 and 5 were planted
+    probs = np.array([[.9, .1], [.8, .2], [.1, .9], [.2, .8], [.3, .7], [.6, .4]])
+    s = choose_c.score(given, true, probs)
+    # confident learning flags rows 2 and 5 (each far more likely the other class); they lead the queue
+    assert s == {"agree_given": round(4 / 6, 4), "agree_truth": 1.0, "first_m": 2, "first_2m": 2, "flagged": 2,
+                 "flagged_planted": 2}
+
+
+def test_benchmark_smoke_marks_the_choice_of_choose_c(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISYLAB_HOME", str(tmp_path / "home"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import choose_c
+
+    out = tmp_path / "r.json"
+    assert choose_c.main(["--smoke", "--work", str(tmp_path / "w"), "--out", str(out), "--grid", "0.001,0.1"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["C"] for r in rows] == [0.001, 0.1] and sum(r["chosen"] for r in rows) == 1
+    best = max(rows, key=lambda r: (r["agree_given"], -r["C"]))      # the first of equals: the smaller C
+    assert best["chosen"] and rows[0]["planted"] == 6 and rows[0]["images"] == 72
+    assert "| chosen |" in out.with_suffix(".md").read_text()
+    assert choose_c.main(["--smoke", "--grid", "0,1"]) == 2
+
+
+def test_finetune_probe_smoke_scores_every_variant(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISYLAB_HOME", str(tmp_path / "home"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import finetune_probe
+
+    out = tmp_path / "ft.json"
+    assert finetune_probe.main(["--smoke", "--epochs", "1", "--from-blocks", "15", "--work", str(tmp_path / "w"),
+                                "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"].split(",")[0] for r in rows] == [
+        "features extracted (photos and mirrors)", "pooled head features (the app)", "four stages",
+        "fine-tune blocks 15-15 + head"]
+    assert all(r["flagged"] >= r["flagged_planted"] and 0 <= r["first_m"] <= 6 for r in rows[1:])
+    assert finetune_probe.main(["--smoke", "--from-blocks", "7"]) == 2
