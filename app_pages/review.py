@@ -82,6 +82,9 @@ with st.expander(("2. Which detector finds which errors?" if truth else "2. How 
     c1, c2 = st.columns([6, 5])
     show_table(shown[cols], name="detectors", where=table_at or c1, hide_index=True, width="stretch", column_config={
         k: st.column_config.NumberColumn(k, format="percent") for k in ("Precision", "Recall", "F1", "Avg. precision")})
+    missing = guard(detect.unavailable_note, run_dir)
+    if missing:
+        (table_at or c1).caption(missing)
     c1.metric("Estimated wrong labels (confident learning)", f"{estimate.num_issues} of {n_images}",
               help="Counted from the model's predictions and the given labels alone (Northcutt et al. 2021): "
                    "the images the model confidently puts in another class.")

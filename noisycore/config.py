@@ -475,6 +475,8 @@ PRESET_HELP: dict = {
 }
 
 
+MARGINS_AUTO_MAX_N = 10_000   # record margins (AUM) by default up to this many training images: they need every
+                              # fit image predicted each epoch, about a third of an epoch's fit time
 REAL_IMAGES_PRESET = "fast"   # the default preset for CIFAR-10 (real photos trained from scratch)
 DEMO_PRESET = "quick"         # the default for the built-in shapes
 PRETRAINED_PRESET = "pretrained"   # the default for the user's own photos (folder, zip or CSV)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from noisycore import detectors
 from noisycore import runs
+from noisycore.config import MARGINS_AUTO_MAX_N
 from noisycore.errors import DataError, UserError
 from noisycore.util import save_npy, write_csv
 
@@ -266,6 +267,28 @@ def available_detectors(run_dir) -> list[str]:
     has_threshold = has_margins and aum.has_threshold_samples(run_dir)
     return [d for d in detectors.DETECTORS
             if d not in detectors.MARGIN_DETECTORS or (has_threshold if d == "aum" else has_margins)]
+
+
+def unavailable_note(run_dir) -> str:
+    """One sentence on why the margin detectors are missing from :func:`available_detectors` (empty when
+    both are there), so a table without them is not read as "they found nothing"."""
+    from noisycore.catalog import detector_name
+
+    available = available_detectors(run_dir)
+    missing = [d for d in detectors.MARGIN_DETECTORS if d not in available]
+    if not missing:
+        return ""
+    path = Path(run_dir) / "margins.npy"
+    names = " and ".join(detector_name(d) for d in missing)
+    if not path.is_file():
+        return (f"Not listed: {names}. They read margins recorded during training, which this run did not record "
+                f"(recorded by default up to {MARGINS_AUTO_MAX_N:,} training images; on a larger set train with "
+                "--record-margins or with AUM threshold samples).")
+    if np.load(path, mmap_mode="r").shape[1] != len(read_run_labels(run_dir).ids):
+        return (f"Not listed: {names}. Its margins were recorded on the training images only, and this review "
+                "also scores the held-out images, which were never trained on.")
+    return (f"Not listed: {names}. It needs AUM threshold samples: a run trained with that option (Train, "
+            "\"AUM threshold samples\"; CLI --aum-threshold-samples).")
 
 
 def detect(run_dir, *, detector: str = "confident_learning", source: str = "in_sample",

@@ -6,7 +6,7 @@ After every epoch (``EpochRecorder``, a Keras callback):
   over the fit images, or, for a large set (more than ``TRAIN_SAMPLE_MAX`` fit images), over a fixed
   stratified seeded sample of ``TRAIN_SAMPLE_MAX`` of them (``train_sample``). Every fit image is
   predicted when something needs all of them: AUM margins (``record_margins``: on by default up to
-  ``train.MARGINS_AUTO_MAX_N`` images), a method that reweights or relabels from the predictions
+  ``config.MARGINS_AUTO_MAX_N`` images), a method that reweights or relabels from the predictions
   (``method.uses_fit_probs``), the forward loss's estimate of T;
 - validation: ONE pass. Ours when the run has TTA or the set is large (``val_tta``: the run's TTA on a
   small set, so the accuracy that selects the best epoch is the one the kept model will have; plain on

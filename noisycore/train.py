@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 from noisycore import baseline, calibration, runs  # noqa: E402
 from noisycore.labelsets import SUBSET_KEY  # noqa: E402
-from noisycore.config import ConfigError, TrainConfig  # noqa: E402
+from noisycore.config import MARGINS_AUTO_MAX_N, ConfigError, TrainConfig  # noqa: E402
 from noisycore.catalog import method_params  # noqa: E402
 from noisycore.methods.standard import EVAL_BATCH, TrainContext  # noqa: E402
 from noisycore.util import (margins, one_line, print_traceback, save_npy, save_npz, stratified_split,  # noqa: E402,F401
@@ -41,8 +41,6 @@ from noisycore.epoch_eval import (EpochRecorder, Evaluation, curve_test_sample, 
 from noisycore.resume import EpochBackup  # noqa: E402
 from noisycore.averaging import SwapEMAWeights, averaging_callbacks  # noqa: E402,F401 (SwapEMAWeights: re-exported)
 
-MARGINS_AUTO_MAX_N = 10_000       # record margins (AUM) by default up to this many training images: they need
-                                  # every fit image predicted each epoch, about a third of an epoch's fit time
 STATUS_INTERVAL = 0.5             # seconds between status.json writes during an epoch
 STOP_EVENT = threading.Event()    # set by a SIGTERM handler (jobs.py): stop like a stop request
 

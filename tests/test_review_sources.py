@@ -1,5 +1,6 @@
-"""The pretrained features' logistic regression chooses its L2 strength by out-of-sample agreement with the
-given labels (baseline.choose_c), and says what it chose."""
+"""The queue's sources on Review: the pretrained features' logistic regression chooses its L2 strength by
+out-of-sample agreement with the given labels (baseline.choose_c) and says what it chose; the benchmarks that
+measure it; why a detector is missing from the table."""
 from __future__ import annotations
 
 import json
@@ -61,13 +62,8 @@ def test_an_empty_grid_is_refused():
 
 
 def test_the_queue_source_says_which_c_was_chosen(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+    run = _fake_finished_run(tmp_path / "run")
     ids = [f"train/{i:03d}.png" for i in range(8)]
-    labels = [0, 1] * 4
-    (run / "labels.csv").write_text("id,label\n" + "".join(f"{i},{'ab'[k]}\n" for i, k in zip(ids, labels)))
-    write_json(run / "noise.json", {"dataset": {"class_names": ["a", "b"]}, "truth_known": False})
-    np.savez(run / "predictions.npz", test_ids=np.zeros(0, str), test_labels=np.zeros(0, np.int64))
     probs = np.eye(2)[[0, 1, 0, 1, 0, 1, 1, 1]].astype(np.float32)      # 7 of 8 agree with the given labels
     np.savez(run / baseline.EMBEDDING_PROBS, ids=np.array(ids), probs=probs)
     write_json(run / baseline.BASELINE_JSON, {"model": baseline.NAME, "embeddings": {"C": 0.003}})
@@ -118,3 +114,25 @@ def test_finetune_probe_smoke_scores_every_variant(tmp_path, monkeypatch):
         "fine-tune blocks 15-15 + head"]
     assert all(r["flagged"] >= r["flagged_planted"] and 0 <= r["first_m"] <= 6 for r in rows[1:])
     assert finetune_probe.main(["--smoke", "--from-blocks", "7"]) == 2
+
+
+def _fake_finished_run(run, n=8):
+    run.mkdir()
+    ids = [f"train/{i:03d}.png" for i in range(n)]
+    (run / "labels.csv").write_text("id,label\n" + "".join(f"{i},{'ab'[k % 2]}\n" for k, i in enumerate(ids)))
+    write_json(run / "noise.json", {"dataset": {"class_names": ["a", "b"]}, "truth_known": False})
+    np.savez(run / "predictions.npz", test_ids=np.zeros(0, str), test_labels=np.zeros(0, np.int64))
+    return run
+
+
+def test_review_says_why_the_margin_detectors_are_missing(tmp_path):
+    run = _fake_finished_run(tmp_path / "run")
+    note = detect.unavailable_note(run)          # no margins.npy: a large run records none by default
+    assert "AUM, the paper's threshold and AUM, mean margin below 0" in note and "10,000" in note
+    assert "--record-margins" in note
+    np.save(run / "margins.npy", np.zeros((3, 5), np.float16))     # 5 columns for 8 reviewable images
+    assert "training images only" in detect.unavailable_note(run)
+    np.save(run / "margins.npy", np.zeros((3, 8), np.float16))     # every image, no threshold samples
+    note = detect.unavailable_note(run)
+    assert note.startswith("Not listed: AUM, the paper's threshold.") and "threshold samples" in note
+    assert "aum_margin_below_0" in detect.available_detectors(run) and "aum" not in detect.available_detectors(run)
