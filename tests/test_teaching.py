@@ -178,3 +178,54 @@ def test_train_labels_run_dir_preset_pretrained_trains_the_same_wrong_labels_and
     assert summary["truth_known"] and summary["noise_rate"] == runs.read_summary(scratch)["noise_rate"]
     assert summary["num_fit"] + summary["num_val"] == 120 and summary["memorized"] is not None
     assert json.loads((twin / "noise.json").read_text())["counts"]["noisy"] == 48   # 40% of 120
+
+
+def test_only_a_run_folders_labels_cut_the_dataset_to_its_images(tmp_path):
+    """``--labels RUN_DIR`` on a max_train run: the run folder's labels.csv (120 of the 8000 built-in training
+    images) picks its images, so the label set loads (before: "has no row for 7880 of the 8000 training images").
+    The same two files outside a run folder change nothing (a plain label set must still cover every image), and
+    a fold's label set keeps placing held-out images of the dataset's test split in training (cross-validation over
+    every image of the user's own data)."""
+    import shutil
+
+    from noisycore import train
+    from noisycore.datasets import load_dataset
+    from noisycore.errors import DataError
+    from noisycore.labelsets import load_label_set, save_label_set
+    from noisycore.noise import apply_noise
+
+    config = quick()
+    run = runs.create_run(config, root=tmp_path / "runs", name="small")
+    small = load_dataset(config.data.replace(max_train=120))
+    noisy = apply_noise(small, config.noise)
+    save_label_set(run, small, noisy, data_config=config.data)
+    whole = load_dataset(config.data)
+    assert len(whole.ids_train) == 8000 and len(whole.ids_test) == 40
+
+    cut = train.restrict_to_label_set(whole, run)
+    assert list(cut.ids_train) == list(small.ids_train)                       # the run's 120, in its order
+    assert list(cut.ids_test) == list(whole.ids_test)                         # the held-out images unchanged
+    np.testing.assert_array_equal(load_label_set(run, cut).labels, noisy.labels)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("labels.csv", "noise.json"):
+        shutil.copy(run / name, plain / name)
+    assert train.restrict_to_label_set(whole, plain) is whole                 # no config.json: not a run folder
+    with pytest.raises(DataError, match="no row for 7880"):
+        load_label_set(plain, whole)
+
+    # a fold of cross-validation over every image: 20 of the run's images and 10 held-out ones in training,
+    # the other 100 of the run as the fold's held-out set
+    ids = np.concatenate([small.ids_train, whole.ids_test[:10]])
+    labels = np.concatenate([noisy.labels, whole.y_test[:10]])
+    split = np.where(np.arange(130) < 20, "train", np.where(np.arange(130) < 120, "test", "train"))
+    fold = run / "cv" / "k2-fold1" / "labels"   # as corrections.write_label_subset writes it
+    fold.mkdir(parents=True)
+    pd.DataFrame({"id": ids, "label": np.asarray(whole.class_names)[labels], "split": split}).to_csv(
+        fold / "labels.csv", index=False)
+    meta = json.loads((run / "noise.json").read_text())
+    (fold / "noise.json").write_text(json.dumps({**meta, train.SUBSET_KEY: True}))
+    cut = train.restrict_to_label_set(whole, fold)
+    assert sorted(cut.ids_train) == sorted([*small.ids_train[:20], *whole.ids_test[:10]])
+    assert sorted(cut.ids_test) == sorted(small.ids_train[20:])
