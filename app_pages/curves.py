@@ -12,6 +12,7 @@ from ui.common import address_params, guard, param_notices
 from ui.curves import (compare_metrics, compare_panel, default_compare, evaluation_panel, live_curves, prediction_grid,
                        run_choices, sweep_panel)
 from ui.runs import cluster_jobs, current_run, runs_root, set_current_run
+from ui.teaching import compare_lesson, open_requested_view, preselect_pair, twin_button
 
 RATE_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
@@ -19,6 +20,7 @@ given_params = address_params()   # before the widgets: they drop invalid addres
 st.title("Curves & compare")
 st.caption("See what wrong labels do to a network while it trains, compare recipes side by side, and sweep the "
            "noise rate to see which loss or method holds up. Runs still training update live.")
+open_requested_view()   # "Same labels, pretrained features" opens the comparison
 # Plain option names: a widget bound to the URL stores its shown text there (?view=Sweeps).
 view = st.segmented_control("View", ["Run", "Compare", "Sweeps"], default="Run", required=True, key="view",
                             bind="query-params")
@@ -37,6 +39,7 @@ if view == "Run":
                         key="run.pick")
     set_current_run(pick)
     live_curves(pick, key="run")
+    twin_button(pick, paths=paths, key="run.twin", run_view=True)
     st.subheader("Evaluation", anchor=False)
     if not (Path(pick) / "predictions.npz").exists():
         st.info("The evaluation and the prediction grid appear when the run ends (or is stopped).")
@@ -54,13 +57,13 @@ elif view == "Compare":
         st.info("No runs to compare yet. Train a few on the **Train** page or start a sweep.")
         st.stop()
     paths = list(choices)
-    picked = st.multiselect("Runs", paths, default=default_compare(paths, current=current_run()),
+    preselect_pair(paths)   # after the teaching button: the pair and its curve
+    picked = st.multiselect("Runs", paths, default=None if "compare.runs" in st.session_state else
+                            default_compare(paths, current=current_run()),
                             format_func=choices.get, key="compare.runs",
                             help="Pick any runs; their curves are overlaid. It opens with your run and the newest "
                                  "runs of the same dataset.")
-    st.caption("Teaching comparison: train one label set twice on the Train page, with a from-scratch preset "
-               "(quick, fast) and with pretrained (a head on pretrained ImageNet features), then pick both runs and "
-               "the memorized curve: does a head on good features learn the wrong labels too?")
+    compare_lesson(picked, paths=paths)
     offered = compare_metrics(picked)
     metric = st.selectbox("Curve", list(offered), format_func=offered.get, key="compare.metric")
     if not picked:

@@ -78,6 +78,7 @@ def cmd_train(args) -> int:
 
     config = train_config(args)
     check_labels_path(config.labels_path)
+    config = on_a_runs_labels(config, args)
     owner = args.owner or workspaces.default_owner()   # a bad $NOISYLAB_OWNER is named before TensorFlow loads
     if _cluster(args):
         return _train_on_cluster(config, args, owner=owner)
@@ -114,6 +115,24 @@ def cmd_train(args) -> int:
 
         print(forward.describe(forward.read_record(run_dir)))
     return 0 if summary.get("state") in ("finished", "stopped") else 1
+
+
+def on_a_runs_labels(config, args):
+    """``train --labels RUN_DIR`` (a run folder): the run's exact labels on the images it trained on, with its
+    seed, validation share and max_train unless given here (noisycore.teaching.same_labels_config: the Compare
+    page's "Same labels, pretrained features" builds the same config). Another --dataset is refused."""
+    from noisycore import teaching
+
+    run_dir = teaching.labels_run(config.labels_path)
+    if run_dir is None:
+        return config
+    run_config = runs.read_config(run_dir)
+    if args.dataset not in ("builtin", run_config.data.source):   # "builtin" is the option's default
+        raise UserError(f"--labels {args.labels} is the run {run_dir.name}, trained on {run_config.data.source}, "
+                        f"not --dataset {args.dataset}; leave out --dataset (the run's images are used)")
+    given = {"seed": args.seed, "val_fraction": args.val_fraction, "max_train": args.max_train,
+             "trusted_val": args.trusted_val or None}
+    return teaching.same_labels_config(config, run_config, run_dir, keep=[k for k, v in given.items() if v is not None])
 
 
 def _train_on_cluster(config, args, *, owner: str) -> int:

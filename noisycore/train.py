@@ -121,7 +121,9 @@ def _subset_labels(dataset, noisy, n: int, seed: int):
 
 def restrict_to_label_set(dataset, labels_path):
     """The dataset cut to the images a label set lists when its noise.json sets ``subset_of_dataset``
-    (K-fold training folds; reviewed labels without the excluded images); otherwise unchanged.
+    (K-fold training folds; reviewed labels without the excluded images) or when it is a run's own labels.csv
+    (a run folder: the images that run trained on, e.g. its ``max_train`` subset, so ``--labels RUN_DIR``
+    trains on exactly them); otherwise unchanged.
 
     A ``split`` column in its labels.csv places images explicitly: rows ``train`` are trained on (they
     may come from the dataset's test split: cross-validation over every image of the user's own data),
@@ -131,9 +133,10 @@ def restrict_to_label_set(dataset, labels_path):
 
     path = Path(labels_path)
     csv_path = path / "labels.csv" if path.is_dir() else path
+    of_a_run = (csv_path.parent / "config.json").is_file()   # a run folder: its labels list its training images
     try:
         meta = json.loads((csv_path.parent / "noise.json").read_text(encoding="utf-8"))
-        if not (isinstance(meta, dict) and meta.get(SUBSET_KEY)):
+        if not (of_a_run or (isinstance(meta, dict) and meta.get(SUBSET_KEY))):
             return dataset
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
         ids = df["id"]

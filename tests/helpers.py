@@ -93,6 +93,39 @@ def quality_run(home, *, n=48, seed=5):
     return run, planted
 
 
+def fake_run(folder, config: TrainConfig, *, state="finished", labels=120, metrics=None) -> Path:
+    """A run folder as training leaves it, written by hand: config, status, labels.csv + noise.json (truth
+    known), metrics.csv. Nothing is trained."""
+    from noisycore import runs
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    runs.atomic_write_text(folder / "config.json", config.to_json())
+    runs.write_status(folder, {"state": state, "epoch": 2, "epochs": config.epochs})
+    if labels:
+        (folder / "labels.csv").write_text("id,label,true_label,is_noisy\n" + "".join(
+            f"train/{i:05d}.png,circle,circle,false\n" for i in range(labels)))
+        runs.write_json(folder / "noise.json", {"config": config.noise.to_dict(), "truth_known": True,
+                                                "counts": {"labels": labels}})
+    if metrics is not None:
+        metrics.to_csv(folder / "metrics.csv", index=False)
+    return folder
+
+
+def metrics_frame(*, memorized, test_accuracy):
+    """metrics.csv of a hand-written run: every column training writes, ``memorized`` and ``test_accuracy``
+    as given (one value per epoch), the others plausible."""
+    import pandas as pd
+
+    n = len(test_accuracy)
+    return pd.DataFrame({"epoch": range(1, n + 1), "loss": [2.0 - 0.1 * i for i in range(n)],
+                         "accuracy": [0.3 + 0.05 * i for i in range(n)], "train_acc_true": test_accuracy,
+                         "train_acc_given": [0.3 + 0.05 * i for i in range(n)], "memorized": memorized,
+                         "val_loss": [2.1] * n, "val_accuracy": [0.3 + 0.04 * i for i in range(n)],
+                         "test_accuracy": test_accuracy, "lr": [1e-3] * n, "seconds": [1.0] * n,
+                         "fit_seconds": [0.8] * n})
+
+
 @contextmanager
 def noisylab_home(home):
     """NOISYLAB_HOME / NOISYLAB_RUNS set to ``home`` (and home/runs) for a module fixture, restored after."""

@@ -108,7 +108,7 @@ LAYERS = (
                          "quality", "baseline")),
     ("reading runs", ("evaluation", "detect", "dataquality", "review", "teamreview", "triage", "charts")),
     ("training", ("averaging", "methods", "forward", "resume", "epoch_eval", "train", "jobs", "executors", "cluster")),
-    ("workflows", ("corrections", "crossval", "sweeps", "fanout", "cli")),
+    ("workflows", ("corrections", "crossval", "sweeps", "fanout", "teaching", "cli")),
 )
 
 

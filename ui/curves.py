@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from noisycore import executors, charts, evaluation, fanout, jobs, naming, runs, sweeps
+from noisycore import executors, charts, evaluation, fanout, jobs, naming, runs, sweeps, teaching
 from noisycore.util import pct
 from ui.common import cached_dataset, guard, show_chart, show_table, upscale
 from ui.runs import STATE_ICONS, baseline_notice, cluster_jobs, owner_words, progress_text, runs_root, state_text, visible_runs
@@ -251,6 +251,11 @@ def compare_panel(paths: list, *, metric: str) -> None:
         ids = [short_id(p) for p in paths]
         labels = naming.legend_labels({i: r.config for i, r in zip(ids, loaded)},
                                       summaries={i: r.summary for i, r in zip(ids, loaded)})
+        pair = teaching.pairs({i: r.config for i, r in zip(paths, loaded)})
+        if len(paths) == 2 and pair:   # the teaching pair: what differs is where the features come from
+            by_path = dict(zip(paths, zip(ids, loaded)))
+            (a, ra), (b, rb) = by_path[pair[0][0]], by_path[pair[0][1]]
+            labels.update(zip((a, b), teaching.pair_legend(ra.config, rb.config)))
         known = any(evaluation.truth_known(r) for r in loaded)
         show_chart(charts.compare_curves({i: r.metrics for i, r in zip(ids, loaded)}, metric=metric,
                                               labels=labels, truth_known=known),
