@@ -57,7 +57,8 @@ def compute(run_dir, *, size: Optional[int] = None, progress: Optional[Callable]
     embeddings.check_options(size=size, batch=64, precision=embeddings.DEFAULT_PRECISION)
     info = detect.read_run_labels(run)
     dataset = _dataset(run) if dataset is None else dataset
-    emb = embeddings.embed(dataset, size=size, progress=progress)[detect.dataset_positions(run, dataset)]
+    emb = embeddings.embed(dataset, size=size, progress=progress,   # a moved photo's fallback: on the run's pages
+                           notice=lambda text: runs.add_note(run, text))[detect.dataset_positions(run, dataset)]
     images = detect.run_images(run, dataset)
     lists = _lists(emb, images, info)
     out = run / QUALITY_DIR

@@ -418,7 +418,8 @@ def model_inputs(run_dir, dataset=None) -> np.ndarray:
     from noisycore.datasets import load_dataset
 
     dataset = load_dataset(runs.run_data_config(run_dir)) if dataset is None else dataset
-    return embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE)[dataset_positions(run_dir, dataset)]
+    return embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE,   # a moved photo's fallback: on the run's pages
+                            notice=lambda text: runs.add_note(run_dir, text))[dataset_positions(run_dir, dataset)]
 
 
 def dataset_positions(run_dir, dataset) -> np.ndarray:

@@ -159,3 +159,13 @@ def test_a_run_on_large_photos_says_which_pixels_its_features_saw(tmp_path, coun
     status = runs.read_status(tmp_path / "run")
     assert status["features"] == "original photos at 160 px"
     assert "original photos" not in (status.get("note") or "")      # no fallback to tell
+    # the photos move after training: the run's later predictions (folds, Review) fall back to the decoded
+    # images, and the run's pages say so (status.json's note), not only the log
+    from noisycore import detect
+
+    dataset = load_dataset(runs.run_data_config(tmp_path / "run"))    # loaded (decoded, cached) before the move
+    os.replace(root, tmp_path / "moved")
+    x = detect.model_inputs(tmp_path / "run", dataset)
+    assert x.shape == (24, 1280)
+    note = runs.read_status(tmp_path / "run").get("note") or ""
+    assert "no longer there" in note and "decoded images (64 px) scaled to 160 px" in note
