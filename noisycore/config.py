@@ -226,9 +226,9 @@ class TrainConfig(JsonConfig):
     record_margins: Optional[bool] = None  # margins.npy each epoch (AUM); None = on when N <= 10,000
     aum_threshold_samples: bool = False  # AUM's threshold run (noisycore.aum): N/(K+1) images get a fake class K
     baseline: bool = True               # also fit the linear baseline (noisycore.baseline; seconds; off for fold runs)
-    choose_features: bool = False       # pretrained_head: train the small preset from scratch instead when a linear
-                                        # model on the pixels beats one on the pretrained features out of sample
-                                        # (baseline.pixels_beat_features); the pretrained preset turns it on
+    choose_features: bool = False       # pretrained_head: train the small preset from scratch instead unless a linear
+                                        # model on the pretrained features clearly beats one on the pixels out of
+                                        # sample (baseline.features_not_better); the pretrained preset turns it on
     preset: Optional[str] = None        # the preset this config started from (for the record only)
     model_width: Optional[float] = None      # fast_cnn: x airbench94's 64/256/256 widths; None = the model's 0.75;
                                              # pretrained_head: a hidden layer of width x 512 units (0: linear); None = 0.5

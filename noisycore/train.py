@@ -415,7 +415,7 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     # seconds: the linear baseline (the line to beat), pretrained features or pixels, mirroring (augment / tta auto)
     chosen = baseline.choose_for_run(run_dir, config, prepared.dataset, prepared.noisy.labels,
                                      truth_known=prepared.noisy.true_labels is not None)
-    if chosen.model != config.model:   # the pixels beat the pretrained features: images, not embeddings, go in
+    if chosen.model != config.model:   # the features do not beat the pixels: images, not embeddings, go in
         prepared, chosen = prepared_for(chosen)
     config, ds, noisy = chosen, prepared.dataset, prepared.noisy
     x_train, x_test = prepared.model_inputs

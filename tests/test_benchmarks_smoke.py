@@ -118,10 +118,10 @@ def test_own_data_benchmark_measures_the_pretrained_default(tmp_path):
                *sorted((tmp_path / "work" / "run" / "cv").glob("k2-fold*/run/config.json"))]
     # the pretrained preset compares pixels and features first (the smoke's tiny quadrant images may favour the
     # pixels): the run's model follows that comparison, and every fold trains the run's model
-    from noisycore.baseline import pixels_beat_features
+    from noisycore.baseline import features_not_better
 
     record = json.loads((tmp_path / "work" / "run" / "baseline.json").read_text())
-    expected = "fast_cnn" if pixels_beat_features(record) else "pretrained_head"
+    expected = "fast_cnn" if features_not_better(record) else "pretrained_head"
     assert len(configs) == 3 and {json.loads(c.read_text())["model"] for c in configs} == {expected}
 
 
