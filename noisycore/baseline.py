@@ -140,6 +140,19 @@ def choose_c(features, labels, *, grid=EMBEDDING_GRID, folds: int = FOLDS, seed:
     return best, {str(c): a for c, a in found.items()}, (best_probs if len(keep) == len(labels) else None)
 
 
+def features_text(record: Optional[dict]) -> str:
+    """What the linear model on the pretrained features reached and which L2 strength it chose, in one sentence
+    (empty when the run measured no features): the pages and the CLI say what the default chose."""
+    emb = (record or {}).get("embeddings") or {}
+    if emb.get("cv_accuracy") is None:
+        return ""
+    tried = emb.get("C_tried") or {}
+    grid = f", the best of {min(map(float, tried)):g}-{max(map(float, tried)):g}" if len(tried) > 1 else ""
+    chosen = f" (L2 strength C = {emb['C']:g}{grid}, chosen by that agreement)" if emb.get("C") is not None else ""
+    return (f"A logistic regression on the pretrained features agrees with the given labels "
+            f"{100 * emb['cv_accuracy']:.1f}% of the time out of sample{chosen}.")
+
+
 def mirror_keeps_labels(probs, mirrored_probs, labels) -> bool:
     """False only when mirroring clearly changes the labels: the model keeps less than MIRROR_KEEP of its
     above-chance accuracy on the mirrored images AND the drop is more than two standard errors of a

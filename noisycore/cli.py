@@ -207,7 +207,10 @@ def _print_verdict(run_dir, summary: dict) -> None:
         print(status["note"])
     if status.get("features"):
         print(f"pretrained features of the {status['features']}")
-    verdict = baseline.run_verdict(summary, baseline.read(run_dir))
+    record = baseline.read(run_dir)
+    if baseline.features_text(record):
+        print(baseline.features_text(record))
+    verdict = baseline.run_verdict(summary, record)
     if verdict.text:
         print(("WARNING: " if verdict.warn else "") + verdict.text)
 

@@ -279,13 +279,15 @@ def unavailable_note(run_dir) -> str:
     if not missing:
         return ""
     path = Path(run_dir) / "margins.npy"
-    names = " and ".join(detector_name(d) for d in missing)
+    both = len(missing) == 2
+    names = "the two AUM (area under the margin) detectors" if both else detector_name(missing[0])
+    they, their = ("They", "Their") if both else ("It", "Its")
     if not path.is_file():
-        return (f"Not listed: {names}. They read margins recorded during training, which this run did not record "
+        return (f"Not listed: {names}. {they} read margins recorded during training, which this run did not record "
                 f"(recorded by default up to {MARGINS_AUTO_MAX_N:,} training images; on a larger set train with "
                 "--record-margins or with AUM threshold samples).")
     if np.load(path, mmap_mode="r").shape[1] != len(read_run_labels(run_dir).ids):
-        return (f"Not listed: {names}. Its margins were recorded on the training images only, and this review "
+        return (f"Not listed: {names}. {their} margins were recorded on the training images only, and this review "
                 "also scores the held-out images, which were never trained on.")
     return (f"Not listed: {names}. It needs AUM threshold samples: a run trained with that option (Train, "
             "\"AUM threshold samples\"; CLI --aum-threshold-samples).")

@@ -128,11 +128,20 @@ def _fake_finished_run(run, n=8):
 def test_review_says_why_the_margin_detectors_are_missing(tmp_path):
     run = _fake_finished_run(tmp_path / "run")
     note = detect.unavailable_note(run)          # no margins.npy: a large run records none by default
-    assert "AUM, the paper's threshold and AUM, mean margin below 0" in note and "10,000" in note
+    assert note.startswith("Not listed: the two AUM (area under the margin) detectors. They read") and "10,000" in note
     assert "--record-margins" in note
     np.save(run / "margins.npy", np.zeros((3, 5), np.float16))     # 5 columns for 8 reviewable images
-    assert "training images only" in detect.unavailable_note(run)
+    assert "Their margins were recorded on the training images only" in detect.unavailable_note(run)
     np.save(run / "margins.npy", np.zeros((3, 8), np.float16))     # every image, no threshold samples
     note = detect.unavailable_note(run)
     assert note.startswith("Not listed: AUM, the paper's threshold.") and "threshold samples" in note
     assert "aum_margin_below_0" in detect.available_detectors(run) and "aum" not in detect.available_detectors(run)
+
+
+def test_the_features_sentence_names_the_chosen_c_and_the_range_tried():
+    record = {"cv_accuracy": 0.653, "embeddings": {"cv_accuracy": 0.86889, "C": 0.0003,
+                                                   "C_tried": {"0.0003": 0.8689, "0.001": 0.8644, "0.1": 0.84}}}
+    assert baseline.features_text(record) == (
+        "A logistic regression on the pretrained features agrees with the given labels 86.9% of the time out of "
+        "sample (L2 strength C = 0.0003, the best of 0.0003-0.1, chosen by that agreement).")
+    assert baseline.features_text({"cv_accuracy": 0.9}) == "" and baseline.features_text(None) == ""
