@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model in this terminal and write its run folder")
     add_train_options(p)
-    p.add_argument("--out", default=None, help="folder that holds the run folders (default: runs/)")
+    p.add_argument("--out", default=None, help="folder that holds the run folders (default: $NOISYLAB_RUNS, else runs/: where the app lists runs)")
     p.add_argument("--owner", default=None, type=_owner_name,
                    help=f"whose run it is: a workspace name the app shows it under (default: ${workspaces.OWNER_ENV}, "
                         "else your user name)")
