@@ -9,7 +9,7 @@ from noisycore.review import ReviewStore
 from ui.common import current_user, guard, show_chart, show_table
 from ui.review import (CLASS_KEYS, UNDONE_KEY, decide, detection_panel, focus_page, get_position, last_reviewed_run,
                        noise_estimate, position_key, review_image, reviewable_runs, run_data, run_images, set_last_reviewed_run,
-                       set_position, show_note, team_panel, truth_known, undo, url_notice)
+                       set_position, show_note, team_panel, truth_known, unavailable_note, undo, url_notice)
 from ui.review_grid import grid_view
 from ui.review_quality import quality_panel
 from ui.runs import baseline_notice, current_run, runs_root, set_current_run
@@ -82,7 +82,7 @@ with st.expander(("2. Which detector finds which errors?" if truth else "2. How 
     c1, c2 = st.columns([6, 5])
     show_table(shown[cols], name="detectors", where=table_at or c1, hide_index=True, width="stretch", column_config={
         k: st.column_config.NumberColumn(k, format="percent") for k in ("Precision", "Recall", "F1", "Avg. precision")})
-    missing = guard(detect.unavailable_note, run_dir)
+    missing = unavailable_note(run_dir)
     if missing:
         (table_at or c1).caption(missing)
     c1.metric("Estimated wrong labels (confident learning)", f"{estimate.num_issues} of {n_images}",

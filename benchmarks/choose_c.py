@@ -47,9 +47,9 @@ SETS = {"a": (("cat", "ship", "frog"), 300, 30, 0),
 SMOKE = {"s": (("q0", "q1", "q2"), 24, 6, 0)}
 
 
-def set_probs(work: Path, name: str, spec: tuple, *, smoke: bool) -> tuple:
-    """(given labels, true labels, embeddings) of every image of one planted set, in the app's review order
-    (training images, then held-out ones: cross-validation over every image of own photos)."""
+def planted_set(work: Path, name: str, spec: tuple, *, smoke: bool) -> tuple:
+    """(dataset, given labels, true labels) of one planted set, the labels in the app's review order (training
+    images, then held-out ones: cross-validation over every image of own photos)."""
     classes, per_class, planted, seed = spec
     zip_path, truth = own_data.build(work / name, classes=classes, per_class=per_class, planted=planted,
                                      smoke=smoke, seed=seed)
@@ -58,6 +58,12 @@ def set_probs(work: Path, name: str, spec: tuple, *, smoke: bool) -> tuple:
     given = np.concatenate([dataset.y_train, dataset.y_test]).astype(np.int64)
     names = list(dataset.class_names)
     true = np.array([names.index(truth.get(i, i.split("/")[0])) for i in ids])
+    return dataset, given, true
+
+
+def set_probs(work: Path, name: str, spec: tuple, *, smoke: bool) -> tuple:
+    """(given labels, true labels, embeddings) of every image of one planted set, in the app's review order."""
+    dataset, given, true = planted_set(work, name, spec, smoke=smoke)
     return given, true, embeddings.embed(dataset, size=32 if smoke else embeddings.DEFAULT_SIZE)
 
 

@@ -34,10 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import choose_c  # noqa: E402
 import common  # noqa: E402
-import own_data  # noqa: E402
 from noisycore import baseline  # noqa: E402
-from noisycore.config import DataConfig  # noqa: E402
-from noisycore.datasets import load_dataset  # noqa: E402
 from noisycore.errors import UserError  # noqa: E402
 from noisycore.util import stratified_folds  # noqa: E402
 
@@ -47,15 +44,9 @@ START = {11: "block10_add", 15: "block14_add"}     # fine-tune from block B: the
 
 
 def _photos(work: Path, name: str, smoke: bool) -> tuple:
-    spec = (choose_c.SMOKE if smoke else choose_c.SETS)[name]
-    classes, per_class, planted, seed = spec
-    zip_path, truth = own_data.build(work / name, classes=classes, per_class=per_class, planted=planted,
-                                     smoke=smoke, seed=seed)
-    dataset = load_dataset(DataConfig(source=str(zip_path), image_size=16 if smoke else None))
-    ids = np.concatenate([dataset.ids_train, dataset.ids_test]).astype(str)
-    names = list(dataset.class_names)
-    given = np.concatenate([dataset.y_train, dataset.y_test]).astype(np.int64)
-    true = np.array([names.index(truth.get(i, i.split("/")[0])) for i in ids])
+    """(images in the review order, given labels, true labels) of a planted set of choose_c.py."""
+    dataset, given, true = choose_c.planted_set(work, name, (choose_c.SMOKE if smoke else choose_c.SETS)[name],
+                                                smoke=smoke)
     return np.concatenate([dataset.x_train, dataset.x_test]), given, true
 
 
@@ -127,6 +118,7 @@ def fine_tune(maps: dict, given: np.ndarray, *, start: int, epochs: int, lr: flo
 
 def run(args, argv) -> int:
     sets = choose_c.SMOKE if args.smoke else choose_c.SETS
+    args.set = args.set or next(iter(sets))     # "a" (own_data.py's set); smoke: "s"
     if args.set not in sets:
         raise UserError(f"--set {args.set!r} is unknown; choose from {', '.join(sets)}")
     try:
@@ -183,9 +175,6 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=None, help="folder for the photo sets (reused, shared with choose_c.py)")
     p.add_argument("--out", default=None, help="results .json (default benchmarks/results/finetune_probe-<date>.json)")
     argv = sys.argv[1:] if argv is None else list(argv)
-    args_probe = p.parse_args(argv)
-    if args_probe.set is None:
-        argv = [*argv, "--set", "s" if args_probe.smoke else "a"]
     return common.cli("finetune_probe.py", p, run, argv, resumable=False)
 
 

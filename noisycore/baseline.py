@@ -121,11 +121,11 @@ def out_of_sample_probs(features, labels, *, folds: int = FOLDS, seed: int = 0, 
 def choose_c(features, labels, *, grid=EMBEDDING_GRID, folds: int = FOLDS, seed: int = 0, num_classes=None,
              max_n: int = CHOOSE_MAX) -> tuple:
     """(C, {C: out-of-sample accuracy}, probs or None): the L2 strength of ``grid`` whose K-fold out-of-sample
-    probabilities agree best with the given labels (the first of equals in the grid's order, which starts at the strongest L2). No value of C suits
-    every image set: on 32-px photos scaled up for the backbone 0.001-0.003 agreed 2 points better than 0.1 and
-    put more planted wrong labels first (benchmarks/README.md, "Choosing C"). The choice is made on at most
-    ``max_n`` images (stratified); ``probs`` are the chosen C's (N, K) probabilities when it was made on every
-    image, else None."""
+    probabilities agree best with the given labels (the first of equals in the grid's order, which starts at the
+    strongest L2). No value of C suits every image set: on 32-px photos scaled up for the backbone 0.0003-0.003
+    agreed 2-4 points better than 0.1 and flagged half as many images (benchmarks/README.md, "Choosing C"). The
+    choice is made on at most ``max_n`` images (stratified); ``probs`` are the chosen C's (N, K) probabilities
+    when it was made on every image, else None."""
     labels = np.asarray(labels, dtype=np.int64)
     if not grid:
         raise UserError("choose_c needs at least one value of C to try")

@@ -123,7 +123,7 @@ def on_a_runs_labels(config, args):
     page's "Same labels, pretrained features" builds the same config). Another --dataset is refused."""
     from noisycore import teaching
 
-    run_dir = teaching.labels_run(config.labels_path)
+    run_dir = runs.labels_run(config.labels_path)
     if run_dir is None:
         return config
     run_config = runs.read_config(run_dir)
@@ -208,8 +208,9 @@ def _print_verdict(run_dir, summary: dict) -> None:
     if status.get("features"):
         print(f"pretrained features of the {status['features']}")
     record = baseline.read(run_dir)
-    if baseline.features_text(record):
-        print(baseline.features_text(record))
+    features = baseline.features_text(record)
+    if features:
+        print(features)
     verdict = baseline.run_verdict(summary, record)
     if verdict.text:
         print(("WARNING: " if verdict.warn else "") + verdict.text)

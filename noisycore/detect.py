@@ -256,41 +256,46 @@ def read_margins(run_dir) -> Optional[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- detection
+def _margin_state(run_dir) -> tuple:
+    """(cover, threshold): whether margins.npy covers every reviewable image (True), only some of them (False:
+    the training images of a truth-unknown run, which also reviews its held-out images) or is absent (None);
+    whether the run has AUM threshold samples."""
+    from noisycore import aum
+
+    path = Path(run_dir) / "margins.npy"
+    if not path.is_file():
+        return None, False
+    cover = np.load(path, mmap_mode="r").shape[1] == len(read_run_labels(run_dir).ids)
+    return cover, cover and aum.has_threshold_samples(run_dir)
+
+
 def available_detectors(run_dir) -> list[str]:
     """The DETECTORS this run supports: the margin detectors need margins.npy of every reviewable image
     (the training margins do not cover the held-out images that a truth-unknown run also reviews);
     ``aum`` also needs threshold samples, i.e. a run trained with aum_threshold_samples."""
-    from noisycore import aum
-
-    path = Path(run_dir) / "margins.npy"
-    has_margins = path.is_file() and np.load(path, mmap_mode="r").shape[1] == len(read_run_labels(run_dir).ids)
-    has_threshold = has_margins and aum.has_threshold_samples(run_dir)
+    cover, threshold = _margin_state(run_dir)
     return [d for d in detectors.DETECTORS
-            if d not in detectors.MARGIN_DETECTORS or (has_threshold if d == "aum" else has_margins)]
+            if d not in detectors.MARGIN_DETECTORS or (threshold if d == "aum" else cover)]
 
 
 def unavailable_note(run_dir) -> str:
-    """One sentence on why the margin detectors are missing from :func:`available_detectors` (empty when
-    both are there), so a table without them is not read as "they found nothing"."""
+    """One sentence on why margin detectors are missing from :func:`available_detectors` (empty when both
+    are there), so a table without them is not read as "they found nothing"."""
     from noisycore.catalog import detector_name
 
-    available = available_detectors(run_dir)
-    missing = [d for d in detectors.MARGIN_DETECTORS if d not in available]
-    if not missing:
+    cover, threshold = _margin_state(run_dir)
+    if threshold:
         return ""
-    path = Path(run_dir) / "margins.npy"
-    both = len(missing) == 2
-    names = "the two AUM (area under the margin) detectors" if both else detector_name(missing[0])
-    they, their = ("They", "Their") if both else ("It", "Its")
-    if not path.is_file():
-        return (f"Not listed: {names}. {they} read margins recorded during training, which this run did not record "
+    if cover:
+        return (f"Not listed: {detector_name('aum')}. It needs AUM threshold samples: a run trained with that option "
+                "(Train, \"AUM threshold samples\"; CLI --aum-threshold-samples).")
+    names = "the two AUM (area under the margin) detectors"
+    if cover is None:
+        return (f"Not listed: {names}. They read margins recorded during training, which this run did not record "
                 f"(recorded by default up to {MARGINS_AUTO_MAX_N:,} training images; on a larger set train with "
                 "--record-margins or with AUM threshold samples).")
-    if np.load(path, mmap_mode="r").shape[1] != len(read_run_labels(run_dir).ids):
-        return (f"Not listed: {names}. {their} margins were recorded on the training images only, and this review "
-                "also scores the held-out images, which were never trained on.")
-    return (f"Not listed: {names}. It needs AUM threshold samples: a run trained with that option (Train, "
-            "\"AUM threshold samples\"; CLI --aum-threshold-samples).")
+    return (f"Not listed: {names}. Their margins were recorded on the training images only, and this review "
+            "also scores the held-out images, which were never trained on.")
 
 
 def detect(run_dir, *, detector: str = "confident_learning", source: str = "in_sample",

@@ -261,6 +261,16 @@ def read_config(run_dir) -> TrainConfig:
         raise UserError(f"{path} is corrupt or from another version: {e}") from None
 
 
+def labels_run(labels_path) -> Optional[Path]:
+    """The run folder a labels path names (the folder, or its labels.csv, holds config.json), else None: a
+    run's labels.csv lists the images it trained on (``train --labels RUN_DIR``, the teaching twin)."""
+    if not labels_path:
+        return None
+    path = Path(str(labels_path))
+    folder = path.parent if path.name.lower() == "labels.csv" else path
+    return folder if (folder / "config.json").is_file() else None
+
+
 def read_summary(run_dir) -> Optional[dict]:
     path = Path(run_dir) / "summary.json"
     try:

@@ -94,15 +94,6 @@ def pairs(configs: Mapping) -> list:
     return out
 
 
-def labels_run(labels_path) -> Optional[Path]:
-    """The run folder a labels path names (the folder, or its labels.csv, holds config.json), else None."""
-    if not labels_path:
-        return None
-    path = Path(str(labels_path))
-    folder = path.parent if path.name.lower() == "labels.csv" else path
-    return folder if (folder / "config.json").is_file() else None
-
-
 def label_count(run_dir) -> Optional[int]:
     """How many training labels the run's label set holds (its noise.json), None when unknown."""
     try:

@@ -133,7 +133,7 @@ def restrict_to_label_set(dataset, labels_path):
 
     path = Path(labels_path)
     csv_path = path / "labels.csv" if path.is_dir() else path
-    of_a_run = (csv_path.parent / "config.json").is_file()   # a run folder: its labels list its training images
+    of_a_run = runs.labels_run(csv_path) is not None   # a run folder: its labels list its training images
     try:
         meta = json.loads((csv_path.parent / "noise.json").read_text(encoding="utf-8"))
         if not (of_a_run or (isinstance(meta, dict) and meta.get(SUBSET_KEY))):

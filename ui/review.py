@@ -88,6 +88,18 @@ def best_source(run_dir: str):
     return guard(_best_source, run_dir, stamp)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _unavailable_note(run_dir: str, stamp: tuple) -> str:
+    return detect.unavailable_note(run_dir)
+
+
+def unavailable_note(run_dir: str) -> str:
+    """detect.unavailable_note, cached until margins.npy or the run's config change (the page reruns on every
+    key press; the note reads labels.csv and the margins' header)."""
+    run = Path(run_dir)
+    return guard(_unavailable_note, run_dir, _stamp(run) + (_mtime(run / "margins.npy"), _mtime(run / "config.json")))
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _noise_estimate(run_dir: str, source: str, stamp: tuple):
     info, probs, *_ = _run_data(run_dir, source, stamp)

@@ -274,8 +274,9 @@ def baseline_notice(run_dir: str, *, status: dict | None = None, summary: dict |
             st.caption(f"Linear baseline ({baseline.NAME}): held-out accuracy {pct(record['held_out_accuracy'])}, "
                        f"fitted in {record.get('seconds', 0):.0f} s. The network should end clearly above it.")
         return
-    if baseline.features_text(record):
-        st.caption(baseline.features_text(record))
+    features = baseline.features_text(record)
+    if features:
+        st.caption(features)
     verdict = baseline.run_verdict(summary, record)
     if verdict.warn:
         st.warning(verdict.text, icon=":material/warning:")
