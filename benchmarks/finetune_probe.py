@@ -3,7 +3,9 @@ last blocks (measure whether it pays on 2 cores)").
 
 On one planted set of ``choose_c.py`` (default "a", own_data.py's 900 photos with 30 planted) and the app's
 4 folds, against the app's logistic regression on the pooled features (C chosen by ``baseline.choose_c``):
-- **stages**: the same logistic regression on features pooled from four stages of EfficientNet-Lite0 (the outputs
+Everything on EfficientNet-Lite0 (``VARIANT``), the embeddings' backbone when this was measured; the app has used
+Lite2 since (backbone_probe.py).
+- **stages**: the same logistic regression on features pooled from four stages of the backbone (the outputs
   of blocks 10, 14, 15 and the head: 112 + 192 + 320 + 1,280), averaged with the mirrored photo's;
 - **fine-tune from block B**: blocks B..15 and the head conv fine-tuned (ImageNet weights, BatchNorm frozen, a
   dropout + softmax layer on top, Adam, mirrored feature maps as augmentation) on feature maps cached at the
@@ -41,6 +43,7 @@ from noisycore.util import stratified_folds  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 STAGE_OUTPUTS = ("block10_add", "block14_add", "block15_project_bn", "head_relu")
 START = {11: "block10_add", 15: "block14_add"}     # fine-tune from block B: the maps at its input
+VARIANT = "lite0"      # measured on Lite0 (results/finetune_probe-20261208), before the embeddings moved to Lite2
 
 
 def _photos(work: Path, name: str, smoke: bool) -> tuple:
@@ -54,9 +57,9 @@ def _maps(images: np.ndarray, size: int) -> dict:
     """{layer: (N, H, W, C)} of the backbone at ``size`` px for the photos and (key + "_flip") their mirrors."""
     import keras
 
-    from noisycore.backbones.efficientnet import build_efficientnet_lite0
+    from noisycore.backbones.efficientnet import build_efficientnet_lite
 
-    backbone = build_efficientnet_lite0(size, top=False)
+    backbone = build_efficientnet_lite(size, variant=VARIANT, top=False)
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True)(inputs)
     model = keras.Model(inputs, keras.Model(backbone.input, [backbone.get_layer(n).output for n in STAGE_OUTPUTS])(x))
@@ -72,9 +75,9 @@ def _tail(start: int, input_shape, num_classes: int, size: int):
     on maps of ``input_shape``, then dropout and a softmax layer."""
     import keras
 
-    from noisycore.backbones.efficientnet import blocks, build_efficientnet_lite0
+    from noisycore.backbones.efficientnet import blocks, build_efficientnet_lite
 
-    backbone = build_efficientnet_lite0(size, top=False)
+    backbone = build_efficientnet_lite(size, variant=VARIANT, top=False)
     names = {layer.name for layer in backbone.layers}
 
     def apply(prefix, x):
@@ -87,7 +90,7 @@ def _tail(start: int, input_shape, num_classes: int, size: int):
 
     inputs = keras.Input(input_shape)
     x = inputs
-    for i, _ in enumerate(blocks()):
+    for i, _ in enumerate(blocks(VARIANT)):
         if i >= start:
             y = x
             for part in ("expand", "dw", "project"):

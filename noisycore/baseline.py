@@ -37,7 +37,7 @@ from noisycore.util import save_npz, stratified_folds, stratified_subset, write_
 BASELINE_JSON = "baseline.json"
 BASELINE_PROBS = "baseline_cv_probs.npz"   # ids (N,) and probs (N, K), in the run's review order
 EMBEDDING_PROBS = "embedding_cv_probs.npz"  # the same from the pretrained embeddings (own photos)
-EMBEDDING_NAME = "logistic regression on pretrained features (ImageNet EfficientNet-Lite0)"
+EMBEDDING_NAME = "logistic regression on pretrained features (ImageNet EfficientNet-Lite2)"
 NAME = "logistic regression on the pixels"
 MAX_SIDE = 16        # pixels per side the images are averaged down to (16 x 16 x 3 = 768 features)
 C = 0.01             # inverse L2 strength: best of 0.001-1 on 8-px scans and 32-px photos (4-fold, 900-3,000 images)
@@ -210,7 +210,7 @@ def fit_for_run(run_dir, dataset, labels, *, truth_known: bool, seed: int = 0, f
 
 
 def _embedding_baseline(run_dir, dataset, ids, y, given, test_y, *, folds: int, seed: int) -> dict:
-    """The same two measures on EfficientNet-Lite0 embeddings (noisycore.embeddings: computed once per
+    """The same two measures on EfficientNet-Lite2 embeddings (noisycore.embeddings: computed once per
     dataset, cached, resumable; rows = training images then held-out ones, the order of ``ids``)."""
     from noisycore import embeddings, runs
 

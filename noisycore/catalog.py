@@ -33,7 +33,7 @@ MODEL_HELP = {
     "fast_cnn": "airbench-style CNN for real photos: whitened first layer, fused BatchNorm + ReLU, scaled logits; fast and accurate on a CPU.",
     "resnet": "A ResNet-18 for 32x32 images: best accuracy, needs a GPU.",
     "pretrained_head": "A small classifier on pretrained features: each image is embedded once by ImageNet "
-                       "EfficientNet-Lite0 (offline, cached) and only the head is trained; seconds per run.",
+                       "EfficientNet-Lite2 (offline, cached) and only the head is trained; seconds per run.",
 }
 # Models that learn from the cached pretrained embeddings (noisycore.embeddings) instead of the pixels: no
 # augmentation, no mirror TTA and no whitening apply to them (an embedding is not an image).

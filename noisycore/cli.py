@@ -335,7 +335,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    """Embed a dataset's images once (pretrained EfficientNet-Lite0), cached for every later run."""
+    """Embed a dataset's images once (pretrained EfficientNet-Lite2), cached for every later run."""
     from noisycore import embeddings
     from noisycore.datasets import load_dataset
 

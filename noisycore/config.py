@@ -418,7 +418,7 @@ PRESETS: dict = {
         "early_stopping_patience": 0,
     },
     # The user's own photos (the default for a folder, zip or CSV of them; issue 29): a classifier head on the
-    # ImageNet EfficientNet-Lite0 embeddings of the images (noisycore.embeddings: computed once per dataset,
+    # ImageNet EfficientNet-Lite2 embeddings of the images (noisycore.embeddings: computed once per dataset,
     # cached, reused by the run, every cross-validation fold and the Review page): seconds per run after the
     # embedding. On 900 photos with 30 planted mislabels (benchmarks/own_data.py) the 4-fold heads agreed with
     # the given labels on 86.8% of the images out of sample (90.0% with the truth); chosen by that agreement: an
@@ -462,7 +462,7 @@ PRESETS: dict = {
 
 PRESET_HELP: dict = {
     "pretrained": "Your own photos (the default for them): each image embedded once by a pretrained ImageNet "
-                  "network (EfficientNet-Lite0, shipped offline, cached), then a small classifier head trained on "
+                  "network (EfficientNet-Lite2, shipped offline, cached), then a small classifier head trained on "
                   "those features (GCE); seconds per run and per cross-validation fold. Images are not augmented. Unless a "
                   "linear model on the features predicts your labels clearly better than one on the pixels (it does not "
                   "on tiny scans or text), the run trains the small preset from scratch instead and says so.",

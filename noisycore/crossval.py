@@ -330,7 +330,7 @@ def _quality_progress(status: dict) -> tuple:
     done, total = int(status.get("done") or 0), int(status.get("total") or 0)
     if status.get("step") == "lists":
         return 1.0, "Comparing every image with every other: near-duplicates, outliers, image quality…"
-    return (done / total if total else 0.0), (f"Embedding images with the pretrained EfficientNet-Lite0: {done:,} "
+    return (done / total if total else 0.0), (f"Embedding images with the pretrained EfficientNet-Lite2: {done:,} "
                                               f"of {total:,}" if total else "Loading the pretrained network…")
 
 

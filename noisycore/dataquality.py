@@ -164,7 +164,7 @@ def read_embeddings(run_dir) -> Optional[np.ndarray]:
 
 
 def neighbour_features(run_dir) -> tuple:
-    """(features (N, D) in the run's review order, kind): ``"pretrained"`` (ImageNet EfficientNet-Lite0
+    """(features (N, D) in the run's review order, kind): ``"pretrained"`` (ImageNet EfficientNet-Lite2
     embeddings, when computed) before ``"model"`` (the run's own penultimate layer, RUN/features.npy);
     (None, None) when neither exists."""
     emb = read_embeddings(run_dir)

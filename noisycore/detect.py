@@ -36,7 +36,7 @@ SOURCES = {"in_sample": "the run's own best model (in-sample: it has seen these 
                                "that never saw it)",
            "baseline": "the linear baseline, a logistic regression on the pixels (4-fold, out-of-sample: "
                        "each image judged by a model that never saw it)",
-           "embeddings": "a logistic regression on pretrained features (ImageNet EfficientNet-Lite0 embeddings; "
+           "embeddings": "a logistic regression on pretrained features (ImageNet EfficientNet-Lite2 embeddings; "
                          "4-fold, out-of-sample)",
            "ensemble": "the mean of the network's cross-validation and the pretrained features' predictions "
                        "(both out-of-sample: two different models' opinions of each image)"}

@@ -5,7 +5,9 @@
 Rows: the training images (``dataset.x_train`` order) followed by the held-out images (``x_test``),
 the order of ``detect.read_run_labels`` for own data; truth-known runs use the first N_train rows.
 Each image is resized (bilinear, antialiased when shrinking) to ``size`` x ``size`` and passed through
-ImageNet EfficientNet-Lite0 up to its global-average-pooled head (1280 features).
+ImageNet EfficientNet-Lite2 up to its global-average-pooled head (1280 features). Lite2, not the smaller Lite0:
+on four planted sets of 900-1,200 photos its features put 95 of the 130 planted wrong labels in the queue's first M
+against Lite0's 82 (benchmarks/README.md, "Backbone"), for about 1.5 times the embedding time.
 
 Which pixels: a user's own photos (a folder, a zip, a CSV manifest) are decoded for the networks at <= 64 px
 (datasets.base._choose_size); when the original files are larger than that, they are decoded again from the
@@ -34,7 +36,8 @@ import numpy as np
 from noisycore.errors import UserError
 from noisycore.util import save_npy, save_npz, write_json
 
-BACKBONE = "efficientnet_lite0"
+VARIANT = "lite2"                  # noisycore.backbones.efficientnet.VARIANTS
+BACKBONE = f"efficientnet_{VARIANT}"
 FEATURES = 1280
 DEFAULT_SIZE = 160      # measured on 32-px CIFAR-10: benchmarks/README.md, "Embedding size and precision"
 SIZES = (96, 128, 160, 224)
@@ -224,12 +227,12 @@ def feature_model(size: int, precision: str = DEFAULT_PRECISION):
     """Keras model: uint8-range RGB (B, H, W, 3) of any H, W -> float32 embeddings (B, 1280)."""
     import keras
 
-    from noisycore.backbones.efficientnet import build_efficientnet_lite0
+    from noisycore.backbones.efficientnet import build_efficientnet_lite
 
     # the policy is explicit: a training worker embeds under its own global policy (mixed_bfloat16), and the
     # cache is keyed by the precision asked for
     policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
-    backbone = build_efficientnet_lite0(size, top=False, dtype=policy)
+    backbone = build_efficientnet_lite(size, variant=VARIANT, top=False, dtype=policy)
     inputs = keras.Input((None, None, 3), name="images")
     x = keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True, dtype=policy, name="resize")(inputs)
     return keras.Model(inputs, backbone(x), name=f"{BACKBONE}_{size}")
@@ -237,7 +240,7 @@ def feature_model(size: int, precision: str = DEFAULT_PRECISION):
 
 def embed(dataset, *, size: int = DEFAULT_SIZE, batch: int = 64, progress: Optional[Callable] = None,
           precision: str = DEFAULT_PRECISION, cache_dir=None, notice: Optional[Callable] = None) -> np.ndarray:
-    """float32 (N_train + N_test, 1280): the pooled EfficientNet-Lite0 features of every image, cached.
+    """float32 (N_train + N_test, 1280): the pooled EfficientNet-Lite2 features of every image, cached.
 
     ``progress(done, total)`` is called after each batch (and once at the start with what a resumed
     run already had). A second call with the same images returns the cached array without TensorFlow.

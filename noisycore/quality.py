@@ -28,8 +28,9 @@ import pandas as pd
 from noisycore.errors import UserError
 from noisycore.util import check_labels
 
-DUPLICATE_SIMILARITY = 0.90   # cosine similarity of pooled Lite0 features (size 160): on 3,000 CIFAR-10 photos the
-                              # 4 pairs above are the same photo; 0.84-0.89 mixes copies with look-alikes
+DUPLICATE_SIMILARITY = 0.90   # cosine similarity of pooled Lite2 features (size 160): on 3,000 CIFAR-10 photos the
+                              # 6 pairs above are the same photo (one a crop); 0.84-0.90 mixes copies with look-alikes
+                              # (benchmarks/duplicate_threshold.py; Lite0's features gave the same threshold)
 OUTLIER_K = 10                # neighbours averaged for the outlier distance (Datalab's default k is 10)
 FENCE = 3.0                   # Tukey's far-out fence: Q3 + FENCE * (Q3 - Q1)
 DARK = 0.22                   # flag when the 99th percentile of perceived brightness is below (CleanVision's value)

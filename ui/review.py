@@ -23,7 +23,7 @@ UNDONE_KEY = "review.undone"       # ids the last undo restored (the grid shows 
 SOURCE_TEXT = {"cross_validation": "Cross-validation (out-of-sample; K trainings in the background)",
                "in_sample": "This run's own predictions (in-sample; instant, but the model has seen these labels)",
                "baseline": "The linear baseline (logistic regression on the pixels, 4-fold out-of-sample; instant)",
-               "embeddings": "Pretrained features (logistic regression on ImageNet EfficientNet-Lite0 embeddings, "
+               "embeddings": "Pretrained features (logistic regression on ImageNet EfficientNet-Lite2 embeddings, "
                              "4-fold out-of-sample; instant)",
                "ensemble": "The network's cross-validation and the pretrained features together (the mean of "
                            "both; instant once cross-validation has run)"}

