@@ -1,6 +1,6 @@
 """Benchmark: the L2 strength of the pretrained features' logistic regression, per image set (issue 29).
 
-The Review queue of own photos can be built on a logistic regression on the cached EfficientNet-Lite0
+The Review queue of own photos can be built on a logistic regression on the cached EfficientNet-Lite2
 features (detect's "embeddings" source); ``baseline.choose_c`` picks its C from ``baseline.EMBEDDING_GRID`` by
 4-fold out-of-sample agreement with the given labels. This script shows what each C of the grid gives on planted
 sets built exactly as ``own_data.py`` builds its set (CIFAR-10 photos in class folders, some moved into a wrong

@@ -13,7 +13,7 @@ detector's flags. Only the benchmark knows which images were planted.
     python benchmarks/own_data.py --smoke            # tiny generated images, seconds (the test suite)
     python benchmarks/own_data.py --recipe model=fast_cnn,tta=flip --work runs/own-fast   # another recipe
 
-``--preset``: ``pretrained`` (the default for own photos: a head on the cached EfficientNet-Lite0 embeddings;
+``--preset``: ``pretrained`` (the default for own photos: a head on the cached EfficientNet-Lite2 embeddings;
 the wall time includes embedding the images unless they are cached: delete the cache to time it) or
 ``small`` (from scratch, the from-scratch recipe below 10,000 images).
 ``--recipe`` changes fields of that recipe for

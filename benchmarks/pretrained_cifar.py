@@ -49,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", required=True, help="folder of the runs (resumable)")
     p.add_argument("--fast", required=True, help="results prefix of a time_to_accuracy.py invocation (seed 0 rows)")
     p.add_argument("--settings", default="sym40,worst")
+    p.add_argument("--out", default=None, help="results prefix (default benchmarks/results/pretrained_cifar: "
+                                                 ".jsonl and .md)")
     a = p.parse_args(argv)
     fast = Path(a.fast)
     if not fast.with_suffix(".csv").is_file():
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
                         "machine": machine, "date": time.strftime("%Y-%m-%d", time.gmtime()),
                         "revision": common.revision()})
         print(json.dumps(records[-1]), flush=True)
-    common.atomic_write(OUT.with_suffix(".jsonl"), "".join(json.dumps(r) + "\n" for r in records))
+    out = Path(a.out) if a.out else OUT
+    common.atomic_write(out.with_suffix(".jsonl"), "".join(json.dumps(r) + "\n" for r in records))
     lines = ["| setting | pretrained: test accuracy | run (min; the first includes embedding 60,000 images) | "
              "CL precision / recall (flagged) | fast: test accuracy | fast: wall min | fast: CL precision / recall |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -82,7 +85,7 @@ def main(argv=None) -> int:
         lines.append(f"| {r['setting']} | {r['test_accuracy']:.1%} | {r['run_seconds'] / 60:.1f} | "
                      f"{r['cl_precision']:.2f} / {r['cl_recall']:.2f} ({r['cl_flagged']}) | {r['fast_test_accuracy']:.1%} | "
                      f"{r['fast_wall_seconds'] / 60:.1f} | {r['fast_cl_precision']:.2f} / {r['fast_cl_recall']:.2f} |")
-    common.atomic_write(OUT.with_suffix(".md"), "\n".join(lines) + f"\n\nMachine: {machine}.\n")
+    common.atomic_write(out.with_suffix(".md"), "\n".join(lines) + f"\n\nMachine: {machine}.\n")
     print("\n".join(lines))
     return 0
 

@@ -7,7 +7,7 @@ agree best with the given labels out of sample: `detect.best_source`). Recorded 
 
 - out-of-sample accuracy on the given labels: the network's folds, the linear baseline's (logistic
   regression on the pixels, `noisycore.baseline`), the pretrained features' (logistic regression on
-  EfficientNet-Lite0 embeddings), and which one the queue used (`detect.best_source`);
+  EfficientNet-Lite2 embeddings), and which one the queue used (`detect.best_source`);
 - planted images among the first k of the app's queue (k = the number planted), against the peer:
   cleanlab's `find_label_issues` on the baseline's 4-fold probabilities, ranked by self-confidence
   (cleanlab is AGPL: benchmarks and tests only);

@@ -292,10 +292,9 @@ def _say_source(run: Path) -> str:
     source, found = detect.best_source(run)
     acc = {s: f"{100 * a['accuracy']:.1f}%" for s, a in found.items()}
     if source in ("baseline", "embeddings", "ensemble"):
-        network = "cross_validation" if "cross_validation" in found else "in_sample"
         print(f"{'WARNING: ' if source == 'baseline' else ''}predictions: {detect.SOURCES[source]}; they agree with "
               f"the given labels more often ({acc[source]}) than the network "
-              f"({found.get(network, {}).get('what', 'its own predictions')}: {acc.get(network, 'n/a')})")
+              f"({detect.network_agreement(source, found)})")
     return source
 
 

@@ -203,15 +203,61 @@ def best_source(run_dir) -> tuple:
     out of sample: the linear baseline's 4 folds, unless the network's K folds are clearly better (by two
     standard errors), unless the run's own model (judged by its held-out accuracy; its predictions of the
     training images have seen their labels) is clearly better still. A queue is only as good as the model
-    under it; on 8-pixel scans or a few hundred photos the linear model can be the better one."""
+    under it; on 8-pixel scans or a few hundred photos the linear model can be the better one.
+
+    The run's own model is measured on its held-out images only, so it is compared with the best source so far
+    *on those same images* when they are among the reviewed ones (own photos): a lucky held-out split lifts
+    both alike (900 photos: the held-out 180 gave the run's model 92.8% and the features' 4-fold logistic
+    regression 93.3%, against 88.4% over all 900). ``found["in_sample"]["compared_with"]`` says with what."""
     found = {s: source_accuracy(run_dir, s) for s in PREFERENCE}
     found = {s: a for s, a in found.items() if a is not None}
     best = None
     for source in PREFERENCE:   # each later source must be clearly better (2 standard errors) to take over
         a = found.get(source)
-        if a is not None and (best is None or a["accuracy"] > found[best]["accuracy"] + 2 * _se(a)):
+        if a is None:
+            continue
+        if best is None:
+            best = source
+            continue
+        base = found[best]["accuracy"]
+        if source == "in_sample":
+            same = _held_out_accuracy(run_dir, best)
+            if same is not None:
+                found[source] = a = {**a, "compared_with": {"source": best, **same}}
+                base = same["accuracy"]
+        if a["accuracy"] > base + 2 * _se(a):
             best = source
     return best or "in_sample", found
+
+
+def network_agreement(best: str, found: dict) -> str:
+    """The network's side of "``best``'s predictions agree with the given labels more often than the network's
+    (...)", for the Review page and the CLI: its K folds when run, else the run's own model, which is measured on
+    its held-out images and then quoted beside ``best``'s agreement on those same images."""
+    net = found.get("cross_validation") or found.get("in_sample") or {}
+    if not net:
+        return "no network predictions yet"
+    same = net.get("compared_with") or {}
+    if "cross_validation" not in found and same.get("source") == best:
+        return (f"its own model: {net['accuracy']:.1%} of its {same['n']} held-out images, where these predictions "
+                f"agree {same['accuracy']:.1%}")
+    return f"{net['accuracy']:.1%}, {net.get('what', 'its own model')}"
+
+
+def _held_out_accuracy(run_dir, source: str) -> Optional[dict]:
+    """``source``'s agreement with the given labels on the run's held-out images ({"accuracy", "n"}), or None
+    when those images are not among the reviewed ones (a truth-known run reviews its training images only)."""
+    info = read_run_labels(run_dir)
+    try:
+        with np.load(Path(run_dir) / "predictions.npz", allow_pickle=False) as z:
+            held_ids = np.asarray(z["test_ids"]).astype(str)
+        probs = pred_probs(run_dir, source=source, ids=info.ids)
+    except (OSError, KeyError, ValueError, UserError):
+        return None
+    held = np.isin(info.ids, held_ids)
+    if not held.any() or held.sum() != len(held_ids):
+        return None
+    return {"accuracy": float((probs.argmax(1) == info.labels)[held].mean()), "n": int(held.sum())}
 
 
 def _se(acc: dict) -> float:

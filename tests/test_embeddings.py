@@ -1,4 +1,4 @@
-"""Embeddings (issue 29): the pooled EfficientNet-Lite0 features of every image, computed once per
+"""Embeddings (issue 29): the pooled EfficientNet-Lite2 features of every image, computed once per
 images + size + precision, reused without TensorFlow, resumed chunk by chunk after an interruption."""
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ def test_bad_input_is_refused_by_name(call, match):
 
 
 def test_real_embeddings_find_a_relabelled_copy_and_a_noise_image(tmp_path):
-    """End to end on generated shapes: EfficientNet-Lite0 embeddings (embed, 64 px) of 40 images where
+    """End to end on generated shapes: EfficientNet-Lite2 embeddings (embed, 64 px) of 40 images where
     image 39 is image 2 with +-2 pixel noise under another label, and image 20 is random noise."""
     import dataclasses
 
@@ -160,3 +160,31 @@ def test_real_embeddings_find_a_relabelled_copy_and_a_noise_image(tmp_path):
     out = quality.outliers(emb, ids=ds.ids_train)
     assert out.id.iloc[0] == ds.ids_train[20]     # ranked first (not past the far-out fence: ImageNet features
     #                                               find every generated shape odd; 0.60 against a median 0.42)
+
+
+def test_closest_pairs_by_hand_and_the_threshold_benchmark_smoke(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import duplicate_threshold
+
+    # rows 0 and 2 point the same way (cosine 1), row 1 is 45 degrees from both, row 3 opposite to 0
+    emb = np.array([[1.0, 0.0], [1.0, 1.0], [2.0, 0.0], [-1.0, 0.0]], np.float32)
+    pairs = duplicate_threshold.closest_pairs(emb, 2)
+    assert pairs[["i", "j"]].values.tolist() == [[0, 2], [1, 2]] or pairs[["i", "j"]].values.tolist() == [[0, 2], [0, 1]]
+    assert pairs["similarity"].tolist() == [1.0, round(float(np.sqrt(0.5)), 4)]
+    monkeypatch.setenv("NOISYLAB_HOME", str(tmp_path / "home"))
+    out = tmp_path / "d.json"
+    assert duplicate_threshold.main(["--smoke", "--n", "24", "--pairs", "3", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["n"] == 24 and len(record["pairs"]) == 3 and out.with_suffix(".png").is_file()
+    sims = [p["similarity"] for p in record["pairs"]]
+    assert sims == sorted(sims, reverse=True)
+    # how many images each threshold flags falls as the threshold rises
+    counts = [record["flagged_at"][str(t)] for t in duplicate_threshold.THRESHOLDS]
+    assert counts == sorted(counts, reverse=True)
+    capsys.readouterr()
+    assert duplicate_threshold.main(["--smoke", "--n", "3"]) == 2
+    assert "at least 10" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from noisycore import baseline, detect
@@ -166,3 +167,65 @@ def test_the_features_sentence_names_the_chosen_c_and_the_range_tried():
         "A logistic regression on the pretrained features agrees with the given labels 86.9% of the time out of "
         "sample (L2 strength C = 0.0003, the best of 0.0003-0.1, chosen by that agreement).")
     assert baseline.features_text({"cv_accuracy": 0.9}) == "" and baseline.features_text(None) == ""
+
+
+def _run_with_held_out(run, *, held_right: int, other_right: int, test_accuracy: float, n=200, held=40):
+    """A finished own-photos run of ``n`` images (2 classes), the last ``held`` of them held out; its 4-fold
+    network probabilities (cv_probs.npy) agree with the given label on ``held_right`` held-out images and on
+    ``other_right`` of the rest; the run's model scored ``test_accuracy`` on the held-out ones."""
+    ids = [f"{'ab'[k % 2]}/{k:03d}.png" for k in range(n)]
+    labels = np.array([k % 2 for k in range(n)])
+    run.mkdir()
+    (run / "labels.csv").write_text("id,label\n" + "".join(f"{i},{'ab'[y]}\n" for i, y in zip(ids, labels)))
+    write_json(run / "noise.json", {"dataset": {"class_names": ["a", "b"]}, "truth_known": False})
+    write_json(run / "summary.json", {"state": "finished", "test_accuracy": test_accuracy, "num_test": held})
+    np.savez(run / "predictions.npz", test_ids=np.array(ids[n - held:]), test_labels=labels[n - held:])
+    right = np.zeros(n, bool)
+    right[:other_right] = True
+    right[n - held:n - held + held_right] = True
+    predicted = np.where(right, labels, 1 - labels)
+    probs = np.full((n, 2), 0.2, np.float32)
+    probs[np.arange(n), predicted] = 0.8
+    np.save(run / detect.CV_PROBS, probs)
+    return run
+
+
+def test_the_runs_own_model_is_compared_on_its_held_out_images(tmp_path):
+    # the folds agree 75% overall (150 of 200) but 100% on the 40 held-out images: the run's 95% there is not
+    # better. The old rule compared 95% on 40 with 75% on 200 (+ 2 SE of 95% on 40, 6.9 points) and took it
+    run = _run_with_held_out(tmp_path / "lucky", held_right=40, other_right=110, test_accuracy=0.95)
+    source, found = detect.best_source(run)
+    assert found["cross_validation"]["accuracy"] == pytest.approx(0.75)
+    assert found["in_sample"]["compared_with"] == {"source": "cross_validation", "accuracy": 1.0, "n": 40}
+    assert source == "cross_validation"
+    # the same overall agreement, but only 28 of the 40 held-out images (70%): 95% > 70% + 6.9 points
+    run = _run_with_held_out(tmp_path / "unlucky", held_right=28, other_right=122, test_accuracy=0.95)
+    source, found = detect.best_source(run)
+    assert found["cross_validation"]["accuracy"] == pytest.approx(0.75)
+    assert found["in_sample"]["compared_with"]["accuracy"] == pytest.approx(0.70)
+    assert source == "in_sample"
+
+
+def test_a_truth_known_run_compares_its_model_as_before(tmp_path):
+    # held-out images that are not among the reviewed ones (CIFAR-10's test set): no pairing, the old comparison
+    run = _run_with_held_out(tmp_path / "run", held_right=40, other_right=110, test_accuracy=0.95)
+    labels = pd.read_csv(run / "labels.csv", dtype=str)
+    labels.assign(true_label=labels["label"]).to_csv(run / "labels.csv", index=False)
+    write_json(run / "noise.json", {"dataset": {"class_names": ["a", "b"]}, "truth_known": True})
+    np.savez(run / "predictions.npz", test_ids=np.array([f"test/{k}" for k in range(40)]),
+             test_labels=np.zeros(40, np.int64))
+    source, found = detect.best_source(run)
+    assert "compared_with" not in found["in_sample"] and source == "in_sample"
+
+
+def test_the_network_side_of_the_source_sentence():
+    emb = {"accuracy": 0.884, "n": 900, "what": "out-of-sample accuracy (pretrained features, 4-fold)"}
+    own = {"accuracy": 0.928, "n": 180, "what": "held-out accuracy of the run's model",
+           "compared_with": {"source": "embeddings", "accuracy": 0.933, "n": 180}}
+    # no folds: the run's model, beside the features' agreement on the same held-out images
+    assert detect.network_agreement("embeddings", {"embeddings": emb, "in_sample": own}) == (
+        "its own model: 92.8% of its 180 held-out images, where these predictions agree 93.3%")
+    cv = {"accuracy": 0.88, "n": 900, "what": "out-of-sample accuracy (network, K-fold)"}
+    assert detect.network_agreement("embeddings", {"embeddings": emb, "cross_validation": cv, "in_sample": own}) == (
+        "88.0%, out-of-sample accuracy (network, K-fold)")
+    assert detect.network_agreement("baseline", {"baseline": emb}) == "no network predictions yet"

@@ -171,12 +171,11 @@ def detection_panel(run_dir: str) -> None:
     best, found = best_source(run_dir)
     choices = [s for s in SOURCE_TEXT if s not in ("baseline", "embeddings", "ensemble") or s in found]
     if best in ("baseline", "embeddings", "ensemble"):
-        network = found.get("cross_validation") or found.get("in_sample") or {}
         name = {"baseline": "linear baseline's", "embeddings": "pretrained features'",
                 "ensemble": "network's and pretrained features' joint"}[best]
         text = (f"The {name} predictions agree with the given labels more often ({found[best]['accuracy']:.1%}, "
-                f"4-fold out-of-sample) than the network's ({network.get('accuracy', 0):.1%}, "
-                f"{network.get('what', 'its own model')}): they are preselected below.")
+                f"4-fold out-of-sample) than the network's ({detect.network_agreement(best, found)}): they are "
+                "preselected below.")
         (st.warning if best == "baseline" else st.info)(text, icon=":material/warning:" if best == "baseline"
                                                          else ":material/info:")
     c = st.columns([3, 1, 1])
