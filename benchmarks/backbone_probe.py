@@ -63,6 +63,11 @@ def features(images: np.ndarray, variant: str, size: int) -> np.ndarray:
     return keras.Model(inputs, backbone(x)).predict(images.astype("float32"), batch_size=64, verbose=0)
 
 
+def by_config(totals: list) -> dict:
+    """The totals keyed "EfficientNet-Lite2 160 px" (what headline.py's dotted fields read)."""
+    return {f"{t['backbone']} {t['size']} px": t for t in totals}
+
+
 def run(args, argv) -> int:
     sets = choose_c.SMOKE if args.smoke else choose_c.SETS
     chosen_sets = args.sets.split(",") if args.sets else list(sets)
@@ -95,7 +100,8 @@ def run(args, argv) -> int:
     totals["mean_agree_truth"] = totals["mean_agree_truth"].round(4)
     totals["embed_s"] = totals["embed_s"].round(1)
     out = Path(args.out or RESULTS / f"backbone_probe-{'smoke' if args.smoke else date.today().strftime('%Y%m%d')}.json")
-    record = {"rows": rows, "totals": totals.to_dict("records"), "seconds": round(time.monotonic() - t0, 1),
+    record = {"rows": rows, "totals": totals.to_dict("records"), "by_config": by_config(totals.to_dict("records")),
+              "seconds": round(time.monotonic() - t0, 1),
               "machine": common.machine(), "revision": common.revision(), "date": date.today().isoformat(),
               "command": " ".join(["python benchmarks/backbone_probe.py", *argv])}
     common.atomic_write(out, json.dumps(record, indent=1) + "\n")

@@ -94,13 +94,18 @@ ROWS = (
         f"symmetric noise, seed 0: {EVAL_SHARE}", f"{COST}.jsonl",
         ("evaluation_seconds_per_epoch", "evaluation_share", "fit_seconds_per_epoch"),
         lambda e, r, f: f"{e:.1f} s ({r:.1%} of {f:.1f} s)", {"label": "before", "setting": "sym40", "seed": "0"}),
-    *(Row(f"Full CIFAR-10, pretrained preset (an MLP head on EfficientNet-Lite0 features at 160 px), {label}, seed 0: "
+    *(Row(f"Full CIFAR-10, pretrained preset (an MLP head on EfficientNet-Lite2 features at 160 px), {label}, seed 0: "
           "test accuracy; run minutes (the first includes embedding the 60,000 images); confident learning's precision / "
-          "recall (in-sample), the fast preset's beside", "benchmarks/results/pretrained_cifar.jsonl",
+          "recall (in-sample), the fast preset's beside", "benchmarks/results/pretrained_cifar-lite2.jsonl",
           ("test_accuracy", "run_seconds", "cl_precision", "cl_recall", "fast_test_accuracy", "fast_cl_precision",
            "fast_cl_recall"),
           lambda a, t, p, r, fa, fp, fr: f"{pct(a)}; {minutes(t)}; {p:.2f} / {r:.2f} (fast: {pct(fa)}; {fp:.2f} / {fr:.2f})",
           {"setting": setting}) for setting, label in (("sym40", "40% symmetric noise"), ("worst", "CIFAR-10N worst labels"))),
+    Row("Own-photos queue on four planted sets (backbone_probe.py: 3,900 CIFAR-10 photos, 130 planted): planted among "
+        "the first M of each set, summed; pretrained features of EfficientNet-Lite2 (the app's) vs Lite0, 160 px",
+        "benchmarks/results/backbone_probe-20261208.json",
+        ("by_config.EfficientNet-Lite2 160 px.first_m", "by_config.EfficientNet-Lite0 160 px.first_m",
+         "by_config.EfficientNet-Lite2 160 px.planted"), lambda a, b, k: f"{a} vs {b} of {k}"),
     Row(f"{OWN}: planted among the queue's first 30", "benchmarks/results/own_data-cpu.json",
         ("found_in_first_k.30", "planted"), lambda n, k: f"{n} of {k}"),
     Row(f"{OWN}: flagged by confident learning",

@@ -471,8 +471,16 @@ def model_inputs(run_dir, dataset=None) -> np.ndarray:
     from noisycore.datasets import load_dataset
 
     dataset = load_dataset(runs.run_data_config(run_dir)) if dataset is None else dataset
-    return embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE,   # a moved photo's fallback: on the run's pages
+    return embeddings.embed(dataset, size=embeddings.DEFAULT_SIZE, variant=run_backbone(run_dir),
+                            # a moved photo's fallback: on the run's pages
                             notice=lambda text: runs.add_note(run_dir, text))[dataset_positions(run_dir, dataset)]
+
+
+def run_backbone(run_dir) -> str:
+    """The backbone variant whose features a run on pretrained features was trained on: its status.json's
+    "backbone" ("efficientnet_lite2" -> "lite2"); a run from before that was recorded used Lite0's."""
+    name = str(runs.read_status(run_dir).get("backbone") or "efficientnet_lite0")
+    return name.removeprefix("efficientnet_")
 
 
 def dataset_positions(run_dir, dataset) -> np.ndarray:

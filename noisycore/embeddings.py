@@ -7,7 +7,7 @@ the order of ``detect.read_run_labels`` for own data; truth-known runs use the f
 Each image is resized (bilinear, antialiased when shrinking) to ``size`` x ``size`` and passed through
 ImageNet EfficientNet-Lite2 up to its global-average-pooled head (1280 features). Lite2, not the smaller Lite0:
 on four planted sets of 900-1,200 photos its features put 95 of the 130 planted wrong labels in the queue's first M
-against Lite0's 82 (benchmarks/README.md, "Backbone"), for about 1.5 times the embedding time.
+against Lite0's 82 (benchmarks/README.md, "A stronger backbone"), for 1.0-1.5 times the embedding time.
 
 Which pixels: a user's own photos (a folder, a zip, a CSV manifest) are decoded for the networks at <= 64 px
 (datasets.base._choose_size); when the original files are larger than that, they are decoded again from the
@@ -75,10 +75,11 @@ def _images(dataset) -> tuple:
     return parts, ids, sum(len(p) for p in parts)
 
 
-def cache_key(dataset, *, size: int = DEFAULT_SIZE, precision: str = DEFAULT_PRECISION) -> str:
+def cache_key(dataset, *, size: int = DEFAULT_SIZE, precision: str = DEFAULT_PRECISION, variant: str = VARIANT) -> str:
     """The content key: a hash of every image's pixels (train then test), the backbone, size and precision."""
     h = hashlib.blake2b(digest_size=12)
-    h.update(json.dumps({"backbone": BACKBONE, "size": size, "precision": precision, "version": VERSION}).encode())
+    h.update(json.dumps({"backbone": f"efficientnet_{variant}", "size": size, "precision": precision,
+                         "version": VERSION}).encode())
     parts, _ids, _n = _images(dataset)
     for part in parts:
         h.update(str(part.shape).encode())
@@ -108,7 +109,7 @@ def _originals_key(decoded_key: str, stats: list) -> str:
     return h.hexdigest()
 
 
-def _plan(dataset, size: int, precision: str, cache_dir, *, remember: bool = False) -> tuple:
+def _plan(dataset, size: int, precision: str, cache_dir, *, remember: bool = False, variant: str = VARIANT) -> tuple:
     """(the plan embed follows, the decoded images' plan to fall back on). ``remember``: write down that a
     set's originals are no larger than its decoded images (embed does; the lookups only read)."""
     from noisycore.config import default_data_dir
@@ -116,7 +117,7 @@ def _plan(dataset, size: int, precision: str, cache_dir, *, remember: bool = Fal
 
     folder = Path(cache_dir) if cache_dir else default_data_dir() / "cache"
     side = int(min(dataset.image_shape[:2]))
-    decoded_key = cache_key(dataset, size=size, precision=precision)
+    decoded_key = cache_key(dataset, size=size, precision=precision, variant=variant)
     decoded = _Plan(folder / f"embeddings-{decoded_key}.npz", PIXELS_DECODED.format(side=side, size=size), side)
     ids = _images(dataset)[1]
     files = source_files(getattr(dataset, "source", ""), ids) if side < size else None
@@ -223,7 +224,7 @@ def _read(path: Path, n: int) -> Optional[np.ndarray]:
     return None
 
 
-def feature_model(size: int, precision: str = DEFAULT_PRECISION):
+def feature_model(size: int, precision: str = DEFAULT_PRECISION, variant: str = VARIANT):
     """Keras model: uint8-range RGB (B, H, W, 3) of any H, W -> float32 embeddings (B, 1280)."""
     import keras
 
@@ -232,15 +233,18 @@ def feature_model(size: int, precision: str = DEFAULT_PRECISION):
     # the policy is explicit: a training worker embeds under its own global policy (mixed_bfloat16), and the
     # cache is keyed by the precision asked for
     policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
-    backbone = build_efficientnet_lite(size, variant=VARIANT, top=False, dtype=policy)
+    backbone = build_efficientnet_lite(size, variant=variant, top=False, dtype=policy)
     inputs = keras.Input((None, None, 3), name="images")
     x = keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True, dtype=policy, name="resize")(inputs)
-    return keras.Model(inputs, backbone(x), name=f"{BACKBONE}_{size}")
+    return keras.Model(inputs, backbone(x), name=f"efficientnet_{variant}_{size}")
 
 
 def embed(dataset, *, size: int = DEFAULT_SIZE, batch: int = 64, progress: Optional[Callable] = None,
-          precision: str = DEFAULT_PRECISION, cache_dir=None, notice: Optional[Callable] = None) -> np.ndarray:
+          precision: str = DEFAULT_PRECISION, cache_dir=None, notice: Optional[Callable] = None,
+          variant: str = VARIANT) -> np.ndarray:
     """float32 (N_train + N_test, 1280): the pooled EfficientNet-Lite2 features of every image, cached.
+    ``variant``: another backbone of noisycore.backbones.efficientnet.VARIANTS (a run trained on Lite0 features
+    before Lite2 became the default reads Lite0's, see detect.model_inputs).
 
     ``progress(done, total)`` is called after each batch (and once at the start with what a resumed
     run already had). A second call with the same images returns the cached array without TensorFlow.
@@ -248,25 +252,30 @@ def embed(dataset, *, size: int = DEFAULT_SIZE, batch: int = 64, progress: Optio
     ``notice(text)`` (default: the log) is told once per call when they cannot be (moved, changed).
     """
     _check(dataset, size, batch, precision)
-    plan, decoded = _plan(dataset, size, precision, cache_dir, remember=True)
+    from noisycore.backbones.efficientnet import spec
+
+    spec(variant)                       # an unknown backbone: UserError naming the choices
+    plan, decoded = _plan(dataset, size, precision, cache_dir, remember=True, variant=variant)
     say = notice or logging.getLogger(__name__).warning
     if plan.notice:
         say(plan.notice)
     try:
-        return _compute(dataset, plan, size=size, batch=batch, progress=progress, precision=precision)
+        return _compute(dataset, plan, size=size, batch=batch, progress=progress, precision=precision,
+                        variant=variant)
     except _Changed as e:
         text = _changed_text(e, decoded, size)
         write_json(plan.path.with_suffix(".json"), {"notice": text})
         shutil.rmtree(_partial(plan.path), ignore_errors=True)
         say(text)
-        return _compute(dataset, decoded, size=size, batch=batch, progress=progress, precision=precision)
+        return _compute(dataset, decoded, size=size, batch=batch, progress=progress, precision=precision,
+                        variant=variant)
 
 
 def _partial(path: Path) -> Path:
     return path.with_name(path.stem + ".partial")
 
 
-def _compute(dataset, plan: _Plan, *, size, batch, progress, precision) -> np.ndarray:
+def _compute(dataset, plan: _Plan, *, size, batch, progress, precision, variant=VARIANT) -> np.ndarray:
     parts, ids, n = _images(dataset)
     cached = _read(plan.path, n)
     if cached is not None:
@@ -286,7 +295,7 @@ def _compute(dataset, plan: _Plan, *, size, batch, progress, precision) -> np.nd
             pixels = images[start:stop] if plan.files is None else \
                 _from_files(plan.files[start:stop], ids[start:stop], images[start:stop], size)
             if model is None:
-                model = feature_model(size, precision)
+                model = feature_model(size, precision, variant)
             done = _embed_chunk(model, pixels, batch,
                                 (lambda k, s=start: progress(s + k, n)) if progress else None)
             save_npy(chunk_file, done)
@@ -294,7 +303,7 @@ def _compute(dataset, plan: _Plan, *, size, batch, progress, precision) -> np.nd
             progress(stop, n)
         chunks.append(done)
     emb = np.concatenate(chunks) if chunks else np.zeros((0, FEATURES), np.float32)
-    meta = {"backbone": BACKBONE, "size": size, "precision": precision, "n_train": len(parts[0]),
+    meta = {"backbone": f"efficientnet_{variant}", "size": size, "precision": precision, "n_train": len(parts[0]),
             "n_test": len(parts[1]), "seconds": round(time.time() - started, 1), "version": VERSION,
             "pixels": plan.pixels, "decoded_side": plan.side}
     save_npz(plan.path, embeddings=emb, ids=ids, meta=np.array(json.dumps(meta)))

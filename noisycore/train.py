@@ -403,7 +403,9 @@ def _train(config, run_dir, *, progress, verbose, t_start) -> dict:
     def prepared_for(config):
         prepared = prepare(config, progress=embedding_progress, notice=lambda text: runs.add_note(run_dir, text))
         if prepared.features:   # the status says which pixels the features saw (the original photos or not)
-            runs.update_status(run_dir, features=prepared.features)
+            from noisycore.embeddings import BACKBONE   # and which backbone: a head reads no other's features
+
+            runs.update_status(run_dir, features=prepared.features, backbone=BACKBONE)
         if prepared.data.image_size != config.data.image_size:   # tiny images scaled up: folds and detection too
             side = prepared.data.image_size
             config = runs.record_choice(run_dir, config.replace(data=prepared.data), f"The images are smaller than "

@@ -34,7 +34,7 @@ class Calls:
 
     def __init__(self, monkeypatch, model, stop_after=None):
         self.images, self.stop_after, real = 0, stop_after, embeddings._embed_chunk
-        monkeypatch.setattr(embeddings, "feature_model", lambda size, precision="float32": model)
+        monkeypatch.setattr(embeddings, "feature_model", lambda size, precision="float32", variant="lite2": model)
 
         def wrapped(m, images, batch, progress):
             if self.stop_after is not None and self.images >= self.stop_after:

@@ -29,7 +29,7 @@ def counted(monkeypatch, model):
     """The module's backbone, and a count of the images pushed through it."""
     calls = {"images": 0}
     real = embeddings._embed_chunk
-    monkeypatch.setattr(embeddings, "feature_model", lambda size, precision="float32": model)
+    monkeypatch.setattr(embeddings, "feature_model", lambda size, precision="float32", variant="lite2": model)
 
     def wrapped(m, images, batch, progress):
         calls["images"] += len(images)

@@ -135,6 +135,20 @@ def test_the_review_features_of_a_head_run_come_from_its_embeddings(tmp_path, co
     assert counted_backbone["images"] == before and x.shape == (len(info.ids), 1280)
     feats = detect.compute_features(run)
     assert feats.shape == (len(info.ids), 256)         # the MLP head's "features" layer: its 256 hidden units
+    # the run says which backbone its head read; a run from before that was recorded was trained on Lite0's
+    # features, and its model is fed Lite0's again (another cache file), never Lite2's
+    assert runs.read_status(run)["backbone"] == embeddings.BACKBONE == "efficientnet_lite2"
+    assert detect.run_backbone(run) == "lite2"
+    status = json.loads((run / "status.json").read_text())
+    del status["backbone"]
+    (run / "status.json").write_text(json.dumps(status))
+    assert detect.run_backbone(run) == "lite0"
+    old = detect.model_inputs(run)
+    assert counted_backbone["images"] == before + len(whole)          # embedded once more, by Lite0
+    lite0 = embeddings.embed(ds, size=SIZE, variant="lite0")
+    np.testing.assert_array_equal(old, lite0[all_ids.get_indexer(info.ids)])
+    assert not np.allclose(old, x, atol=1e-3)
+    assert counted_backbone["images"] == before + len(whole)          # and cached under its own key
 
 
 @pytest.mark.parametrize("method,params", [("confidence_weighting", {"warmup_epochs": 2}),

@@ -131,6 +131,7 @@ def test_backbone_probe_smoke_scores_each_backbone_and_sums_them(tmp_path, monke
     # the totals are the rows summed per backbone (one set here: the same numbers)
     assert [(t["backbone"], t["first_m"], t["flagged"]) for t in totals] == [
         (r["backbone"], r["first_m"], r["flagged"]) for r in rows]
+    assert record["by_config"]["EfficientNet-Lite2 32 px"]["first_m"] == rows[1]["first_m"]   # headline.py reads it
     assert "| EfficientNet-Lite2 |" in out.with_suffix(".md").read_text()
     capsys.readouterr()
     assert backbone_probe.main(["--smoke", "--configs", "lite9:160"]) == 2
