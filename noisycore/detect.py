@@ -239,8 +239,8 @@ def network_agreement(best: str, found: dict) -> str:
         return "no network predictions yet"
     same = net.get("compared_with") or {}
     if "cross_validation" not in found and same.get("source") == best:
-        return (f"its own model: {net['accuracy']:.1%} of its {same['n']} held-out images, where these predictions "
-                f"agree {same['accuracy']:.1%}")
+        return (f"on the {same['n']} held-out images its model never saw: {net['accuracy']:.1%}, these predictions "
+                f"{same['accuracy']:.1%}")
     return f"{net['accuracy']:.1%}, {net.get('what', 'its own model')}"
 
 

@@ -225,7 +225,7 @@ def test_the_network_side_of_the_source_sentence():
            "compared_with": {"source": "embeddings", "accuracy": 0.933, "n": 180}}
     # no folds: the run's model, beside the features' agreement on the same held-out images
     assert detect.network_agreement("embeddings", {"embeddings": emb, "in_sample": own}) == (
-        "its own model: 92.8% of its 180 held-out images, where these predictions agree 93.3%")
+        "on the 180 held-out images its model never saw: 92.8%, these predictions 93.3%")
     cv = {"accuracy": 0.88, "n": 900, "what": "out-of-sample accuracy (network, K-fold)"}
     assert detect.network_agreement("embeddings", {"embeddings": emb, "cross_validation": cv, "in_sample": own}) == (
         "88.0%, out-of-sample accuracy (network, K-fold)")
