@@ -2,7 +2,8 @@
 
 Embeds N CIFAR-10 training photos as the app does (``noisycore.embeddings.embed``: the current backbone, 160 px,
 cached), then reports the nearest-neighbour cosine similarity's quantiles and the closest pairs, and draws those
-pairs side by side (a PNG beside the results file) so a person can say which are the same photo and which are
+pairs side by side (a PNG beside the results file, git-ignored: the dataset's photos are not committed) so a
+person can say which are the same photo and which are
 look-alikes: the threshold goes between the two. How many images each threshold would flag is in the table.
 
     python benchmarks/duplicate_threshold.py                 # 3,000 CIFAR-10 photos, the 24 closest pairs
